@@ -1,0 +1,30 @@
+//! Cryptography of mamori, built only from well-kept RustCrypto crates — nothing here is a
+//! home-made primitive; this crate only decides *how* AES-256-GCM, HMAC-SHA-256, HKDF and
+//! Argon2id are combined (CRYPTREC-listed where a list applies: 004-V-1-37-1).
+//!
+//! Key hierarchy (capability F):
+//!
+//! ```text
+//! master key (key file or MAMORI_MASTER_KEY)
+//!   └─ HKDF → master wrapping key ── wraps ─┬─ per-collection key-encryption key (KEK)
+//!                                           └─ per-collection index key
+//! KEK ── wraps ── per-data-subject data key (DEK) ── encrypts ── field values (AES-256-GCM)
+//! index key ── HKDF per field ── HMAC-SHA-256 ── blind-index tokens
+//! ```
+//!
+//! Destroying a subject's wrapped DEK makes every ciphertext of that subject unreadable
+//! (crypto-shredding). Rotating a KEK re-wraps DEKs only; field ciphertexts stay as they are.
+
+mod blind;
+mod error;
+mod field;
+mod keys;
+mod password;
+mod token;
+
+pub use blind::{BlindIndexer, FieldIndexer, TOKEN_LEN, Token};
+pub use error::{CryptoError, Result};
+pub use field::{FieldAad, FieldCipher};
+pub use keys::{DataKey, IndexKey, Kek, KeyWrapper, MasterKey, SecretKey};
+pub use password::{PasswordHasher, SecretString};
+pub use token::{SessionToken, sha256};

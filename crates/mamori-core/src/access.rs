@@ -98,10 +98,7 @@ impl fmt::Display for Role {
 impl FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        ALL_ROLES
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role `{s}`"))
+        ALL_ROLES.into_iter().find(|r| r.as_str() == s).ok_or_else(|| format!("unknown role `{s}`"))
     }
 }
 
@@ -120,8 +117,14 @@ mod tests {
     fn matrix() {
         // (role, actions allowed); everything else must be denied.
         let table: &[(Role, &[Action])] = &[
-            (Role::Staff, &[Action::CollectionRead, Action::Search, Action::ViewMasked, Action::Create, Action::Update]),
-            (Role::SystemAdmin, &[Action::CollectionRead, Action::CollectionManage, Action::UserManage, Action::KeysRotate]),
+            (
+                Role::Staff,
+                &[Action::CollectionRead, Action::Search, Action::ViewMasked, Action::Create, Action::Update],
+            ),
+            (
+                Role::SystemAdmin,
+                &[Action::CollectionRead, Action::CollectionManage, Action::UserManage, Action::KeysRotate],
+            ),
         ];
         for (role, allowed) in table {
             for action in ALL_ACTIONS {

@@ -95,6 +95,9 @@ mod tests {
         assert_ne!(h1, chain_hash(&GENESIS_HASH, 2, &json));
         assert_ne!(h1, chain_hash(&[1; 32], 1, &json));
         assert_ne!(h1, chain_hash(&GENESIS_HASH, 1, &json.replace("root", "toor")));
-        assert_eq!(AuditEvent::new(OffsetDateTime::UNIX_EPOCH, "cli:root", "record.read", Outcome::Success).canonical_json(), json);
+        assert_eq!(
+            AuditEvent::new(OffsetDateTime::UNIX_EPOCH, "cli:root", "record.read", Outcome::Success).canonical_json(),
+            json
+        );
     }
 }

@@ -25,10 +25,7 @@ impl CollectionName {
             || name.len() > 63
             || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
-            return Err(invalid(
-                "collection name",
-                "must match [a-z][a-z0-9_]{0,62}",
-            ));
+            return Err(invalid("collection name", "must match [a-z][a-z0-9_]{0,62}"));
         }
         Ok(Self(name.to_owned()))
     }
@@ -68,9 +65,7 @@ impl SubjectId {
     pub fn new(id: &str) -> Result<Self> {
         if id.is_empty()
             || id.len() > 64
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
         {
             return Err(invalid("subject id", "must match [A-Za-z0-9._:-]{1,64}"));
         }

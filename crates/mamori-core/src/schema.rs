@@ -266,10 +266,7 @@ impl CollectionSchema {
         for old in &self.fields {
             let Some(new) = next.field(&old.name) else { continue };
             if old.field_type != new.field_type {
-                return Err(CoreError::IncompatibleSchema(format!(
-                    "field `{}` cannot change its type",
-                    old.name
-                )));
+                return Err(CoreError::IncompatibleSchema(format!("field `{}` cannot change its type", old.name)));
             }
             if old.is_indexed() != new.is_indexed() || old.unique != new.unique {
                 return Err(CoreError::IncompatibleSchema(format!(

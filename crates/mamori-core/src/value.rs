@@ -30,10 +30,9 @@ pub fn validate(field: &FieldDef, raw: &str) -> Result<Option<String>> {
     let canonical = match field.field_type {
         FieldType::Text | FieldType::PersonName | FieldType::Kana | FieldType::Address => value,
         FieldType::Date => canonical_date(&value).ok_or_else(|| reject(field, "not a valid date (YYYY-MM-DD)"))?,
-        FieldType::Integer => value
-            .parse::<i64>()
-            .map(|n| n.to_string())
-            .map_err(|_| reject(field, "not an integer"))?,
+        FieldType::Integer => {
+            value.parse::<i64>().map(|n| n.to_string()).map_err(|_| reject(field, "not an integer"))?
+        }
         FieldType::Email => {
             if !is_plausible_email(&value) {
                 return Err(reject(field, "not an e-mail address"));
@@ -42,9 +41,7 @@ pub fn validate(field: &FieldDef, raw: &str) -> Result<Option<String>> {
         }
         FieldType::Phone => {
             let digits = phone_digits(&value);
-            let allowed = value
-                .nfkc()
-                .all(|c| c.is_ascii_digit() || matches!(c, '-' | '(' | ')' | ' ' | '+'));
+            let allowed = value.nfkc().all(|c| c.is_ascii_digit() || matches!(c, '-' | '(' | ')' | ' ' | '+'));
             if !allowed || !(10..=11).contains(&digits.len()) {
                 return Err(reject(field, "not a phone number (10 or 11 digits)"));
             }

@@ -98,9 +98,8 @@ impl MasterKey {
     pub fn parse(text: &str) -> Result<Self> {
         let b64 = text.trim();
         let b64 = b64.strip_prefix(KEY_FILE_PREFIX).unwrap_or(b64);
-        let mut raw = zeroize::Zeroizing::new(
-            STANDARD.decode(b64).map_err(|_| CryptoError::MasterKeyFormat("not base64"))?,
-        );
+        let mut raw =
+            zeroize::Zeroizing::new(STANDARD.decode(b64).map_err(|_| CryptoError::MasterKeyFormat("not base64"))?);
         let bytes: [u8; 32] =
             raw.as_slice().try_into().map_err(|_| CryptoError::MasterKeyFormat("must be 32 bytes"))?;
         raw.zeroize();

@@ -10,8 +10,8 @@
 mod data;
 
 use data::{
-    BUILDING_KINDS, BUILDING_NAMES, EMAIL_DOMAINS, FAMILY_NAMES, GIVEN_NAMES, MEDICAL_CONDITIONS,
-    MOBILE_PREFIXES, PREFECTURES, TOWN_STEMS, TOWN_SUFFIXES,
+    BUILDING_KINDS, BUILDING_NAMES, EMAIL_DOMAINS, FAMILY_NAMES, GIVEN_NAMES, MEDICAL_CONDITIONS, MOBILE_PREFIXES,
+    PREFECTURES, TOWN_STEMS, TOWN_SUFFIXES,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -60,17 +60,8 @@ pub struct Generator {
 }
 
 /// CSV header used by the demo "customers" collection, in this order.
-pub const CUSTOMER_CSV_HEADER: [&str; 9] = [
-    "subject_id",
-    "name",
-    "name_kana",
-    "birth_date",
-    "postal_code",
-    "address",
-    "phone",
-    "email",
-    "medical_history",
-];
+pub const CUSTOMER_CSV_HEADER: [&str; 9] =
+    ["subject_id", "name", "name_kana", "birth_date", "postal_code", "address", "phone", "email", "medical_history"];
 
 /// Birth years giving ages 18..=90 in the reference year 2026.
 const BIRTH_YEARS: std::ops::RangeInclusive<u32> = (2026 - 90)..=(2026 - 18);
@@ -78,10 +69,7 @@ const BIRTH_YEARS: std::ops::RangeInclusive<u32> = (2026 - 90)..=(2026 - 18);
 impl Generator {
     /// Creates a generator whose whole output is determined by `seed`.
     pub fn new(seed: u64) -> Self {
-        Self {
-            rng: StdRng::seed_from_u64(seed),
-            index: 0,
-        }
+        Self { rng: StdRng::seed_from_u64(seed), index: 0 }
     }
 
     /// The next person; the i-th call (0-based) has subject_id format!("S{:08}", i).
@@ -122,11 +110,7 @@ impl Generator {
 
         // Decided apart from the condition list so the share of "なし" does
         // not drift when conditions are added or removed.
-        let medical_history = if rng.gen_bool(0.4) {
-            "なし"
-        } else {
-            pick(rng, MEDICAL_CONDITIONS)
-        };
+        let medical_history = if rng.gen_bool(0.4) { "なし" } else { pick(rng, MEDICAL_CONDITIONS) };
 
         Person {
             subject_id,
@@ -322,18 +306,13 @@ mod tests {
 
     fn valid_date(s: &str) -> bool {
         let parts: Vec<&str> = s.split('-').collect();
-        if parts.len() != 3
-            || !all_digits(parts[0], 4)
-            || !all_digits(parts[1], 2)
-            || !all_digits(parts[2], 2)
-        {
+        if parts.len() != 3 || !all_digits(parts[0], 4) || !all_digits(parts[1], 2) || !all_digits(parts[2], 2) {
             return false;
         }
         let year: u32 = parts[0].parse().unwrap();
         let month: u32 = parts[1].parse().unwrap();
         let day: u32 = parts[2].parse().unwrap();
-        let leap =
-            (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
+        let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
         let max_day = match month {
             1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
             4 | 6 | 9 | 11 => 30,
@@ -349,8 +328,7 @@ mod tests {
         if parts.len() != 3 || !parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit())) {
             return false;
         }
-        let mobile =
-            matches!(parts[0], "090" | "080" | "070") && parts[1].len() == 4 && parts[2].len() == 4;
+        let mobile = matches!(parts[0], "090" | "080" | "070") && parts[1].len() == 4 && parts[2].len() == 4;
         let landline = parts[0].starts_with('0')
             && !matches!(parts[0], "090" | "080" | "070")
             && (2..=4).contains(&parts[0].len())
@@ -382,10 +360,7 @@ mod tests {
         for p in Generator::new(42).take(10_000) {
             assert!(valid_date(&p.birth_date), "birth_date {}", p.birth_date);
             assert!(valid_phone(&p.phone), "phone {}", p.phone);
-            if p.phone.starts_with("090")
-                || p.phone.starts_with("080")
-                || p.phone.starts_with("070")
-            {
+            if p.phone.starts_with("090") || p.phone.starts_with("080") || p.phone.starts_with("070") {
                 mobile_count += 1;
             }
 
@@ -394,39 +369,24 @@ mod tests {
             assert!(EMAIL_DOMAINS.contains(&domain), "email {}", p.email);
             assert!(!local.is_empty() && local.bytes().any(|b| b.is_ascii_digit()));
             assert!(
-                local.bytes().all(|b| b.is_ascii_lowercase()
-                    || b.is_ascii_digit()
-                    || b == b'.'
-                    || b == b'_'),
+                local.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_'),
                 "email {}",
                 p.email
             );
 
             let (first, last) = p.postal_code.split_once('-').expect("postal has -");
-            assert!(
-                all_digits(first, 3) && all_digits(last, 4),
-                "postal {}",
-                p.postal_code
-            );
+            assert!(all_digits(first, 3) && all_digits(last, 4), "postal {}", p.postal_code);
 
             assert_eq!(p.name.matches(' ').count(), 1, "name {}", p.name);
             assert!(!p.name.starts_with(' ') && !p.name.ends_with(' '));
             assert_eq!(p.name_kana.matches(' ').count(), 1, "kana {}", p.name_kana);
             assert!(
-                p.name_kana
-                    .chars()
-                    .all(|c| c == ' ' || c == 'ー' || ('ァ'..='ヶ').contains(&c)),
+                p.name_kana.chars().all(|c| c == ' ' || c == 'ー' || ('ァ'..='ヶ').contains(&c)),
                 "kana {}",
                 p.name_kana
             );
 
-            assert!(
-                PREFECTURES
-                    .iter()
-                    .any(|(pref, _, _)| p.address.starts_with(pref)),
-                "address {}",
-                p.address
-            );
+            assert!(PREFECTURES.iter().any(|(pref, _, _)| p.address.starts_with(pref)), "address {}", p.address);
             assert!(p.address.contains("丁目"), "address {}", p.address);
 
             if p.medical_history == "なし" {
@@ -444,16 +404,8 @@ mod tests {
         for p in Generator::new(3).take(1000) {
             let (family, given) = p.name.split_once(' ').unwrap();
             let (family_kana, given_kana) = p.name_kana.split_once(' ').unwrap();
-            assert!(
-                FAMILY_NAMES
-                    .iter()
-                    .any(|r| r.0 == family && r.1 == family_kana)
-            );
-            assert!(
-                GIVEN_NAMES
-                    .iter()
-                    .any(|r| r.0 == given && r.1 == given_kana)
-            );
+            assert!(FAMILY_NAMES.iter().any(|r| r.0 == family && r.1 == family_kana));
+            assert!(GIVEN_NAMES.iter().any(|r| r.0 == given && r.1 == given_kana));
         }
     }
 
@@ -462,18 +414,9 @@ mod tests {
         assert!(FAMILY_NAMES.len() >= 80);
         assert!(GIVEN_NAMES.len() >= 80);
         assert_eq!(PREFECTURES.len(), 47);
-        assert!(
-            PREFECTURES
-                .iter()
-                .all(|(_, _, m)| (2..=4).contains(&m.len()))
-        );
+        assert!(PREFECTURES.iter().all(|(_, _, m)| (2..=4).contains(&m.len())));
         assert!(TOWN_STEMS.len() + TOWN_SUFFIXES.len() >= 20);
-        assert!(
-            FAMILY_NAMES
-                .iter()
-                .chain(GIVEN_NAMES)
-                .all(|r| r.2.is_ascii() && !r.2.is_empty())
-        );
+        assert!(FAMILY_NAMES.iter().chain(GIVEN_NAMES).all(|r| r.2.is_ascii() && !r.2.is_empty()));
     }
 
     #[test]
@@ -483,12 +426,7 @@ mod tests {
         assert!(!buf.starts_with(&[0xEF, 0xBB, 0xBF]), "no BOM");
 
         let mut reader = csv::Reader::from_reader(buf.as_slice());
-        let header: Vec<String> = reader
-            .headers()
-            .unwrap()
-            .iter()
-            .map(str::to_owned)
-            .collect();
+        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
         assert_eq!(header, CUSTOMER_CSV_HEADER);
 
         let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();

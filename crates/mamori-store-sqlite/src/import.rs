@@ -1,0 +1,69 @@
+use crate::store::{insert_record_row, insert_subject_key};
+use crate::{SqliteStore, map_err};
+use async_trait::async_trait;
+use mamori_store::{ImportSession, RecordRow, Result, StoreError, SubjectKeyRow};
+use rusqlite::Connection;
+
+/// A bulk load on a connection of its own, inside one `BEGIN IMMEDIATE` transaction. If the
+/// session is dropped (error, cancellation, process killed) the transaction never commits,
+/// and SQLite rolls it back — an import is all or nothing.
+pub(crate) struct SqliteImport {
+    conn: Option<Connection>,
+    collection_id: i64,
+}
+
+impl SqliteImport {
+    pub(crate) async fn begin(store: SqliteStore, collection_id: i64) -> Result<Self> {
+        let conn = tokio::task::spawn_blocking(move || {
+            let conn = store.open_writer()?;
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+            Ok::<_, StoreError>(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        Ok(Self { conn: Some(conn), collection_id })
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&Connection, i64) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.take().ok_or_else(|| StoreError::Backend("import session already failed".into()))?;
+        let collection_id = self.collection_id;
+        let (conn, out) = tokio::task::spawn_blocking(move || {
+            let out = f(&conn, collection_id);
+            (conn, out)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+        // After a failed statement the transaction is poisoned for our purposes: keep the
+        // connection only on success, so a failed import can never be committed.
+        if out.is_ok() {
+            self.conn = Some(conn);
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl ImportSession for SqliteImport {
+    async fn insert_subject_keys(&mut self, keys: Vec<SubjectKeyRow>) -> Result<()> {
+        self.with_conn(move |c, collection_id| {
+            for k in &keys {
+                if insert_subject_key(c, collection_id, k)? == 0 {
+                    return Err(StoreError::Conflict(format!("subject `{}` already has a key", k.subject)));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_records(&mut self, records: Vec<RecordRow>) -> Result<()> {
+        self.with_conn(move |c, _| records.iter().try_for_each(|r| insert_record_row(c, r))).await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.with_conn(|c, _| c.execute_batch("COMMIT").map_err(map_err)).await
+    }
+}

@@ -1,0 +1,44 @@
+//! Embedded, ordered SQL migrations. A landed migration is never edited — only new files are
+//! added — so that every existing data directory upgrades the same way.
+
+use crate::map_err;
+use mamori_store::{Result, StoreError};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(20261123000000, "init", include_str!("../migrations/20261123000000_init.sql"))];
+
+pub(crate) fn run(conn: &mut Connection) -> Result<()> {
+    // IMMEDIATE: two processes opening a new data directory at once must not both migrate.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .map_err(map_err)?;
+    let newest_known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    let applied: Option<i64> = tx
+        .query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0))
+        .optional()
+        .map_err(map_err)?
+        .flatten();
+    if applied.is_some_and(|v| v > newest_known) {
+        return Err(StoreError::Corrupt(format!(
+            "the database was written by a newer mamori (migration {}); refusing to open it",
+            applied.unwrap_or_default()
+        )));
+    }
+    for (version, name, sql) in MIGRATIONS {
+        if applied.is_some_and(|v| v >= *version) {
+            continue;
+        }
+        tx.execute_batch(sql).map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, strftime('%s','now'))",
+            rusqlite::params![version, name],
+        )
+        .map_err(map_err)?;
+        tracing::info!(version, name, "applied SQLite migration");
+    }
+    tx.commit().map_err(map_err)
+}

@@ -1,0 +1,772 @@
+use crate::{SqliteStore, map_err};
+use async_trait::async_trait;
+use mamori_core::audit::{AuditEvent, GENESIS_HASH, chain_hash};
+use mamori_core::ids::{RecordId, UserId};
+use mamori_store::*;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::OffsetDateTime;
+
+fn collection_from_row(r: &Row<'_>) -> rusqlite::Result<CollectionRow> {
+    Ok(CollectionRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        schema_version: r.get(2)?,
+        kek_version: r.get(3)?,
+        wrapped_index_key: r.get(4)?,
+        created_at: from_micros(r.get(5)?),
+    })
+}
+const COLLECTION_COLUMNS: &str = "id, name, schema_version, kek_version, wrapped_index_key, created_at";
+
+fn record_id(bytes: Vec<u8>) -> Result<RecordId> {
+    RecordId::from_slice(&bytes).map_err(|_| StoreError::Corrupt("record id".into()))
+}
+
+fn record_from_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, i64, String, u32, Vec<u8>, Vec<u8>, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+}
+
+fn user_from_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, UserRow)> {
+    Ok((
+        r.get(0)?,
+        UserRow {
+            id: UserId::generate(), // replaced by the caller from column 0
+            login: r.get(1)?,
+            display_name: r.get(2)?,
+            role: r.get(3)?,
+            password_hash: r.get(4)?,
+            must_change_password: r.get(5)?,
+            disabled: r.get(6)?,
+            created_at: from_micros(r.get(7)?),
+        },
+    ))
+}
+const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at";
+
+fn finish_user((id, mut user): (Vec<u8>, UserRow)) -> Result<UserRow> {
+    user.id = UserId::from_slice(&id).map_err(|_| StoreError::Corrupt("user id".into()))?;
+    Ok(user)
+}
+
+pub(crate) fn insert_index(tx: &Connection, collection_id: i64, id: &RecordId, tokens: &[IndexToken]) -> Result<()> {
+    let mut stmt = tx
+        .prepare_cached("INSERT INTO blind_index (collection_id, token, record_id, is_unique) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(map_err)?;
+    for t in tokens {
+        stmt.execute(params![collection_id, t.token, id.as_bytes(), t.unique]).map_err(map_err)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn insert_record_row(tx: &Connection, r: &RecordRow) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .map_err(map_err)?
+    .execute(params![
+        r.collection_id,
+        r.id.as_bytes(),
+        r.subject,
+        r.schema_version,
+        r.fields,
+        encode_tokens(&r.tokens),
+        to_micros(r.created_at),
+        to_micros(r.updated_at)
+    ])
+    .map_err(map_err)?;
+    insert_index(tx, r.collection_id, &r.id, &r.tokens)
+}
+
+pub(crate) fn insert_subject_key(tx: &Connection, collection_id: i64, k: &SubjectKeyRow) -> Result<usize> {
+    tx.prepare_cached(
+        "INSERT INTO subject_keys (collection_id, subject, kek_version, wrapped_dek) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT DO NOTHING",
+    )
+    .map_err(map_err)?
+    .execute(params![collection_id, k.subject, k.kek_version, k.wrapped_dek])
+    .map_err(map_err)
+}
+
+/// Removes a record and its index entries; false when it did not exist.
+fn delete_record_tx(tx: &Connection, collection_id: i64, id: &RecordId) -> Result<bool> {
+    let tokens: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT tokens FROM records WHERE collection_id = ?1 AND id = ?2",
+            params![collection_id, id.as_bytes()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?;
+    let Some(tokens) = tokens else { return Ok(false) };
+    let mut stmt = tx
+        .prepare_cached("DELETE FROM blind_index WHERE collection_id = ?1 AND token = ?2 AND record_id = ?3")
+        .map_err(map_err)?;
+    for t in decode_tokens(&tokens)? {
+        stmt.execute(params![collection_id, t.token, id.as_bytes()]).map_err(map_err)?;
+    }
+    tx.execute("DELETE FROM records WHERE collection_id = ?1 AND id = ?2", params![collection_id, id.as_bytes()])
+        .map_err(map_err)?;
+    Ok(true)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)).await
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        self.write(move |tx| {
+            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_collection(&self, new: &NewCollection) -> Result<CollectionRow> {
+        let new = new.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO collections (name, schema_version, kek_version, wrapped_index_key, created_at)
+                 VALUES (?1, 1, ?2, ?3, ?4)",
+                params![new.name, new.kek.version, new.wrapped_index_key, to_micros(new.created_at)],
+            )
+            .map_err(|e| match map_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("collection `{}` already exists", new.name)),
+                other => other,
+            })?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO collection_schemas (collection_id, version, schema_json) VALUES (?1, 1, ?2)",
+                params![id, new.schema_json],
+            )
+            .map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO collection_keks (collection_id, version, wrapped) VALUES (?1, ?2, ?3)",
+                params![id, new.kek.version, new.kek.wrapped],
+            )
+            .map_err(map_err)?;
+            tx.query_row(
+                &format!("SELECT {COLLECTION_COLUMNS} FROM collections WHERE id = ?1"),
+                [id],
+                collection_from_row,
+            )
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn list_collections(&self) -> Result<Vec<CollectionRow>> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare(&format!("SELECT {COLLECTION_COLUMNS} FROM collections ORDER BY name")).map_err(map_err)?;
+            stmt.query_map([], collection_from_row).map_err(map_err)?.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn get_collection(&self, name: &str) -> Result<Option<CollectionRow>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {COLLECTION_COLUMNS} FROM collections WHERE name = ?1"))
+                .map_err(map_err)?
+                .query_row([name], collection_from_row)
+                .optional()
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn add_schema_version(&self, collection_id: i64, expected_current: u32, schema_json: &str) -> Result<u32> {
+        let schema_json = schema_json.to_owned();
+        self.write(move |tx| {
+            let next = expected_current + 1;
+            let changed = tx
+                .execute(
+                    "UPDATE collections SET schema_version = ?1 WHERE id = ?2 AND schema_version = ?3",
+                    params![next, collection_id, expected_current],
+                )
+                .map_err(map_err)?;
+            if changed == 0 {
+                return Err(StoreError::Conflict("the schema was changed concurrently; reload and retry".into()));
+            }
+            tx.execute(
+                "INSERT INTO collection_schemas (collection_id, version, schema_json) VALUES (?1, ?2, ?3)",
+                params![collection_id, next, schema_json],
+            )
+            .map_err(map_err)?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn get_schema(&self, collection_id: i64, version: u32) -> Result<Option<String>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT schema_json FROM collection_schemas WHERE collection_id = ?1 AND version = ?2")
+                .map_err(map_err)?
+                .query_row(params![collection_id, version], |r| r.get(0))
+                .optional()
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn get_keks(&self, collection_id: i64) -> Result<Vec<WrappedKek>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT version, wrapped FROM collection_keks WHERE collection_id = ?1 ORDER BY version",
+                )
+                .map_err(map_err)?;
+            stmt.query_map([collection_id], |r| Ok(WrappedKek { version: r.get(0)?, wrapped: r.get(1)? }))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn add_kek(&self, collection_id: i64, kek: &WrappedKek) -> Result<()> {
+        let kek = kek.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO collection_keks (collection_id, version, wrapped) VALUES (?1, ?2, ?3)",
+                params![collection_id, kek.version, kek.wrapped],
+            )
+            .map_err(map_err)?;
+            tx.execute("UPDATE collections SET kek_version = ?1 WHERE id = ?2", params![kek.version, collection_id])
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn drop_keks_below(&self, collection_id: i64, version: u32) -> Result<u64> {
+        self.write(move |tx| {
+            let in_use: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM subject_keys WHERE collection_id = ?1 AND kek_version < ?2",
+                    params![collection_id, version],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            if in_use > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "{in_use} subject keys are still wrapped under an older KEK"
+                )));
+            }
+            let n = tx
+                .execute(
+                    "DELETE FROM collection_keks WHERE collection_id = ?1 AND version < ?2",
+                    params![collection_id, version],
+                )
+                .map_err(map_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn rewrap_master(
+        &self,
+        keks: &[(i64, WrappedKek)],
+        index_keys: &[(i64, Vec<u8>)],
+        key_check: &[u8],
+    ) -> Result<()> {
+        let (keks, index_keys, key_check) = (keks.to_vec(), index_keys.to_vec(), key_check.to_vec());
+        self.write(move |tx| {
+            for (id, kek) in &keks {
+                let n = tx
+                    .execute(
+                        "UPDATE collection_keks SET wrapped = ?1 WHERE collection_id = ?2 AND version = ?3",
+                        params![kek.wrapped, id, kek.version],
+                    )
+                    .map_err(map_err)?;
+                if n != 1 {
+                    return Err(StoreError::Conflict("a KEK changed during master-key rotation".into()));
+                }
+            }
+            for (id, wrapped) in &index_keys {
+                tx.execute("UPDATE collections SET wrapped_index_key = ?1 WHERE id = ?2", params![wrapped, id])
+                    .map_err(map_err)?;
+            }
+            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('key_check', ?1)", [key_check])
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_subject_keys(&self, collection_id: i64, subjects: &[&str]) -> Result<Vec<SubjectKeyRow>> {
+        let subjects: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT subject, kek_version, wrapped_dek FROM subject_keys WHERE collection_id = ?1 AND subject = ?2",
+                )
+                .map_err(map_err)?;
+            let mut out = Vec::new();
+            for s in subjects {
+                let row = stmt
+                    .query_row(params![collection_id, s], |r| {
+                        Ok(SubjectKeyRow { subject: r.get(0)?, kek_version: r.get(1)?, wrapped_dek: r.get(2)? })
+                    })
+                    .optional()
+                    .map_err(map_err)?;
+                out.extend(row);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ensure_subject_key(&self, collection_id: i64, key: &SubjectKeyRow) -> Result<SubjectKeyRow> {
+        let key = key.clone();
+        self.write(move |tx| {
+            insert_subject_key(tx, collection_id, &key)?;
+            tx.query_row(
+                "SELECT subject, kek_version, wrapped_dek FROM subject_keys WHERE collection_id = ?1 AND subject = ?2",
+                params![collection_id, key.subject],
+                |r| Ok(SubjectKeyRow { subject: r.get(0)?, kek_version: r.get(1)?, wrapped_dek: r.get(2)? }),
+            )
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn subject_keys_below(&self, collection_id: i64, version: u32, limit: usize) -> Result<Vec<SubjectKeyRow>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT subject, kek_version, wrapped_dek FROM subject_keys
+                     WHERE collection_id = ?1 AND kek_version < ?2 LIMIT ?3",
+                )
+                .map_err(map_err)?;
+            stmt.query_map(params![collection_id, version, limit as i64], |r| {
+                Ok(SubjectKeyRow { subject: r.get(0)?, kek_version: r.get(1)?, wrapped_dek: r.get(2)? })
+            })
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn rewrap_subject_keys(&self, collection_id: i64, rewrapped: &[(SubjectKeyRow, u32)]) -> Result<u64> {
+        let rewrapped = rewrapped.to_vec();
+        self.write(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE subject_keys SET kek_version = ?1, wrapped_dek = ?2
+                     WHERE collection_id = ?3 AND subject = ?4 AND kek_version = ?5",
+                )
+                .map_err(map_err)?;
+            let mut n = 0;
+            for (k, old) in &rewrapped {
+                n += stmt
+                    .execute(params![k.kek_version, k.wrapped_dek, collection_id, k.subject, old])
+                    .map_err(map_err)?;
+            }
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn insert_record(&self, record: &RecordRow) -> Result<()> {
+        let record = record.clone();
+        self.write(move |tx| insert_record_row(tx, &record)).await
+    }
+
+    async fn get_record(&self, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>> {
+        let id = *id;
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT id, collection_id, subject, schema_version, fields, tokens, created_at, updated_at
+                     FROM records WHERE collection_id = ?1 AND id = ?2",
+                )
+                .map_err(map_err)?
+                .query_row(params![collection_id, id.as_bytes()], record_from_row)
+                .optional()
+                .map_err(map_err)?;
+            row.map(|(id, collection_id, subject, schema_version, fields, tokens, created, updated)| {
+                Ok(RecordRow {
+                    id: record_id(id)?,
+                    collection_id,
+                    subject,
+                    schema_version,
+                    fields,
+                    tokens: decode_tokens(&tokens)?,
+                    created_at: from_micros(created),
+                    updated_at: from_micros(updated),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn update_record(&self, record: &RecordRow) -> Result<()> {
+        let record = record.clone();
+        self.write(move |tx| {
+            let created: Option<i64> = tx
+                .query_row(
+                    "SELECT created_at FROM records WHERE collection_id = ?1 AND id = ?2",
+                    params![record.collection_id, record.id.as_bytes()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_err)?;
+            if created.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            delete_record_tx(tx, record.collection_id, &record.id)?;
+            insert_record_row(tx, &record)
+        })
+        .await
+    }
+
+    async fn delete_record(&self, collection_id: i64, id: &RecordId) -> Result<bool> {
+        let id = *id;
+        self.write(move |tx| delete_record_tx(tx, collection_id, &id)).await
+    }
+
+    async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>> {
+        let token = token.to_vec();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT record_id FROM blind_index WHERE collection_id = ?1 AND token = ?2 LIMIT ?3")
+                .map_err(map_err)?;
+            let ids: Vec<Vec<u8>> = stmt
+                .query_map(params![collection_id, token, limit as i64], |r| r.get(0))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)?;
+            ids.into_iter().map(record_id).collect()
+        })
+        .await
+    }
+
+    async fn unique_tokens_taken(&self, collection_id: i64, tokens: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        let tokens = tokens.to_vec();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT 1 FROM blind_index WHERE collection_id = ?1 AND token = ?2 AND is_unique = 1")
+                .map_err(map_err)?;
+            let mut taken = Vec::new();
+            for t in tokens {
+                if stmt.exists(params![collection_id, t]).map_err(map_err)? {
+                    taken.push(t);
+                }
+            }
+            Ok(taken)
+        })
+        .await
+    }
+
+    async fn count_records(&self, collection_id: i64) -> Result<u64> {
+        self.read(move |c| {
+            c.query_row("SELECT count(*) FROM records WHERE collection_id = ?1", [collection_id], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn begin_import(&self, collection_id: i64) -> Result<Box<dyn ImportSession>> {
+        Ok(Box::new(crate::import::SqliteImport::begin(self.clone(), collection_id).await?))
+    }
+
+    async fn erase_subject(&self, subject: &str, certificate: &ErasureCertificateRow) -> Result<ErasureCounts> {
+        let (subject, cert) = (subject.to_owned(), certificate.clone());
+        let counts = self
+            .write(move |tx| {
+                let ids: Vec<(i64, Vec<u8>)> = {
+                    let mut stmt =
+                        tx.prepare("SELECT collection_id, id FROM records WHERE subject = ?1").map_err(map_err)?;
+                    stmt.query_map([&subject], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .map_err(map_err)?
+                        .collect::<rusqlite::Result<_>>()
+                        .map_err(map_err)?
+                };
+                let mut counts = ErasureCounts::default();
+                for (collection_id, id) in ids {
+                    if delete_record_tx(tx, collection_id, &record_id(id)?)? {
+                        counts.records_deleted += 1;
+                    }
+                }
+                counts.keys_destroyed =
+                    tx.execute("DELETE FROM subject_keys WHERE subject = ?1", [&subject]).map_err(map_err)? as u64;
+                tx.execute(
+                    "INSERT INTO erasure_certificates (id, subject, erased_at, body_json) VALUES (?1, ?2, ?3, ?4)",
+                    params![cert.id, cert.subject, to_micros(cert.erased_at), cert.body_json],
+                )
+                .map_err(map_err)?;
+                Ok(counts)
+            })
+            .await?;
+        // The WAL still holds the old pages with the wrapped keys until a checkpoint; fold it
+        // into the (secure-deleted) main file now so the destroyed key is gone from disk.
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(map_err)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        Ok(counts)
+    }
+
+    async fn list_erasure_certificates(&self) -> Result<Vec<ErasureCertificateRow>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare("SELECT id, subject, erased_at, body_json FROM erasure_certificates ORDER BY erased_at, id")
+                .map_err(map_err)?;
+            stmt.query_map([], |r| {
+                Ok(ErasureCertificateRow {
+                    id: r.get(0)?,
+                    subject: r.get(1)?,
+                    erased_at: from_micros(r.get(2)?),
+                    body_json: r.get(3)?,
+                })
+            })
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: &UserRow) -> Result<()> {
+        let u = user.clone();
+        self.write(move |tx| {
+            tx.execute(
+                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    u.id.as_bytes(),
+                    u.login,
+                    u.display_name,
+                    u.role,
+                    u.password_hash,
+                    u.must_change_password,
+                    u.disabled,
+                    to_micros(u.created_at)
+                ],
+            )
+            .map_err(|e| match map_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("login `{}` is taken", u.login)),
+                other => other,
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<UserRow>> {
+        let id = *id;
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
+                .map_err(map_err)?
+                .query_row([id.as_bytes()], user_from_row)
+                .optional()
+                .map_err(map_err)?
+                .map(finish_user)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn get_user_by_login(&self, login: &str) -> Result<Option<UserRow>> {
+        let login = login.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE login = ?1"))
+                .map_err(map_err)?
+                .query_row([login], user_from_row)
+                .optional()
+                .map_err(map_err)?
+                .map(finish_user)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRow>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY login")).map_err(map_err)?;
+            let rows: Vec<(Vec<u8>, UserRow)> = stmt
+                .query_map([], user_from_row)
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)?;
+            rows.into_iter().map(finish_user).collect()
+        })
+        .await
+    }
+
+    async fn set_password(&self, id: &UserId, password_hash: &str, must_change: bool) -> Result<()> {
+        let (id, hash) = (*id, password_hash.to_owned());
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE users SET password_hash = ?1, must_change_password = ?2 WHERE id = ?3",
+                    params![hash, must_change, id.as_bytes()],
+                )
+                .map_err(map_err)?;
+            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()> {
+        let id = *id;
+        self.write(move |tx| {
+            let n = tx
+                .execute("UPDATE users SET disabled = ?1 WHERE id = ?2", params![disabled, id.as_bytes()])
+                .map_err(map_err)?;
+            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn create_session(&self, s: &SessionRow) -> Result<()> {
+        let s = s.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_seen_at, password_change_only)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    s.token_hash,
+                    s.user_id.as_bytes(),
+                    to_micros(s.created_at),
+                    to_micros(s.expires_at),
+                    to_micros(s.last_seen_at),
+                    s.password_change_only
+                ],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>> {
+        let hash = *token_hash;
+        self.read(move |c| {
+            let row: Option<(Vec<u8>, i64, i64, i64, bool)> = c
+                .prepare_cached(
+                    "SELECT user_id, created_at, expires_at, last_seen_at, password_change_only
+                     FROM sessions WHERE token_hash = ?1",
+                )
+                .map_err(map_err)?
+                .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .optional()
+                .map_err(map_err)?;
+            row.map(|(user, created, expires, seen, pco)| {
+                Ok(SessionRow {
+                    token_hash: hash,
+                    user_id: UserId::from_slice(&user).map_err(|_| StoreError::Corrupt("user id".into()))?,
+                    created_at: from_micros(created),
+                    expires_at: from_micros(expires),
+                    last_seen_at: from_micros(seen),
+                    password_change_only: pco,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn touch_session(&self, token_hash: &[u8; 32], at: OffsetDateTime) -> Result<()> {
+        let hash = *token_hash;
+        self.write(move |tx| {
+            tx.execute("UPDATE sessions SET last_seen_at = ?1 WHERE token_hash = ?2", params![to_micros(at), hash])
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_session(&self, token_hash: &[u8; 32]) -> Result<()> {
+        let hash = *token_hash;
+        self.write(move |tx| {
+            tx.execute("DELETE FROM sessions WHERE token_hash = ?1", [hash]).map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_user_sessions(&self, user: &UserId) -> Result<u64> {
+        let user = *user;
+        self.write(move |tx| {
+            Ok(tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user.as_bytes()]).map_err(map_err)? as u64)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<u64> {
+        let events: Vec<String> = events.iter().map(AuditEvent::canonical_json).collect();
+        self.write(move |tx| {
+            let head: Option<(i64, Vec<u8>)> = tx
+                .query_row("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(map_err)?;
+            let (mut seq, mut prev) = match head {
+                Some((seq, hash)) => {
+                    (seq as u64, <[u8; 32]>::try_from(hash).map_err(|_| StoreError::Corrupt("audit hash".into()))?)
+                }
+                None => (0, GENESIS_HASH),
+            };
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO audit_events (seq, event_json, hash) VALUES (?1, ?2, ?3)")
+                .map_err(map_err)?;
+            for json in &events {
+                seq += 1;
+                prev = chain_hash(&prev, seq, json);
+                stmt.execute(params![seq as i64, json, prev]).map_err(map_err)?;
+            }
+            Ok(seq)
+        })
+        .await
+    }
+
+    async fn read_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRow>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT seq, event_json, hash FROM audit_events WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
+                .map_err(map_err)?;
+            let rows: Vec<(i64, String, Vec<u8>)> = stmt
+                .query_map(params![from as i64, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)?;
+            rows.into_iter()
+                .map(|(seq, event_json, hash)| {
+                    Ok(AuditRow {
+                        seq: seq as u64,
+                        event_json,
+                        hash: hash.try_into().map_err(|_| StoreError::Corrupt("audit hash".into()))?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,373 @@
+//! The conformance suite: one set of tests that every backend must pass, so that SQLite and
+//! PostgreSQL behave the same. A backend's test file calls [`conformance_tests!`] with an
+//! async expression that yields a fresh, empty `Arc<dyn Store>` for each test.
+
+use crate::*;
+use mamori_core::audit::{AuditEvent, GENESIS_HASH, Outcome, chain_hash};
+use mamori_core::ids::{RecordId, UserId};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// Expands to one `#[tokio::test]` per conformance case.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@cases $make;
+            meta_round_trip, collections, keys_and_rotation, subject_keys_are_shared,
+            records_and_index, unique_values, import_is_all_or_nothing, erase_subject,
+            users_and_sessions, audit_chain, concurrent_audit_appends, master_rewrap);
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some(store) = $make.await else { return };
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn t(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
+}
+
+async fn collection(store: &dyn Store, name: &str) -> CollectionRow {
+    store
+        .create_collection(&NewCollection {
+            name: name.into(),
+            schema_json: format!("{{\"name\":\"{name}\"}}"),
+            kek: WrappedKek { version: 1, wrapped: vec![1; 60] },
+            wrapped_index_key: vec![2; 60],
+            created_at: t(0),
+        })
+        .await
+        .unwrap()
+}
+
+fn key(subject: &str, version: u32, byte: u8) -> SubjectKeyRow {
+    SubjectKeyRow { subject: subject.into(), kek_version: version, wrapped_dek: vec![byte; 61] }
+}
+
+fn token(n: u8) -> Vec<u8> {
+    vec![n; 16]
+}
+
+fn record(c: &CollectionRow, subject: &str, tokens: &[(u8, bool)]) -> RecordRow {
+    RecordRow {
+        id: RecordId::generate(),
+        collection_id: c.id,
+        subject: subject.into(),
+        schema_version: 1,
+        fields: vec![9; 40],
+        tokens: tokens.iter().map(|(n, unique)| IndexToken { token: token(*n), unique: *unique }).collect(),
+        created_at: t(1),
+        updated_at: t(1),
+    }
+}
+
+pub async fn meta_round_trip(store: Arc<dyn Store>) {
+    assert_eq!(store.get_meta("k").await.unwrap(), None);
+    store.put_meta("k", b"v1").await.unwrap();
+    store.put_meta("k", b"v2").await.unwrap();
+    assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some(&b"v2"[..]));
+    store.ping().await.unwrap();
+}
+
+pub async fn collections(store: Arc<dyn Store>) {
+    let c = collection(&*store, "customers").await;
+    assert_eq!((c.schema_version, c.kek_version), (1, 1));
+    let dup = store
+        .create_collection(&NewCollection {
+            name: "customers".into(),
+            schema_json: "{}".into(),
+            kek: WrappedKek { version: 1, wrapped: vec![] },
+            wrapped_index_key: vec![],
+            created_at: t(0),
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    collection(&*store, "employees").await;
+    let names: Vec<String> = store.list_collections().await.unwrap().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["customers", "employees"]);
+    assert_eq!(store.get_collection("customers").await.unwrap().unwrap(), c);
+    assert_eq!(store.get_collection("nope").await.unwrap(), None);
+
+    assert_eq!(store.add_schema_version(c.id, 1, "{\"v\":2}").await.unwrap(), 2);
+    let stale = store.add_schema_version(c.id, 1, "{\"v\":2}").await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    assert_eq!(store.get_schema(c.id, 1).await.unwrap().as_deref(), Some("{\"name\":\"customers\"}"));
+    assert_eq!(store.get_schema(c.id, 2).await.unwrap().as_deref(), Some("{\"v\":2}"));
+    assert_eq!(store.get_schema(c.id, 3).await.unwrap(), None);
+    assert_eq!(store.get_collection("customers").await.unwrap().unwrap().schema_version, 2);
+}
+
+pub async fn keys_and_rotation(store: Arc<dyn Store>) {
+    let c = collection(&*store, "customers").await;
+    store.ensure_subject_key(c.id, &key("S1", 1, 1)).await.unwrap();
+    store.ensure_subject_key(c.id, &key("S2", 1, 2)).await.unwrap();
+    store.add_kek(c.id, &WrappedKek { version: 2, wrapped: vec![3; 60] }).await.unwrap();
+    assert_eq!(store.get_collection("customers").await.unwrap().unwrap().kek_version, 2);
+    let versions: Vec<u32> = store.get_keks(c.id).await.unwrap().iter().map(|k| k.version).collect();
+    assert_eq!(versions, [1, 2]);
+    assert!(matches!(store.drop_keks_below(c.id, 2).await, Err(StoreError::Conflict(_))));
+
+    let old = store.subject_keys_below(c.id, 2, 1).await.unwrap();
+    assert_eq!(old.len(), 1);
+    let all_old = store.subject_keys_below(c.id, 2, 100).await.unwrap();
+    assert_eq!(all_old.len(), 2);
+    let rewrapped: Vec<(SubjectKeyRow, u32)> = all_old.iter().map(|k| (key(&k.subject, 2, 7), k.kek_version)).collect();
+    assert_eq!(store.rewrap_subject_keys(c.id, &rewrapped).await.unwrap(), 2);
+    // Compare-and-set: replaying the same rewrap changes nothing.
+    assert_eq!(store.rewrap_subject_keys(c.id, &rewrapped).await.unwrap(), 0);
+    assert!(store.subject_keys_below(c.id, 2, 100).await.unwrap().is_empty());
+    assert_eq!(store.drop_keks_below(c.id, 2).await.unwrap(), 1);
+    let keys = store.get_subject_keys(c.id, &["S1", "S2", "S3"]).await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| k.kek_version == 2 && k.wrapped_dek == vec![7; 61]));
+}
+
+pub async fn subject_keys_are_shared(store: Arc<dyn Store>) {
+    let c = collection(&*store, "customers").await;
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.ensure_subject_key(c.id, &key("S1", 1, i)).await.unwrap() }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        winners.push(task.await.unwrap());
+    }
+    assert!(winners.windows(2).all(|w| w[0] == w[1]), "all writers must get the same key");
+}
+
+pub async fn records_and_index(store: Arc<dyn Store>) {
+    let c = collection(&*store, "customers").await;
+    let other = collection(&*store, "employees").await;
+    let r = record(&c, "S1", &[(1, false), (2, false)]);
+    store.insert_record(&r).await.unwrap();
+    store.insert_record(&record(&c, "S2", &[(1, false)])).await.unwrap();
+    assert_eq!(store.get_record(c.id, &r.id).await.unwrap().unwrap(), r);
+    assert_eq!(store.get_record(other.id, &r.id).await.unwrap(), None, "records are per collection");
+    assert_eq!(store.find_by_token(c.id, &token(1), 10).await.unwrap().len(), 2);
+    assert_eq!(store.find_by_token(c.id, &token(1), 1).await.unwrap().len(), 1);
+    assert_eq!(store.find_by_token(c.id, &token(2), 10).await.unwrap(), [r.id]);
+    assert!(store.find_by_token(other.id, &token(1), 10).await.unwrap().is_empty());
+    assert_eq!(store.count_records(c.id).await.unwrap(), 2);
+
+    let mut changed = r.clone();
+    changed.fields = vec![8; 41];
+    changed.tokens = vec![IndexToken { token: token(3), unique: false }];
+    changed.updated_at = t(5);
+    store.update_record(&changed).await.unwrap();
+    assert_eq!(store.get_record(c.id, &r.id).await.unwrap().unwrap(), changed);
+    assert!(store.find_by_token(c.id, &token(2), 10).await.unwrap().is_empty(), "old tokens removed");
+    assert_eq!(store.find_by_token(c.id, &token(3), 10).await.unwrap(), [r.id]);
+
+    assert!(store.delete_record(c.id, &r.id).await.unwrap());
+    assert!(!store.delete_record(c.id, &r.id).await.unwrap());
+    assert!(store.find_by_token(c.id, &token(3), 10).await.unwrap().is_empty());
+    assert_eq!(store.update_record(&changed).await, Err(StoreError::NotFound));
+}
+
+pub async fn unique_values(store: Arc<dyn Store>) {
+    let c = collection(&*store, "customers").await;
+    let other = collection(&*store, "employees").await;
+    let first = record(&c, "S1", &[(5, true)]);
+    store.insert_record(&first).await.unwrap();
+    let dup = store.insert_record(&record(&c, "S2", &[(5, true)])).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(store.count_records(c.id).await.unwrap(), 1, "a rejected insert leaves nothing behind");
+    // Uniqueness is per collection, and only for unique entries.
+    store.insert_record(&record(&other, "S2", &[(5, true)])).await.unwrap();
+    store.insert_record(&record(&c, "S3", &[(5, false)])).await.unwrap();
+    assert_eq!(store.unique_tokens_taken(c.id, &[token(5), token(6)]).await.unwrap(), [token(5)]);
+    store.delete_record(c.id, &first.id).await.unwrap();
+    assert!(store.unique_tokens_taken(c.id, &[token(5)]).await.unwrap().is_empty());
+
+    // Concurrent writers racing for one unique value: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let r = record(&c, &format!("R{i}"), &[(7, true)]);
+        tasks.push(tokio::spawn(async move { store.insert_record(&r).await }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+pub async fn import_is_all_or_nothing(store: Arc<dyn Store>) {
+    let c = collection(&*store, "customers").await;
+    let mut import = store.begin_import(c.id).await.unwrap();
+    import.insert_subject_keys(vec![key("S1", 1, 1), key("S2", 1, 2)]).await.unwrap();
+    import.insert_records(vec![record(&c, "S1", &[(1, true)]), record(&c, "S2", &[(2, false)])]).await.unwrap();
+    drop(import);
+    assert_eq!(store.count_records(c.id).await.unwrap(), 0, "dropped import rolls back");
+    assert!(store.get_subject_keys(c.id, &["S1"]).await.unwrap().is_empty());
+
+    let mut import = store.begin_import(c.id).await.unwrap();
+    import.insert_subject_keys(vec![key("S1", 1, 1)]).await.unwrap();
+    import.insert_records(vec![record(&c, "S1", &[(1, true)])]).await.unwrap();
+    let dup = import.insert_records(vec![record(&c, "S1", &[(1, true)])]).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    drop(import);
+    assert_eq!(store.count_records(c.id).await.unwrap(), 0);
+
+    let mut import = store.begin_import(c.id).await.unwrap();
+    import.insert_subject_keys(vec![key("S1", 1, 1)]).await.unwrap();
+    let batch: Vec<RecordRow> = (0..500).map(|i| record(&c, "S1", &[((i % 200) as u8, false)])).collect();
+    import.insert_records(batch).await.unwrap();
+    import.commit().await.unwrap();
+    assert_eq!(store.count_records(c.id).await.unwrap(), 500);
+    assert_eq!(store.find_by_token(c.id, &token(3), 10).await.unwrap().len(), 3);
+}
+
+pub async fn erase_subject(store: Arc<dyn Store>) {
+    let a = collection(&*store, "customers").await;
+    let b = collection(&*store, "employees").await;
+    for c in [&a, &b] {
+        store.ensure_subject_key(c.id, &key("S1", 1, 1)).await.unwrap();
+        store.ensure_subject_key(c.id, &key("S2", 1, 2)).await.unwrap();
+        store.insert_record(&record(c, "S1", &[(1, true)])).await.unwrap();
+        store.insert_record(&record(c, "S1", &[(2, false)])).await.unwrap();
+        store.insert_record(&record(c, "S2", &[(3, false)])).await.unwrap();
+    }
+    let cert = ErasureCertificateRow {
+        id: "cert-1".into(),
+        subject: "S1".into(),
+        erased_at: t(9),
+        body_json: "{\"method\":\"crypto-shredding\"}".into(),
+    };
+    let counts = store.erase_subject("S1", &cert).await.unwrap();
+    assert_eq!(counts, ErasureCounts { keys_destroyed: 2, records_deleted: 4 });
+    for c in [&a, &b] {
+        assert!(store.get_subject_keys(c.id, &["S1"]).await.unwrap().is_empty());
+        assert_eq!(store.get_subject_keys(c.id, &["S2"]).await.unwrap().len(), 1);
+        assert_eq!(store.count_records(c.id).await.unwrap(), 1);
+        assert!(store.find_by_token(c.id, &token(1), 10).await.unwrap().is_empty());
+        assert!(store.unique_tokens_taken(c.id, &[token(1)]).await.unwrap().is_empty());
+    }
+    assert_eq!(store.list_erasure_certificates().await.unwrap(), [cert]);
+    let again = store.erase_subject("S9", &ErasureCertificateRow { id: "cert-2".into(), ..Default::default() }).await;
+    assert_eq!(again.unwrap(), ErasureCounts::default());
+}
+
+impl Default for ErasureCertificateRow {
+    fn default() -> Self {
+        Self { id: String::new(), subject: "S9".into(), erased_at: t(10), body_json: "{}".into() }
+    }
+}
+
+pub async fn users_and_sessions(store: Arc<dyn Store>) {
+    let user = UserRow {
+        id: UserId::generate(),
+        login: "yamada".into(),
+        display_name: "山田".into(),
+        role: "staff".into(),
+        password_hash: "$argon2id$x".into(),
+        must_change_password: true,
+        disabled: false,
+        created_at: t(0),
+    };
+    store.create_user(&user).await.unwrap();
+    let dup = store.create_user(&UserRow { id: UserId::generate(), ..user.clone() }).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(store.get_user(&user.id).await.unwrap().unwrap(), user);
+    assert_eq!(store.get_user_by_login("yamada").await.unwrap().unwrap(), user);
+    assert_eq!(store.get_user_by_login("Yamada").await.unwrap(), None);
+    store.set_password(&user.id, "$argon2id$y", false).await.unwrap();
+    store.set_user_disabled(&user.id, true).await.unwrap();
+    let changed = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!(
+        (changed.password_hash.as_str(), changed.must_change_password, changed.disabled),
+        ("$argon2id$y", false, true)
+    );
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+    assert_eq!(store.set_password(&UserId::generate(), "x", false).await, Err(StoreError::NotFound));
+
+    let s = |n: u8| SessionRow {
+        token_hash: [n; 32],
+        user_id: user.id,
+        created_at: t(0),
+        expires_at: t(3600),
+        last_seen_at: t(0),
+        password_change_only: n == 2,
+    };
+    store.create_session(&s(1)).await.unwrap();
+    store.create_session(&s(2)).await.unwrap();
+    assert_eq!(store.get_session(&[1; 32]).await.unwrap().unwrap(), s(1));
+    store.touch_session(&[1; 32], t(60)).await.unwrap();
+    assert_eq!(store.get_session(&[1; 32]).await.unwrap().unwrap().last_seen_at, t(60));
+    store.delete_session(&[1; 32]).await.unwrap();
+    assert_eq!(store.get_session(&[1; 32]).await.unwrap(), None);
+    assert_eq!(store.delete_user_sessions(&user.id).await.unwrap(), 1);
+    assert_eq!(store.get_session(&[2; 32]).await.unwrap(), None);
+}
+
+fn event(i: usize) -> AuditEvent {
+    let mut e = AuditEvent::new(t(i as i64), format!("user:{i}"), "record.read", Outcome::Success);
+    e.record = Some(format!("r{i}"));
+    e
+}
+
+/// Walks the whole chain and returns its length, panicking on any gap or bad hash.
+async fn verify_chain(store: &dyn Store) -> u64 {
+    let mut prev = GENESIS_HASH;
+    let mut expected = 1;
+    loop {
+        let rows = store.read_audit(expected, 100).await.unwrap();
+        if rows.is_empty() {
+            return expected - 1;
+        }
+        for row in rows {
+            assert_eq!(row.seq, expected, "gap-free sequence");
+            assert_eq!(row.hash, chain_hash(&prev, row.seq, &row.event_json), "chain at {}", row.seq);
+            prev = row.hash;
+            expected += 1;
+        }
+    }
+}
+
+pub async fn audit_chain(store: Arc<dyn Store>) {
+    assert_eq!(store.append_audit(&[event(1)]).await.unwrap(), 1);
+    assert_eq!(store.append_audit(&[event(2), event(3), event(4)]).await.unwrap(), 4);
+    let rows = store.read_audit(2, 2).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(rows[0].event_json, event(2).canonical_json());
+    assert_eq!(verify_chain(&*store).await, 4);
+}
+
+pub async fn concurrent_audit_appends(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                store.append_audit(&[event(w * 100 + i), event(w * 100 + i + 50)]).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(verify_chain(&*store).await, 160);
+}
+
+pub async fn master_rewrap(store: Arc<dyn Store>) {
+    let c = collection(&*store, "customers").await;
+    store.put_meta("key_check", b"old").await.unwrap();
+    store
+        .rewrap_master(&[(c.id, WrappedKek { version: 1, wrapped: vec![5; 60] })], &[(c.id, vec![6; 60])], b"new")
+        .await
+        .unwrap();
+    assert_eq!(store.get_keks(c.id).await.unwrap(), [WrappedKek { version: 1, wrapped: vec![5; 60] }]);
+    assert_eq!(store.get_collection("customers").await.unwrap().unwrap().wrapped_index_key, vec![6; 60]);
+    assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some(&b"new"[..]));
+}

@@ -1,0 +1,124 @@
+//! The storage interface of mamori.
+//!
+//! **Architecture invariant:** nothing that crosses this interface is a plaintext personal
+//! value. Field values arrive already encrypted, searchable values arrive as blind-index
+//! tokens, keys arrive wrapped. A backend is a dumb, transactional keeper of bytes; all
+//! meaning (and all keys) stay above it.
+//!
+//! Two backends implement [`Store`]: `mamori-store-sqlite` (embedded default) and
+//! `mamori-store-postgres`; both run the same [`conformance`] suite.
+
+mod error;
+mod rows;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{Result, StoreError};
+pub use rows::*;
+
+use async_trait::async_trait;
+use mamori_core::audit::AuditEvent;
+use mamori_core::ids::{RecordId, UserId};
+
+/// The storage interface. Every method is one transaction: it happens entirely or not at all.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Cheap liveness check of the database connection, for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+
+    // --- installation facts -------------------------------------------------------------
+    async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Inserts or replaces.
+    async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
+
+    // --- collections and keys -----------------------------------------------------------
+    /// Creates the collection with schema version 1 and KEK version 1.
+    /// `StoreError::Conflict` when the name is taken.
+    async fn create_collection(&self, new: &NewCollection) -> Result<CollectionRow>;
+    async fn list_collections(&self) -> Result<Vec<CollectionRow>>;
+    async fn get_collection(&self, name: &str) -> Result<Option<CollectionRow>>;
+    /// Adds schema version `expected_current + 1` and makes it current; `Conflict` when the
+    /// current version is no longer `expected_current` (someone else changed it).
+    async fn add_schema_version(&self, collection_id: i64, expected_current: u32, schema_json: &str) -> Result<u32>;
+    async fn get_schema(&self, collection_id: i64, version: u32) -> Result<Option<String>>;
+    /// All KEK versions of a collection, wrapped under the master key, oldest first.
+    async fn get_keks(&self, collection_id: i64) -> Result<Vec<WrappedKek>>;
+    /// Adds a KEK version and makes it current for new subject keys.
+    async fn add_kek(&self, collection_id: i64, kek: &WrappedKek) -> Result<()>;
+    /// Deletes KEK versions below `version` once no subject key refers to them.
+    /// `Conflict` if one still does.
+    async fn drop_keks_below(&self, collection_id: i64, version: u32) -> Result<u64>;
+    /// Replaces every master-wrapped key (KEKs, index keys) and the key check in one
+    /// transaction: the master-key rotation.
+    async fn rewrap_master(
+        &self,
+        keks: &[(i64, WrappedKek)],
+        index_keys: &[(i64, Vec<u8>)],
+        key_check: &[u8],
+    ) -> Result<()>;
+
+    // --- subject keys --------------------------------------------------------------------
+    async fn get_subject_keys(&self, collection_id: i64, subjects: &[&str]) -> Result<Vec<SubjectKeyRow>>;
+    /// Stores `key` unless the subject already has one; returns the one that is stored, so
+    /// that two writers creating the same subject at once end up using the same key.
+    async fn ensure_subject_key(&self, collection_id: i64, key: &SubjectKeyRow) -> Result<SubjectKeyRow>;
+    /// Subject keys still wrapped under a KEK older than `version`, at most `limit`.
+    async fn subject_keys_below(&self, collection_id: i64, version: u32, limit: usize) -> Result<Vec<SubjectKeyRow>>;
+    /// Replaces wrapped keys, each only if it is still at the `old_kek_version` given
+    /// (compare-and-set, so a concurrent erase is not undone). Returns how many changed.
+    async fn rewrap_subject_keys(&self, collection_id: i64, rewrapped: &[(SubjectKeyRow, u32)]) -> Result<u64>;
+
+    // --- records -------------------------------------------------------------------------
+    /// `Conflict` when a unique token is already taken.
+    async fn insert_record(&self, record: &RecordRow) -> Result<()>;
+    async fn get_record(&self, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>>;
+    /// Replaces fields and tokens of an existing record. `NotFound` if it is gone.
+    async fn update_record(&self, record: &RecordRow) -> Result<()>;
+    async fn delete_record(&self, collection_id: i64, id: &RecordId) -> Result<bool>;
+    async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>>;
+    /// Which of `tokens` are already taken as unique values in the collection.
+    async fn unique_tokens_taken(&self, collection_id: i64, tokens: &[Vec<u8>]) -> Result<Vec<Vec<u8>>>;
+    async fn count_records(&self, collection_id: i64) -> Result<u64>;
+    /// Starts an all-or-nothing bulk load into one collection.
+    async fn begin_import(&self, collection_id: i64) -> Result<Box<dyn ImportSession>>;
+
+    // --- erasure -------------------------------------------------------------------------
+    /// Destroys the subject's data keys and deletes its records and index entries in every
+    /// collection, and stores the certificate — all in one transaction.
+    async fn erase_subject(&self, subject: &str, certificate: &ErasureCertificateRow) -> Result<ErasureCounts>;
+    async fn list_erasure_certificates(&self) -> Result<Vec<ErasureCertificateRow>>;
+
+    // --- accounts and sessions -------------------------------------------------------------
+    /// `Conflict` when the login is taken.
+    async fn create_user(&self, user: &UserRow) -> Result<()>;
+    async fn get_user(&self, id: &UserId) -> Result<Option<UserRow>>;
+    async fn get_user_by_login(&self, login: &str) -> Result<Option<UserRow>>;
+    async fn list_users(&self) -> Result<Vec<UserRow>>;
+    async fn set_password(&self, id: &UserId, password_hash: &str, must_change: bool) -> Result<()>;
+    async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()>;
+    async fn create_session(&self, session: &SessionRow) -> Result<()>;
+    async fn get_session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>>;
+    async fn touch_session(&self, token_hash: &[u8; 32], at: time::OffsetDateTime) -> Result<()>;
+    async fn delete_session(&self, token_hash: &[u8; 32]) -> Result<()>;
+    async fn delete_user_sessions(&self, user: &UserId) -> Result<u64>;
+
+    // --- audit ---------------------------------------------------------------------------------
+    /// Appends events to the hash chain in one transaction (one fsync for the whole batch)
+    /// and returns the sequence number of the last one. Sequence numbers are gap-free.
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<u64>;
+    /// Events with `seq >= from`, in order, at most `limit`.
+    async fn read_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRow>>;
+}
+
+/// An open bulk load. Dropping it without `commit` rolls everything back.
+#[async_trait]
+pub trait ImportSession: Send {
+    async fn insert_subject_keys(&mut self, keys: Vec<SubjectKeyRow>) -> Result<()>;
+    /// `Conflict` when a unique token is already taken (the whole import then rolls back).
+    async fn insert_records(&mut self, records: Vec<RecordRow>) -> Result<()>;
+    async fn commit(self: Box<Self>) -> Result<()>;
+}

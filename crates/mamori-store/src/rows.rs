@@ -1,0 +1,138 @@
+//! Row types crossing the storage interface. Byte fields are ciphertexts, wrapped keys or
+//! blind-index tokens — never plaintext personal values.
+
+use mamori_core::ids::{RecordId, UserId};
+use time::OffsetDateTime;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCollection {
+    pub name: String,
+    pub schema_json: String,
+    pub kek: WrappedKek,
+    /// Blind-index key wrapped under the master key.
+    pub wrapped_index_key: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectionRow {
+    pub id: i64,
+    pub name: String,
+    pub schema_version: u32,
+    /// The KEK version that wraps new subject keys.
+    pub kek_version: u32,
+    pub wrapped_index_key: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedKek {
+    pub version: u32,
+    pub wrapped: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectKeyRow {
+    pub subject: String,
+    pub kek_version: u32,
+    pub wrapped_dek: Vec<u8>,
+}
+
+/// A blind-index entry of a record. `unique` entries are also held to uniqueness within the
+/// collection by the database itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexToken {
+    pub token: Vec<u8>,
+    pub unique: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordRow {
+    pub id: RecordId,
+    pub collection_id: i64,
+    pub subject: String,
+    pub schema_version: u32,
+    /// Encrypted field values, encoded by the vault (opaque here).
+    pub fields: Vec<u8>,
+    pub tokens: Vec<IndexToken>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ErasureCounts {
+    pub keys_destroyed: u64,
+    pub records_deleted: u64,
+}
+
+/// Evidence that a subject's data was erased. No personal data: ids, counts, time, actor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErasureCertificateRow {
+    pub id: String,
+    pub subject: String,
+    pub erased_at: OffsetDateTime,
+    /// The whole certificate as JSON (what, when, by whom, method).
+    pub body_json: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: UserId,
+    pub login: String,
+    pub display_name: String,
+    pub role: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub must_change_password: bool,
+    pub disabled: bool,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    /// SHA-256 of the bearer token; the token itself is never stored.
+    pub token_hash: [u8; 32],
+    pub user_id: UserId,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    /// A session that may only change its own password (first login, reset).
+    pub password_change_only: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRow {
+    pub seq: u64,
+    pub event_json: String,
+    pub hash: [u8; 32],
+}
+
+/// Timestamps are stored as microseconds since the Unix epoch in both backends.
+pub fn to_micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+pub fn from_micros(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Tokens of a record as one blob (16 bytes each, then one byte per token for `unique`), kept
+/// in the record row so that deleting a record knows which index entries to remove.
+pub fn encode_tokens(tokens: &[IndexToken]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tokens.len() * 17);
+    for t in tokens {
+        out.extend_from_slice(&t.token);
+    }
+    out.extend(tokens.iter().map(|t| u8::from(t.unique)));
+    out
+}
+
+pub fn decode_tokens(blob: &[u8]) -> crate::Result<Vec<IndexToken>> {
+    const LEN: usize = 16;
+    if blob.len() % (LEN + 1) != 0 {
+        return Err(crate::StoreError::Corrupt("token list length".into()));
+    }
+    let n = blob.len() / (LEN + 1);
+    let (tokens, flags) = blob.split_at(n * LEN);
+    Ok(tokens.chunks(LEN).zip(flags).map(|(t, f)| IndexToken { token: t.to_vec(), unique: *f == 1 }).collect())
+}

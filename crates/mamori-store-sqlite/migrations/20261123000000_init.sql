@@ -66,7 +66,9 @@ CREATE TABLE erasure_certificates (
     id        TEXT PRIMARY KEY,
     subject   TEXT NOT NULL,
     erased_at INTEGER NOT NULL,
-    body_json TEXT NOT NULL
+    body_json TEXT NOT NULL,
+    keys_destroyed  INTEGER NOT NULL,
+    records_deleted INTEGER NOT NULL
 );
 
 CREATE TABLE users (

@@ -514,8 +514,16 @@ impl Store for SqliteStore {
                 counts.keys_destroyed =
                     tx.execute("DELETE FROM subject_keys WHERE subject = ?1", [&subject]).map_err(map_err)? as u64;
                 tx.execute(
-                    "INSERT INTO erasure_certificates (id, subject, erased_at, body_json) VALUES (?1, ?2, ?3, ?4)",
-                    params![cert.id, cert.subject, to_micros(cert.erased_at), cert.body_json],
+                    "INSERT INTO erasure_certificates (id, subject, erased_at, body_json, keys_destroyed, records_deleted)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        cert.id,
+                        cert.subject,
+                        to_micros(cert.erased_at),
+                        cert.body_json,
+                        counts.keys_destroyed as i64,
+                        counts.records_deleted as i64
+                    ],
                 )
                 .map_err(map_err)?;
                 Ok(counts)
@@ -536,7 +544,10 @@ impl Store for SqliteStore {
     async fn list_erasure_certificates(&self) -> Result<Vec<ErasureCertificateRow>> {
         self.read(|c| {
             let mut stmt = c
-                .prepare("SELECT id, subject, erased_at, body_json FROM erasure_certificates ORDER BY erased_at, id")
+                .prepare(
+                    "SELECT id, subject, erased_at, body_json, keys_destroyed, records_deleted
+                     FROM erasure_certificates ORDER BY erased_at, id",
+                )
                 .map_err(map_err)?;
             stmt.query_map([], |r| {
                 Ok(ErasureCertificateRow {
@@ -544,6 +555,8 @@ impl Store for SqliteStore {
                     subject: r.get(1)?,
                     erased_at: from_micros(r.get(2)?),
                     body_json: r.get(3)?,
+                    keys_destroyed: r.get::<_, i64>(4)? as u64,
+                    records_deleted: r.get::<_, i64>(5)? as u64,
                 })
             })
             .map_err(map_err)?

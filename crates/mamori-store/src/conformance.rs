@@ -244,6 +244,8 @@ pub async fn erase_subject(store: Arc<dyn Store>) {
         subject: "S1".into(),
         erased_at: t(9),
         body_json: "{\"method\":\"crypto-shredding\"}".into(),
+        keys_destroyed: 0,
+        records_deleted: 0,
     };
     let counts = store.erase_subject("S1", &cert).await.unwrap();
     assert_eq!(counts, ErasureCounts { keys_destroyed: 2, records_deleted: 4 });
@@ -254,14 +256,22 @@ pub async fn erase_subject(store: Arc<dyn Store>) {
         assert!(store.find_by_token(c.id, &token(1), 10).await.unwrap().is_empty());
         assert!(store.unique_tokens_taken(c.id, &[token(1)]).await.unwrap().is_empty());
     }
-    assert_eq!(store.list_erasure_certificates().await.unwrap(), [cert]);
+    let stored = ErasureCertificateRow { keys_destroyed: 2, records_deleted: 4, ..cert };
+    assert_eq!(store.list_erasure_certificates().await.unwrap(), [stored]);
     let again = store.erase_subject("S9", &ErasureCertificateRow { id: "cert-2".into(), ..Default::default() }).await;
     assert_eq!(again.unwrap(), ErasureCounts::default());
 }
 
 impl Default for ErasureCertificateRow {
     fn default() -> Self {
-        Self { id: String::new(), subject: "S9".into(), erased_at: t(10), body_json: "{}".into() }
+        Self {
+            id: String::new(),
+            subject: "S9".into(),
+            erased_at: t(10),
+            body_json: "{}".into(),
+            keys_destroyed: 0,
+            records_deleted: 0,
+        }
     }
 }
 

@@ -88,7 +88,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // --- erasure -------------------------------------------------------------------------
     /// Destroys the subject's data keys and deletes its records and index entries in every
-    /// collection, and stores the certificate — all in one transaction.
+    /// collection, and stores the certificate with the counts it computed (overriding the
+    /// certificate's `keys_destroyed`/`records_deleted`) — all in one transaction.
     async fn erase_subject(&self, subject: &str, certificate: &ErasureCertificateRow) -> Result<ErasureCounts>;
     async fn list_erasure_certificates(&self) -> Result<Vec<ErasureCertificateRow>>;
 

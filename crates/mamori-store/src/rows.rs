@@ -71,8 +71,11 @@ pub struct ErasureCertificateRow {
     pub id: String,
     pub subject: String,
     pub erased_at: OffsetDateTime,
-    /// The whole certificate as JSON (what, when, by whom, method).
+    /// The certificate as JSON (what, when, by whom, method).
     pub body_json: String,
+    /// Filled in by the store with what the erasure transaction actually removed.
+    pub keys_destroyed: u64,
+    pub records_deleted: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

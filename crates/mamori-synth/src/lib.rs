@@ -49,6 +49,9 @@ pub struct Person {
     pub medical_history: String,
 }
 
+/// Schema (TOML) of the demo `customers` collection that the generated CSV fills.
+pub const CUSTOMERS_SCHEMA_TOML: &str = include_str!("../customers.toml");
+
 /// Deterministic generator: same seed => same sequence of people.
 ///
 /// Uses `StdRng` so that sequences are reproducible across platforms for a

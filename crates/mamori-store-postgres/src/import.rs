@@ -1,0 +1,157 @@
+//! Bulk loads: one pooled connection with one open transaction, rows streamed with binary COPY.
+
+use crate::db::version;
+use crate::error::pg;
+use crate::records::index_entries;
+use async_trait::async_trait;
+use deadpool_postgres::Object;
+use mamori_store::{ImportSession, RecordRow, Result, StoreError, SubjectKeyRow, encode_tokens, to_micros};
+use std::pin::pin;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+
+pub(crate) struct PgImport {
+    /// `None` once committed or abandoned.
+    conn: Option<Object>,
+    collection_id: i64,
+    /// Set while an operation is under way and left set when it fails or is cancelled. After
+    /// an error PostgreSQL has aborted the transaction, and a COMMIT of an aborted
+    /// transaction *succeeds* as a rollback, so without this flag `commit` would report
+    /// success for an import that stored nothing.
+    failed: bool,
+}
+
+impl std::fmt::Debug for PgImport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgImport").field("collection_id", &self.collection_id).field("failed", &self.failed).finish()
+    }
+}
+
+impl PgImport {
+    pub(crate) async fn begin(conn: Object, collection_id: i64) -> Result<Self> {
+        // The transaction is opened by hand because a `tokio_postgres::Transaction` borrows the
+        // connection and could not live in the session alongside it.
+        let mut session = Self { conn: Some(conn), collection_id, failed: false };
+        session.client()?.batch_execute("BEGIN").await.map_err(pg)?;
+        session.failed = false;
+        Ok(session)
+    }
+
+    /// The connection, marking the session failed until the caller's operation completes.
+    fn client(&mut self) -> Result<&Object> {
+        if self.failed {
+            return Err(StoreError::Backend("import aborted by an earlier error; start a new one".into()));
+        }
+        self.failed = true;
+        self.conn.as_ref().ok_or_else(|| StoreError::Backend("import already finished".into()))
+    }
+
+    fn abandon(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Detached from the pool and dropped, the connection closes, and the server rolls
+            // back whatever the transaction did. Returning it to the pool instead would hand
+            // the next user a connection inside our open (or aborted) transaction.
+            drop(Object::take(conn));
+        }
+    }
+}
+
+impl Drop for PgImport {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
+#[async_trait]
+impl ImportSession for PgImport {
+    async fn insert_subject_keys(&mut self, keys: Vec<SubjectKeyRow>) -> Result<()> {
+        let collection_id = self.collection_id;
+        let client = self.client()?;
+        let sink = client
+            .copy_in("COPY subject_keys (collection_id, subject, kek_version, wrapped_dek) FROM STDIN (FORMAT binary)")
+            .await
+            .map_err(pg)?;
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::INT4, Type::BYTEA]));
+        for k in &keys {
+            let v = version(k.kek_version)?;
+            writer.as_mut().write(&[&collection_id, &k.subject, &v, &k.wrapped_dek]).await.map_err(pg)?;
+        }
+        // A subject that already has a key is a unique violation (Conflict), deliberately:
+        // silently keeping the stored key would leave the records of this import encrypted
+        // under a key that is thrown away.
+        writer.finish().await.map_err(pg)?;
+        self.failed = false;
+        Ok(())
+    }
+
+    async fn insert_records(&mut self, records: Vec<RecordRow>) -> Result<()> {
+        let collection_id = self.collection_id;
+        if let Some(r) = records.iter().find(|r| r.collection_id != collection_id) {
+            return Err(StoreError::Backend(format!(
+                "import into collection {collection_id} got a record of collection {}",
+                r.collection_id
+            )));
+        }
+        let client = self.client()?;
+        let sink = client
+            .copy_in(
+                "COPY records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at)
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await
+            .map_err(pg)?;
+        let types = [Type::INT8, Type::UUID, Type::TEXT, Type::INT4, Type::BYTEA, Type::BYTEA, Type::INT8, Type::INT8];
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+        for r in &records {
+            writer
+                .as_mut()
+                .write(&[
+                    &collection_id,
+                    r.id.as_uuid(),
+                    &r.subject,
+                    &version(r.schema_version)?,
+                    &r.fields,
+                    &encode_tokens(&r.tokens),
+                    &to_micros(r.created_at),
+                    &to_micros(r.updated_at),
+                ])
+                .await
+                .map_err(pg)?;
+        }
+        writer.finish().await.map_err(pg)?;
+
+        let sink = client
+            .copy_in("COPY blind_index (collection_id, token, record_id, is_unique) FROM STDIN (FORMAT binary)")
+            .await
+            .map_err(pg)?;
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &[Type::INT8, Type::BYTEA, Type::UUID, Type::BOOL]));
+        for r in &records {
+            for (token, unique) in index_entries(&r.tokens) {
+                writer.as_mut().write(&[&collection_id, &token, r.id.as_uuid(), &unique]).await.map_err(pg)?;
+            }
+        }
+        // COPY cannot say which value collided, and the violation aborts the transaction: the
+        // caller gets Conflict and the whole import rolls back.
+        writer.finish().await.map_err(pg)?;
+        self.failed = false;
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        let result = match self.client() {
+            Ok(client) => client.batch_execute("COMMIT").await.map_err(pg),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                // Transaction closed: the connection may go back to the pool.
+                self.conn = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.abandon();
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The [`Store`] implementation: a table of contents pointing at the query modules.
+
+use crate::PostgresStore;
+use crate::import::PgImport;
+use async_trait::async_trait;
+use mamori_core::audit::AuditEvent;
+use mamori_core::ids::{RecordId, UserId};
+use mamori_store::*;
+use time::OffsetDateTime;
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.ping_db().await
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.get_meta_value(key).await
+    }
+
+    async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.put_meta_value(key, value).await
+    }
+
+    async fn create_collection(&self, new: &NewCollection) -> Result<CollectionRow> {
+        self.create_collection_row(new).await
+    }
+
+    async fn list_collections(&self) -> Result<Vec<CollectionRow>> {
+        self.list_collection_rows().await
+    }
+
+    async fn get_collection(&self, name: &str) -> Result<Option<CollectionRow>> {
+        self.get_collection_row(name).await
+    }
+
+    async fn add_schema_version(&self, collection_id: i64, expected_current: u32, schema_json: &str) -> Result<u32> {
+        self.add_schema(collection_id, expected_current, schema_json).await
+    }
+
+    async fn get_schema(&self, collection_id: i64, version: u32) -> Result<Option<String>> {
+        self.get_schema_json(collection_id, version).await
+    }
+
+    async fn get_keks(&self, collection_id: i64) -> Result<Vec<WrappedKek>> {
+        self.get_kek_rows(collection_id).await
+    }
+
+    async fn add_kek(&self, collection_id: i64, kek: &WrappedKek) -> Result<()> {
+        self.add_kek_row(collection_id, kek).await
+    }
+
+    async fn drop_keks_below(&self, collection_id: i64, version: u32) -> Result<u64> {
+        self.drop_old_keks(collection_id, version).await
+    }
+
+    async fn rewrap_master(
+        &self,
+        keks: &[(i64, WrappedKek)],
+        index_keys: &[(i64, Vec<u8>)],
+        key_check: &[u8],
+    ) -> Result<()> {
+        self.rewrap_master_keys(keks, index_keys, key_check).await
+    }
+
+    async fn get_subject_keys(&self, collection_id: i64, subjects: &[&str]) -> Result<Vec<SubjectKeyRow>> {
+        self.get_subject_key_rows(collection_id, subjects).await
+    }
+
+    async fn ensure_subject_key(&self, collection_id: i64, key: &SubjectKeyRow) -> Result<SubjectKeyRow> {
+        self.ensure_subject_key_row(collection_id, key).await
+    }
+
+    async fn subject_keys_below(&self, collection_id: i64, version: u32, limit: usize) -> Result<Vec<SubjectKeyRow>> {
+        self.subject_key_rows_below(collection_id, version, limit).await
+    }
+
+    async fn rewrap_subject_keys(&self, collection_id: i64, rewrapped: &[(SubjectKeyRow, u32)]) -> Result<u64> {
+        self.rewrap_subject_key_rows(collection_id, rewrapped).await
+    }
+
+    async fn insert_record(&self, record: &RecordRow) -> Result<()> {
+        self.insert_record_row(record).await
+    }
+
+    async fn get_record(&self, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>> {
+        self.get_record_row(collection_id, id).await
+    }
+
+    async fn update_record(&self, record: &RecordRow) -> Result<()> {
+        self.update_record_row(record).await
+    }
+
+    async fn delete_record(&self, collection_id: i64, id: &RecordId) -> Result<bool> {
+        self.delete_record_row(collection_id, id).await
+    }
+
+    async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>> {
+        self.find_record_ids(collection_id, token, limit).await
+    }
+
+    async fn unique_tokens_taken(&self, collection_id: i64, tokens: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        self.taken_unique_tokens(collection_id, tokens).await
+    }
+
+    async fn count_records(&self, collection_id: i64) -> Result<u64> {
+        self.count_record_rows(collection_id).await
+    }
+
+    async fn begin_import(&self, collection_id: i64) -> Result<Box<dyn ImportSession>> {
+        Ok(Box::new(PgImport::begin(self.conn().await?, collection_id).await?))
+    }
+
+    async fn erase_subject(&self, subject: &str, certificate: &ErasureCertificateRow) -> Result<ErasureCounts> {
+        self.erase(subject, certificate).await
+    }
+
+    async fn list_erasure_certificates(&self) -> Result<Vec<ErasureCertificateRow>> {
+        self.list_certificates().await
+    }
+
+    async fn create_user(&self, user: &UserRow) -> Result<()> {
+        self.insert_user(user).await
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<UserRow>> {
+        self.user_by_id(id).await
+    }
+
+    async fn get_user_by_login(&self, login: &str) -> Result<Option<UserRow>> {
+        self.user_by_login(login).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRow>> {
+        self.all_users().await
+    }
+
+    async fn set_password(&self, id: &UserId, password_hash: &str, must_change: bool) -> Result<()> {
+        self.update_password(id, password_hash, must_change).await
+    }
+
+    async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()> {
+        self.update_disabled(id, disabled).await
+    }
+
+    async fn create_session(&self, session: &SessionRow) -> Result<()> {
+        self.insert_session(session).await
+    }
+
+    async fn get_session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>> {
+        self.session_by_hash(token_hash).await
+    }
+
+    async fn touch_session(&self, token_hash: &[u8; 32], at: OffsetDateTime) -> Result<()> {
+        self.touch(token_hash, at).await
+    }
+
+    async fn delete_session(&self, token_hash: &[u8; 32]) -> Result<()> {
+        self.remove_session(token_hash).await
+    }
+
+    async fn delete_user_sessions(&self, user: &UserId) -> Result<u64> {
+        self.remove_user_sessions(user).await
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<u64> {
+        self.append_audit_events(events).await
+    }
+
+    async fn read_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRow>> {
+        self.audit_rows(from, limit).await
+    }
+}

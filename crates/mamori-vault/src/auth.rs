@@ -1,0 +1,256 @@
+//! Accounts, login and sessions — the part of identity the vault core needs so that no
+//! endpoint is ever open without a token. The identity issue completes it (lockout, MFA,
+//! password policy presets).
+//!
+//! Measures: 002-T-3 (unique IDs), 002-T-4 (idle session end), 004-V-1-36-1 (passwords
+//! stored only as Argon2id hashes), 001-22-10 (identification and authentication).
+
+use crate::error::{Result, VaultError};
+use crate::{Principal, Vault};
+use mamori_core::access::{Action, Role};
+use mamori_core::audit::Outcome;
+use mamori_core::ids::UserId;
+use mamori_crypto::{SecretString, SessionToken};
+use mamori_store::{SessionRow, UserRow};
+use rand::Rng as _;
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+/// Sessions are touched at most this often, so that a busy client does not turn every read
+/// into a write; idle timeouts are therefore exact to within this.
+const TOUCH_EVERY: Duration = Duration::seconds(30);
+/// Characters of generated one-time passwords: no look-alikes (0/O, 1/l/I).
+const OTP_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+const MIN_PASSWORD_CHARS: usize = 10;
+
+pub struct LoginOutcome {
+    pub token: SessionToken,
+    pub expires_at: OffsetDateTime,
+    pub password_change_required: bool,
+}
+
+impl std::fmt::Debug for LoginOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginOutcome").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub struct NewUser {
+    pub login: String,
+    pub display_name: String,
+    pub role: Role,
+    /// `None`: a one-time password is generated and returned.
+    pub password: Option<SecretString>,
+    /// Whether the first login must change the password. Always true for accounts created
+    /// through the API; the demo turns it off for its throwaway users.
+    pub must_change_password: bool,
+}
+
+/// An account as administrators see it (no hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct UserSummary {
+    pub id: UserId,
+    pub login: String,
+    pub display_name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub must_change_password: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+fn summary(u: UserRow) -> Result<UserSummary> {
+    Ok(UserSummary {
+        role: u.role.parse().map_err(VaultError::Integrity)?,
+        id: u.id,
+        login: u.login,
+        display_name: u.display_name,
+        disabled: u.disabled,
+        must_change_password: u.must_change_password,
+        created_at: u.created_at,
+    })
+}
+
+fn valid_login(login: &str) -> bool {
+    (3..=64).contains(&login.len())
+        && login.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn check_password_rules(login: &str, password: &SecretString) -> Result<()> {
+    let pw = password.expose();
+    if pw.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(VaultError::Invalid(format!("the password needs at least {MIN_PASSWORD_CHARS} characters")));
+    }
+    if pw.to_lowercase().contains(&login.to_lowercase()) {
+        return Err(VaultError::Invalid("the password must not contain the login ID".into()));
+    }
+    Ok(())
+}
+
+fn one_time_password() -> SecretString {
+    let mut rng = rand::rngs::OsRng;
+    SecretString::new((0..16).map(|_| OTP_ALPHABET[rng.gen_range(0..OTP_ALPHABET.len())] as char).collect())
+}
+
+fn session_ref(hash: &[u8; 32]) -> String {
+    crate::audit::hex(&hash[..6])
+}
+
+impl Vault {
+    pub async fn create_user(&self, p: &Principal, new: NewUser) -> Result<(UserSummary, Option<SecretString>)> {
+        self.authorize(p, Action::UserManage, "user.create", None).await?;
+        if !valid_login(&new.login) {
+            return Err(VaultError::Invalid("login must match [a-z0-9._-]{3,64}".into()));
+        }
+        if new.display_name.trim().is_empty() || new.display_name.chars().count() > 100 {
+            return Err(VaultError::Invalid("display name must have 1 to 100 characters".into()));
+        }
+        let (password, generated) = match new.password {
+            Some(pw) => {
+                check_password_rules(&new.login, &pw)?;
+                (pw, None)
+            }
+            None => {
+                let pw = one_time_password();
+                (pw.clone(), Some(pw))
+            }
+        };
+        let row = UserRow {
+            id: UserId::generate(),
+            login: new.login,
+            display_name: new.display_name.trim().to_owned(),
+            role: new.role.to_string(),
+            password_hash: self.hasher.hash(&password)?,
+            must_change_password: new.must_change_password || generated.is_some(),
+            disabled: false,
+            created_at: self.clock.now(),
+        };
+        self.store.create_user(&row).await?;
+        let mut e = self.event(p, "user.create", Outcome::Success);
+        e.reason = Some(format!("user:{} role={}", row.id, row.role));
+        self.audit.record(vec![e]).await?;
+        Ok((summary(row)?, generated))
+    }
+
+    pub async fn list_users(&self, p: &Principal) -> Result<Vec<UserSummary>> {
+        self.authorize(p, Action::UserManage, "user.list", None).await?;
+        self.store.list_users().await?.into_iter().map(summary).collect()
+    }
+
+    /// Disabling takes effect on the very next request: sessions are deleted and
+    /// [`Vault::authenticate`] re-reads the account every time.
+    pub async fn set_user_disabled(&self, p: &Principal, login: &str, disabled: bool) -> Result<()> {
+        self.authorize(p, Action::UserManage, "user.disable", None).await?;
+        let user = self.store.get_user_by_login(login).await?.ok_or(VaultError::NotFound("user"))?;
+        self.store.set_user_disabled(&user.id, disabled).await?;
+        if disabled {
+            self.store.delete_user_sessions(&user.id).await?;
+        }
+        let mut e = self.event(p, if disabled { "user.disable" } else { "user.enable" }, Outcome::Success);
+        e.reason = Some(format!("user:{}", user.id));
+        self.audit.record(vec![e]).await?;
+        Ok(())
+    }
+
+    /// Password login. Unknown login, wrong password and disabled account give the same
+    /// error after the same Argon2id work (no account enumeration).
+    pub async fn login(&self, login: &str, password: &SecretString, source: Option<String>) -> Result<LoginOutcome> {
+        let user = if valid_login(login) { self.store.get_user_by_login(login).await? } else { None };
+        let verified = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str()));
+        let now = self.clock.now();
+        let actor = match &user {
+            // An unknown login string is not logged: people type passwords into it by mistake.
+            Some(u) => format!("user:{}", u.id),
+            None => "anonymous".to_owned(),
+        };
+        let mut e = mamori_core::audit::AuditEvent::new(now, actor, "auth.login", Outcome::Failure);
+        e.source = source.clone();
+        let user = match user {
+            Some(u) if verified && !u.disabled => u,
+            other => {
+                e.reason = Some(
+                    match other {
+                        None => "unknown login",
+                        Some(u) if u.disabled => "account disabled",
+                        Some(_) => "wrong password",
+                    }
+                    .into(),
+                );
+                self.audit.record(vec![e]).await?;
+                return Err(VaultError::Unauthenticated);
+            }
+        };
+        let token = SessionToken::generate();
+        let hash = token.hash();
+        let expires_at = now + self.config.session_lifetime;
+        self.store
+            .create_session(&SessionRow {
+                token_hash: hash,
+                user_id: user.id,
+                created_at: now,
+                expires_at,
+                last_seen_at: now,
+                password_change_only: user.must_change_password,
+            })
+            .await?;
+        e.outcome = Outcome::Success;
+        e.session = Some(session_ref(&hash));
+        self.audit.record(vec![e]).await?;
+        Ok(LoginOutcome { token, expires_at, password_change_required: user.must_change_password })
+    }
+
+    /// Resolves a bearer token to a principal, enforcing expiry, idle timeout and account
+    /// state on every call.
+    pub async fn authenticate(&self, token: &SessionToken, source: Option<String>) -> Result<Principal> {
+        let hash = token.hash();
+        let session = self.store.get_session(&hash).await?.ok_or(VaultError::Unauthenticated)?;
+        let now = self.clock.now();
+        if now >= session.expires_at || now - session.last_seen_at >= self.config.session_idle {
+            self.store.delete_session(&hash).await?;
+            return Err(VaultError::Unauthenticated);
+        }
+        let user = self.store.get_user(&session.user_id).await?.ok_or(VaultError::Unauthenticated)?;
+        if user.disabled {
+            self.store.delete_user_sessions(&user.id).await?;
+            return Err(VaultError::Unauthenticated);
+        }
+        if now - session.last_seen_at >= TOUCH_EVERY {
+            self.store.touch_session(&hash, now).await?;
+        }
+        Ok(Principal {
+            user_id: Some(user.id),
+            role: user.role.parse().map_err(VaultError::Integrity)?,
+            login: user.login,
+            session_ref: Some(session_ref(&hash)),
+            source,
+            password_change_only: session.password_change_only,
+        })
+    }
+
+    pub async fn logout(&self, p: &Principal, token: &SessionToken) -> Result<()> {
+        self.store.delete_session(&token.hash()).await?;
+        self.audit.record(vec![self.event(p, "auth.logout", Outcome::Success)]).await?;
+        Ok(())
+    }
+
+    /// Changes the caller's own password and ends all of their sessions.
+    pub async fn change_password(&self, p: &Principal, current: &SecretString, new: &SecretString) -> Result<()> {
+        let id = p.user_id.ok_or(VaultError::Forbidden)?;
+        let user = self.store.get_user(&id).await?.ok_or(VaultError::Unauthenticated)?;
+        if !self.hasher.verify(current, Some(&user.password_hash)) {
+            let mut e = self.event(p, "auth.password_change", Outcome::Failure);
+            e.reason = Some("wrong current password".into());
+            self.audit.record(vec![e]).await?;
+            return Err(VaultError::Unauthenticated);
+        }
+        check_password_rules(&user.login, new)?;
+        if self.hasher.verify(new, Some(&user.password_hash)) {
+            return Err(VaultError::Invalid("the new password must differ from the current one".into()));
+        }
+        self.store.set_password(&id, &self.hasher.hash(new)?, false).await?;
+        self.store.delete_user_sessions(&id).await?;
+        self.audit.record(vec![self.event(p, "auth.password_change", Outcome::Success)]).await?;
+        Ok(())
+    }
+}

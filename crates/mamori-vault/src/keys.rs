@@ -1,0 +1,280 @@
+//! Collections and their keys: creation, schema versions, the in-memory key cache, and KEK
+//! and master-key rotation (capability F; 004-V-1-37-1 key management).
+
+use crate::error::{Result, VaultError};
+use crate::{Principal, Vault};
+use mamori_core::access::Action;
+use mamori_core::audit::Outcome;
+use mamori_core::schema::{CollectionSchema, VersionedSchema};
+use mamori_crypto::{BlindIndexer, DataKey, FieldIndexer, IndexKey, Kek, MasterKey};
+use mamori_store::{CollectionRow, NewCollection, SubjectKeyRow, WrappedKek};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Everything needed to encrypt, decrypt and index one collection, unwrapped once and kept
+/// in memory (never on disk, never in `Debug`).
+pub(crate) struct CollectionState {
+    pub row: CollectionRow,
+    pub schemas: BTreeMap<u32, Arc<CollectionSchema>>,
+    pub keks: HashMap<u32, Kek>,
+    pub indexers: HashMap<String, FieldIndexer>,
+}
+
+impl std::fmt::Debug for CollectionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectionState").field("name", &self.row.name).finish_non_exhaustive()
+    }
+}
+
+impl CollectionState {
+    pub fn current(&self) -> &Arc<CollectionSchema> {
+        self.schemas.get(&self.row.schema_version).expect("the current schema is always loaded")
+    }
+
+    pub fn schema(&self, version: u32) -> Result<&Arc<CollectionSchema>> {
+        self.schemas.get(&version).ok_or_else(|| VaultError::Integrity(format!("schema version {version} missing")))
+    }
+
+    pub fn indexer(&self, field: &str) -> Result<&FieldIndexer> {
+        self.indexers.get(field).ok_or_else(|| VaultError::Invalid(format!("field `{field}` is not searchable")))
+    }
+
+    pub fn kek(&self, version: u32) -> Result<&Kek> {
+        self.keks.get(&version).ok_or_else(|| VaultError::Integrity(format!("KEK version {version} missing")))
+    }
+
+    pub fn wrap_new_dek(&self, subject: &str) -> (DataKey, SubjectKeyRow) {
+        let dek = DataKey::generate();
+        let version = self.row.kek_version;
+        let wrapped = self.keks[&version].wrapper().wrap(dek.secret(), &dek_aad(&self.row.name, subject));
+        (dek, SubjectKeyRow { subject: subject.to_owned(), kek_version: version, wrapped_dek: wrapped })
+    }
+
+    pub fn unwrap_dek(&self, key: &SubjectKeyRow) -> Result<DataKey> {
+        let secret = self.kek(key.kek_version)?.wrapper().unwrap_key(&key.wrapped_dek, &dek_aad(&self.row.name, &key.subject))?;
+        Ok(DataKey::from_secret(secret))
+    }
+}
+
+pub(crate) fn dek_aad(collection: &str, subject: &str) -> Vec<u8> {
+    format!("mamori/v1/dek\0{collection}\0{subject}").into_bytes()
+}
+fn kek_aad(collection: &str, version: u32) -> Vec<u8> {
+    format!("mamori/v1/kek\0{collection}\0{version}").into_bytes()
+}
+fn index_key_aad(collection: &str) -> Vec<u8> {
+    format!("mamori/v1/index-key\0{collection}").into_bytes()
+}
+
+/// What `mamori collection list` and the API show of a collection.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionInfo {
+    pub name: String,
+    pub schema_version: u32,
+    pub kek_version: u32,
+    pub records: u64,
+    pub schema: CollectionSchema,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RotationReport {
+    pub collections: u64,
+    pub subject_keys_rewrapped: u64,
+    pub master_key_rotated: bool,
+}
+
+impl Vault {
+    /// The collection's keys and schemas, from the cache or loaded (and unwrapped) once.
+    pub(crate) async fn collection(&self, name: &str) -> Result<Arc<CollectionState>> {
+        if let Some(state) = self.collections.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(state.clone());
+        }
+        self.reload_collection(name).await
+    }
+
+    /// Reloads after a change made elsewhere (another process rotated keys or evolved the
+    /// schema) is detected by a missing version.
+    pub(crate) async fn reload_collection(&self, name: &str) -> Result<Arc<CollectionState>> {
+        let row = self.store.get_collection(name).await?.ok_or(VaultError::NotFound("collection"))?;
+        let mut schemas = BTreeMap::new();
+        for version in 1..=row.schema_version {
+            let json = self
+                .store
+                .get_schema(row.id, version)
+                .await?
+                .ok_or_else(|| VaultError::Integrity(format!("schema version {version} missing")))?;
+            let schema = CollectionSchema::from_json(&json).map_err(|e| VaultError::Integrity(e.to_string()))?;
+            schemas.insert(version, Arc::new(schema));
+        }
+        let mut keks = HashMap::new();
+        for k in self.store.get_keks(row.id).await? {
+            let secret = self.master.unwrap_key(&k.wrapped, &kek_aad(&row.name, k.version))?;
+            keks.insert(k.version, Kek::from_secret(secret));
+        }
+        let index_key = IndexKey::from_secret(self.master.unwrap_key(&row.wrapped_index_key, &index_key_aad(&row.name))?);
+        let indexer = BlindIndexer::new(index_key);
+        // Every field that was ever indexed keeps its indexer, so old records stay findable.
+        let mut indexers = HashMap::new();
+        for schema in schemas.values() {
+            for f in schema.fields.iter().filter(|f| f.is_indexed()) {
+                indexers.entry(f.name.clone()).or_insert_with(|| indexer.field(&f.name));
+            }
+        }
+        let state = Arc::new(CollectionState { row, schemas, keks, indexers });
+        self.collections.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), state.clone());
+        Ok(state)
+    }
+
+    fn forget_collection(&self, name: &str) {
+        self.collections.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+    }
+
+    pub async fn create_collection(&self, p: &Principal, schema: &CollectionSchema) -> Result<CollectionInfo> {
+        let name = schema.name.as_str();
+        self.authorize(p, Action::CollectionManage, "collection.create", Some(name)).await?;
+        schema.validate()?;
+        let kek = Kek::generate();
+        let index_key = IndexKey::generate();
+        let new = NewCollection {
+            name: name.to_owned(),
+            schema_json: schema.to_json(),
+            kek: WrappedKek { version: 1, wrapped: self.master.wrap(kek.secret(), &kek_aad(name, 1)) },
+            wrapped_index_key: self.master.wrap(index_key.secret(), &index_key_aad(name)),
+            created_at: self.clock.now(),
+        };
+        let row = self.store.create_collection(&new).await?;
+        let mut e = self.event(p, "collection.create", Outcome::Success);
+        e.collection = Some(name.to_owned());
+        self.audit.record(vec![e]).await?;
+        Ok(CollectionInfo { name: row.name, schema_version: 1, kek_version: 1, records: 0, schema: schema.clone() })
+    }
+
+    /// Makes `schema` the collection's next version; records written under older versions
+    /// stay readable under theirs.
+    pub async fn update_schema(&self, p: &Principal, schema: &CollectionSchema) -> Result<CollectionInfo> {
+        let name = schema.name.as_str();
+        self.authorize(p, Action::CollectionManage, "collection.update_schema", Some(name)).await?;
+        schema.validate()?;
+        let state = self.reload_collection(name).await?;
+        state.current().check_evolution(schema)?;
+        for old in state.schemas.values() {
+            old.check_evolution(schema)?;
+        }
+        let version = self.store.add_schema_version(state.row.id, state.row.schema_version, &schema.to_json()).await?;
+        self.forget_collection(name);
+        let mut e = self.event(p, "collection.update_schema", Outcome::Success);
+        e.collection = Some(name.to_owned());
+        e.reason = Some(format!("schema version {version}"));
+        self.audit.record(vec![e]).await?;
+        self.collection_info(p, name).await
+    }
+
+    pub async fn list_collections(&self, p: &Principal) -> Result<Vec<CollectionInfo>> {
+        self.authorize(p, Action::CollectionRead, "collection.list", None).await?;
+        let mut out = Vec::new();
+        for row in self.store.list_collections().await? {
+            out.push(self.info_of(row).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn collection_info(&self, p: &Principal, name: &str) -> Result<CollectionInfo> {
+        self.authorize(p, Action::CollectionRead, "collection.read", Some(name)).await?;
+        let row = self.store.get_collection(name).await?.ok_or(VaultError::NotFound("collection"))?;
+        self.info_of(row).await
+    }
+
+    async fn info_of(&self, row: CollectionRow) -> Result<CollectionInfo> {
+        let json = self
+            .store
+            .get_schema(row.id, row.schema_version)
+            .await?
+            .ok_or_else(|| VaultError::Integrity("current schema missing".into()))?;
+        let schema = CollectionSchema::from_json(&json).map_err(|e| VaultError::Integrity(e.to_string()))?;
+        Ok(CollectionInfo {
+            records: self.store.count_records(row.id).await?,
+            name: row.name,
+            schema_version: row.schema_version,
+            kek_version: row.kek_version,
+            schema,
+        })
+    }
+
+    /// The schema a record of `version` was written under.
+    pub async fn schema_version(&self, name: &str, version: u32) -> Result<VersionedSchema> {
+        let state = self.collection(name).await?;
+        Ok(VersionedSchema { version, schema: (**state.schema(version)?).clone() })
+    }
+
+    /// `mamori keys rotate`: a new KEK for every collection; every subject key is re-wrapped
+    /// under it in batches (field ciphertexts are untouched), then the old KEK is destroyed.
+    /// Safe to interrupt: run it again and it finishes the work.
+    pub async fn rotate_keks(&self, p: &Principal, progress: &(dyn Fn(u64) + Sync)) -> Result<RotationReport> {
+        self.authorize(p, Action::KeysRotate, "keys.rotate", None).await?;
+        let mut report = RotationReport::default();
+        for row in self.store.list_collections().await? {
+            let name = row.name.clone();
+            // Resume an interrupted rotation instead of starting yet another version.
+            let pending = !self.store.subject_keys_below(row.id, row.kek_version, 1).await?.is_empty()
+                || self.store.get_keks(row.id).await?.len() > 1;
+            if !pending {
+                let next = row.kek_version + 1;
+                let kek = Kek::generate();
+                let wrapped = self.master.wrap(kek.secret(), &kek_aad(&name, next));
+                self.store.add_kek(row.id, &WrappedKek { version: next, wrapped }).await?;
+            }
+            let state = self.reload_collection(&name).await?;
+            let current = state.row.kek_version;
+            loop {
+                let batch = self.store.subject_keys_below(row.id, current, 1000).await?;
+                if batch.is_empty() {
+                    break;
+                }
+                let mut rewrapped = Vec::with_capacity(batch.len());
+                for old in &batch {
+                    let dek = state.unwrap_dek(old)?;
+                    let wrapped = state.kek(current)?.wrapper().wrap(dek.secret(), &dek_aad(&name, &old.subject));
+                    rewrapped.push((
+                        SubjectKeyRow { subject: old.subject.clone(), kek_version: current, wrapped_dek: wrapped },
+                        old.kek_version,
+                    ));
+                }
+                report.subject_keys_rewrapped += self.store.rewrap_subject_keys(row.id, &rewrapped).await?;
+                progress(report.subject_keys_rewrapped);
+            }
+            self.store.drop_keks_below(row.id, current).await?;
+            self.forget_collection(&name);
+            report.collections += 1;
+        }
+        let mut e = self.event(p, "keys.rotate", Outcome::Success);
+        e.rows = Some(report.subject_keys_rewrapped);
+        self.audit.record(vec![e]).await?;
+        Ok(report)
+    }
+
+    /// Re-wraps every collection key under `new_master` and switches the key check, in one
+    /// transaction. The caller must have stored `new_master` durably *before* calling this.
+    pub async fn rotate_master(&self, p: &Principal, new_master: &MasterKey) -> Result<RotationReport> {
+        self.authorize(p, Action::KeysRotate, "keys.rotate_master", None).await?;
+        let new = new_master.wrapper();
+        let mut keks = Vec::new();
+        let mut index_keys = Vec::new();
+        let rows = self.store.list_collections().await?;
+        for row in &rows {
+            for k in self.store.get_keks(row.id).await? {
+                let aad = kek_aad(&row.name, k.version);
+                let secret = self.master.unwrap_key(&k.wrapped, &aad)?;
+                keks.push((row.id, WrappedKek { version: k.version, wrapped: new.wrap(&secret, &aad) }));
+            }
+            let aad = index_key_aad(&row.name);
+            let secret = self.master.unwrap_key(&row.wrapped_index_key, &aad)?;
+            index_keys.push((row.id, new.wrap(&secret, &aad)));
+        }
+        self.store.rewrap_master(&keks, &index_keys, &new.key_check()).await?;
+        let mut e = self.event(p, "keys.rotate_master", Outcome::Success);
+        e.rows = Some(rows.len() as u64);
+        self.audit.record(vec![e]).await?;
+        Ok(RotationReport { collections: rows.len() as u64, subject_keys_rewrapped: 0, master_key_rotated: true })
+    }
+}

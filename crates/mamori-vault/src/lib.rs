@@ -1,0 +1,190 @@
+//! The vault: every operation of mamori, composed in one fixed order —
+//! authenticate → authorize → (validate) → store/crypto → audit — so that no entry point
+//! (CLI, HTTP API, web UI) can skip a step.
+//!
+//! **Architecture invariants**
+//! - Plaintext field values exist only in memory, between [`mamori_crypto`] and the caller;
+//!   the store receives ciphertexts, wrapped keys and blind-index tokens only.
+//! - Every read of record content is recorded in the audit log, and the record is returned
+//!   only after its audit event is durable; if the audit log cannot be written, the read
+//!   fails (fail closed).
+//! - Authorization is checked before existence, so a denied caller learns nothing — not even
+//!   whether a record exists.
+
+mod audit;
+mod auth;
+mod codec;
+mod error;
+mod erase;
+mod import;
+mod keys;
+mod records;
+
+pub use audit::{AuditLog, VerifyReport, verify_chain};
+pub use auth::{LoginOutcome, NewUser, UserSummary};
+pub use erase::ErasureCertificate;
+pub use error::{Result, RowError, VaultError};
+pub use import::{CsvSource, ImportProgress, ImportReport, MemorySource, ProgressFn};
+pub use keys::CollectionInfo;
+pub use keys::RotationReport;
+pub use records::{RecordView, View};
+
+use mamori_core::access::{Action, Role};
+use mamori_core::audit::{AuditEvent, Outcome};
+use mamori_core::clock::Clock;
+use mamori_core::ids::UserId;
+use mamori_crypto::{KeyWrapper, MasterKey, PasswordHasher};
+use mamori_store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use time::Duration;
+
+/// Meta key of the value that proves the master key matches the data.
+const KEY_CHECK: &str = "key_check";
+
+#[derive(Clone, Debug)]
+pub struct VaultConfig {
+    /// A session unused for this long ends (002-T-4: idle lock).
+    pub session_idle: Duration,
+    /// A session ends this long after login, used or not.
+    pub session_lifetime: Duration,
+    /// Most records a single search returns.
+    pub search_limit: usize,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        Self { session_idle: Duration::minutes(15), session_lifetime: Duration::hours(8), search_limit: 100 }
+    }
+}
+
+/// Who is acting, as established by authentication.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user_id: Option<UserId>,
+    pub login: String,
+    pub role: Role,
+    /// Non-secret reference to the session (prefix of its token hash), for the audit log.
+    pub session_ref: Option<String>,
+    pub source: Option<String>,
+    /// A first-login or reset session that may do nothing but change its password.
+    pub password_change_only: bool,
+}
+
+impl Principal {
+    /// The local operator running an administrative CLI command with access to the master key
+    /// file. Acts as a system administrator: it manages collections and keys but has no read
+    /// path to record content (that needs a user login).
+    pub fn operator(os_user: &str) -> Self {
+        Self {
+            user_id: None,
+            login: format!("cli:{os_user}"),
+            role: Role::SystemAdmin,
+            session_ref: None,
+            source: Some("local".into()),
+            password_change_only: false,
+        }
+    }
+
+    pub fn actor(&self) -> String {
+        match &self.user_id {
+            Some(id) => format!("user:{id}"),
+            None => self.login.clone(),
+        }
+    }
+}
+
+pub struct Vault {
+    store: Arc<dyn Store>,
+    master: KeyWrapper,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
+    hasher: PasswordHasher,
+    config: VaultConfig,
+    collections: RwLock<HashMap<String, Arc<keys::CollectionState>>>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Opens the vault on a store. A store that has never seen a master key adopts this one;
+    /// otherwise the key must match, or [`VaultError::WrongMasterKey`] is returned before
+    /// anything else happens.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        master: &MasterKey,
+        clock: Arc<dyn Clock>,
+        config: VaultConfig,
+    ) -> Result<Arc<Self>> {
+        let wrapper = master.wrapper();
+        match store.get_meta(KEY_CHECK).await? {
+            Some(check) if wrapper.verify_key_check(&check) => {}
+            Some(_) => return Err(VaultError::WrongMasterKey),
+            None => {
+                if !store.list_collections().await?.is_empty() {
+                    return Err(VaultError::Integrity("the data has collections but no key check".into()));
+                }
+                store.put_meta(KEY_CHECK, &wrapper.key_check()).await?;
+            }
+        }
+        let audit = AuditLog::start(store.clone());
+        Ok(Arc::new(Self {
+            store,
+            master: wrapper,
+            clock,
+            audit,
+            hasher: PasswordHasher::new(),
+            config,
+            collections: RwLock::new(HashMap::new()),
+        }))
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    pub(crate) fn event(&self, p: &Principal, action: &str, outcome: Outcome) -> AuditEvent {
+        let mut e = AuditEvent::new(self.clock.now(), p.actor(), action, outcome);
+        e.session = p.session_ref.clone();
+        e.source = p.source.clone();
+        e
+    }
+
+    /// Deny by default. A denial is itself audited before the caller hears of it.
+    pub(crate) async fn authorize(
+        &self,
+        p: &Principal,
+        action: Action,
+        audit_action: &str,
+        collection: Option<&str>,
+    ) -> Result<()> {
+        if p.password_change_only {
+            return Err(VaultError::PasswordChangeRequired);
+        }
+        if p.role.allows(action) {
+            return Ok(());
+        }
+        let mut e = self.event(p, audit_action, Outcome::Denied);
+        e.collection = collection.map(str::to_owned);
+        e.reason = Some(format!("role {} lacks {:?}", p.role, action));
+        self.audit.record(vec![e]).await?;
+        Err(VaultError::Forbidden)
+    }
+
+    /// Verifies the whole audit chain (`mamori audit verify`).
+    pub async fn verify_audit(&self) -> Result<VerifyReport> {
+        verify_chain(&*self.store).await
+    }
+}

@@ -1,0 +1,361 @@
+//! Record operations: create, read (full or masked), update, delete, blind-index search.
+//!
+//! Measures: 000-8-access-1 (need-to-know: masked view by default), 002-T-11 and
+//! 004-V-1-41-1 (every access recorded), 001-22-10 (encryption of stored personal data).
+
+use crate::codec;
+use crate::error::{Result, VaultError};
+use crate::keys::CollectionState;
+use crate::{Principal, Vault};
+use mamori_core::access::Action;
+use mamori_core::audit::{AuditEvent, Outcome};
+use mamori_core::ids::{RecordId, SubjectId};
+use mamori_core::normalize::blind_index_form;
+use mamori_core::schema::CollectionSchema;
+use mamori_core::value;
+use mamori_crypto::{DataKey, FieldAad, FieldCipher};
+use mamori_store::{IndexToken, RecordRow, SubjectKeyRow};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// How much of a record the caller asks to see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum View {
+    /// Values as the schema's masking rules show them. The default: least exposure.
+    #[default]
+    Masked,
+    /// Plaintext values; needs the full-view right (and a purpose where the collection asks).
+    Full,
+}
+
+impl View {
+    fn action(self) -> Action {
+        match self {
+            View::Masked => Action::ViewMasked,
+            View::Full => Action::ViewFull,
+        }
+    }
+}
+
+/// A decrypted record on its way to an authorised caller. Its `Debug` lists field names
+/// only, so a stray `{:?}` cannot leak a value into a log.
+#[derive(Clone, Serialize)]
+pub struct RecordView {
+    pub id: RecordId,
+    pub collection: String,
+    pub subject_id: String,
+    pub schema_version: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    pub view: View,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for RecordView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordView")
+            .field("id", &self.id)
+            .field("collection", &self.collection)
+            .field("view", &self.view)
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Validated, canonical values of one record, keyed by field name.
+pub(crate) type Values = BTreeMap<String, String>;
+
+/// Validates caller-supplied values against the schema: unknown fields and missing required
+/// fields are errors; empty optional values are dropped.
+pub(crate) fn validate_values(schema: &CollectionSchema, input: &BTreeMap<String, String>) -> Result<Values> {
+    if let Some(unknown) = input.keys().find(|k| schema.field(k).is_none()) {
+        return Err(mamori_core::CoreError::UnknownField(unknown.clone()).into());
+    }
+    let mut out = Values::new();
+    for f in &schema.fields {
+        let raw = input.get(&f.name).map(String::as_str).unwrap_or("");
+        if let Some(v) = value::validate(f, raw)? {
+            out.insert(f.name.clone(), v);
+        }
+    }
+    Ok(out)
+}
+
+/// Encrypts and indexes validated values into a storable row.
+pub(crate) fn seal_record(
+    state: &CollectionState,
+    cipher: &FieldCipher,
+    id: RecordId,
+    subject: &str,
+    values: &Values,
+    now: OffsetDateTime,
+    created_at: OffsetDateTime,
+) -> Result<RecordRow> {
+    let schema = state.current();
+    let version = state.row.schema_version;
+    let mut sealed = Vec::with_capacity(values.len());
+    let mut tokens = Vec::new();
+    for f in &schema.fields {
+        let Some(v) = values.get(&f.name) else { continue };
+        let aad = FieldAad { collection: &state.row.name, record_id: id.as_bytes(), field: &f.name, schema_version: version };
+        sealed.push((f.name.as_str(), cipher.encrypt(&aad, v.as_bytes())));
+        if f.is_indexed() {
+            let token = state.indexer(&f.name)?.token(&blind_index_form(f.field_type, v));
+            tokens.push(IndexToken { token: token.to_vec(), unique: f.unique });
+        }
+    }
+    Ok(RecordRow {
+        id,
+        collection_id: state.row.id,
+        subject: subject.to_owned(),
+        schema_version: version,
+        fields: codec::encode(&sealed),
+        tokens,
+        created_at,
+        updated_at: now,
+    })
+}
+
+impl Vault {
+    /// The subject's data key in this collection, created on first use. Concurrent first uses
+    /// agree on one key (the store keeps the first one written).
+    async fn subject_key(&self, state: &CollectionState, subject: &str, create: bool) -> Result<DataKey> {
+        if let Some(existing) = self.store.get_subject_keys(state.row.id, &[subject]).await?.pop() {
+            return state.unwrap_dek(&existing);
+        }
+        if !create {
+            return Err(VaultError::Integrity("the subject's data key is missing".into()));
+        }
+        let (_, row) = state.wrap_new_dek(subject);
+        let stored: SubjectKeyRow = self.store.ensure_subject_key(state.row.id, &row).await?;
+        state.unwrap_dek(&stored)
+    }
+
+    /// Names the unique field whose value is taken, for a useful conflict message.
+    async fn unique_conflict(&self, state: &CollectionState, values: &Values) -> VaultError {
+        for f in state.current().fields.iter().filter(|f| f.unique) {
+            let Some(v) = values.get(&f.name) else { continue };
+            let Ok(indexer) = state.indexer(&f.name) else { continue };
+            let token = indexer.token(&blind_index_form(f.field_type, v)).to_vec();
+            if matches!(self.store.unique_tokens_taken(state.row.id, &[token]).await, Ok(t) if !t.is_empty()) {
+                return VaultError::Conflict(format!("field `{}`: this value is already registered", f.name));
+            }
+        }
+        VaultError::Conflict("a unique value is already registered".into())
+    }
+
+    fn record_event(&self, p: &Principal, action: &str, state: &CollectionState, id: &RecordId, subject: &str) -> AuditEvent {
+        let mut e = self.event(p, action, Outcome::Success);
+        e.collection = Some(state.row.name.clone());
+        e.record = Some(id.to_string());
+        e.subject = Some(subject.to_owned());
+        e
+    }
+
+    pub async fn create_record(
+        &self,
+        p: &Principal,
+        collection: &str,
+        subject: Option<SubjectId>,
+        input: &BTreeMap<String, String>,
+    ) -> Result<RecordId> {
+        self.authorize(p, Action::Create, "record.create", Some(collection)).await?;
+        let state = self.collection(collection).await?;
+        let values = validate_values(state.current(), input)?;
+        let subject = subject.unwrap_or_else(SubjectId::generate);
+        let dek = self.subject_key(&state, subject.as_str(), true).await?;
+        let id = RecordId::generate();
+        let now = self.clock.now();
+        let row = seal_record(&state, &FieldCipher::new(&dek), id, subject.as_str(), &values, now, now)?;
+        match self.store.insert_record(&row).await {
+            Err(mamori_store::StoreError::Conflict(_)) => return Err(self.unique_conflict(&state, &values).await),
+            other => other?,
+        }
+        let mut e = self.record_event(p, "record.create", &state, &id, subject.as_str());
+        e.fields = values.keys().cloned().collect();
+        self.audit.record(vec![e]).await?;
+        Ok(id)
+    }
+
+    /// Decrypts a stored row. Fails with `Integrity` if any ciphertext is not authentic.
+    async fn open_row(&self, state: &Arc<CollectionState>, row: &RecordRow) -> Result<(Arc<CollectionState>, Values)> {
+        let state = match state.schemas.contains_key(&row.schema_version) {
+            true => state.clone(),
+            false => self.reload_collection(&state.row.name).await?,
+        };
+        let key = self.store.get_subject_keys(state.row.id, &[&row.subject]).await?.pop();
+        let key = key.ok_or_else(|| VaultError::Integrity("the subject's data key is missing".into()))?;
+        let cipher = FieldCipher::new(&state.unwrap_dek(&key)?);
+        let mut values = Values::new();
+        for (field, ct) in codec::decode(&row.fields)? {
+            let aad = FieldAad {
+                collection: &state.row.name,
+                record_id: row.id.as_bytes(),
+                field: &field,
+                schema_version: row.schema_version,
+            };
+            let plain = cipher.decrypt(&aad, ct)?;
+            let text = String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Integrity("field encoding".into()))?;
+            values.insert(field, text);
+        }
+        Ok((state, values))
+    }
+
+    fn present(state: &CollectionState, row: &RecordRow, values: Values, view: View) -> Result<RecordView> {
+        let schema = state.schema(row.schema_version)?;
+        let fields = match view {
+            View::Full => values,
+            View::Masked => values
+                .into_iter()
+                .map(|(name, v)| {
+                    let masked = schema.field(&name).map(|f| f.mask_rule().apply(&v)).unwrap_or_else(|| "****".into());
+                    (name, masked)
+                })
+                .collect(),
+        };
+        Ok(RecordView {
+            id: row.id,
+            collection: state.row.name.clone(),
+            subject_id: row.subject.clone(),
+            schema_version: row.schema_version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            view,
+            fields,
+        })
+    }
+
+    fn check_purpose(schema: &CollectionSchema, view: View, purpose: Option<&str>) -> Result<Option<String>> {
+        let purpose = purpose.map(str::trim).filter(|s| !s.is_empty());
+        if let Some(p) = purpose
+            && p.chars().count() > 200
+        {
+            return Err(VaultError::Invalid("purpose is longer than 200 characters".into()));
+        }
+        if view == View::Full && schema.purpose_required_for_full_view && purpose.is_none() {
+            return Err(VaultError::Invalid("this collection asks for a purpose (利用目的) to view unmasked data".into()));
+        }
+        Ok(purpose.map(str::to_owned))
+    }
+
+    pub async fn get_record(
+        &self,
+        p: &Principal,
+        collection: &str,
+        id: &RecordId,
+        view: View,
+        purpose: Option<&str>,
+    ) -> Result<RecordView> {
+        self.authorize(p, view.action(), "record.read", Some(collection)).await?;
+        let state = self.collection(collection).await?;
+        let purpose = Self::check_purpose(state.current(), view, purpose)?;
+        let Some(row) = self.store.get_record(state.row.id, id).await? else {
+            let mut e = self.event(p, "record.read", Outcome::Failure);
+            e.collection = Some(collection.to_owned());
+            e.record = Some(id.to_string());
+            e.reason = Some("not found".into());
+            self.audit.record(vec![e]).await?;
+            return Err(VaultError::NotFound("record"));
+        };
+        let (state, values) = self.open_row(&state, &row).await?;
+        let record = Self::present(&state, &row, values, view)?;
+        let mut e = self.record_event(p, "record.read", &state, id, &row.subject);
+        e.fields = record.fields.keys().cloned().collect();
+        e.purpose = purpose;
+        e.reason = Some(format!("view={}", if view == View::Full { "full" } else { "masked" }));
+        self.audit.record(vec![e]).await?;
+        Ok(record)
+    }
+
+    /// Replaces the given fields (others keep their values); the record is re-encrypted under
+    /// the collection's current schema version.
+    pub async fn update_record(
+        &self,
+        p: &Principal,
+        collection: &str,
+        id: &RecordId,
+        changes: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.authorize(p, Action::Update, "record.update", Some(collection)).await?;
+        let state = self.collection(collection).await?;
+        let row = self.store.get_record(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
+        let (state, old) = self.open_row(&state, &row).await?;
+        let current = state.current();
+        let mut merged: BTreeMap<String, String> =
+            old.into_iter().filter(|(k, _)| current.field(k).is_some()).collect();
+        for (k, v) in changes {
+            merged.insert(k.clone(), v.clone());
+        }
+        let values = validate_values(current, &merged)?;
+        let dek = self.subject_key(&state, &row.subject, false).await?;
+        let new_row = seal_record(&state, &FieldCipher::new(&dek), *id, &row.subject, &values, self.clock.now(), row.created_at)?;
+        match self.store.update_record(&new_row).await {
+            Err(mamori_store::StoreError::Conflict(_)) => return Err(self.unique_conflict(&state, &values).await),
+            other => other?,
+        }
+        let mut e = self.record_event(p, "record.update", &state, id, &row.subject);
+        e.fields = changes.keys().cloned().collect();
+        self.audit.record(vec![e]).await?;
+        Ok(())
+    }
+
+    pub async fn delete_record(&self, p: &Principal, collection: &str, id: &RecordId) -> Result<()> {
+        self.authorize(p, Action::Delete, "record.delete", Some(collection)).await?;
+        let state = self.collection(collection).await?;
+        let row = self.store.get_record(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
+        self.store.delete_record(state.row.id, id).await?;
+        self.audit.record(vec![self.record_event(p, "record.delete", &state, id, &row.subject)]).await?;
+        Ok(())
+    }
+
+    /// Exact-match search on one searchable field through the blind index.
+    pub async fn search(
+        &self,
+        p: &Principal,
+        collection: &str,
+        field: &str,
+        value: &str,
+        view: View,
+        purpose: Option<&str>,
+    ) -> Result<Vec<RecordView>> {
+        self.authorize(p, Action::Search, "record.search", Some(collection)).await?;
+        self.authorize(p, view.action(), "record.search", Some(collection)).await?;
+        let state = self.collection(collection).await?;
+        let purpose = Self::check_purpose(state.current(), view, purpose)?;
+        let def = state
+            .schemas
+            .values()
+            .rev()
+            .find_map(|s| s.field(field))
+            .filter(|f| f.is_indexed())
+            .ok_or_else(|| VaultError::Invalid(format!("field `{field}` is not searchable")))?;
+        let token = state.indexer(field)?.token(&blind_index_form(def.field_type, value.trim()));
+        let ids = self.store.find_by_token(state.row.id, &token, self.config.search_limit).await?;
+        let mut found = Vec::with_capacity(ids.len());
+        let mut events = Vec::with_capacity(ids.len() + 1);
+        for id in ids {
+            let Some(row) = self.store.get_record(state.row.id, &id).await? else { continue };
+            let (state, values) = self.open_row(&state, &row).await?;
+            let record = Self::present(&state, &row, values, view)?;
+            let mut e = self.record_event(p, "record.read", &state, &id, &row.subject);
+            e.fields = record.fields.keys().cloned().collect();
+            e.purpose = purpose.clone();
+            e.reason = Some("via search".into());
+            events.push(e);
+            found.push(record);
+        }
+        let mut e = self.event(p, "record.search", Outcome::Success);
+        e.collection = Some(collection.to_owned());
+        e.fields = vec![field.to_owned()];
+        e.rows = Some(found.len() as u64);
+        e.purpose = purpose;
+        events.insert(0, e);
+        self.audit.record(events).await?;
+        Ok(found)
+    }
+}

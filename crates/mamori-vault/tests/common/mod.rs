@@ -1,0 +1,73 @@
+//! Fixture shared by the vault's integration tests: a real SQLite data directory, a real
+//! master key, users of every role logged in through the real login path.
+
+#![allow(dead_code)]
+
+use mamori_core::access::Role;
+use mamori_core::clock::SystemClock;
+use mamori_core::schema::CollectionSchema;
+use mamori_crypto::{MasterKey, SecretString, SessionToken};
+use mamori_store::Store;
+use mamori_store_sqlite::SqliteStore;
+use mamori_vault::{MemorySource, NewUser, Principal, Vault, VaultConfig};
+use std::sync::Arc;
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub master: MasterKey,
+    pub vault: Arc<Vault>,
+    pub admin: Principal,
+}
+
+pub const PASSWORD: &str = "Correct-Horse-42";
+
+impl Fixture {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate();
+        let vault = open(&dir, &master).await.unwrap();
+        let fixture = Self { dir, master, vault, admin: Principal::operator("test") };
+        let schema = CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML).unwrap();
+        fixture.vault.create_collection(&fixture.admin, &schema).await.unwrap();
+        fixture
+    }
+
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("mamori.db")
+    }
+
+    /// Creates a user of `role` and logs in through the real password path.
+    pub async fn user(&self, login: &str, role: Role) -> (Principal, SessionToken) {
+        let new = NewUser {
+            login: login.into(),
+            display_name: format!("{login} (test)"),
+            role,
+            password: Some(SecretString::new(PASSWORD.into())),
+            must_change_password: false,
+        };
+        self.vault.create_user(&self.admin, new).await.unwrap();
+        let out = self.vault.login(login, &SecretString::new(PASSWORD.into()), None).await.unwrap();
+        let p = self.vault.authenticate(&out.token, None).await.unwrap();
+        (p, out.token)
+    }
+
+    pub async fn import(&self, p: &Principal, csv: &str) -> mamori_vault::Result<mamori_vault::ImportReport> {
+        let source = Arc::new(MemorySource(csv.as_bytes().into()));
+        self.vault.import_csv(p, "customers", source, Arc::new(|_| {})).await
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.vault.store()
+    }
+}
+
+pub async fn open(dir: &tempfile::TempDir, master: &MasterKey) -> mamori_vault::Result<Arc<Vault>> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("mamori.db")).await.unwrap());
+    Vault::open(store, master, Arc::new(SystemClock), VaultConfig::default()).await
+}
+
+pub fn people_csv(count: usize, seed: u64) -> String {
+    let mut out = Vec::new();
+    mamori_synth::write_customers_csv(&mut out, count, seed).unwrap();
+    String::from_utf8(out).unwrap()
+}

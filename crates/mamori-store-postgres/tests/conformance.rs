@@ -4,19 +4,28 @@
 //! Needs `MAMORI_TEST_DATABASE_URL`; without it every test says so loudly and passes, so that
 //! `cargo test` stays green on machines without a database.
 
-use mamori_store::{NewCollection, Store, WrappedKek};
+use mamori_core::ids::RecordId;
+use mamori_store::{IndexToken, NewCollection, RecordRow, Store, StoreError, WrappedKek};
 use mamori_store_postgres::{ConnectOptions, PostgresStore};
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Once};
 use std::time::Duration;
+use time::OffsetDateTime;
 
 const URL_VAR: &str = "MAMORI_TEST_DATABASE_URL";
 
 fn database_url() -> Option<String> {
     let url = std::env::var(URL_VAR).ok().filter(|u| !u.is_empty());
     if url.is_none() {
-        eprintln!(
-            "SKIPPED: PostgreSQL conformance test — set {URL_VAR}=postgres://postgres@127.0.0.1:5432/test to run it"
-        );
+        // Written to the real stderr, once: libtest swallows `eprintln!` of passing tests,
+        // and a skipped database suite must not go unnoticed.
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: PostgreSQL conformance test — set {URL_VAR}=postgres://postgres@127.0.0.1:5432/test to run it"
+            );
+        });
     }
     url
 }
@@ -60,6 +69,30 @@ async fn concurrent_startups_migrate_once() {
     assert_eq!(migrations.get::<_, i64>(0), 1, "each migration recorded once");
 }
 
+fn record(collection_id: i64, token: u8) -> RecordRow {
+    RecordRow {
+        id: RecordId::generate(),
+        collection_id,
+        subject: "S1".into(),
+        schema_version: 1,
+        fields: vec![9; 40],
+        tokens: vec![IndexToken { token: vec![token; 16], unique: true }],
+        created_at: OffsetDateTime::UNIX_EPOCH,
+        updated_at: OffsetDateTime::UNIX_EPOCH,
+    }
+}
+
+async fn collection(store: &PostgresStore) -> i64 {
+    let new = NewCollection {
+        name: "customers".into(),
+        schema_json: "{}".into(),
+        kek: WrappedKek { version: 1, wrapped: vec![1; 60] },
+        wrapped_index_key: vec![2; 60],
+        created_at: OffsetDateTime::UNIX_EPOCH,
+    };
+    store.create_collection(&new).await.unwrap().id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn abandoned_import_leaves_pool_usable() {
     let Some(url) = database_url() else { return };
@@ -68,33 +101,42 @@ async fn abandoned_import_leaves_pool_usable() {
     // were leaked, wait forever.
     let options = ConnectOptions { schema: Some(fresh_schema()), pool_size: 1, ..ConnectOptions::default() };
     let store = PostgresStore::connect_with(&url, &options).await.unwrap();
-    let c = store
-        .create_collection(&NewCollection {
-            name: "customers".into(),
-            schema_json: "{}".into(),
-            kek: WrappedKek { version: 1, wrapped: vec![1; 60] },
-            wrapped_index_key: vec![2; 60],
-            created_at: time::OffsetDateTime::UNIX_EPOCH,
-        })
-        .await
-        .unwrap();
+    let c = collection(&store).await;
     for _ in 0..3 {
-        let mut import = store.begin_import(c.id).await.unwrap();
-        let record = mamori_store::RecordRow {
-            id: mamori_core::ids::RecordId::generate(),
-            collection_id: c.id,
-            subject: "S1".into(),
-            schema_version: 1,
-            fields: vec![9; 40],
-            tokens: vec![mamori_store::IndexToken { token: vec![1; 16], unique: true }],
-            created_at: time::OffsetDateTime::UNIX_EPOCH,
-            updated_at: time::OffsetDateTime::UNIX_EPOCH,
-        };
-        import.insert_records(vec![record]).await.unwrap();
+        let mut import = store.begin_import(c).await.unwrap();
+        import.insert_records(vec![record(c, 1)]).await.unwrap();
         drop(import);
-        let count = tokio::time::timeout(Duration::from_secs(10), store.count_records(c.id))
+        let count = tokio::time::timeout(Duration::from_secs(10), store.count_records(c))
             .await
             .expect("the pool hands out a connection after an abandoned import");
         assert_eq!(count.unwrap(), 0);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_import_cannot_be_committed() {
+    let Some(url) = database_url() else { return };
+    let store = PostgresStore::connect_with_schema(&url, &fresh_schema()).await.unwrap();
+    let c = collection(&store).await;
+    let mut import = store.begin_import(c).await.unwrap();
+    import.insert_records(vec![record(c, 1), record(c, 2)]).await.unwrap();
+    let dup = import.insert_records(vec![record(c, 1)]).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    // PostgreSQL would accept COMMIT of the aborted transaction (as a rollback); the session
+    // must not turn that into a reported success.
+    assert!(import.commit().await.is_err());
+    assert_eq!(store.count_records(c).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conflicts_do_not_reveal_values() {
+    let Some(url) = database_url() else { return };
+    let store = PostgresStore::connect_with_schema(&url, &fresh_schema()).await.unwrap();
+    let c = collection(&store).await;
+    store.insert_record(&record(c, 0xab)).await.unwrap();
+    let Err(StoreError::Conflict(message)) = store.insert_record(&record(c, 0xab)).await else {
+        panic!("a taken unique value must be a conflict");
+    };
+    // The server's DETAIL would be `Key (collection_id, token)=(1, \xabab…) already exists.`
+    assert!(!message.contains("abab") && !message.contains("Key ("), "{message}");
 }

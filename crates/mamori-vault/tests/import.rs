@@ -1,0 +1,107 @@
+//! CSV import: all or nothing, errors by line and column, nothing written on bad input.
+
+mod common;
+
+use common::*;
+use mamori_core::access::Role;
+use mamori_vault::{VaultError, View};
+
+const HEADER: &str = "subject_id,name,name_kana,birth_date,postal_code,address,phone,email,medical_history";
+
+fn row(subject: &str, email: &str) -> String {
+    format!("{subject},佐藤 花子,サトウ ハナコ,1990-01-02,150-0001,東京都渋谷区架空町1-1,080-1111-2222,{email},なし")
+}
+
+async fn rejected(f: &Fixture, csv: &[u8]) -> (Vec<String>, bool) {
+    let (manager, _) = match f.vault.store().get_user_by_login("manager1").await.unwrap() {
+        Some(_) => {
+            let out = f.vault.login("manager1", &mamori_crypto::SecretString::new(PASSWORD.into()), None).await.unwrap();
+            (f.vault.authenticate(&out.token, None).await.unwrap(), out.token)
+        }
+        None => f.user("manager1", Role::Manager).await,
+    };
+    let source = std::sync::Arc::new(mamori_vault::MemorySource(csv.into()));
+    let err = f.vault.import_csv(&manager, "customers", source, std::sync::Arc::new(|_| {})).await.unwrap_err();
+    let VaultError::ImportRejected { errors, truncated } = err else { panic!("expected rejection, got {err:?}") };
+    assert_eq!(f.vault.collection_info(&manager, "customers").await.unwrap().records, 0, "nothing written");
+    (errors.iter().map(|e| e.to_string()).collect(), truncated)
+}
+
+#[tokio::test]
+async fn imports_synthetic_people_and_finds_them() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    let report = f.import(&manager, &people_csv(500, 7)).await.unwrap();
+    assert_eq!((report.rows, report.subjects_created), (500, 500));
+    let person = mamori_synth::Generator::new(7).nth(123).unwrap();
+    let hits = f.vault.search(&manager, "customers", "email", &person.email, View::Full, None).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].fields["name"], person.name);
+    assert_eq!(hits[0].subject_id, person.subject_id);
+    assert_eq!(hits[0].fields["medical_history"], person.medical_history);
+}
+
+#[tokio::test]
+async fn malformed_files_are_rejected_by_line_and_column() {
+    let f = Fixture::new().await;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"".to_vec(), "line 1: the file is empty"),
+        (format!("{HEADER}\n").into_bytes(), "no data rows"),
+        (format!("{HEADER},shoe_size\n{}\n", row("S1", "a@example.jp")).into_bytes(), "`shoe_size` is not a field"),
+        (b"subject_id,email\nS1,a@example.jp\n".to_vec(), "required field `name` has no column"),
+        (format!("{HEADER}\n{}\nS2,only,three\n", row("S1", "a@example.jp")).into_bytes(), "line 3: has 3 columns"),
+        (format!("{HEADER}\n{}\n{}\n", row("S1", "a@example.jp"), row("S2", "not-an-email")).into_bytes(), "line 3, column `email`"),
+        (format!("{HEADER}\n{}\n{}\n", row("S1", "a@example.jp"), row("S2", "A@EXAMPLE.JP")).into_bytes(), "line 3, column `email`: duplicates the value on line 2"),
+        (format!("{HEADER}\n{}\n", row("S 1", "a@example.jp")).into_bytes(), "line 2, column `subject_id`"),
+        (format!("{HEADER}\n{}\n", row("S1", &format!("{}@example.jp", "a".repeat(2000)))).into_bytes(), "line 2, column `email`"),
+    ];
+    for (csv, expected) in cases {
+        let (errors, _) = rejected(&f, &csv).await;
+        assert!(errors.iter().any(|e| e.contains(expected)), "expected `{expected}` in {errors:?}");
+    }
+    // Invalid UTF-8 in a value.
+    let mut bytes = format!("{HEADER}\n").into_bytes();
+    bytes.extend_from_slice(b"S1,\xff\xfe,,,,,,,\n");
+    let (errors, _) = rejected(&f, &bytes).await;
+    assert!(errors.iter().any(|e| e.contains("line 2") && e.contains("UTF-8")), "{errors:?}");
+    // Many bad rows: the report is capped but says so.
+    let many: String = (0..500).map(|i| format!("{}\n", row(&format!("S{i}"), "bad"))).collect();
+    let (errors, truncated) = rejected(&f, format!("{HEADER}\n{many}").as_bytes()).await;
+    assert_eq!(errors.len(), 100);
+    assert!(truncated);
+}
+
+#[tokio::test]
+async fn value_already_in_collection_rejects_whole_file() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    f.import(&manager, &format!("{HEADER}\n{}\n", row("S1", "a@example.jp"))).await.unwrap();
+    let err = f.import(&manager, &format!("{HEADER}\n{}\n{}\n", row("S2", "b@example.jp"), row("S3", "A@example.jp"))).await.unwrap_err();
+    let VaultError::ImportRejected { errors, .. } = err else { panic!() };
+    assert_eq!(errors[0].to_string(), "line 3, column `email`: this value is already registered in the collection");
+    assert_eq!(f.vault.collection_info(&manager, "customers").await.unwrap().records, 1);
+}
+
+#[tokio::test]
+async fn existing_and_repeated_subjects_share_one_key() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    f.import(&manager, &format!("{HEADER}\n{}\n", row("S1", "a@example.jp"))).await.unwrap();
+    let report = f
+        .import(&manager, &format!("{HEADER}\n{}\n{}\n{}\n", row("S1", "b@example.jp"), row("S2", "c@example.jp"), row("S2", "d@example.jp")))
+        .await
+        .unwrap();
+    assert_eq!((report.rows, report.subjects_created), (3, 1));
+    for email in ["a@example.jp", "b@example.jp", "c@example.jp", "d@example.jp"] {
+        let hits = f.vault.search(&manager, "customers", "email", email, View::Full, None).await.unwrap();
+        assert_eq!(hits.len(), 1, "{email}");
+    }
+}
+
+#[tokio::test]
+async fn staff_without_create_right_cannot_import_and_auditor_is_denied() {
+    let f = Fixture::new().await;
+    let (auditor, _) = f.user("auditor1", Role::Auditor).await;
+    let err = f.import(&auditor, &people_csv(3, 1)).await.unwrap_err();
+    assert!(matches!(err, VaultError::Forbidden));
+}

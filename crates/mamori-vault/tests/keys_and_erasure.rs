@@ -1,0 +1,156 @@
+//! Key rotation, crypto-shredding, the audit chain, and what lands on disk.
+
+mod common;
+
+use common::*;
+use mamori_core::access::Role;
+use mamori_core::ids::SubjectId;
+use mamori_vault::{VaultError, View};
+
+#[tokio::test]
+async fn kek_rotation_keeps_data_readable_and_destroys_old_kek() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    f.import(&manager, &people_csv(300, 3)).await.unwrap();
+    let before = f.vault.store().get_collection("customers").await.unwrap().unwrap();
+    let report = f.vault.rotate_keks(&f.admin, &|_| {}).await.unwrap();
+    assert_eq!(report.subject_keys_rewrapped, 300);
+    let after = f.vault.store().get_collection("customers").await.unwrap().unwrap();
+    assert_eq!(after.kek_version, before.kek_version + 1);
+    assert_eq!(f.vault.store().get_keks(after.id).await.unwrap().len(), 1, "old KEK destroyed");
+    let p = mamori_synth::Generator::new(3).nth(42).unwrap();
+    let hits = f.vault.search(&manager, "customers", "phone", &p.phone, View::Full, None).await.unwrap();
+    assert!(hits.iter().any(|h| h.fields["email"] == p.email));
+    // A fresh process (no cache) reads it too.
+    let reopened = open(&f.dir, &f.master).await.unwrap();
+    let hits = reopened.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    // Only administrators rotate.
+    assert!(matches!(f.vault.rotate_keks(&manager, &|_| {}).await, Err(VaultError::Forbidden)));
+}
+
+#[tokio::test]
+async fn master_rotation_switches_keys() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    f.import(&manager, &people_csv(20, 4)).await.unwrap();
+    let new_master = mamori_crypto::MasterKey::generate();
+    f.vault.rotate_master(&f.admin, &new_master).await.unwrap();
+    assert!(matches!(open(&f.dir, &f.master).await, Err(VaultError::WrongMasterKey)));
+    let vault = open(&f.dir, &new_master).await.unwrap();
+    let p = mamori_synth::Generator::new(4).nth(5).unwrap();
+    let hits = vault.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap();
+    assert_eq!(hits[0].fields["name"], p.name);
+}
+
+#[tokio::test]
+async fn erasure_shreds_keys_and_leaves_a_certificate_without_personal_data() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    let (officer, _) = f.user("officer1", Role::PrivacyOfficer).await;
+    f.import(&manager, &people_csv(10, 5)).await.unwrap();
+    let p = mamori_synth::Generator::new(5).nth(2).unwrap();
+    let subject = SubjectId::new(&p.subject_id).unwrap();
+
+    assert_eq!(f.vault.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap().len(), 1);
+    assert!(matches!(f.vault.erase_subject(&manager, &subject).await, Err(VaultError::Forbidden)));
+    let cert = f.vault.erase_subject(&officer, &subject).await.unwrap();
+    assert_eq!((cert.data_keys_destroyed, cert.records_deleted), (1, 1));
+    assert!(f.vault.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap().is_empty());
+    let listed = f.vault.erasure_certificates(&officer).await.unwrap();
+    assert_eq!(listed, [cert.clone()]);
+    let json = serde_json::to_string(&cert).unwrap();
+    for personal in [&p.name, &p.email, &p.phone, &p.address] {
+        assert!(!json.contains(personal.as_str()), "certificate contains personal data");
+    }
+    // Others are untouched; the audit trail of the erased subject survives.
+    assert_eq!(f.vault.collection_info(&manager, "customers").await.unwrap().records, 9);
+    let mut subject_events = 0;
+    for row in f.vault.store().read_audit(1, 10_000).await.unwrap() {
+        if row.event_json.contains(&format!("\"subject\":\"{}\"", p.subject_id)) {
+            subject_events += 1;
+        }
+    }
+    assert!(subject_events >= 2, "read and erase events of the subject remain");
+    assert!(f.vault.verify_audit().await.unwrap().ok);
+}
+
+/// Imports values carrying unique markers, then scans every byte of the data directory —
+/// database, WAL, shared memory, anything else — for them, raw and in common encodings.
+#[tokio::test]
+async fn no_plaintext_marker_on_disk() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    let marker_name = "漏洩検知 マーカー";
+    let marker_mail = "zq9marker7x@example.jp";
+    let marker_phone = "070-9876-5432";
+    let marker_text = "ZQ9-SENSITIVE-MARKER";
+    let csv = format!(
+        "subject_id,name,email,phone,medical_history\nS1,{marker_name},{marker_mail},{marker_phone},{marker_text}\n"
+    );
+    f.import(&manager, &csv).await.unwrap();
+    let hits = f.vault.search(&manager, "customers", "email", marker_mail, View::Full, None).await.unwrap();
+    assert_eq!(hits[0].fields["medical_history"], marker_text);
+
+    let needles: Vec<Vec<u8>> = [marker_name, "漏洩検知", marker_mail, "zq9marker7x", marker_phone, "09876", marker_text]
+        .iter()
+        .flat_map(|m| {
+            let utf16: Vec<u8> = m.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+            [m.as_bytes().to_vec(), utf16, m.to_uppercase().into_bytes()]
+        })
+        .collect();
+    let mut scanned = 0;
+    for entry in std::fs::read_dir(f.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        scanned += bytes.len();
+        for n in &needles {
+            assert!(!bytes.windows(n.len()).any(|w| w == &n[..]), "plaintext found in {}", path.display());
+        }
+    }
+    assert!(scanned > 10_000, "the scan must have read the database files");
+}
+
+#[tokio::test]
+async fn tampered_audit_log_is_detected() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    f.import(&manager, &people_csv(5, 6)).await.unwrap();
+    let report = f.vault.verify_audit().await.unwrap();
+    assert!(report.ok && report.events >= 4, "{report:?}");
+    let conn = rusqlite::Connection::open(f.db_path()).unwrap();
+    // Modification.
+    conn.execute("UPDATE audit_events SET event_json = replace(event_json, 'success', 'failure') WHERE seq = 3", []).unwrap();
+    let r = f.vault.verify_audit().await.unwrap();
+    assert_eq!((r.ok, r.first_bad_seq), (false, Some(3)), "{r:?}");
+    // Deletion.
+    conn.execute("DELETE FROM audit_events WHERE seq = 3", []).unwrap();
+    let r = f.vault.verify_audit().await.unwrap();
+    assert_eq!((r.ok, r.first_bad_seq), (false, Some(3)), "{r:?}");
+}
+
+#[tokio::test]
+async fn reads_fail_closed_when_the_audit_log_cannot_be_written() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    f.import(&manager, &people_csv(3, 8)).await.unwrap();
+    let p = mamori_synth::Generator::new(8).next().unwrap();
+    // Make every audit append fail, as a full disk or a broken table would.
+    let conn = rusqlite::Connection::open(f.db_path()).unwrap();
+    conn.execute_batch("CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;").unwrap();
+    let err = f.vault.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    conn.execute_batch("DROP TRIGGER no_audit").unwrap();
+    assert_eq!(f.vault.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sessions_end_on_disable_and_logout() {
+    let f = Fixture::new().await;
+    let (_, token) = f.user("staff1", Role::Staff).await;
+    f.vault.set_user_disabled(&f.admin, "staff1", true).await.unwrap();
+    assert!(matches!(f.vault.authenticate(&token, None).await, Err(VaultError::Unauthenticated)));
+    let wrong = f.vault.login("staff1", &mamori_crypto::SecretString::new(PASSWORD.into()), None).await.unwrap_err();
+    let unknown = f.vault.login("nobody", &mamori_crypto::SecretString::new(PASSWORD.into()), None).await.unwrap_err();
+    assert_eq!(wrong.to_string(), unknown.to_string(), "disabled and unknown look the same");
+}

@@ -132,7 +132,7 @@ pub fn encode_tokens(tokens: &[IndexToken]) -> Vec<u8> {
 
 pub fn decode_tokens(blob: &[u8]) -> crate::Result<Vec<IndexToken>> {
     const LEN: usize = 16;
-    if blob.len() % (LEN + 1) != 0 {
+    if !blob.len().is_multiple_of(LEN + 1) {
         return Err(crate::StoreError::Corrupt("token list length".into()));
     }
     let n = blob.len() / (LEN + 1);

@@ -76,7 +76,7 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>) {
 }
 
 /// Result of walking the whole chain.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub events: u64,
     pub ok: bool,

@@ -48,11 +48,13 @@ pub struct NewUser {
 }
 
 /// An account as administrators see it (no hash).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserSummary {
+    #[schema(value_type = String, format = Uuid)]
     pub id: UserId,
     pub login: String,
     pub display_name: String,
+    #[schema(value_type = String, example = "staff")]
     pub role: Role,
     pub disabled: bool,
     pub must_change_password: bool,

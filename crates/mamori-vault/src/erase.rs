@@ -14,7 +14,7 @@ pub const ERASURE_METHOD: &str = "crypto-shredding: the subject's AES-256-GCM da
      collection; its encrypted records and blind-index entries were deleted";
 
 /// Evidence of an erasure: what, when, by whom, how. Contains ids and counts only.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErasureCertificate {
     pub certificate_id: String,
     pub subject_id: String,

@@ -65,7 +65,7 @@ pub struct ImportProgress {
     pub rows: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     pub collection: String,
     pub rows: u64,

@@ -68,16 +68,18 @@ fn index_key_aad(collection: &str) -> Vec<u8> {
 }
 
 /// What `mamori collection list` and the API show of a collection.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CollectionInfo {
     pub name: String,
     pub schema_version: u32,
     pub kek_version: u32,
     pub records: u64,
+    /// The current schema, as declared (see `mamori collection create --schema`).
+    #[schema(value_type = Object)]
     pub schema: CollectionSchema,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RotationReport {
     pub collections: u64,
     pub subject_keys_rewrapped: u64,

@@ -183,7 +183,16 @@ impl Vault {
         Err(VaultError::Forbidden)
     }
 
-    /// Verifies the whole audit chain (`mamori audit verify`).
+    /// Checks that `p` may read the audit trail, recording the attempt.
+    pub async fn authorize_audit_read(&self, p: &Principal) -> Result<()> {
+        self.authorize(p, Action::AuditRead, "audit.verify", None).await?;
+        self.audit.record(vec![self.event(p, "audit.verify", Outcome::Success)]).await?;
+        Ok(())
+    }
+
+    /// Verifies the whole audit chain. The result holds no personal data, so the local
+    /// operator may run it (`mamori audit verify`); API callers pass
+    /// [`Vault::authorize_audit_read`] first.
     pub async fn verify_audit(&self) -> Result<VerifyReport> {
         verify_chain(&*self.store).await
     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// How much of a record the caller asks to see.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum View {
     /// Values as the schema's masking rules show them. The default: least exposure.
@@ -42,8 +42,9 @@ impl View {
 
 /// A decrypted record on its way to an authorised caller. Its `Debug` lists field names
 /// only, so a stray `{:?}` cannot leak a value into a log.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct RecordView {
+    #[schema(value_type = String, format = Uuid)]
     pub id: RecordId,
     pub collection: String,
     pub subject_id: String,

@@ -1,0 +1,69 @@
+//! The HTTP face of mamori: `/api/v1` (JSON, bearer tokens, RFC 9457 problem+json errors,
+//! OpenAPI at `/api/v1/openapi.json`), `/healthz`, `/readyz` and Prometheus `/metrics`.
+//!
+//! Handlers are thin: they parse, call one [`mamori_vault::Vault`] operation, and shape the
+//! answer. Every rule (authorization, audit, validation) lives in the vault, so this crate
+//! cannot forget one. Errors are mapped to HTTP here and only here ([`problem`]).
+
+mod api;
+mod metrics;
+mod openapi;
+pub mod problem;
+
+pub use openapi::openapi_json;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use mamori_vault::Vault;
+use std::sync::Arc;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub vault: Arc<Vault>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// The whole application as one router.
+pub fn router(vault: Arc<Vault>, config: ServerConfig) -> Router {
+    let state = AppState { vault, metrics: Arc::new(metrics::Metrics::new()) };
+    Router::new()
+        .merge(api::routes())
+        .merge(metrics::routes())
+        .route("/", axum::routing::get(api::home))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        // Responses may carry personal data: never let a browser or proxy keep them.
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

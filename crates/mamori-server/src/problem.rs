@@ -62,7 +62,9 @@ impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         use StatusCode as S;
         let p = match e {
-            VaultError::Unauthenticated => Problem::new(S::UNAUTHORIZED, "unauthenticated", "Authentication required", None),
+            VaultError::Unauthenticated => {
+                Problem::new(S::UNAUTHORIZED, "unauthenticated", "Authentication required", None)
+            }
             VaultError::PasswordChangeRequired => Problem::new(
                 S::FORBIDDEN,
                 "password-change-required",
@@ -70,7 +72,9 @@ impl From<VaultError> for ApiError {
                 Some("change the password with POST /api/v1/auth/password first".into()),
             ),
             VaultError::Forbidden => Problem::new(S::FORBIDDEN, "forbidden", "Not permitted", None),
-            VaultError::NotFound(what) => Problem::new(S::NOT_FOUND, "not-found", "Not found", Some(format!("{what} not found"))),
+            VaultError::NotFound(what) => {
+                Problem::new(S::NOT_FOUND, "not-found", "Not found", Some(format!("{what} not found")))
+            }
             VaultError::Invalid(m) => Problem::new(S::UNPROCESSABLE_ENTITY, "invalid-input", "Invalid input", Some(m)),
             VaultError::Conflict(m) => Problem::new(S::CONFLICT, "conflict", "Conflict", Some(m)),
             VaultError::ImportRejected { errors, truncated } => {

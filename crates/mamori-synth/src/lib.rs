@@ -109,7 +109,7 @@ impl Generator {
         let municipality = pick(rng, municipalities);
         let address = address(rng, prefecture, municipality);
         let phone = phone(rng, area_code);
-        let email = email(rng, family_roman, given_roman, year);
+        let email = email(rng, family_roman, given_roman, year, index);
 
         // Decided apart from the condition list so the share of "なし" does
         // not drift when conditions are added or removed.
@@ -261,9 +261,9 @@ fn phone(rng: &mut StdRng, area_code: &str) -> String {
     s
 }
 
-/// Romanised local part with digits, as people commonly choose; the digits
-/// make collisions between namesakes rare without a uniqueness check.
-fn email(rng: &mut StdRng, family: &str, given: &str, birth_year: u32) -> String {
+/// Romanised local part with digits, as people commonly choose, then `.` and the person's
+/// index: e-mail is a unique field in the demo schema, so addresses must never collide.
+fn email(rng: &mut StdRng, family: &str, given: &str, birth_year: u32, index: u64) -> String {
     let domain = pick(rng, EMAIL_DOMAINS);
     let mut s = String::with_capacity(family.len() + given.len() + domain.len() + 8);
     match rng.gen_range(0..4) {
@@ -290,6 +290,8 @@ fn email(rng: &mut StdRng, family: &str, given: &str, birth_year: u32) -> String
             push_padded(&mut s, u64::from(birth_year), 4);
         }
     }
+    s.push('.');
+    push_padded(&mut s, index, 1);
     s.push('@');
     s.push_str(domain);
     s

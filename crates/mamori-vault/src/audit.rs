@@ -103,17 +103,33 @@ pub async fn verify_chain(store: &dyn Store) -> Result<VerifyReport> {
     loop {
         let rows = store.read_audit(expected, 1000).await?;
         if rows.is_empty() {
-            return Ok(VerifyReport { events: expected - 1, ok: true, first_bad_seq: None, problem: None, head_hash: hex(&prev) });
+            return Ok(VerifyReport {
+                events: expected - 1,
+                ok: true,
+                first_bad_seq: None,
+                problem: None,
+                head_hash: hex(&prev),
+            });
         }
         for row in rows {
             if row.seq != expected {
-                return Ok(bad(expected, format!("sequence gap: expected {expected}, found {}", row.seq), expected - 1, &prev));
+                return Ok(bad(
+                    expected,
+                    format!("sequence gap: expected {expected}, found {}", row.seq),
+                    expected - 1,
+                    &prev,
+                ));
             }
             if serde_json::from_str::<AuditEvent>(&row.event_json).is_err() {
                 return Ok(bad(row.seq, "event is not well-formed".into(), expected - 1, &prev));
             }
             if chain_hash(&prev, row.seq, &row.event_json) != row.hash {
-                return Ok(bad(row.seq, "hash mismatch: event modified, inserted or reordered".into(), expected - 1, &prev));
+                return Ok(bad(
+                    row.seq,
+                    "hash mismatch: event modified, inserted or reordered".into(),
+                    expected - 1,
+                    &prev,
+                ));
             }
             prev = row.hash;
             expected += 1;

@@ -120,7 +120,12 @@ struct Row {
     unique: Vec<(Token, usize)>,
 }
 
-fn parse_row(state: &CollectionState, layout: &Layout, record: &csv::ByteRecord, line: u64) -> std::result::Result<Row, RowError> {
+fn parse_row(
+    state: &CollectionState,
+    layout: &Layout,
+    record: &csv::ByteRecord,
+    line: u64,
+) -> std::result::Result<Row, RowError> {
     let mut row = Row { subject: None, values: Values::new(), unique: Vec::new() };
     for (i, raw) in record.iter().enumerate() {
         let column = |reason: String| RowError {
@@ -139,7 +144,10 @@ fn parse_row(state: &CollectionState, layout: &Layout, record: &csv::ByteRecord,
             Some(f) => {
                 if let Some(v) = value::validate(f, text).map_err(|e| column(e.to_string()))? {
                     if f.unique {
-                        let token = state.indexer(&f.name).map_err(|e| column(e.to_string()))?.token(&blind_index_form(f.field_type, &v));
+                        let token = state
+                            .indexer(&f.name)
+                            .map_err(|e| column(e.to_string()))?
+                            .token(&blind_index_form(f.field_type, &v));
                         row.unique.push((token, i));
                     }
                     row.values.insert(f.name.clone(), v);
@@ -201,7 +209,10 @@ fn validate_pass(
     let handle = Handle::current();
     let input = source.open().map_err(|e| VaultError::Invalid(format!("cannot read the file: {e}")))?;
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
-    let header = reader.byte_headers().map_err(|e| VaultError::ImportRejected { errors: vec![csv_error(&e)], truncated: false })?.clone();
+    let header = reader
+        .byte_headers()
+        .map_err(|e| VaultError::ImportRejected { errors: vec![csv_error(&e)], truncated: false })?
+        .clone();
     let layout = layout(state, &header)?;
     let mut errs = ErrorList { errors: Vec::new(), truncated: false };
     let mut unique_seen: HashMap<Token, u64> = HashMap::new();
@@ -211,13 +222,22 @@ fn validate_pass(
     let mut pending_subjects: Vec<String> = Vec::new();
     let mut record = csv::ByteRecord::new();
 
-    let flush = |pending_unique: &mut Vec<(Token, u64, String)>, pending_subjects: &mut Vec<String>, errs: &mut ErrorList, plan: &mut Plan| -> Result<()> {
+    let flush = |pending_unique: &mut Vec<(Token, u64, String)>,
+                 pending_subjects: &mut Vec<String>,
+                 errs: &mut ErrorList,
+                 plan: &mut Plan|
+     -> Result<()> {
         if !pending_unique.is_empty() {
             let tokens: Vec<Vec<u8>> = pending_unique.iter().map(|(t, _, _)| t.to_vec()).collect();
-            let taken: HashSet<Vec<u8>> = handle.block_on(store.unique_tokens_taken(state.row.id, &tokens))?.into_iter().collect();
+            let taken: HashSet<Vec<u8>> =
+                handle.block_on(store.unique_tokens_taken(state.row.id, &tokens))?.into_iter().collect();
             for (t, line, column) in pending_unique.drain(..) {
                 if taken.contains(&t[..]) {
-                    errs.push(RowError { line, column: Some(column), reason: "this value is already registered in the collection".into() });
+                    errs.push(RowError {
+                        line,
+                        column: Some(column),
+                        reason: "this value is already registered in the collection".into(),
+                    });
                 }
             }
         }
@@ -251,7 +271,11 @@ fn validate_pass(
                 for (token, col) in row.unique {
                     let column = layout.columns[col].as_ref().map(|f| f.name.clone()).unwrap_or_default();
                     if let Some(first) = unique_seen.insert(token, line) {
-                        errs.push(RowError { line, column: Some(column), reason: format!("duplicates the value on line {first}") });
+                        errs.push(RowError {
+                            line,
+                            column: Some(column),
+                            reason: format!("duplicates the value on line {first}"),
+                        });
                     } else {
                         pending_unique.push((token, line, column));
                     }
@@ -335,10 +359,12 @@ fn encrypt_pass(
             }
             dek
         };
-        let sealed = seal_record(state, &FieldCipher::new(&dek), RecordId::generate(), &subject, &row.values, now, now)?;
+        let sealed =
+            seal_record(state, &FieldCipher::new(&dek), RecordId::generate(), &subject, &row.values, now, now)?;
         batch.records.push(sealed);
         if batch.records.len() >= BATCH_ROWS {
-            let full = std::mem::replace(&mut batch, Batch { keys: Vec::new(), records: Vec::with_capacity(BATCH_ROWS) });
+            let full =
+                std::mem::replace(&mut batch, Batch { keys: Vec::new(), records: Vec::with_capacity(BATCH_ROWS) });
             if out.blocking_send(full).is_err() {
                 return Err(VaultError::Internal("import writer stopped".into()));
             }
@@ -367,7 +393,8 @@ impl Vault {
         let started = Instant::now();
         let state = self.reload_collection(collection).await?;
         let plan = {
-            let (store, state, source, progress) = (self.store.clone(), state.clone(), source.clone(), progress.clone());
+            let (store, state, source, progress) =
+                (self.store.clone(), state.clone(), source.clone(), progress.clone());
             tokio::task::spawn_blocking(move || validate_pass(&store, &state, &*source, &progress))
                 .await
                 .map_err(|e| VaultError::Internal(e.to_string()))??

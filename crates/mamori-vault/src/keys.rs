@@ -52,7 +52,10 @@ impl CollectionState {
     }
 
     pub fn unwrap_dek(&self, key: &SubjectKeyRow) -> Result<DataKey> {
-        let secret = self.kek(key.kek_version)?.wrapper().unwrap_key(&key.wrapped_dek, &dek_aad(&self.row.name, &key.subject))?;
+        let secret = self
+            .kek(key.kek_version)?
+            .wrapper()
+            .unwrap_key(&key.wrapped_dek, &dek_aad(&self.row.name, &key.subject))?;
         Ok(DataKey::from_secret(secret))
     }
 }
@@ -114,7 +117,8 @@ impl Vault {
             let secret = self.master.unwrap_key(&k.wrapped, &kek_aad(&row.name, k.version))?;
             keks.insert(k.version, Kek::from_secret(secret));
         }
-        let index_key = IndexKey::from_secret(self.master.unwrap_key(&row.wrapped_index_key, &index_key_aad(&row.name))?);
+        let index_key =
+            IndexKey::from_secret(self.master.unwrap_key(&row.wrapped_index_key, &index_key_aad(&row.name))?);
         let indexer = BlindIndexer::new(index_key);
         // Every field that was ever indexed keeps its indexer, so old records stay findable.
         let mut indexers = HashMap::new();

@@ -14,8 +14,8 @@
 mod audit;
 mod auth;
 mod codec;
-mod error;
 mod erase;
+mod error;
 mod import;
 mod keys;
 mod records;

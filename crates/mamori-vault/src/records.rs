@@ -103,7 +103,8 @@ pub(crate) fn seal_record(
     let mut tokens = Vec::new();
     for f in &schema.fields {
         let Some(v) = values.get(&f.name) else { continue };
-        let aad = FieldAad { collection: &state.row.name, record_id: id.as_bytes(), field: &f.name, schema_version: version };
+        let aad =
+            FieldAad { collection: &state.row.name, record_id: id.as_bytes(), field: &f.name, schema_version: version };
         sealed.push((f.name.as_str(), cipher.encrypt(&aad, v.as_bytes())));
         if f.is_indexed() {
             let token = state.indexer(&f.name)?.token(&blind_index_form(f.field_type, v));
@@ -150,7 +151,14 @@ impl Vault {
         VaultError::Conflict("a unique value is already registered".into())
     }
 
-    fn record_event(&self, p: &Principal, action: &str, state: &CollectionState, id: &RecordId, subject: &str) -> AuditEvent {
+    fn record_event(
+        &self,
+        p: &Principal,
+        action: &str,
+        state: &CollectionState,
+        id: &RecordId,
+        subject: &str,
+    ) -> AuditEvent {
         let mut e = self.event(p, action, Outcome::Success);
         e.collection = Some(state.row.name.clone());
         e.record = Some(id.to_string());
@@ -239,7 +247,9 @@ impl Vault {
             return Err(VaultError::Invalid("purpose is longer than 200 characters".into()));
         }
         if view == View::Full && schema.purpose_required_for_full_view && purpose.is_none() {
-            return Err(VaultError::Invalid("this collection asks for a purpose (利用目的) to view unmasked data".into()));
+            return Err(VaultError::Invalid(
+                "this collection asks for a purpose (利用目的) to view unmasked data".into(),
+            ));
         }
         Ok(purpose.map(str::to_owned))
     }
@@ -294,7 +304,8 @@ impl Vault {
         }
         let values = validate_values(current, &merged)?;
         let dek = self.subject_key(&state, &row.subject, false).await?;
-        let new_row = seal_record(&state, &FieldCipher::new(&dek), *id, &row.subject, &values, self.clock.now(), row.created_at)?;
+        let new_row =
+            seal_record(&state, &FieldCipher::new(&dek), *id, &row.subject, &values, self.clock.now(), row.created_at)?;
         match self.store.update_record(&new_row).await {
             Err(mamori_store::StoreError::Conflict(_)) => return Err(self.unique_conflict(&state, &values).await),
             other => other?,

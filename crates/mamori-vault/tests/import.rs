@@ -15,7 +15,8 @@ fn row(subject: &str, email: &str) -> String {
 async fn rejected(f: &Fixture, csv: &[u8]) -> (Vec<String>, bool) {
     let (manager, _) = match f.vault.store().get_user_by_login("manager1").await.unwrap() {
         Some(_) => {
-            let out = f.vault.login("manager1", &mamori_crypto::SecretString::new(PASSWORD.into()), None).await.unwrap();
+            let out =
+                f.vault.login("manager1", &mamori_crypto::SecretString::new(PASSWORD.into()), None).await.unwrap();
             (f.vault.authenticate(&out.token, None).await.unwrap(), out.token)
         }
         None => f.user("manager1", Role::Manager).await,
@@ -50,10 +51,19 @@ async fn malformed_files_are_rejected_by_line_and_column() {
         (format!("{HEADER},shoe_size\n{}\n", row("S1", "a@example.jp")).into_bytes(), "`shoe_size` is not a field"),
         (b"subject_id,email\nS1,a@example.jp\n".to_vec(), "required field `name` has no column"),
         (format!("{HEADER}\n{}\nS2,only,three\n", row("S1", "a@example.jp")).into_bytes(), "line 3: has 3 columns"),
-        (format!("{HEADER}\n{}\n{}\n", row("S1", "a@example.jp"), row("S2", "not-an-email")).into_bytes(), "line 3, column `email`"),
-        (format!("{HEADER}\n{}\n{}\n", row("S1", "a@example.jp"), row("S2", "A@EXAMPLE.JP")).into_bytes(), "line 3, column `email`: duplicates the value on line 2"),
+        (
+            format!("{HEADER}\n{}\n{}\n", row("S1", "a@example.jp"), row("S2", "not-an-email")).into_bytes(),
+            "line 3, column `email`",
+        ),
+        (
+            format!("{HEADER}\n{}\n{}\n", row("S1", "a@example.jp"), row("S2", "A@EXAMPLE.JP")).into_bytes(),
+            "line 3, column `email`: duplicates the value on line 2",
+        ),
         (format!("{HEADER}\n{}\n", row("S 1", "a@example.jp")).into_bytes(), "line 2, column `subject_id`"),
-        (format!("{HEADER}\n{}\n", row("S1", &format!("{}@example.jp", "a".repeat(2000)))).into_bytes(), "line 2, column `email`"),
+        (
+            format!("{HEADER}\n{}\n", row("S1", &format!("{}@example.jp", "a".repeat(2000)))).into_bytes(),
+            "line 2, column `email`",
+        ),
     ];
     for (csv, expected) in cases {
         let (errors, _) = rejected(&f, &csv).await;
@@ -76,7 +86,10 @@ async fn value_already_in_collection_rejects_whole_file() {
     let f = Fixture::new().await;
     let (manager, _) = f.user("manager1", Role::Manager).await;
     f.import(&manager, &format!("{HEADER}\n{}\n", row("S1", "a@example.jp"))).await.unwrap();
-    let err = f.import(&manager, &format!("{HEADER}\n{}\n{}\n", row("S2", "b@example.jp"), row("S3", "A@example.jp"))).await.unwrap_err();
+    let err = f
+        .import(&manager, &format!("{HEADER}\n{}\n{}\n", row("S2", "b@example.jp"), row("S3", "A@example.jp")))
+        .await
+        .unwrap_err();
     let VaultError::ImportRejected { errors, .. } = err else { panic!() };
     assert_eq!(errors[0].to_string(), "line 3, column `email`: this value is already registered in the collection");
     assert_eq!(f.vault.collection_info(&manager, "customers").await.unwrap().records, 1);
@@ -88,7 +101,15 @@ async fn existing_and_repeated_subjects_share_one_key() {
     let (manager, _) = f.user("manager1", Role::Manager).await;
     f.import(&manager, &format!("{HEADER}\n{}\n", row("S1", "a@example.jp"))).await.unwrap();
     let report = f
-        .import(&manager, &format!("{HEADER}\n{}\n{}\n{}\n", row("S1", "b@example.jp"), row("S2", "c@example.jp"), row("S2", "d@example.jp")))
+        .import(
+            &manager,
+            &format!(
+                "{HEADER}\n{}\n{}\n{}\n",
+                row("S1", "b@example.jp"),
+                row("S2", "c@example.jp"),
+                row("S2", "d@example.jp")
+            ),
+        )
         .await
         .unwrap();
     assert_eq!((report.rows, report.subjects_created), (3, 1));

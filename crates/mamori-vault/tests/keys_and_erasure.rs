@@ -92,13 +92,14 @@ async fn no_plaintext_marker_on_disk() {
     let hits = f.vault.search(&manager, "customers", "email", marker_mail, View::Full, None).await.unwrap();
     assert_eq!(hits[0].fields["medical_history"], marker_text);
 
-    let needles: Vec<Vec<u8>> = [marker_name, "漏洩検知", marker_mail, "zq9marker7x", marker_phone, "09876", marker_text]
-        .iter()
-        .flat_map(|m| {
-            let utf16: Vec<u8> = m.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
-            [m.as_bytes().to_vec(), utf16, m.to_uppercase().into_bytes()]
-        })
-        .collect();
+    let needles: Vec<Vec<u8>> =
+        [marker_name, "漏洩検知", marker_mail, "zq9marker7x", marker_phone, "09876", marker_text]
+            .iter()
+            .flat_map(|m| {
+                let utf16: Vec<u8> = m.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+                [m.as_bytes().to_vec(), utf16, m.to_uppercase().into_bytes()]
+            })
+            .collect();
     let mut scanned = 0;
     for entry in std::fs::read_dir(f.dir.path()).unwrap() {
         let path = entry.unwrap().path();
@@ -120,7 +121,8 @@ async fn tampered_audit_log_is_detected() {
     assert!(report.ok && report.events >= 4, "{report:?}");
     let conn = rusqlite::Connection::open(f.db_path()).unwrap();
     // Modification.
-    conn.execute("UPDATE audit_events SET event_json = replace(event_json, 'success', 'failure') WHERE seq = 3", []).unwrap();
+    conn.execute("UPDATE audit_events SET event_json = replace(event_json, 'success', 'failure') WHERE seq = 3", [])
+        .unwrap();
     let r = f.vault.verify_audit().await.unwrap();
     assert_eq!((r.ok, r.first_bad_seq), (false, Some(3)), "{r:?}");
     // Deletion.
@@ -137,7 +139,10 @@ async fn reads_fail_closed_when_the_audit_log_cannot_be_written() {
     let p = mamori_synth::Generator::new(8).next().unwrap();
     // Make every audit append fail, as a full disk or a broken table would.
     let conn = rusqlite::Connection::open(f.db_path()).unwrap();
-    conn.execute_batch("CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;").unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
     let err = f.vault.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap_err();
     assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
     conn.execute_batch("DROP TRIGGER no_audit").unwrap();

@@ -77,7 +77,9 @@ async fn search_normalises_and_respects_roles() {
         assert_eq!(hits.len(), 1, "{field}={query}");
         assert_eq!(hits[0].fields["name"], "山田 **");
     }
-    assert!(f.vault.search(&staff, "customers", "email", "jiro@example.jp", View::Masked, None).await.unwrap().is_empty());
+    assert!(
+        f.vault.search(&staff, "customers", "email", "jiro@example.jp", View::Masked, None).await.unwrap().is_empty()
+    );
     // Not searchable: address is not indexed.
     let err = f.vault.search(&staff, "customers", "address", "東京都", View::Masked, None).await.unwrap_err();
     assert!(matches!(err, VaultError::Invalid(_)), "{err:?}");
@@ -148,8 +150,13 @@ async fn update_and_delete() {
     let r = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap();
     assert_eq!(r.fields["email"], "new@example.jp");
     assert_eq!(r.fields["name"], "山田 太郎");
-    assert!(f.vault.search(&manager, "customers", "email", "taro@example.jp", View::Full, None).await.unwrap().is_empty());
-    assert_eq!(f.vault.search(&manager, "customers", "email", "new@example.jp", View::Full, None).await.unwrap().len(), 1);
+    assert!(
+        f.vault.search(&manager, "customers", "email", "taro@example.jp", View::Full, None).await.unwrap().is_empty()
+    );
+    assert_eq!(
+        f.vault.search(&manager, "customers", "email", "new@example.jp", View::Full, None).await.unwrap().len(),
+        1
+    );
     f.vault.delete_record(&manager, "customers", &id).await.unwrap();
     let err = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap_err();
     assert!(matches!(err, VaultError::NotFound(_)));
@@ -188,7 +195,11 @@ async fn swapped_ciphertext_between_records_is_rejected() {
 async fn swapped_ciphertext_between_fields_is_rejected() {
     let f = Fixture::new().await;
     let (manager, _) = f.user("manager1", Role::Manager).await;
-    let id = f.vault.create_record(&manager, "customers", None, &values(&[("name", "山田 太郎"), ("email", "t@example.jp")])).await.unwrap();
+    let id = f
+        .vault
+        .create_record(&manager, "customers", None, &values(&[("name", "山田 太郎"), ("email", "t@example.jp")]))
+        .await
+        .unwrap();
     // Rename the `email` entry to `name` and vice versa inside the encoded blob (both 4/5 bytes:
     // swap the names by rewriting the field names' bytes).
     let conn = rusqlite::Connection::open(f.db_path()).unwrap();

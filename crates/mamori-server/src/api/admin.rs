@@ -33,7 +33,10 @@ pub(crate) async fn list_erasure_certificates(
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = Vec<UserSummary>), (status = 403, body = Problem)))]
-pub(crate) async fn list_users(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<UserSummary>>, ApiError> {
+pub(crate) async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<UserSummary>>, ApiError> {
     Ok(Json(state.vault.list_users(&caller.principal).await?))
 }
 
@@ -62,7 +65,8 @@ pub(crate) async fn create_user(
     Body(req): Body<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     let role: Role = req.role.parse().map_err(VaultError::Invalid)?;
-    let new = NewUser { login: req.login, display_name: req.display_name, role, password: None, must_change_password: true };
+    let new =
+        NewUser { login: req.login, display_name: req.display_name, role, password: None, must_change_password: true };
     let (user, password) = state.vault.create_user(&caller.principal, new).await?;
     let one_time_password = password.map(|p| p.expose().to_owned()).unwrap_or_default();
     Ok((StatusCode::CREATED, Json(CreatedUser { user, one_time_password })))
@@ -97,7 +101,10 @@ pub(crate) async fn enable_user(
 /// Recomputes the audit hash chain (auditors and privacy officers).
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = VerifyReport), (status = 403, body = Problem)))]
-pub(crate) async fn verify_audit(State(state): State<AppState>, caller: Caller) -> Result<Json<VerifyReport>, ApiError> {
+pub(crate) async fn verify_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<VerifyReport>, ApiError> {
     state.vault.authorize_audit_read(&caller.principal).await?;
     Ok(Json(state.vault.verify_audit().await?))
 }

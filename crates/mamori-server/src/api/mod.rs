@@ -98,7 +98,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
             Err(rejection) => {
                 use axum::extract::rejection::JsonRejection as J;
                 let (slug, detail) = match &rejection {
-                    J::MissingJsonContentType(_) => ("unsupported-media-type", "send Content-Type: application/json".to_owned()),
+                    J::MissingJsonContentType(_) => {
+                        ("unsupported-media-type", "send Content-Type: application/json".to_owned())
+                    }
                     J::JsonSyntaxError(_) => ("malformed-json", "the body is not valid JSON".to_owned()),
                     J::JsonDataError(e) => ("invalid-body", shape_error(&e.body_text())),
                     J::BytesRejection(_) => ("body-too-large", "the body is too large or unreadable".to_owned()),

@@ -1,0 +1,186 @@
+use crate::cli::{AuditCommand, CollectionCommand, KeysCommand, UsersCommand};
+use crate::open::{load_master_key, open_vault, operator, write_key_file};
+use crate::output;
+use crate::settings::Settings;
+use anyhow::Context;
+use mamori_core::schema::CollectionSchema;
+use mamori_crypto::MasterKey;
+use mamori_vault::NewUser;
+use std::path::Path;
+use std::process::ExitCode;
+
+fn read_schema(path: &Path) -> anyhow::Result<CollectionSchema> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    Ok(if is_json { CollectionSchema::from_json(&text)? } else { CollectionSchema::from_toml(&text)? })
+}
+
+pub async fn collection(settings: &Settings, command: CollectionCommand, json: bool) -> anyhow::Result<ExitCode> {
+    let vault = open_vault(settings).await?;
+    let op = operator();
+    match command {
+        CollectionCommand::Create { schema } => {
+            let info = vault.create_collection(&op, &read_schema(&schema)?).await?;
+            if json { output::json(&info)? } else { println!("created collection `{}`", info.name) }
+        }
+        CollectionCommand::Update { schema } => {
+            let info = vault.update_schema(&op, &read_schema(&schema)?).await?;
+            if json {
+                output::json(&info)?
+            } else {
+                println!("collection `{}` is now at schema version {}", info.name, info.schema_version)
+            }
+        }
+        CollectionCommand::List => {
+            let list = vault.list_collections(&op).await?;
+            if json {
+                output::json(&list)?;
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.name.clone(),
+                            c.schema.tier.label_ja().to_owned(),
+                            c.records.to_string(),
+                            format!("v{}", c.schema_version),
+                            c.schema.retention.to_string(),
+                            c.schema.purpose.clone(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                output::table(&["name", "tier", "records", "schema", "retention", "purpose"], &rows);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mamori keys rotate [--master]`. For the master key the order matters: the new key is
+/// written and synced to `<key file>.new` first, then the database switches to it, then the
+/// file is renamed into place. A crash at any point leaves a key that opens the data.
+pub async fn keys(settings: &Settings, command: KeysCommand, json: bool) -> anyhow::Result<ExitCode> {
+    let KeysCommand::Rotate { master } = command;
+    let vault = open_vault(settings).await?;
+    let op = operator();
+    let bar = indicatif::ProgressBar::new_spinner();
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report = vault.rotate_keks(&op, &|n| bar.set_message(format!("{n} data keys re-wrapped"))).await?;
+    bar.finish_and_clear();
+    let mut master_rotated = false;
+    if master {
+        anyhow::ensure!(
+            std::env::var("MAMORI_MASTER_KEY").is_err(),
+            "the master key comes from MAMORI_MASTER_KEY; rotate it where it is managed, not here"
+        );
+        let path = settings.master_key_path();
+        let staged = path.with_extension("key.new");
+        let new_master = MasterKey::generate();
+        write_key_file(&staged, &new_master)?;
+        vault.rotate_master(&op, &new_master).await?;
+        std::fs::rename(&staged, &path).context("installing the new master key file")?;
+        load_master_key(settings)?;
+        master_rotated = true;
+    }
+    if json {
+        output::json(
+            &serde_json::json!({"collections": report.collections, "subject_keys_rewrapped": report.subject_keys_rewrapped, "master_key_rotated": master_rotated}),
+        )?;
+    } else {
+        println!(
+            "rotated the key-encryption keys of {} collection(s); {} data keys re-wrapped",
+            report.collections, report.subject_keys_rewrapped
+        );
+        if master_rotated {
+            println!("master key replaced: {} (back up the new file now)", settings.master_key_path().display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn audit(settings: &Settings, command: AuditCommand, json: bool) -> anyhow::Result<ExitCode> {
+    let AuditCommand::Verify = command;
+    let vault = open_vault(settings).await?;
+    let report = vault.verify_audit().await?;
+    if json {
+        output::json(&report)?;
+    } else if report.ok {
+        println!("audit log OK: {} events, head {}", report.events, report.head_hash);
+    } else {
+        println!(
+            "audit log TAMPERED at seq {}: {}",
+            report.first_bad_seq.unwrap_or_default(),
+            report.problem.as_deref().unwrap_or("unknown problem")
+        );
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> anyhow::Result<ExitCode> {
+    let vault = open_vault(settings).await?;
+    let op = operator();
+    match command {
+        UsersCommand::Create { login, name, role } => {
+            let role = role.parse().map_err(anyhow::Error::msg)?;
+            let new = NewUser { login, display_name: name, role, password: None, must_change_password: true };
+            let (user, password) = vault.create_user(&op, new).await?;
+            let password = password.map(|p| p.expose().to_owned()).unwrap_or_default();
+            if json {
+                output::json(&serde_json::json!({"user": user, "one_time_password": password}))?;
+            } else {
+                println!(
+                    "created `{}` ({}); one-time password: {password} (must be changed at first login)",
+                    user.login, user.role
+                );
+            }
+        }
+        UsersCommand::List => {
+            let list = vault.list_users(&op).await?;
+            if json {
+                output::json(&list)?;
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            u.login.clone(),
+                            u.display_name.clone(),
+                            u.role.to_string(),
+                            if u.disabled { "disabled".into() } else { "active".into() },
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                output::table(&["login", "name", "role", "status"], &rows);
+            }
+        }
+        UsersCommand::Disable { login } => {
+            vault.set_user_disabled(&op, &login, true).await?;
+            println!("disabled `{login}`; its sessions have ended");
+        }
+        UsersCommand::Enable { login } => {
+            vault.set_user_disabled(&op, &login, false).await?;
+            println!("enabled `{login}`");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn secret_from(var: &str, prompt: &str) -> anyhow::Result<mamori_crypto::SecretString> {
+    Ok(mamori_crypto::SecretString::new(match std::env::var(var) {
+        Ok(v) => v,
+        Err(_) => rpassword::prompt_password(prompt)?,
+    }))
+}
+
+pub async fn passwd(settings: &Settings, login: &str) -> anyhow::Result<ExitCode> {
+    let vault = open_vault(settings).await?;
+    let current = secret_from("MAMORI_PASSWORD", &format!("current password for {login}: "))?;
+    let new = secret_from("MAMORI_NEW_PASSWORD", "new password: ")?;
+    let out = vault.login(login, &current, Some("cli".into())).await.context("login failed")?;
+    let p = vault.authenticate(&out.token, Some("cli".into())).await?;
+    vault.change_password(&p, &current, &new).await?;
+    println!("password of `{login}` changed; all of its sessions have ended");
+    Ok(ExitCode::SUCCESS)
+}

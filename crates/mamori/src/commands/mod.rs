@@ -1,0 +1,35 @@
+mod admin;
+mod demo;
+mod init;
+mod records;
+mod serve;
+
+use crate::cli::{Cli, Command};
+use crate::settings::Settings;
+use std::process::ExitCode;
+
+pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
+    let json = cli.global.json;
+    match cli.command {
+        Command::Init { admin_login } => init::run(&settings, &admin_login, json).await,
+        Command::Serve { listen, insecure_http } => {
+            let listen = listen.unwrap_or_else(|| settings.listen.clone());
+            serve::run(&settings, &listen, insecure_http || settings.insecure_http).await
+        }
+        Command::Demo { listen, people } => demo::run(&settings, &listen, people, json).await,
+        Command::Collection(c) => admin::collection(&settings, c, json).await,
+        Command::Keys(k) => admin::keys(&settings, k, json).await,
+        Command::Audit(a) => admin::audit(&settings, a, json).await,
+        Command::Users(u) => admin::users(&settings, u, json).await,
+        Command::Import { collection, file, user } => {
+            records::import(&settings, &collection, file, &user.login, json).await
+        }
+        Command::Record(r) => records::record(&settings, r, json).await,
+        Command::Search { collection, field, value, full, purpose, user } => {
+            records::search(&settings, &collection, &field, &value, full, purpose.as_deref(), &user.login, json).await
+        }
+        Command::Subject(s) => records::subject(&settings, s, json).await,
+        Command::Passwd { user } => admin::passwd(&settings, &user.login).await,
+        Command::Config { .. } => unreachable!("handled before the runtime starts"),
+    }
+}

@@ -1,0 +1,150 @@
+use crate::cli::{RecordCommand, SubjectCommand};
+use crate::open::{open_vault, user_principal};
+use crate::output;
+use crate::settings::Settings;
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use mamori_core::ids::SubjectId;
+use mamori_vault::{ImportProgress, ProgressFn, RecordView, VaultError, View};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// A spinner-style progress display for both import passes (the row count is not known in
+/// advance without reading the file once more). Hidden when `visible` is false.
+pub fn import_progress(visible: bool) -> (ProgressFn, ProgressBar) {
+    let bar = if visible { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {pos} rows ({per_sec}) {elapsed}").expect("valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let shown = bar.clone();
+    let progress: ProgressFn = Arc::new(move |p: ImportProgress| {
+        let msg = if p.phase == "validate" { "validating" } else { "encrypting and writing" };
+        if shown.message() != msg {
+            shown.reset();
+            shown.set_message(msg);
+        }
+        shown.set_position(p.rows);
+    });
+    (progress, bar)
+}
+
+pub async fn import(
+    settings: &Settings,
+    collection: &str,
+    file: PathBuf,
+    login: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(file.is_file(), "{} is not a readable file", file.display());
+    let vault = open_vault(settings).await?;
+    let (p, token) = user_principal(&vault, login).await?;
+    let (progress, bar) = import_progress(!json);
+    let result = vault.import_csv(&p, collection, Arc::new(file), progress).await;
+    bar.finish_and_clear();
+    vault.logout(&p, &token).await?;
+    match result {
+        Ok(report) => {
+            if json {
+                output::json(&report)?;
+            } else {
+                println!(
+                    "imported {} rows into `{}` ({} new subjects) in {:.2}s — {:.0} rows/s",
+                    report.rows, report.collection, report.subjects_created, report.seconds, report.rows_per_second
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(VaultError::ImportRejected { errors, truncated }) => {
+            if json {
+                output::json(&serde_json::json!({"rejected": true, "errors": errors, "truncated": truncated}))?;
+            } else {
+                eprintln!("import rejected; nothing was written:");
+                for e in &errors {
+                    eprintln!("  {e}");
+                }
+                if truncated {
+                    eprintln!("  … more problems not shown");
+                }
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn print_records(records: &[RecordView], json: bool) -> anyhow::Result<()> {
+    if json {
+        for r in records {
+            output::json(r)?;
+        }
+        return Ok(());
+    }
+    for r in records {
+        println!("{}  subject={}  schema v{}  ({:?} view)", r.id, r.subject_id, r.schema_version, r.view);
+        output::table(
+            &["field", "value"],
+            &r.fields.iter().map(|(k, v)| vec![k.clone(), v.clone()]).collect::<Vec<_>>(),
+        );
+        println!();
+    }
+    Ok(())
+}
+
+fn view(full: bool) -> View {
+    if full { View::Full } else { View::Masked }
+}
+
+pub async fn record(settings: &Settings, command: RecordCommand, json: bool) -> anyhow::Result<ExitCode> {
+    let RecordCommand::Get { collection, id, full, purpose, user } = command;
+    let id = id.parse().context("the record id must be a UUID")?;
+    let vault = open_vault(settings).await?;
+    let (p, token) = user_principal(&vault, &user.login).await?;
+    let result = vault.get_record(&p, &collection, &id, view(full), purpose.as_deref()).await;
+    vault.logout(&p, &token).await?;
+    print_records(&[result?], json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn search(
+    settings: &Settings,
+    collection: &str,
+    field: &str,
+    value: &str,
+    full: bool,
+    purpose: Option<&str>,
+    login: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let vault = open_vault(settings).await?;
+    let (p, token) = user_principal(&vault, login).await?;
+    let result = vault.search(&p, collection, field, value, view(full), purpose).await;
+    vault.logout(&p, &token).await?;
+    let records = result?;
+    if !json {
+        println!("{} record(s)", records.len());
+    }
+    print_records(&records, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn subject(settings: &Settings, command: SubjectCommand, json: bool) -> anyhow::Result<ExitCode> {
+    let SubjectCommand::Erase { subject_id, user } = command;
+    let subject = SubjectId::new(&subject_id)?;
+    let vault = open_vault(settings).await?;
+    let (p, token) = user_principal(&vault, &user.login).await?;
+    let result = vault.erase_subject(&p, &subject).await;
+    vault.logout(&p, &token).await?;
+    let cert = result?;
+    if json {
+        output::json(&cert)?;
+    } else {
+        println!("erasure certificate {}", cert.certificate_id);
+        println!("  subject: {}\n  erased at: {}\n  by: {}", cert.subject_id, cert.erased_at, cert.erased_by);
+        println!("  data keys destroyed: {}  records deleted: {}", cert.data_keys_destroyed, cert.records_deleted);
+        println!("  method: {}", cert.method);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,30 @@
+//! Command-line front end of mamori. Each subcommand is a small module under `commands`;
+//! this file sets up logging and the async runtime and dispatches.
+
+pub mod cli;
+mod commands;
+mod open;
+mod output;
+pub mod settings;
+
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Config { .. } = &cli.command {
+        // Printing the default configuration needs neither settings nor a runtime.
+        print!("{}", settings::DEFAULT_TOML);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let settings = settings::Settings::load(&cli.global)?;
+    init_logging(&settings);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(commands::dispatch(cli, settings))
+}
+
+fn init_logging(settings: &settings::Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MAMORI_LOG").unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if settings.log.format == "json" { builder.json().try_init() } else { builder.try_init() };
+}

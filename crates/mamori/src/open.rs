@@ -1,0 +1,119 @@
+//! Opening an installation: the master key (from the environment or a 0600 key file), the
+//! store chosen at run time from the configuration, and the vault on top.
+
+use crate::settings::Settings;
+use anyhow::{Context, bail};
+use mamori_core::clock::SystemClock;
+use mamori_crypto::{MasterKey, SecretString};
+use mamori_store::Store;
+use mamori_vault::{Principal, Vault};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+pub const DB_FILE: &str = "mamori.db";
+
+/// Reads the master key: `MAMORI_MASTER_KEY` (base64) first, else the key file, which must
+/// not be readable by group or others (like ssh refuses a loose private key).
+pub fn load_master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
+    if let Ok(value) = std::env::var("MAMORI_MASTER_KEY") {
+        let value = SecretString::new(value);
+        return MasterKey::parse(value.expose()).context("MAMORI_MASTER_KEY");
+    }
+    let path = settings.master_key_path();
+    check_private(&path)?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the master key file {} (run `mamori init` first?)", path.display()))?;
+    let text = SecretString::new(text);
+    MasterKey::parse(text.expose()).with_context(|| format!("master key file {}", path.display()))
+}
+
+#[cfg(unix)]
+fn check_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "the master key file {} has mode {mode:o}; it must be readable by its owner only (chmod 600)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// Writes a key file that did not exist, readable by its owner only, and syncs it to disk
+/// before returning, so a key is never lost to a crash after the data depends on it.
+pub fn write_key_file(path: &Path, key: &MasterKey) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("creating key file {}", path.display()))?;
+    file.write_all(key.to_file_text().as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+pub async fn open_store(settings: &Settings, create: bool) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &settings.database_url {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!("database_url must start with postgres:// (SQLite uses --data-dir)");
+        }
+        let store = mamori_store_postgres::PostgresStore::connect(url).await.context("connecting to PostgreSQL")?;
+        return Ok(Arc::new(store));
+    }
+    let db = settings.data_dir.join(DB_FILE);
+    if !create && !db.exists() {
+        bail!(
+            "no mamori data directory at {} (run `mamori init` first, or pass --data-dir)",
+            settings.data_dir.display()
+        );
+    }
+    let store = mamori_store_sqlite::SqliteStore::open(db).await.context("opening the SQLite database")?;
+    Ok(Arc::new(store))
+}
+
+pub async fn open_vault(settings: &Settings) -> anyhow::Result<Arc<Vault>> {
+    let master = load_master_key(settings)?;
+    let store = open_store(settings, false).await?;
+    Ok(Vault::open(store, &master, Arc::new(SystemClock), settings.vault_config()).await?)
+}
+
+pub fn operator() -> Principal {
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
+    Principal::operator(&user)
+}
+
+/// Logs in as a user for a content command: password from `MAMORI_PASSWORD` or a prompt.
+pub async fn user_principal(vault: &Vault, login: &str) -> anyhow::Result<(Principal, mamori_crypto::SessionToken)> {
+    let password = match std::env::var("MAMORI_PASSWORD") {
+        Ok(p) => SecretString::new(p),
+        Err(_) => SecretString::new(rpassword::prompt_password(format!("password for {login}: "))?),
+    };
+    let out = vault.login(login, &password, Some("cli".into())).await.context("login failed")?;
+    if out.password_change_required {
+        bail!("the password of `{login}` must be changed first (POST /api/v1/auth/password)");
+    }
+    let principal = vault.authenticate(&out.token, Some("cli".into())).await?;
+    Ok((principal, out.token))
+}

@@ -1,0 +1,124 @@
+//! One typed configuration: defaults → `mamori.toml` → `MAMORI_*` environment variables
+//! (nested keys with `__`, e.g. `MAMORI_LOG__FORMAT=json`) → command-line flags. Secrets
+//! never live in the file: `MAMORI_MASTER_KEY` / `MAMORI_MASTER_KEY_FILE` and
+//! `MAMORI_DATABASE_URL_FILE` carry them.
+
+use crate::cli::GlobalArgs;
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub const DEFAULT_TOML: &str = include_str!("../mamori.default.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    pub listen: String,
+    pub insecure_http: bool,
+    pub max_body_bytes: usize,
+    pub search_limit: usize,
+    pub log: LogSettings,
+    pub session: SessionSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    pub idle_minutes: i64,
+    pub lifetime_hours: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./mamori-data"),
+            database_url: None,
+            master_key_file: None,
+            listen: "127.0.0.1:8080".into(),
+            insecure_http: false,
+            max_body_bytes: 1024 * 1024,
+            search_limit: 100,
+            log: LogSettings { format: "text".into(), level: "info".into() },
+            session: SessionSettings { idle_minutes: 15, lifetime_hours: 8 },
+        }
+    }
+}
+
+/// Environment variables under `MAMORI_` that are not settings (secrets and test knobs).
+const NOT_SETTINGS: &[&str] =
+    &["master_key", "password", "login", "test_database_url", "database_url_file", "config", "log", "master_key_file"];
+
+impl Settings {
+    pub fn load(args: &GlobalArgs) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        let file = args.config.clone().or_else(|| {
+            let local = PathBuf::from("mamori.toml");
+            local.exists().then_some(local)
+        });
+        if let Some(file) = &file {
+            anyhow::ensure!(file.exists(), "configuration file {} does not exist", file.display());
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("MAMORI_").split("__").ignore(NOT_SETTINGS));
+        let mut settings: Settings = figment.extract().context("invalid configuration")?;
+        if let Ok(path) = std::env::var("MAMORI_DATABASE_URL_FILE") {
+            let url =
+                std::fs::read_to_string(&path).with_context(|| format!("reading MAMORI_DATABASE_URL_FILE {path}"))?;
+            settings.database_url = Some(url.trim().to_owned());
+        }
+        if let Some(dir) = &args.data_dir {
+            settings.data_dir = dir.clone();
+        }
+        if let Some(url) = &args.database_url {
+            settings.database_url = Some(url.clone());
+        }
+        if let Some(file) = &args.master_key_file {
+            settings.master_key_file = Some(file.clone());
+        }
+        anyhow::ensure!(matches!(settings.log.format.as_str(), "text" | "json"), "log.format must be `text` or `json`");
+        anyhow::ensure!(
+            (1..=24 * 60).contains(&settings.session.idle_minutes),
+            "session.idle_minutes must be 1..=1440"
+        );
+        anyhow::ensure!((1..=72).contains(&settings.session.lifetime_hours), "session.lifetime_hours must be 1..=72");
+        anyhow::ensure!(settings.max_body_bytes >= 1024, "max_body_bytes must be at least 1024");
+        Ok(settings)
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    pub fn vault_config(&self) -> mamori_vault::VaultConfig {
+        mamori_vault::VaultConfig {
+            session_idle: time::Duration::minutes(self.session.idle_minutes),
+            session_lifetime: time::Duration::hours(self.session.lifetime_hours),
+            search_limit: self.search_limit,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_matches_defaults() {
+        let parsed: Settings = Figment::from(Toml::string(DEFAULT_TOML)).extract().unwrap();
+        let defaults = Settings::default();
+        assert_eq!(toml::to_string(&parsed).unwrap(), toml::to_string(&defaults).unwrap());
+    }
+}

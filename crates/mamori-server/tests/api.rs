@@ -1,0 +1,255 @@
+//! The HTTP API against a real server on 127.0.0.1:0 (SQLite underneath), driven by a plain
+//! HTTP client: what a script integrating with mamori sees.
+
+use mamori_core::access::Role;
+use mamori_core::clock::SystemClock;
+use mamori_core::schema::CollectionSchema;
+use mamori_crypto::{MasterKey, SecretString};
+use mamori_store::Store;
+use mamori_store_sqlite::SqliteStore;
+use mamori_vault::{MemorySource, NewUser, Principal, Vault, VaultConfig};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const PASSWORD: &str = "Api-Test-Password-1";
+
+/// A running server on a free port, with users of every role and 50 synthetic people.
+struct TestServer {
+    url: String,
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TestServer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let path = dir.path().join("mamori.db");
+        let url = runtime.block_on(async move {
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path).await.unwrap());
+            let vault = Vault::open(store, &MasterKey::generate(), Arc::new(SystemClock), VaultConfig::default()).await.unwrap();
+            let op = Principal::operator("test");
+            vault.create_collection(&op, &CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML).unwrap()).await.unwrap();
+            for (login, role, must_change) in [
+                ("staff", Role::Staff, false),
+                ("manager", Role::Manager, false),
+                ("admin", Role::SystemAdmin, false),
+                ("auditor", Role::Auditor, false),
+                ("newbie", Role::Staff, true),
+            ] {
+                let new = NewUser {
+                    login: login.into(),
+                    display_name: login.into(),
+                    role,
+                    password: Some(SecretString::new(PASSWORD.into())),
+                    must_change_password: must_change,
+                };
+                vault.create_user(&op, new).await.unwrap();
+            }
+            let token = vault.login("manager", &SecretString::new(PASSWORD.into()), None).await.unwrap().token;
+            let manager = vault.authenticate(&token, None).await.unwrap();
+            let mut csv = Vec::new();
+            mamori_synth::write_customers_csv(&mut csv, 50, 11).unwrap();
+            vault.import_csv(&manager, "customers", Arc::new(MemorySource(csv.into())), Arc::new(|_| {})).await.unwrap();
+            let app = mamori_server::router(vault, mamori_server::ServerConfig { max_body_bytes: 64 * 1024 });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(mamori_server::serve(listener, app, std::future::pending()));
+            url
+        });
+        Self { url, _dir: dir, _runtime: runtime }
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String, Value) {
+        let mut req = ureq::request(method, &format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.set("authorization", &format!("Bearer {t}"));
+        }
+        let res = match body {
+            Some(b) => req.set("content-type", "application/json").send_string(b),
+            None => req.call(),
+        };
+        let res = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let status = res.status();
+        let content_type = res.header("content-type").unwrap_or("").to_owned();
+        let text = res.into_string().unwrap();
+        (status, content_type, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    fn login(&self, login: &str) -> String {
+        let (status, _, body) = self.call("POST", "/api/v1/auth/login", None, Some(&json!({"login": login, "password": PASSWORD}).to_string()));
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn problem_type(body: &Value) -> &str {
+    body["type"].as_str().unwrap_or("")
+}
+
+#[test]
+fn login_search_and_read_by_role() {
+    let s = TestServer::start();
+    let person = mamori_synth::Generator::new(11).nth(7).unwrap();
+    let staff = s.login("staff");
+    let search = json!({"field": "email", "value": person.email.to_uppercase()}).to_string();
+    let (status, _, body) = s.call("POST", "/api/v1/collections/customers/search", Some(&staff), Some(&search));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["count"], 1);
+    let record = &body["records"][0];
+    assert_eq!(record["view"], "masked");
+    assert_ne!(record["fields"]["name"], person.name.as_str());
+    let id = record["id"].as_str().unwrap();
+
+    let manager = s.login("manager");
+    let (status, _, body) = s.call("GET", &format!("/api/v1/collections/customers/records/{id}?view=full&purpose=問い合わせ対応"), Some(&manager), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["fields"]["name"], person.name.as_str());
+    assert_eq!(body["fields"]["medical_history"], person.medical_history.as_str());
+
+    for (token, view) in [(&staff, "full"), (&s.login("admin"), "masked"), (&s.login("auditor"), "masked")] {
+        let (status, ct, body) = s.call("GET", &format!("/api/v1/collections/customers/records/{id}?view={view}"), Some(token), None);
+        assert_eq!((status, problem_type(&body)), (403, "urn:mamori:problem:forbidden"), "{body}");
+        assert_eq!(ct, "application/problem+json");
+    }
+}
+
+#[test]
+fn create_update_delete_over_http() {
+    let s = TestServer::start();
+    let manager = s.login("manager");
+    let create = json!({"subject_id": "C-1", "fields": {"name": "試験 一郎", "email": "ichiro@example.jp", "phone": "03-1234-5678"}});
+    let (status, _, body) = s.call("POST", "/api/v1/collections/customers/records", Some(&manager), Some(&create.to_string()));
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let (status, _, body) = s.call("POST", "/api/v1/collections/customers/records", Some(&manager), Some(&create.to_string()));
+    assert_eq!((status, problem_type(&body)), (409, "urn:mamori:problem:conflict"), "{body}");
+    assert!(!body.to_string().contains("ichiro"), "conflict must not echo the value");
+    let patch = json!({"fields": {"phone": "03-9999-0000"}}).to_string();
+    let (status, _, _) = s.call("PATCH", &format!("/api/v1/collections/customers/records/{id}"), Some(&manager), Some(&patch));
+    assert_eq!(status, 204);
+    let (_, _, body) = s.call("GET", &format!("/api/v1/collections/customers/records/{id}?view=full"), Some(&manager), None);
+    assert_eq!(body["fields"]["phone"], "03-9999-0000");
+    let (status, _, _) = s.call("DELETE", &format!("/api/v1/collections/customers/records/{id}"), Some(&manager), None);
+    assert_eq!(status, 204);
+    let (status, _, body) = s.call("GET", &format!("/api/v1/collections/customers/records/{id}"), Some(&manager), None);
+    assert_eq!((status, problem_type(&body)), (404, "urn:mamori:problem:not-found"));
+    let (status, _, body) = s.call("GET", "/api/v1/collections/customers/records/not-a-uuid", Some(&manager), None);
+    assert_eq!((status, problem_type(&body)), (400, "urn:mamori:problem:invalid-id"));
+}
+
+#[test]
+fn bad_bodies_get_problem_json_and_change_nothing() {
+    let s = TestServer::start();
+    let manager = s.login("manager");
+    let path = "/api/v1/collections/customers/records";
+    let oversize = format!("{{\"fields\":{{\"name\":\"{}\"}}}}", "あ".repeat(23_000));
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("{\"fields\":{\"name\":\"x\"},\"surprise\":1}".into(), 400, "invalid-body"),
+        ("{\"fields\":".into(), 400, "malformed-json"),
+        ("{\"fields\":{\"name\":12345}}".into(), 400, "invalid-body"),
+        (oversize, 413, "body-too-large"),
+        ("{\"fields\":{\"shoe_size\":\"27\"}}".into(), 422, "invalid-input"),
+        ("{\"fields\":{\"name\":\"甲\",\"birth_date\":\"2001-02-30\"}}".into(), 422, "invalid-input"),
+        ("{\"subject_id\":\"山田\",\"fields\":{\"name\":\"甲\"}}".into(), 422, "invalid-input"),
+    ];
+    for (body, status, slug) in cases {
+        let (got, ct, problem) = s.call("POST", path, Some(&manager), Some(&body));
+        assert_eq!((got, problem_type(&problem)), (status, format!("urn:mamori:problem:{slug}").as_str()), "{problem}");
+        assert_eq!(ct, "application/problem+json");
+        assert!(!problem.to_string().contains("12345"), "no value echoed: {problem}");
+    }
+    let (_, _, info) = s.call("GET", "/api/v1/collections/customers", Some(&manager), None);
+    assert_eq!(info["records"], 50, "nothing was written");
+}
+
+#[test]
+fn no_endpoint_is_open_without_a_token() {
+    let s = TestServer::start();
+    let doc: Value = serde_json::from_str(&mamori_server::openapi_json()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if path == "/api/v1/auth/login" {
+                continue;
+            }
+            let concrete = path.replace("{name}", "customers").replace("{id}", &uuid::Uuid::nil().to_string()).replace("{subject}", "S1").replace("{login}", "staff");
+            for token in [None, Some("forged-token")] {
+                let (status, _, body) = s.call(&method.to_uppercase(), &concrete, token, Some("{}"));
+                assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "{checked}");
+}
+
+#[test]
+fn first_login_must_change_password_and_disable_takes_effect_at_once() {
+    let s = TestServer::start();
+    let (status, _, body) = s.call("POST", "/api/v1/auth/login", None, Some(&json!({"login": "newbie", "password": PASSWORD}).to_string()));
+    assert_eq!(status, 200);
+    assert_eq!(body["password_change_required"], true);
+    let limited = body["token"].as_str().unwrap().to_owned();
+    let (status, _, body) = s.call("GET", "/api/v1/collections", Some(&limited), None);
+    assert_eq!((status, problem_type(&body)), (403, "urn:mamori:problem:password-change-required"));
+    let change = json!({"current_password": PASSWORD, "new_password": "Brand-New-Secret-9"}).to_string();
+    let (status, _, body) = s.call("POST", "/api/v1/auth/password", Some(&limited), Some(&change));
+    assert_eq!(status, 204, "{body}");
+    let (status, _, _) = s.call("GET", "/api/v1/collections", Some(&limited), None);
+    assert_eq!(status, 401, "the old session ended with the password change");
+    let (status, _, body) = s.call("POST", "/api/v1/auth/login", None, Some(&json!({"login": "newbie", "password": "Brand-New-Secret-9"}).to_string()));
+    assert_eq!((status, body["password_change_required"].as_bool()), (200, Some(false)));
+    let newbie = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(s.call("GET", "/api/v1/collections", Some(&newbie), None).0, 200);
+
+    let admin = s.login("admin");
+    assert_eq!(s.call("POST", "/api/v1/users/newbie/disable", Some(&admin), Some("{}")).0, 204);
+    assert_eq!(s.call("GET", "/api/v1/collections", Some(&newbie), None).0, 401, "disabled on the very next request");
+
+    // Wrong password, unknown login and disabled account: one answer.
+    let answers: Vec<(u16, Value)> = [("staff", "wrong-password-x"), ("nobody", PASSWORD), ("newbie", "Brand-New-Secret-9")]
+        .iter()
+        .map(|(l, p)| {
+            let (st, _, b) = s.call("POST", "/api/v1/auth/login", None, Some(&json!({"login": l, "password": p}).to_string()));
+            (st, b)
+        })
+        .collect();
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    assert_eq!(answers[0].0, 401);
+}
+
+#[test]
+fn health_metrics_and_headers() {
+    let s = TestServer::start();
+    assert_eq!(s.call("GET", "/healthz", None, None).0, 200);
+    assert_eq!(s.call("GET", "/readyz", None, None).0, 200);
+    let person = mamori_synth::Generator::new(11).nth(3).unwrap();
+    let staff = s.login("staff");
+    let search = json!({"field": "email", "value": person.email}).to_string();
+    s.call("POST", "/api/v1/collections/customers/search", Some(&staff), Some(&search));
+    let (_, _, metrics) = s.call("GET", "/metrics", None, None);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(metrics.contains("route=\"/api/v1/collections/{name}/search\""), "{metrics}");
+    assert!(!metrics.contains(&person.email) && !metrics.contains("customers\""), "no ids or values in labels");
+    let res = ureq::get(&format!("{}/api/v1/openapi.json", s.url)).call().unwrap();
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+    assert_eq!(res.header("x-content-type-options"), Some("nosniff"));
+}
+
+/// The committed `openapi.json` is what the code generates. Regenerate with
+/// `MAMORI_UPDATE_OPENAPI=1 cargo test -p mamori-server --test api openapi`.
+#[test]
+fn openapi_document_is_committed_and_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    let generated = mamori_server::openapi_json();
+    if std::env::var_os("MAMORI_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(committed == generated, "openapi.json is stale: rerun with MAMORI_UPDATE_OPENAPI=1");
+}

@@ -27,9 +27,14 @@ impl TestServer {
         let path = dir.path().join("mamori.db");
         let url = runtime.block_on(async move {
             let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path).await.unwrap());
-            let vault = Vault::open(store, &MasterKey::generate(), Arc::new(SystemClock), VaultConfig::default()).await.unwrap();
+            let vault = Vault::open(store, &MasterKey::generate(), Arc::new(SystemClock), VaultConfig::default())
+                .await
+                .unwrap();
             let op = Principal::operator("test");
-            vault.create_collection(&op, &CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML).unwrap()).await.unwrap();
+            vault
+                .create_collection(&op, &CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML).unwrap())
+                .await
+                .unwrap();
             for (login, role, must_change) in [
                 ("staff", Role::Staff, false),
                 ("manager", Role::Manager, false),
@@ -50,7 +55,10 @@ impl TestServer {
             let manager = vault.authenticate(&token, None).await.unwrap();
             let mut csv = Vec::new();
             mamori_synth::write_customers_csv(&mut csv, 50, 11).unwrap();
-            vault.import_csv(&manager, "customers", Arc::new(MemorySource(csv.into())), Arc::new(|_| {})).await.unwrap();
+            vault
+                .import_csv(&manager, "customers", Arc::new(MemorySource(csv.into())), Arc::new(|_| {}))
+                .await
+                .unwrap();
             let app = mamori_server::router(vault, mamori_server::ServerConfig { max_body_bytes: 64 * 1024 });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());
@@ -81,7 +89,12 @@ impl TestServer {
     }
 
     fn login(&self, login: &str) -> String {
-        let (status, _, body) = self.call("POST", "/api/v1/auth/login", None, Some(&json!({"login": login, "password": PASSWORD}).to_string()));
+        let (status, _, body) = self.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(&json!({"login": login, "password": PASSWORD}).to_string()),
+        );
         assert_eq!(status, 200, "{body}");
         body["token"].as_str().unwrap().to_owned()
     }
@@ -106,13 +119,19 @@ fn login_search_and_read_by_role() {
     let id = record["id"].as_str().unwrap();
 
     let manager = s.login("manager");
-    let (status, _, body) = s.call("GET", &format!("/api/v1/collections/customers/records/{id}?view=full&purpose=問い合わせ対応"), Some(&manager), None);
+    let (status, _, body) = s.call(
+        "GET",
+        &format!("/api/v1/collections/customers/records/{id}?view=full&purpose=問い合わせ対応"),
+        Some(&manager),
+        None,
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["fields"]["name"], person.name.as_str());
     assert_eq!(body["fields"]["medical_history"], person.medical_history.as_str());
 
     for (token, view) in [(&staff, "full"), (&s.login("admin"), "masked"), (&s.login("auditor"), "masked")] {
-        let (status, ct, body) = s.call("GET", &format!("/api/v1/collections/customers/records/{id}?view={view}"), Some(token), None);
+        let (status, ct, body) =
+            s.call("GET", &format!("/api/v1/collections/customers/records/{id}?view={view}"), Some(token), None);
         assert_eq!((status, problem_type(&body)), (403, "urn:mamori:problem:forbidden"), "{body}");
         assert_eq!(ct, "application/problem+json");
     }
@@ -123,16 +142,20 @@ fn create_update_delete_over_http() {
     let s = TestServer::start();
     let manager = s.login("manager");
     let create = json!({"subject_id": "C-1", "fields": {"name": "試験 一郎", "email": "ichiro@example.jp", "phone": "03-1234-5678"}});
-    let (status, _, body) = s.call("POST", "/api/v1/collections/customers/records", Some(&manager), Some(&create.to_string()));
+    let (status, _, body) =
+        s.call("POST", "/api/v1/collections/customers/records", Some(&manager), Some(&create.to_string()));
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
-    let (status, _, body) = s.call("POST", "/api/v1/collections/customers/records", Some(&manager), Some(&create.to_string()));
+    let (status, _, body) =
+        s.call("POST", "/api/v1/collections/customers/records", Some(&manager), Some(&create.to_string()));
     assert_eq!((status, problem_type(&body)), (409, "urn:mamori:problem:conflict"), "{body}");
     assert!(!body.to_string().contains("ichiro"), "conflict must not echo the value");
     let patch = json!({"fields": {"phone": "03-9999-0000"}}).to_string();
-    let (status, _, _) = s.call("PATCH", &format!("/api/v1/collections/customers/records/{id}"), Some(&manager), Some(&patch));
+    let (status, _, _) =
+        s.call("PATCH", &format!("/api/v1/collections/customers/records/{id}"), Some(&manager), Some(&patch));
     assert_eq!(status, 204);
-    let (_, _, body) = s.call("GET", &format!("/api/v1/collections/customers/records/{id}?view=full"), Some(&manager), None);
+    let (_, _, body) =
+        s.call("GET", &format!("/api/v1/collections/customers/records/{id}?view=full"), Some(&manager), None);
     assert_eq!(body["fields"]["phone"], "03-9999-0000");
     let (status, _, _) = s.call("DELETE", &format!("/api/v1/collections/customers/records/{id}"), Some(&manager), None);
     assert_eq!(status, 204);
@@ -177,7 +200,11 @@ fn no_endpoint_is_open_without_a_token() {
             if path == "/api/v1/auth/login" {
                 continue;
             }
-            let concrete = path.replace("{name}", "customers").replace("{id}", &uuid::Uuid::nil().to_string()).replace("{subject}", "S1").replace("{login}", "staff");
+            let concrete = path
+                .replace("{name}", "customers")
+                .replace("{id}", &uuid::Uuid::nil().to_string())
+                .replace("{subject}", "S1")
+                .replace("{login}", "staff");
             for token in [None, Some("forged-token")] {
                 let (status, _, body) = s.call(&method.to_uppercase(), &concrete, token, Some("{}"));
                 assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
@@ -191,7 +218,8 @@ fn no_endpoint_is_open_without_a_token() {
 #[test]
 fn first_login_must_change_password_and_disable_takes_effect_at_once() {
     let s = TestServer::start();
-    let (status, _, body) = s.call("POST", "/api/v1/auth/login", None, Some(&json!({"login": "newbie", "password": PASSWORD}).to_string()));
+    let (status, _, body) =
+        s.call("POST", "/api/v1/auth/login", None, Some(&json!({"login": "newbie", "password": PASSWORD}).to_string()));
     assert_eq!(status, 200);
     assert_eq!(body["password_change_required"], true);
     let limited = body["token"].as_str().unwrap().to_owned();
@@ -202,7 +230,12 @@ fn first_login_must_change_password_and_disable_takes_effect_at_once() {
     assert_eq!(status, 204, "{body}");
     let (status, _, _) = s.call("GET", "/api/v1/collections", Some(&limited), None);
     assert_eq!(status, 401, "the old session ended with the password change");
-    let (status, _, body) = s.call("POST", "/api/v1/auth/login", None, Some(&json!({"login": "newbie", "password": "Brand-New-Secret-9"}).to_string()));
+    let (status, _, body) = s.call(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(&json!({"login": "newbie", "password": "Brand-New-Secret-9"}).to_string()),
+    );
     assert_eq!((status, body["password_change_required"].as_bool()), (200, Some(false)));
     let newbie = body["token"].as_str().unwrap().to_owned();
     assert_eq!(s.call("GET", "/api/v1/collections", Some(&newbie), None).0, 200);
@@ -212,13 +245,15 @@ fn first_login_must_change_password_and_disable_takes_effect_at_once() {
     assert_eq!(s.call("GET", "/api/v1/collections", Some(&newbie), None).0, 401, "disabled on the very next request");
 
     // Wrong password, unknown login and disabled account: one answer.
-    let answers: Vec<(u16, Value)> = [("staff", "wrong-password-x"), ("nobody", PASSWORD), ("newbie", "Brand-New-Secret-9")]
-        .iter()
-        .map(|(l, p)| {
-            let (st, _, b) = s.call("POST", "/api/v1/auth/login", None, Some(&json!({"login": l, "password": p}).to_string()));
-            (st, b)
-        })
-        .collect();
+    let answers: Vec<(u16, Value)> =
+        [("staff", "wrong-password-x"), ("nobody", PASSWORD), ("newbie", "Brand-New-Secret-9")]
+            .iter()
+            .map(|(l, p)| {
+                let (st, _, b) =
+                    s.call("POST", "/api/v1/auth/login", None, Some(&json!({"login": l, "password": p}).to_string()));
+                (st, b)
+            })
+            .collect();
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
     assert_eq!(answers[0].0, 401);
 }

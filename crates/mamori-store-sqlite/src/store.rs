@@ -22,8 +22,22 @@ fn record_id(bytes: Vec<u8>) -> Result<RecordId> {
     RecordId::from_slice(&bytes).map_err(|_| StoreError::Corrupt("record id".into()))
 }
 
-fn record_from_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, i64, String, u32, Vec<u8>, Vec<u8>, i64, i64)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+fn record_from_row(r: &Row<'_>) -> rusqlite::Result<RecordRow> {
+    let corrupt = |column: usize, e: StoreError| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Blob, Box::new(e))
+    };
+    let id: Vec<u8> = r.get(0)?;
+    let tokens: Vec<u8> = r.get(5)?;
+    Ok(RecordRow {
+        id: record_id(id).map_err(|e| corrupt(0, e))?,
+        collection_id: r.get(1)?,
+        subject: r.get(2)?,
+        schema_version: r.get(3)?,
+        fields: r.get(4)?,
+        tokens: decode_tokens(&tokens).map_err(|e| corrupt(5, e))?,
+        created_at: from_micros(r.get(6)?),
+        updated_at: from_micros(r.get(7)?),
+    })
 }
 
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, UserRow)> {
@@ -394,28 +408,14 @@ impl Store for SqliteStore {
     async fn get_record(&self, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>> {
         let id = *id;
         self.read(move |c| {
-            let row = c
-                .prepare_cached(
-                    "SELECT id, collection_id, subject, schema_version, fields, tokens, created_at, updated_at
-                     FROM records WHERE collection_id = ?1 AND id = ?2",
-                )
-                .map_err(map_err)?
-                .query_row(params![collection_id, id.as_bytes()], record_from_row)
-                .optional()
-                .map_err(map_err)?;
-            row.map(|(id, collection_id, subject, schema_version, fields, tokens, created, updated)| {
-                Ok(RecordRow {
-                    id: record_id(id)?,
-                    collection_id,
-                    subject,
-                    schema_version,
-                    fields,
-                    tokens: decode_tokens(&tokens)?,
-                    created_at: from_micros(created),
-                    updated_at: from_micros(updated),
-                })
-            })
-            .transpose()
+            c.prepare_cached(
+                "SELECT id, collection_id, subject, schema_version, fields, tokens, created_at, updated_at
+                 FROM records WHERE collection_id = ?1 AND id = ?2",
+            )
+            .map_err(map_err)?
+            .query_row(params![collection_id, id.as_bytes()], record_from_row)
+            .optional()
+            .map_err(map_err)
         })
         .await
     }

@@ -293,7 +293,7 @@ fn validate_pass(
         if pending_unique.len() + pending_subjects.len() >= 10_000 {
             flush(&mut pending_unique, &mut pending_subjects, &mut errs, &mut plan)?;
         }
-        if plan.rows % 10_000 == 0 {
+        if plan.rows.is_multiple_of(10_000) {
             progress(ImportProgress { phase: "validate", rows: plan.rows });
         }
         if errs.truncated {

@@ -57,9 +57,21 @@ impl Default for Settings {
     }
 }
 
-/// Environment variables under `MAMORI_` that are not settings (secrets and test knobs).
-const NOT_SETTINGS: &[&str] =
-    &["master_key", "password", "login", "test_database_url", "database_url_file", "config", "log", "master_key_file"];
+/// The `MAMORI_*` variables that are settings. Others under the prefix (secrets such as
+/// `MAMORI_MASTER_KEY`, `MAMORI_PASSWORD`, test knobs) are not configuration and are ignored
+/// here rather than rejected.
+const ENV_SETTINGS: &[&str] = &[
+    "data_dir",
+    "database_url",
+    "listen",
+    "insecure_http",
+    "max_body_bytes",
+    "search_limit",
+    "log__format",
+    "log__level",
+    "session__idle_minutes",
+    "session__lifetime_hours",
+];
 
 impl Settings {
     pub fn load(args: &GlobalArgs) -> anyhow::Result<Self> {
@@ -72,7 +84,9 @@ impl Settings {
             anyhow::ensure!(file.exists(), "configuration file {} does not exist", file.display());
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("MAMORI_").split("__").ignore(NOT_SETTINGS));
+        let env =
+            Env::prefixed("MAMORI_").filter(|key| ENV_SETTINGS.iter().any(|s| key.as_str().eq_ignore_ascii_case(s)));
+        figment = figment.merge(env.split("__"));
         let mut settings: Settings = figment.extract().context("invalid configuration")?;
         if let Ok(path) = std::env::var("MAMORI_DATABASE_URL_FILE") {
             let url =
@@ -114,6 +128,21 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
+    fn environment_overrides_and_unrelated_variables_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("MAMORI_LOG__FORMAT", "json");
+            jail.set_env("MAMORI_SESSION__IDLE_MINUTES", "5");
+            jail.set_env("MAMORI_NEW_PASSWORD", "not a setting");
+            let s = Settings::load(&GlobalArgs::default()).unwrap();
+            assert_eq!((s.log.format.as_str(), s.session.idle_minutes), ("json", 5));
+            jail.set_env("MAMORI_SESSION__IDLE_MINUTES", "0");
+            assert!(Settings::load(&GlobalArgs::default()).is_err());
+            Ok(())
+        });
+    }
 
     #[test]
     fn default_file_matches_defaults() {

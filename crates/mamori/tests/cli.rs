@@ -1,0 +1,217 @@
+//! The `mamori` binary as an operator uses it: real processes, a real data directory.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn mamori(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mamori"));
+    cmd.arg("--data-dir").arg(dir.join("data")).env_remove("MAMORI_MASTER_KEY").env_remove("MAMORI_DATABASE_URL");
+    cmd.env("MAMORI_LOG", "warn").current_dir(dir);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(out.status.success(), "{:?} failed: {}", cmd, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const PASSWORD: &str = "Operator-Test-77";
+
+/// init, a manager with a changed password, and the demo collection.
+fn installation() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let init: Value = serde_json::from_str(&ok(mamori(dir.path()).args(["--json", "init"]))).unwrap();
+    assert_eq!(init["admin"]["login"], "admin");
+    let schema = dir.path().join("customers.toml");
+    std::fs::write(&schema, mamori_synth_schema()).unwrap();
+    ok(mamori(dir.path()).args(["collection", "create", "--schema"]).arg(&schema));
+    let created: Value = serde_json::from_str(&ok(mamori(dir.path()).args([
+        "--json",
+        "users",
+        "create",
+        "--login",
+        "mgr",
+        "--name",
+        "責任者",
+        "--role",
+        "manager",
+    ])))
+    .unwrap();
+    let otp = created["one_time_password"].as_str().unwrap().to_owned();
+    ok(mamori(dir.path())
+        .args(["passwd", "--login", "mgr"])
+        .env("MAMORI_PASSWORD", &otp)
+        .env("MAMORI_NEW_PASSWORD", PASSWORD));
+    (dir, otp)
+}
+
+fn mamori_synth_schema() -> &'static str {
+    include_str!("../../mamori-synth/customers.toml")
+}
+
+/// Synthetic people as a CSV file (test input, outside the data directory).
+fn write_people(path: &Path, count: usize, seed: u64) {
+    let out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    mamori_synth::write_customers_csv(out, count, seed).unwrap();
+}
+
+#[test]
+fn init_creates_private_files_and_refuses_to_run_twice() {
+    let (dir, _) = installation();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("data")), 0o700);
+        assert_eq!(mode(&dir.path().join("data/master.key")), 0o600);
+    }
+    let out = run(mamori(dir.path()).arg("init"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a mamori database"));
+}
+
+#[test]
+fn import_search_get_and_verify() {
+    let (dir, _) = installation();
+    let csv = dir.path().join("people.csv");
+    write_people(&csv, 300, 21);
+    let report: Value = serde_json::from_str(&ok(mamori(dir.path())
+        .args(["--json", "import", "--collection", "customers", "--login", "mgr"])
+        .arg(&csv)
+        .env("MAMORI_PASSWORD", PASSWORD)))
+    .unwrap();
+    assert_eq!(report["rows"], 300);
+    let person = mamori_synth::Generator::new(21).nth(9).unwrap();
+    let found = ok(mamori(dir.path())
+        .args(["--json", "search", "--collection", "customers", "--field", "phone", "--full", "--login", "mgr"])
+        .arg(&person.phone)
+        .env("MAMORI_PASSWORD", PASSWORD));
+    let record: Value =
+        serde_json::from_str(found.lines().find(|l| l.contains(&person.email)).expect("found by phone")).unwrap();
+    let id = record["id"].as_str().unwrap();
+    let got: Value = serde_json::from_str(&ok(mamori(dir.path())
+        .args(["--json", "record", "get", "--collection", "customers", "--login", "mgr", id])
+        .env("MAMORI_PASSWORD", PASSWORD)))
+    .unwrap();
+    assert_eq!(got["fields"]["email"], "****@".to_owned() + person.email.split('@').nth(1).unwrap());
+
+    let verify: Value = serde_json::from_str(&ok(mamori(dir.path()).args(["--json", "audit", "verify"]))).unwrap();
+    assert_eq!(verify["ok"], true);
+    // Tamper with one event: verify now fails with the first bad sequence number.
+    tamper_audit_event(&dir.path().join("data/mamori.db"));
+    let out = run(mamori(dir.path()).args(["--json", "audit", "verify"]));
+    assert_eq!(out.status.code(), Some(3));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["first_bad_seq"], 2);
+}
+
+/// Changes the second audit event behind mamori's back, as someone with file access could.
+fn tamper_audit_event(db: &Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let n = conn
+        .execute("UPDATE audit_events SET event_json = replace(event_json, 'cli', 'xyz') WHERE seq = 2", [])
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn wrong_master_key_and_loose_key_file_are_refused() {
+    let (dir, _) = installation();
+    let out = run(mamori(dir.path())
+        .args(["collection", "list"])
+        .env("MAMORI_MASTER_KEY", "mamori-master-key-v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("master key does not match"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.path().join("data/master.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = run(mamori(dir.path()).args(["collection", "list"]));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    }
+}
+
+/// SIGKILL in the middle of writing an import: afterwards there is nothing of it, the audit
+/// chain is intact, and the same import then succeeds in full.
+#[test]
+fn import_killed_mid_write_leaves_nothing() {
+    let (dir, _) = installation();
+    let csv = dir.path().join("big.csv");
+    let rows = 150_000;
+    write_people(&csv, rows, 33);
+    let wal = dir.path().join("data/mamori.db-wal");
+    let base_wal = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let mut child = mamori(dir.path())
+        .args(["import", "--collection", "customers", "--login", "mgr"])
+        .arg(&csv)
+        .env("MAMORI_PASSWORD", PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the write phase has put a few MB into the WAL, then kill without warning.
+    let started = std::time::Instant::now();
+    loop {
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size > base_wal + 4 * 1024 * 1024 {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the import finished before it could be killed");
+        assert!(started.elapsed().as_secs() < 240, "the import never reached its write phase");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let list: Value = serde_json::from_str(&ok(mamori(dir.path()).args(["--json", "collection", "list"]))).unwrap();
+    assert_eq!(list[0]["records"], 0, "a killed import leaves nothing");
+    let verify: Value = serde_json::from_str(&ok(mamori(dir.path()).args(["--json", "audit", "verify"]))).unwrap();
+    assert_eq!(verify["ok"], true);
+    ok(mamori(dir.path())
+        .args(["import", "--collection", "customers", "--login", "mgr"])
+        .arg(&csv)
+        .env("MAMORI_PASSWORD", PASSWORD));
+    let list: Value = serde_json::from_str(&ok(mamori(dir.path()).args(["--json", "collection", "list"]))).unwrap();
+    assert_eq!(list[0]["records"], rows);
+}
+
+#[test]
+fn demo_prints_json_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mamori"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--people", "300", "--json"])
+        .env("MAMORI_LOG", "warn")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    let url = info["url"].as_str().unwrap();
+    let users = info["users"].as_array().unwrap();
+    assert_eq!(users.len(), 5);
+    let staff = users.iter().find(|u| u["role"] == "staff").unwrap();
+    let login = serde_json::json!({"login": staff["login"], "password": staff["password"]}).to_string();
+    let res = ureq::post(&format!("{url}/api/v1/auth/login"))
+        .set("content-type", "application/json")
+        .send_string(&login)
+        .unwrap();
+    let token: Value = res.into_json().unwrap();
+    assert!(token["token"].as_str().unwrap().len() > 20);
+    assert!(Path::new(info["data_dir"].as_str().unwrap()).exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -3,8 +3,8 @@
 //! This is deliberately a plain table: deny by default, one row per role. The authorization
 //! issue replaces it with Cedar policies; until then it is the single place that says who may
 //! do what, and the one invariant it already carries is that the system administrator has no
-//! read path to record content (000-8-access-1 least privilege; 002-T-5 privileged users do
-//! not see personal data).
+//! read path to record content (000-8-access-1 and 001-20-tech-2-3 least privilege;
+//! 001-20-tech-2-8 and 004-V-1-22-a privileged users do not see personal data).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,6 +1,9 @@
 //! Audit events and the hash chain that makes them tamper-evident.
 //!
-//! An event carries ids only — never a field value (000-8-log-1, 002-T-11). The chain hash of
+//! An event carries ids only — never a field value (001-20-tech-4-2: logs may themselves
+//! leak). Every access, success and failure, is recorded (001-20-tech-4-1, 000-8-access-7,
+//! 004-V-1-3, 004-V-1-32); the chain protects the log from tampering (002-S-11-b,
+//! 004-V-1-4-c, 004-V-1-33-c). The chain hash of
 //! event *n* is `SHA-256("mamori-audit-v1" ‖ hash(n-1) ‖ seq ‖ canonical JSON of n)`, so any
 //! modification, deletion, insertion or reordering breaks every later hash.
 

@@ -2,9 +2,9 @@
 //! and indexed, and the per-collection facts that the handling ledger (取扱台帳) needs:
 //! classification tier, purpose of use, source and retention period.
 //!
-//! Measures: 004-V-1-33-1 (managed information is identified and classified),
-//! 001-22-6 (handling ledger items: purpose, source, retention), 000-8-gen-1 (stricter
-//! handling of more harmful data via tiers).
+//! Measures: 001-20-org-3-1 (handling ledger items: purpose, source, retention come from
+//! here), 000-8-gen-1 and 004-VII-1-3 (stricter handling of more harmful data via tiers),
+//! 003-case-12-2 (rights decided by the importance of the information).
 
 use crate::error::{CoreError, Result};
 use crate::ids::CollectionName;

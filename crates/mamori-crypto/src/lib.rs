@@ -1,6 +1,8 @@
 //! Cryptography of mamori, built only from well-kept RustCrypto crates — nothing here is a
 //! home-made primitive; this crate only decides *how* AES-256-GCM, HMAC-SHA-256, HKDF and
-//! Argon2id are combined (CRYPTREC-listed where a list applies: 004-V-1-37-1).
+//! Argon2id are combined (e-Government recommended ciphers, 004-V-2-11; secure algorithms,
+//! key lengths and key management, 002-T-6-d and 001-20-rule-2-5; stored data encrypted,
+//! 001-20-rule-4-2).
 //!
 //! Key hierarchy (capability F):
 //!

@@ -4,7 +4,7 @@
 //! when the event is committed (durable: `synchronous = FULL` on SQLite, a committed
 //! transaction on PostgreSQL). Events that arrive while a batch is being written wait and go
 //! together in the next transaction, so many concurrent requests share one fsync
-//! (002-T-11, 000-8-log-1, 004-V-1-41-1).
+//! (001-20-tech-4-1, 004-V-1-3; fail closed when logging fails: 002-S-11-d).
 
 use crate::error::{Result, VaultError};
 use mamori_core::audit::{AuditEvent, GENESIS_HASH, chain_hash};

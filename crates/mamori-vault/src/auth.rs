@@ -2,8 +2,10 @@
 //! endpoint is ever open without a token. The identity issue completes it (lockout, MFA,
 //! password policy presets).
 //!
-//! Measures: 002-T-3 (unique IDs), 002-T-4 (idle session end), 004-V-1-36-1 (passwords
-//! stored only as Argon2id hashes), 001-22-10 (identification and authentication).
+//! Measures: 001-20-tech-1-1 and 002-S-9 (identification and authentication), 004-V-2-4 and
+//! 002-T-4-b (unique IDs), 004-V-2-3 and 002-T-3-c (hard-to-guess one-time passwords that
+//! must be changed), 000-8-access-2 (disabling takes effect at once), 004-V-1-42 (idle
+//! sessions end).
 
 use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};

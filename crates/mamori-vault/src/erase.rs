@@ -1,5 +1,6 @@
 //! Erasure of a data subject by crypto-shredding, with a certificate as evidence
-//! (capability G; 001-22-11 deletion and disposal with records; 004-V-1-39-1).
+//! (capability G; 004-I-4-5-1-b irrecoverable disposal of electronic information; 002-S-7
+//! erasure that cannot be restored; 001-20-rule-5-1 limited to the people entitled to it).
 
 use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};

@@ -44,7 +44,7 @@ pub enum VaultError {
     #[error("the master key does not match this data directory")]
     WrongMasterKey,
     /// The audit event could not be made durable, so the operation was not performed (fail
-    /// closed, 002-T-11).
+    /// closed, 002-S-11-d).
     #[error("audit log unavailable; the operation was not performed")]
     AuditUnavailable(String),
     #[error("storage unavailable: {0}")]

@@ -1,5 +1,6 @@
 //! Collections and their keys: creation, schema versions, the in-memory key cache, and KEK
-//! and master-key rotation (capability F; 004-V-1-37-1 key management).
+//! and master-key rotation (capability F; 002-T-6-d and 001-20-rule-2-5 key management;
+//! administrator operations are audited, 004-V-1-23).
 
 use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};

@@ -44,7 +44,7 @@ const KEY_CHECK: &str = "key_check";
 
 #[derive(Clone, Debug)]
 pub struct VaultConfig {
-    /// A session unused for this long ends (002-T-4: idle lock).
+    /// A session unused for this long ends (004-V-1-42, 001-20-phys-2-2: idle lock).
     pub session_idle: Duration,
     /// A session ends this long after login, used or not.
     pub session_lifetime: Duration,

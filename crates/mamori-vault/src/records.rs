@@ -1,7 +1,8 @@
 //! Record operations: create, read (full or masked), update, delete, blind-index search.
 //!
-//! Measures: 000-8-access-1 (need-to-know: masked view by default), 002-T-11 and
-//! 004-V-1-41-1 (every access recorded), 001-22-10 (encryption of stored personal data).
+//! Measures: 000-8-access-1 and 001-20-rule-3-1 (need-to-know: masked view by default),
+//! 001-20-tech-4-1 and 000-8-access-7 (every access recorded, with who), 001-20-rule-4-2
+//! (stored personal data encrypted), 002-S-12 (entered values checked).
 
 use crate::codec;
 use crate::error::{Result, VaultError};

@@ -274,3 +274,48 @@ async fn concurrent_writers_lose_nothing() {
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[tokio::test]
+async fn schema_evolution_keeps_old_records_readable() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    let old = f.vault.create_record(&manager, "customers", None, &taro()).await.unwrap();
+    let mut schema = mamori_core::schema::CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML).unwrap();
+    schema.fields.retain(|field| field.name != "medical_history");
+    schema.fields.push(mamori_core::schema::FieldDef {
+        name: "member_rank".into(),
+        label: Some("会員ランク".into()),
+        field_type: mamori_core::schema::FieldType::Text,
+        category: mamori_core::schema::PiCategory::Ordinary,
+        required: false,
+        unique: false,
+        searchable: true,
+        mask: Some(mamori_core::mask::MaskRule::None),
+        max_length: 20,
+    });
+    // Only administrators change schemas; an incompatible change is refused.
+    assert!(matches!(f.vault.update_schema(&manager, &schema).await, Err(VaultError::Forbidden)));
+    let mut retyped = schema.clone();
+    retyped.fields.iter_mut().find(|x| x.name == "email").unwrap().field_type = mamori_core::schema::FieldType::Text;
+    assert!(matches!(f.vault.update_schema(&f.admin, &retyped).await, Err(VaultError::Invalid(_))));
+    let info = f.vault.update_schema(&f.admin, &schema).await.unwrap();
+    assert_eq!(info.schema_version, 2);
+
+    // The old record is still read under version 1, with the field the new version dropped.
+    let r = f.vault.get_record(&manager, "customers", &old, View::Full, None).await.unwrap();
+    assert_eq!((r.schema_version, r.fields["medical_history"].as_str()), (1, "高血圧症"));
+    let mut new_values = values(&[("name", "新規 登録"), ("member_rank", "gold")]);
+    let new = f.vault.create_record(&manager, "customers", None, &new_values).await.unwrap();
+    let hits = f.vault.search(&manager, "customers", "member_rank", "GOLD", View::Masked, None).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!((hits[0].id, hits[0].schema_version, hits[0].fields["member_rank"].as_str()), (new, 2, "gold"));
+    // The dropped field cannot be written any more; the old record is still found by email.
+    new_values.insert("medical_history".into(), "なし".into());
+    assert!(f.vault.create_record(&manager, "customers", None, &new_values).await.is_err());
+    assert_eq!(f.vault.search(&manager, "customers", "email", "taro@example.jp", View::Masked, None).await.unwrap().len(), 1);
+    // Updating the old record moves it to the current version and drops the removed field.
+    f.vault.update_record(&manager, "customers", &old, &values(&[("member_rank", "silver")])).await.unwrap();
+    let r = f.vault.get_record(&manager, "customers", &old, View::Full, None).await.unwrap();
+    assert_eq!(r.schema_version, 2);
+    assert!(!r.fields.contains_key("medical_history"));
+}

@@ -8,6 +8,7 @@ use crate::codec;
 use crate::error::{Result, VaultError};
 use crate::keys::CollectionState;
 use crate::{Principal, Vault};
+use indexmap::IndexMap;
 use mamori_core::access::Action;
 use mamori_core::audit::{AuditEvent, Outcome};
 use mamori_core::ids::{RecordId, SubjectId};
@@ -55,7 +56,9 @@ pub struct RecordView {
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
     pub view: View,
-    pub fields: BTreeMap<String, String>,
+    /// Values in the order of the record's schema.
+    #[schema(value_type = Object)]
+    pub fields: IndexMap<String, String>,
 }
 
 impl std::fmt::Debug for RecordView {
@@ -216,18 +219,21 @@ impl Vault {
         Ok((state, values))
     }
 
-    fn present(state: &CollectionState, row: &RecordRow, values: Values, view: View) -> Result<RecordView> {
+    fn present(state: &CollectionState, row: &RecordRow, mut values: Values, view: View) -> Result<RecordView> {
         let schema = state.schema(row.schema_version)?;
-        let fields = match view {
-            View::Full => values,
-            View::Masked => values
-                .into_iter()
-                .map(|(name, v)| {
-                    let masked = schema.field(&name).map(|f| f.mask_rule().apply(&v)).unwrap_or_else(|| "****".into());
-                    (name, masked)
-                })
-                .collect(),
-        };
+        let mut fields = IndexMap::with_capacity(values.len());
+        for f in &schema.fields {
+            if let Some(v) = values.remove(&f.name) {
+                let shown = match view {
+                    View::Full => v,
+                    View::Masked => f.mask_rule().apply(&v),
+                };
+                fields.insert(f.name.clone(), shown);
+            }
+        }
+        if !values.is_empty() {
+            return Err(VaultError::Integrity("the record has fields its schema version does not declare".into()));
+        }
         Ok(RecordView {
             id: row.id,
             collection: state.row.name.clone(),

@@ -64,8 +64,12 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
     let started = Instant::now();
     let res = next.run(req).await;
     let status = res.status().as_u16();
-    state.metrics.requests.get_or_create(&RouteLabels { method, route: route.clone(), status }).inc();
-    state.metrics.latency.get_or_create(&RouteOnly { route }).observe(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    // Debug level: the audit trail is the access record; this line is for troubleshooting.
+    // The route template only: paths carry record ids, queries may carry a stated purpose.
+    tracing::debug!(target: "mamori::http", %method, %route, status, micros = elapsed.as_micros() as u64, "request");
+    state.metrics.requests.get_or_create(&RouteLabels { method: method.clone(), route: route.clone(), status }).inc();
+    state.metrics.latency.get_or_create(&RouteOnly { route }).observe(elapsed.as_secs_f64());
     res
 }
 

@@ -77,11 +77,9 @@ impl MaskRule {
     }
 }
 
+/// Built from the digits alone, so that odd separators (`09012345678--`) cannot widen what
+/// is shown: the first three digits and the last four, never more.
 fn mask_phone(value: &str) -> String {
-    let groups: Vec<&str> = value.split('-').collect();
-    if groups.len() >= 3 {
-        return format!("{}-{HIDDEN}-{}", groups[0], groups[groups.len() - 1]);
-    }
     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
     if digits.len() >= 10 {
         format!("{}-{HIDDEN}-{}", &digits[..3], &digits[digits.len() - 4..])
@@ -159,6 +157,8 @@ mod tests {
             (Phone, "090-1234-5678", "090-****-5678"),
             (Phone, "09012345678", "090-****-5678"),
             (Phone, "123", "****"),
+            (Phone, "09012345678--", "090-****-5678"),
+            (Phone, "0463-12-3456", "046-****-3456"),
             (Year, "1980-04-01", "1980-**-**"),
             (Prefecture, "東京都千代田区架空町1-2-3", "東京都****"),
             (Prefecture, "北海道札幌市", "北海道****"),

@@ -97,12 +97,14 @@ impl TryFrom<String> for Retention {
     type Error = CoreError;
     fn try_from(value: String) -> Result<Self> {
         let bad = || CoreError::InvalidSchema(format!("retention `{value}` must look like 5y, 18m or 90d"));
-        let (digits, unit) = value.split_at(value.len().saturating_sub(1));
-        let unit = match unit {
-            "d" => RetentionUnit::Days,
-            "m" => RetentionUnit::Months,
-            "y" => RetentionUnit::Years,
-            _ => return Err(bad()),
+        let (digits, unit) = if let Some(d) = value.strip_suffix('d') {
+            (d, RetentionUnit::Days)
+        } else if let Some(d) = value.strip_suffix('m') {
+            (d, RetentionUnit::Months)
+        } else if let Some(d) = value.strip_suffix('y') {
+            (d, RetentionUnit::Years)
+        } else {
+            return Err(bad());
         };
         let amount: u32 = digits.parse().map_err(|_| bad())?;
         if amount == 0 || amount > 100_000 {
@@ -328,6 +330,8 @@ unique = true
     fn rejects_bad_schemas() {
         let cases = [
             (SAMPLE.replace("retention = \"5y\"", "retention = \"five\""), "retention"),
+            (SAMPLE.replace("retention = \"5y\"", "retention = \"5年\""), "retention"),
+            (SAMPLE.replace("retention = \"5y\"", "retention = \"ｙ\""), "retention"),
             (SAMPLE.replace("name = \"email\"", "name = \"name\""), "twice"),
             (SAMPLE.replace("name = \"email\"", "name = \"subject_id\""), "reserved"),
             (SAMPLE.replace("type = \"email\"", "type = \"blob\""), "unknown variant"),

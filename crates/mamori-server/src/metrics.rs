@@ -60,7 +60,11 @@ impl Default for Metrics {
 pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    // Bounded label set: an unauthenticated client must not be able to mint new series.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_owned(),
+        _ => "OTHER".to_owned(),
+    };
     let started = Instant::now();
     let res = next.run(req).await;
     let status = res.status().as_u16();

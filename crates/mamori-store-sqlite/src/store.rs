@@ -534,7 +534,20 @@ impl Store for SqliteStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(map_err)
+            // Readers in other processes can hold the checkpoint back; retry briefly, then say so.
+            for attempt in 0..50 {
+                let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(map_err)?;
+                if busy == 0 {
+                    return Ok(());
+                }
+                if attempt == 49 {
+                    tracing::warn!(
+                        "WAL checkpoint after erasure stayed busy; old pages leave the WAL at the next checkpoint"
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Ok(())
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))??;

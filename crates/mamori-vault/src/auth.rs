@@ -102,6 +102,23 @@ fn session_ref(hash: &[u8; 32]) -> String {
 }
 
 impl Vault {
+    async fn hash_password(&self, password: &SecretString) -> Result<String> {
+        let _permit = self.hash_permits.acquire().await.map_err(|e| VaultError::Internal(e.to_string()))?;
+        let (hasher, password) = (self.hasher.clone(), password.clone());
+        tokio::task::spawn_blocking(move || hasher.hash(&password))
+            .await
+            .map_err(|e| VaultError::Internal(e.to_string()))?
+            .map_err(VaultError::from)
+    }
+
+    async fn verify_password(&self, password: &SecretString, stored: Option<&str>) -> Result<bool> {
+        let _permit = self.hash_permits.acquire().await.map_err(|e| VaultError::Internal(e.to_string()))?;
+        let (hasher, password, stored) = (self.hasher.clone(), password.clone(), stored.map(str::to_owned));
+        tokio::task::spawn_blocking(move || hasher.verify(&password, stored.as_deref()))
+            .await
+            .map_err(|e| VaultError::Internal(e.to_string()))
+    }
+
     pub async fn create_user(&self, p: &Principal, new: NewUser) -> Result<(UserSummary, Option<SecretString>)> {
         self.authorize(p, Action::UserManage, "user.create", None).await?;
         if !valid_login(&new.login) {
@@ -125,7 +142,7 @@ impl Vault {
             login: new.login,
             display_name: new.display_name.trim().to_owned(),
             role: new.role.to_string(),
-            password_hash: self.hasher.hash(&password)?,
+            password_hash: self.hash_password(&password).await?,
             must_change_password: new.must_change_password || generated.is_some(),
             disabled: false,
             created_at: self.clock.now(),
@@ -139,7 +156,11 @@ impl Vault {
 
     pub async fn list_users(&self, p: &Principal) -> Result<Vec<UserSummary>> {
         self.authorize(p, Action::UserManage, "user.list", None).await?;
-        self.store.list_users().await?.into_iter().map(summary).collect()
+        let users: Vec<UserSummary> = self.store.list_users().await?.into_iter().map(summary).collect::<Result<_>>()?;
+        let mut e = self.event(p, "user.list", Outcome::Success);
+        e.rows = Some(users.len() as u64);
+        self.audit.record(vec![e]).await?;
+        Ok(users)
     }
 
     /// Disabling takes effect on the very next request: sessions are deleted and
@@ -161,7 +182,7 @@ impl Vault {
     /// error after the same Argon2id work (no account enumeration).
     pub async fn login(&self, login: &str, password: &SecretString, source: Option<String>) -> Result<LoginOutcome> {
         let user = if valid_login(login) { self.store.get_user_by_login(login).await? } else { None };
-        let verified = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str()));
+        let verified = self.verify_password(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
         let now = self.clock.now();
         let actor = match &user {
             // An unknown login string is not logged: people type passwords into it by mistake.
@@ -242,17 +263,17 @@ impl Vault {
     pub async fn change_password(&self, p: &Principal, current: &SecretString, new: &SecretString) -> Result<()> {
         let id = p.user_id.ok_or(VaultError::Forbidden)?;
         let user = self.store.get_user(&id).await?.ok_or(VaultError::Unauthenticated)?;
-        if !self.hasher.verify(current, Some(&user.password_hash)) {
+        if !self.verify_password(current, Some(&user.password_hash)).await? {
             let mut e = self.event(p, "auth.password_change", Outcome::Failure);
             e.reason = Some("wrong current password".into());
             self.audit.record(vec![e]).await?;
             return Err(VaultError::Unauthenticated);
         }
         check_password_rules(&user.login, new)?;
-        if self.hasher.verify(new, Some(&user.password_hash)) {
+        if self.verify_password(new, Some(&user.password_hash)).await? {
             return Err(VaultError::Invalid("the new password must differ from the current one".into()));
         }
-        self.store.set_password(&id, &self.hasher.hash(new)?, false).await?;
+        self.store.set_password(&id, &self.hash_password(new).await?, false).await?;
         self.store.delete_user_sessions(&id).await?;
         self.audit.record(vec![self.event(p, "auth.password_change", Outcome::Success)]).await?;
         Ok(())

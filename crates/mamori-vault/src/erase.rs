@@ -66,10 +66,11 @@ impl Vault {
 
     pub async fn erasure_certificates(&self, p: &Principal) -> Result<Vec<ErasureCertificate>> {
         self.authorize(p, Action::AuditRead, "erasure.list", None).await?;
-        self.store
-            .list_erasure_certificates()
-            .await?
-            .into_iter()
+        let rows = self.store.list_erasure_certificates().await?;
+        let mut e = self.event(p, "erasure.list", Outcome::Success);
+        e.rows = Some(rows.len() as u64);
+        self.audit.record(vec![e]).await?;
+        rows.into_iter()
             .map(|r| {
                 let mut cert: ErasureCertificate =
                     serde_json::from_str(&r.body_json).map_err(|e| VaultError::Integrity(e.to_string()))?;

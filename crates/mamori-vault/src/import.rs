@@ -103,8 +103,12 @@ fn layout(state: &CollectionState, header: &csv::ByteRecord) -> Result<Layout> {
             columns.push(None);
         } else if let Some(f) = schema.field(name) {
             columns.push(Some(f.clone()));
-        } else {
+        } else if mamori_core::ids::CollectionName::new(name).is_ok() {
             return Err(reject(format!("column `{name}` is not a field of collection `{}`", schema.name)));
+        } else {
+            // Not even shaped like a field name: probably a data row where the header should
+            // be, so its text is not echoed.
+            return Err(reject(format!("header column {} is not a field name (is the header row missing?)", i + 1)));
         }
     }
     if let Some(missing) = schema.fields.iter().find(|f| f.required && !seen.contains(&f.name)) {
@@ -350,7 +354,7 @@ fn encrypt_pass(
         } else if let Some(k) = shared_keys.get(&subject) {
             k.clone()
         } else {
-            let (dek, wrapped) = state.wrap_new_dek(&subject);
+            let (dek, wrapped) = state.wrap_new_dek(&subject)?;
             batch.keys.push(wrapped);
             created += 1;
             let dek = Arc::new(dek);
@@ -392,12 +396,24 @@ impl Vault {
         self.authorize(p, Action::Create, "records.import", Some(collection)).await?;
         let started = Instant::now();
         let state = self.reload_collection(collection).await?;
-        let plan = {
+        let validated = {
             let (store, state, source, progress) =
                 (self.store.clone(), state.clone(), source.clone(), progress.clone());
             tokio::task::spawn_blocking(move || validate_pass(&store, &state, &*source, &progress))
                 .await
-                .map_err(|e| VaultError::Internal(e.to_string()))??
+                .map_err(|e| VaultError::Internal(e.to_string()))?
+        };
+        let plan = match validated {
+            Ok(plan) => plan,
+            Err(err) => {
+                // A rejected file is recorded too: it may have been a probe for existing values.
+                let mut e = self.event(p, "records.import", Outcome::Failure);
+                e.collection = Some(collection.to_owned());
+                e.rows = Some(0);
+                e.reason = Some(err.to_string());
+                self.audit.record(vec![e]).await?;
+                return Err(err);
+            }
         };
 
         // Announce before writing: if the audit log is down, nothing is imported. (A SQLite

@@ -45,11 +45,11 @@ impl CollectionState {
         self.keks.get(&version).ok_or_else(|| VaultError::Integrity(format!("KEK version {version} missing")))
     }
 
-    pub fn wrap_new_dek(&self, subject: &str) -> (DataKey, SubjectKeyRow) {
+    pub fn wrap_new_dek(&self, subject: &str) -> Result<(DataKey, SubjectKeyRow)> {
         let dek = DataKey::generate();
         let version = self.row.kek_version;
-        let wrapped = self.keks[&version].wrapper().wrap(dek.secret(), &dek_aad(&self.row.name, subject));
-        (dek, SubjectKeyRow { subject: subject.to_owned(), kek_version: version, wrapped_dek: wrapped })
+        let wrapped = self.kek(version)?.wrapper().wrap(dek.secret(), &dek_aad(&self.row.name, subject));
+        Ok((dek, SubjectKeyRow { subject: subject.to_owned(), kek_version: version, wrapped_dek: wrapped }))
     }
 
     pub fn unwrap_dek(&self, key: &SubjectKeyRow) -> Result<DataKey> {

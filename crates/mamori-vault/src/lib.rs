@@ -99,7 +99,10 @@ pub struct Vault {
     master: KeyWrapper,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
-    hasher: PasswordHasher,
+    hasher: Arc<PasswordHasher>,
+    /// Argon2id runs on the blocking pool, a few at a time, so a burst of logins can neither
+    /// stall the async workers nor exhaust memory (19 MiB per hash).
+    hash_permits: tokio::sync::Semaphore,
     config: VaultConfig,
     collections: RwLock<HashMap<String, Arc<keys::CollectionState>>>,
 }
@@ -137,7 +140,8 @@ impl Vault {
             master: wrapper,
             clock,
             audit,
-            hasher: PasswordHasher::new(),
+            hasher: Arc::new(PasswordHasher::new()),
+            hash_permits: tokio::sync::Semaphore::new(4),
             config,
             collections: RwLock::new(HashMap::new()),
         }))
@@ -172,6 +176,10 @@ impl Vault {
     ) -> Result<()> {
         if p.password_change_only {
             return Err(VaultError::PasswordChangeRequired);
+        }
+        // Only a well-formed name may reach the (permanent) audit log.
+        if let Some(name) = collection {
+            mamori_core::ids::CollectionName::new(name)?;
         }
         if p.role.allows(action) {
             return Ok(());

@@ -137,13 +137,31 @@ impl Vault {
         if !create {
             return Err(VaultError::Integrity("the subject's data key is missing".into()));
         }
-        let (_, row) = state.wrap_new_dek(subject);
+        let (_, row) = state.wrap_new_dek(subject)?;
         let stored: SubjectKeyRow = self.store.ensure_subject_key(state.row.id, &row).await?;
         state.unwrap_dek(&stored)
     }
 
-    /// Names the unique field whose value is taken, for a useful conflict message.
-    async fn unique_conflict(&self, state: &CollectionState, values: &Values) -> VaultError {
+    /// Names the unique field whose value is taken, for a useful conflict message, and records
+    /// the refused write: a run of such conflicts is someone probing which values exist.
+    async fn unique_conflict(
+        &self,
+        p: &Principal,
+        action: &str,
+        state: &CollectionState,
+        values: &Values,
+    ) -> VaultError {
+        let err = self.which_unique_conflict(state, values).await;
+        let mut e = self.event(p, action, Outcome::Failure);
+        e.collection = Some(state.row.name.clone());
+        e.reason = Some(err.to_string());
+        if let Err(audit) = self.audit.record(vec![e]).await {
+            return audit;
+        }
+        err
+    }
+
+    async fn which_unique_conflict(&self, state: &CollectionState, values: &Values) -> VaultError {
         for f in state.current().fields.iter().filter(|f| f.unique) {
             let Some(v) = values.get(&f.name) else { continue };
             let Ok(indexer) = state.indexer(&f.name) else { continue };
@@ -186,7 +204,9 @@ impl Vault {
         let now = self.clock.now();
         let row = seal_record(&state, &FieldCipher::new(&dek), id, subject.as_str(), &values, now, now)?;
         match self.store.insert_record(&row).await {
-            Err(mamori_store::StoreError::Conflict(_)) => return Err(self.unique_conflict(&state, &values).await),
+            Err(mamori_store::StoreError::Conflict(_)) => {
+                return Err(self.unique_conflict(p, "record.create", &state, &values).await);
+            }
             other => other?,
         }
         let mut e = self.record_event(p, "record.create", &state, &id, subject.as_str());
@@ -219,17 +239,23 @@ impl Vault {
         Ok((state, values))
     }
 
+    /// Shapes a decrypted record for the caller. Masking follows the collection's *current*
+    /// schema, so tightening a mask protects old records at once; in the masked view, fields
+    /// the current schema no longer declares are left out.
     fn present(state: &CollectionState, row: &RecordRow, mut values: Values, view: View) -> Result<RecordView> {
         let schema = state.schema(row.schema_version)?;
+        let current = state.current();
         let mut fields = IndexMap::with_capacity(values.len());
         for f in &schema.fields {
-            if let Some(v) = values.remove(&f.name) {
-                let shown = match view {
-                    View::Full => v,
-                    View::Masked => f.mask_rule().apply(&v),
-                };
-                fields.insert(f.name.clone(), shown);
-            }
+            let Some(v) = values.remove(&f.name) else { continue };
+            let shown = match view {
+                View::Full => v,
+                View::Masked => match current.field(&f.name) {
+                    Some(now) => now.mask_rule().apply(&v),
+                    None => continue,
+                },
+            };
+            fields.insert(f.name.clone(), shown);
         }
         if !values.is_empty() {
             return Err(VaultError::Integrity("the record has fields its schema version does not declare".into()));
@@ -314,7 +340,9 @@ impl Vault {
         let new_row =
             seal_record(&state, &FieldCipher::new(&dek), *id, &row.subject, &values, self.clock.now(), row.created_at)?;
         match self.store.update_record(&new_row).await {
-            Err(mamori_store::StoreError::Conflict(_)) => return Err(self.unique_conflict(&state, &values).await),
+            Err(mamori_store::StoreError::Conflict(_)) => {
+                return Err(self.unique_conflict(p, "record.update", &state, &values).await);
+            }
             other => other?,
         }
         let mut e = self.record_event(p, "record.update", &state, id, &row.subject);

@@ -324,3 +324,19 @@ async fn schema_evolution_keeps_old_records_readable() {
     assert_eq!(r.schema_version, 2);
     assert!(!r.fields.contains_key("medical_history"));
 }
+
+#[tokio::test]
+async fn tightened_mask_applies_to_old_records() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    let (staff, _) = f.user("staff1", Role::Staff).await;
+    let id = f.vault.create_record(&manager, "customers", None, &taro()).await.unwrap();
+    let mut schema = mamori_core::schema::CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML).unwrap();
+    schema.fields.iter_mut().find(|x| x.name == "name").unwrap().mask = Some(mamori_core::mask::MaskRule::Full);
+    schema.fields.retain(|x| x.name != "birth_date");
+    f.vault.update_schema(&f.admin, &schema).await.unwrap();
+    let r = f.vault.get_record(&staff, "customers", &id, View::Masked, None).await.unwrap();
+    assert_eq!(r.schema_version, 1);
+    assert_eq!(r.fields["name"], "****", "the new, stricter mask applies to a version-1 record");
+    assert!(!r.fields.contains_key("birth_date"), "a dropped field is not shown masked");
+}

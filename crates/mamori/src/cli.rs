@@ -85,7 +85,9 @@ pub enum Command {
         collection: String,
         #[arg(long)]
         field: String,
-        value: String,
+        /// The value to look for. Better left out: it is then read from stdin (or a hidden
+        /// prompt), so it does not show in `ps` or the shell history.
+        value: Option<String>,
         /// Show unmasked values (needs the full-view right).
         #[arg(long)]
         full: bool,

@@ -88,10 +88,19 @@ fn import_search_get_and_verify() {
     .unwrap();
     assert_eq!(report["rows"], 300);
     let person = mamori_synth::Generator::new(21).nth(9).unwrap();
-    let found = ok(mamori(dir.path())
+    // The searched value goes through stdin, not argv (where `ps` would show it).
+    let mut search = mamori(dir.path());
+    search
         .args(["--json", "search", "--collection", "customers", "--field", "phone", "--full", "--login", "mgr"])
-        .arg(&person.phone)
-        .env("MAMORI_PASSWORD", PASSWORD));
+        .env("MAMORI_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = search.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), format!("{}\n", person.phone).as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let found = String::from_utf8(out.stdout).unwrap();
     let record: Value =
         serde_json::from_str(found.lines().find(|l| l.contains(&person.email)).expect("found by phone")).unwrap();
     let id = record["id"].as_str().unwrap();

@@ -26,6 +26,10 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
         }
         Command::Record(r) => records::record(&settings, r, json).await,
         Command::Search { collection, field, value, full, purpose, user } => {
+            let value = match value {
+                Some(v) => v,
+                None => records::read_search_value()?,
+            };
             records::search(&settings, &collection, &field, &value, full, purpose.as_deref(), &user.login, json).await
         }
         Command::Subject(s) => records::subject(&settings, s, json).await,

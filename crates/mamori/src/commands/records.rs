@@ -92,6 +92,20 @@ fn print_records(records: &[RecordView], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads the searched value from stdin, or from a hidden prompt on a terminal.
+pub fn read_search_value() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let value = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("value to search: ")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    anyhow::ensure!(!value.trim().is_empty(), "no value to search for");
+    Ok(value)
+}
+
 fn view(full: bool) -> View {
     if full { View::Full } else { View::Masked }
 }

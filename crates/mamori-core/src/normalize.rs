@@ -8,7 +8,24 @@ use crate::value::phone_digits;
 use unicode_normalization::UnicodeNormalization;
 
 /// The form of `value` (already validated) that the blind index hashes.
+///
+/// One pass can leave a string that a second pass would change (NFKC turns `´` into a space
+/// plus a combining accent; dropping the space lets the accent compose on the next pass), so
+/// passes repeat until nothing changes: equal values must give equal tokens however often
+/// they have been normalised.
 pub fn blind_index_form(field_type: FieldType, value: &str) -> String {
+    let mut current = one_pass(field_type, value);
+    for _ in 0..4 {
+        let next = one_pass(field_type, &current);
+        if next == current {
+            break;
+        }
+        current = next;
+    }
+    current
+}
+
+fn one_pass(field_type: FieldType, value: &str) -> String {
     let nfkc: String = value.nfkc().collect();
     match field_type {
         FieldType::Email => nfkc.trim().to_lowercase(),

@@ -178,6 +178,18 @@ impl PostgresStore {
     ) -> Result<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
+        // No collection or KEK may appear while the master key changes under them, and the
+        // caller's lists must cover every one that exists, or a key would stay wrapped under
+        // the old master and be lost with it.
+        execute(&tx, "LOCK TABLE collections, collection_keks IN EXCLUSIVE MODE", &[]).await?;
+        let existing =
+            query_opt(&tx, "SELECT (SELECT count(*) FROM collection_keks), (SELECT count(*) FROM collections)", &[])
+                .await?
+                .ok_or_else(|| StoreError::Backend("count query returned no row".into()))?;
+        let (kek_count, collection_count): (i64, i64) = (get(&existing, 0)?, get(&existing, 1)?);
+        if kek_count != keks.len() as i64 || collection_count != index_keys.len() as i64 {
+            return Err(StoreError::Conflict("keys were added during master-key rotation; run it again".into()));
+        }
         let kek_ids: Vec<i64> = keks.iter().map(|(id, _)| *id).collect();
         let kek_versions = keks.iter().map(|(_, k)| version(k.version)).collect::<Result<Vec<i32>>>()?;
         let kek_wrapped: Vec<&[u8]> = keks.iter().map(|(_, k)| k.wrapped.as_slice()).collect();

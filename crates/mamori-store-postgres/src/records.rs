@@ -77,6 +77,17 @@ impl PostgresStore {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
         let id = r.id.as_uuid();
+        // FOR SHARE holds off a concurrent erasure of the subject until this record is
+        // committed; erasure deletes the key first, so it then sees and deletes this record.
+        let key = query_opt(
+            &tx,
+            "SELECT 1 FROM subject_keys WHERE collection_id = $1 AND subject = $2 FOR SHARE",
+            &[&r.collection_id, &r.subject],
+        )
+        .await?;
+        if key.is_none() {
+            return Err(StoreError::Conflict("the data subject has no key (erased?)".into()));
+        }
         execute(
             &tx,
             &format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
@@ -195,6 +206,9 @@ impl PostgresStore {
     pub(crate) async fn erase(&self, subject: &str, cert: &ErasureCertificateRow) -> Result<ErasureCounts> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
+        // Keys first: this waits for writers holding a subject key FOR SHARE, so the records
+        // they commit are visible to the DELETE below (a new snapshot per statement).
+        let keys_destroyed = execute(&tx, "DELETE FROM subject_keys WHERE subject = $1", &[&subject]).await?;
         let deleted =
             query(&tx, "DELETE FROM records WHERE subject = $1 RETURNING collection_id, id, tokens", &[&subject])
                 .await?;
@@ -218,7 +232,6 @@ impl PostgresStore {
             )
             .await?;
         }
-        let keys_destroyed = execute(&tx, "DELETE FROM subject_keys WHERE subject = $1", &[&subject]).await?;
         let records_deleted = deleted.len() as u64;
         // The counts come from this transaction, whatever the caller put in the certificate.
         execute(

@@ -133,6 +133,8 @@ async fn conflicts_do_not_reveal_values() {
     let Some(url) = database_url() else { return };
     let store = PostgresStore::connect_with_schema(&url, &fresh_schema()).await.unwrap();
     let c = collection(&store).await;
+    let key = mamori_store::SubjectKeyRow { subject: "S1".into(), kek_version: 1, wrapped_dek: vec![1; 61] };
+    store.ensure_subject_key(c, &key).await.unwrap();
     store.insert_record(&record(c, 0xab)).await.unwrap();
     let Err(StoreError::Conflict(message)) = store.insert_record(&record(c, 0xab)).await else {
         panic!("a taken unique value must be a conflict");

@@ -35,7 +35,10 @@ CREATE TABLE subject_keys (
     subject       TEXT NOT NULL,
     kek_version   INTEGER NOT NULL,
     wrapped_dek   BLOB NOT NULL,
-    PRIMARY KEY (collection_id, subject)
+    PRIMARY KEY (collection_id, subject),
+    -- A data key can only be stored under a KEK that exists, so a writer racing a rotation
+    -- that already destroyed its KEK fails instead of storing an unreadable key.
+    FOREIGN KEY (collection_id, kek_version) REFERENCES collection_keks (collection_id, version)
 ) WITHOUT ROWID;
 CREATE INDEX subject_keys_by_subject ON subject_keys(subject);
 

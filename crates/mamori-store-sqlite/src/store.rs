@@ -318,6 +318,12 @@ impl Store for SqliteStore {
                 tx.execute("UPDATE collections SET wrapped_index_key = ?1 WHERE id = ?2", params![wrapped, id])
                     .map_err(map_err)?;
             }
+            let count = |sql: &str| tx.query_row(sql, [], |r| r.get::<_, i64>(0)).map_err(map_err);
+            if count("SELECT count(*) FROM collection_keks")? != keks.len() as i64
+                || count("SELECT count(*) FROM collections")? != index_keys.len() as i64
+            {
+                return Err(StoreError::Conflict("keys were added during master-key rotation; run it again".into()));
+            }
             tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('key_check', ?1)", [key_check])
                 .map_err(map_err)?;
             Ok(())
@@ -402,7 +408,18 @@ impl Store for SqliteStore {
 
     async fn insert_record(&self, record: &RecordRow) -> Result<()> {
         let record = record.clone();
-        self.write(move |tx| insert_record_row(tx, &record)).await
+        self.write(move |tx| {
+            let has_key = tx
+                .prepare_cached("SELECT 1 FROM subject_keys WHERE collection_id = ?1 AND subject = ?2")
+                .map_err(map_err)?
+                .exists(params![record.collection_id, record.subject])
+                .map_err(map_err)?;
+            if !has_key {
+                return Err(StoreError::Conflict("the data subject has no key (erased?)".into()));
+            }
+            insert_record_row(tx, &record)
+        })
+        .await
     }
 
     async fn get_record(&self, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>> {

@@ -15,7 +15,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $make;
             meta_round_trip, collections, keys_and_rotation, subject_keys_are_shared,
             records_and_index, unique_values, import_is_all_or_nothing, erase_subject,
-            users_and_sessions, audit_chain, concurrent_audit_appends, master_rewrap);
+            users_and_sessions, audit_chain, concurrent_audit_appends, master_rewrap,
+            record_needs_its_subject_key, subject_key_needs_its_kek, master_rewrap_must_cover_every_key);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -141,9 +142,17 @@ pub async fn subject_keys_are_shared(store: Arc<dyn Store>) {
     assert!(winners.windows(2).all(|w| w[0] == w[1]), "all writers must get the same key");
 }
 
+/// Gives each subject a data key in the collection, as the vault does before writing.
+async fn keys_for(store: &dyn Store, c: &CollectionRow, subjects: &[&str]) {
+    for s in subjects {
+        store.ensure_subject_key(c.id, &key(s, 1, 1)).await.unwrap();
+    }
+}
+
 pub async fn records_and_index(store: Arc<dyn Store>) {
     let c = collection(&*store, "customers").await;
     let other = collection(&*store, "employees").await;
+    keys_for(&*store, &c, &["S1", "S2"]).await;
     let r = record(&c, "S1", &[(1, false), (2, false)]);
     store.insert_record(&r).await.unwrap();
     store.insert_record(&record(&c, "S2", &[(1, false)])).await.unwrap();
@@ -173,6 +182,8 @@ pub async fn records_and_index(store: Arc<dyn Store>) {
 pub async fn unique_values(store: Arc<dyn Store>) {
     let c = collection(&*store, "customers").await;
     let other = collection(&*store, "employees").await;
+    keys_for(&*store, &c, &["S1", "S2", "S3", "R0", "R1", "R2", "R3", "R4", "R5", "R6", "R7"]).await;
+    keys_for(&*store, &other, &["S2"]).await;
     let first = record(&c, "S1", &[(5, true)]);
     store.insert_record(&first).await.unwrap();
     let dup = store.insert_record(&record(&c, "S2", &[(5, true)])).await;
@@ -380,4 +391,33 @@ pub async fn master_rewrap(store: Arc<dyn Store>) {
     assert_eq!(store.get_keks(c.id).await.unwrap(), [WrappedKek { version: 1, wrapped: vec![5; 60] }]);
     assert_eq!(store.get_collection("customers").await.unwrap().unwrap().wrapped_index_key, vec![6; 60]);
     assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some(&b"new"[..]));
+}
+
+pub async fn record_needs_its_subject_key(store: Arc<dyn Store>) {
+    let c = collection(&*store, "customers").await;
+    let orphan = store.insert_record(&record(&c, "NOKEY", &[(1, true)])).await;
+    assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+    assert_eq!(store.count_records(c.id).await.unwrap(), 0);
+    assert!(store.unique_tokens_taken(c.id, &[token(1)]).await.unwrap().is_empty());
+}
+
+pub async fn subject_key_needs_its_kek(store: Arc<dyn Store>) {
+    let c = collection(&*store, "customers").await;
+    // KEK version 7 does not exist: a key wrapped under it must not be stored.
+    let stale = store.ensure_subject_key(c.id, &key("S1", 7, 1)).await;
+    assert!(stale.is_err(), "{stale:?}");
+    assert!(store.get_subject_keys(c.id, &["S1"]).await.unwrap().is_empty());
+}
+
+pub async fn master_rewrap_must_cover_every_key(store: Arc<dyn Store>) {
+    let a = collection(&*store, "customers").await;
+    collection(&*store, "employees").await;
+    store.put_meta("key_check", b"old").await.unwrap();
+    // Only one of the two collections: refused, and nothing changed.
+    let partial = store
+        .rewrap_master(&[(a.id, WrappedKek { version: 1, wrapped: vec![5; 60] })], &[(a.id, vec![6; 60])], b"new")
+        .await;
+    assert!(matches!(partial, Err(StoreError::Conflict(_))), "{partial:?}");
+    assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some(&b"old"[..]));
+    assert_eq!(store.get_keks(a.id).await.unwrap(), [WrappedKek { version: 1, wrapped: vec![1; 60] }]);
 }

@@ -53,7 +53,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `Conflict` if one still does.
     async fn drop_keks_below(&self, collection_id: i64, version: u32) -> Result<u64>;
     /// Replaces every master-wrapped key (KEKs, index keys) and the key check in one
-    /// transaction: the master-key rotation.
+    /// transaction: the master-key rotation. `Conflict`, and nothing changes, unless the
+    /// lists cover exactly every KEK and every collection that exist at commit time.
     async fn rewrap_master(
         &self,
         keks: &[(i64, WrappedKek)],
@@ -73,7 +74,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn rewrap_subject_keys(&self, collection_id: i64, rewrapped: &[(SubjectKeyRow, u32)]) -> Result<u64>;
 
     // --- records -------------------------------------------------------------------------
-    /// `Conflict` when a unique token is already taken.
+    /// `Conflict` when a unique token is already taken, or when the record's subject has no
+    /// data key in the collection (it was erased meanwhile): a record must never outlive its
+    /// subject's erasure.
     async fn insert_record(&self, record: &RecordRow) -> Result<()>;
     async fn get_record(&self, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>>;
     /// Replaces fields and tokens of an existing record. `NotFound` if it is gone.

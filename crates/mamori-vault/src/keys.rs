@@ -92,11 +92,30 @@ pub struct RotationReport {
 
 impl Vault {
     /// The collection's keys and schemas, from the cache or loaded (and unwrapped) once.
+    ///
+    /// The cache is checked against the stored collection row on every call (one indexed
+    /// read): another process — a CLI `keys rotate`, another instance, a schema change — may
+    /// have moved the KEK or schema version, and using a stale KEK would wrap new data keys
+    /// under a key that no longer exists.
     pub(crate) async fn collection(&self, name: &str) -> Result<Arc<CollectionState>> {
-        if let Some(state) = self.collections.read().unwrap_or_else(|e| e.into_inner()).get(name) {
-            return Ok(state.clone());
+        let cached = self.collections.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        if let Some(state) = cached {
+            let row = self.store.get_collection(name).await?.ok_or(VaultError::NotFound("collection"))?;
+            if row == state.row {
+                return Ok(state);
+            }
         }
         self.reload_collection(name).await
+    }
+
+    /// Unwraps every key of every collection: proof that the current master key opens all of
+    /// the data (run after a master-key rotation). Returns the number of collections.
+    pub async fn verify_keys(&self) -> Result<u64> {
+        let rows = self.store.list_collections().await?;
+        for row in &rows {
+            self.reload_collection(&row.name).await?;
+        }
+        Ok(rows.len() as u64)
     }
 
     /// Reloads after a change made elsewhere (another process rotated keys or evolved the

@@ -138,7 +138,16 @@ impl Vault {
             return Err(VaultError::Integrity("the subject's data key is missing".into()));
         }
         let (_, row) = state.wrap_new_dek(subject)?;
-        let stored: SubjectKeyRow = self.store.ensure_subject_key(state.row.id, &row).await?;
+        let stored: SubjectKeyRow = match self.store.ensure_subject_key(state.row.id, &row).await {
+            Ok(stored) => stored,
+            // The KEK was rotated away between our read and our write: wrap under the new one.
+            Err(_) => {
+                let fresh = self.reload_collection(&state.row.name).await?;
+                let (_, row) = fresh.wrap_new_dek(subject)?;
+                let stored = self.store.ensure_subject_key(fresh.row.id, &row).await?;
+                return fresh.unwrap_dek(&stored);
+            }
+        };
         state.unwrap_dek(&stored)
     }
 
@@ -223,6 +232,11 @@ impl Vault {
         };
         let key = self.store.get_subject_keys(state.row.id, &[&row.subject]).await?.pop();
         let key = key.ok_or_else(|| VaultError::Integrity("the subject's data key is missing".into()))?;
+        // A key rewrapped by a rotation in another process names a KEK we have not loaded yet.
+        let state = match state.keks.contains_key(&key.kek_version) {
+            true => state,
+            false => self.reload_collection(&state.row.name).await?,
+        };
         let cipher = FieldCipher::new(&state.unwrap_dek(&key)?);
         let mut values = Values::new();
         for (field, ct) in codec::decode(&row.fields)? {

@@ -159,3 +159,30 @@ async fn sessions_end_on_disable_and_logout() {
     let unknown = f.vault.login("nobody", &mamori_crypto::SecretString::new(PASSWORD.into()), None).await.unwrap_err();
     assert_eq!(wrong.to_string(), unknown.to_string(), "disabled and unknown look the same");
 }
+
+/// A server keeps running while the CLI (another process, here another vault on the same
+/// files) rotates the KEKs: the server must notice, read old records and wrap new data keys
+/// under the new KEK — never under the destroyed one.
+#[tokio::test]
+async fn rotation_by_another_process_is_picked_up() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    f.import(&manager, &people_csv(20, 9)).await.unwrap();
+    let p = mamori_synth::Generator::new(9).nth(4).unwrap();
+    // Warm the server's cache.
+    assert_eq!(f.vault.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap().len(), 1);
+
+    let cli = open(&f.dir, &f.master).await.unwrap();
+    cli.rotate_keks(&mamori_vault::Principal::operator("cli"), &|_| {}).await.unwrap();
+
+    assert_eq!(f.vault.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap().len(), 1);
+    let new_subject = Some(SubjectId::new("AFTER-ROTATION").unwrap());
+    let fields: std::collections::BTreeMap<String, String> =
+        [("name".to_string(), "回転 後".to_string()), ("email".to_string(), "after@example.jp".to_string())].into();
+    let id = f.vault.create_record(&manager, "customers", new_subject, &fields).await.unwrap();
+    // A fresh process can read it: its data key is wrapped under a KEK that exists.
+    let fresh = open(&f.dir, &f.master).await.unwrap();
+    let r = fresh.get_record(&manager, "customers", &id, View::Full, None).await.unwrap();
+    assert_eq!(r.fields["email"], "after@example.jp");
+    assert_eq!(fresh.verify_keys().await.unwrap(), 1);
+}

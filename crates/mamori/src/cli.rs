@@ -157,7 +157,8 @@ pub enum RecordCommand {
 pub enum KeysCommand {
     /// Re-wrap every data key under new key-encryption keys (data is not re-encrypted).
     Rotate {
-        /// Also replace the master key (the key file is rewritten).
+        /// Also replace the master key (the key file is rewritten). Stop running servers
+        /// first: they hold the old master key in memory until restarted.
         #[arg(long)]
         master: bool,
     },

@@ -1,5 +1,5 @@
 use crate::cli::{AuditCommand, CollectionCommand, KeysCommand, UsersCommand};
-use crate::open::{load_master_key, open_vault, operator, write_key_file};
+use crate::open::{open_vault, operator, write_key_file};
 use crate::output;
 use crate::settings::Settings;
 use anyhow::Context;
@@ -81,7 +81,13 @@ pub async fn keys(settings: &Settings, command: KeysCommand, json: bool) -> anyh
         write_key_file(&staged, &new_master)?;
         vault.rotate_master(&op, &new_master).await?;
         std::fs::rename(&staged, &path).context("installing the new master key file")?;
-        load_master_key(settings)?;
+        if let Some(dir) = path.parent() {
+            // Make the rename itself durable before anyone relies on it.
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).context("syncing the key file's directory")?;
+        }
+        // Prove that the installed file opens every key before calling it done.
+        let reopened = crate::open::open_vault(settings).await.context("reopening with the new master key")?;
+        reopened.verify_keys().await.context("the new master key does not open every collection key")?;
         master_rotated = true;
     }
     if json {

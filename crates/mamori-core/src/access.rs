@@ -40,11 +40,14 @@ pub enum Action {
     CollectionRead,
     CollectionManage,
     UserManage,
+    /// Turns on an account whose role reads personal data, issuing its one-time password
+    /// to the activator: the second person in account provisioning.
+    UserActivate,
     KeysRotate,
     AuditRead,
 }
 
-pub const ALL_ACTIONS: [Action; 12] = [
+pub const ALL_ACTIONS: [Action; 13] = [
     Action::Search,
     Action::ViewMasked,
     Action::ViewFull,
@@ -55,6 +58,7 @@ pub const ALL_ACTIONS: [Action; 12] = [
     Action::CollectionRead,
     Action::CollectionManage,
     Action::UserManage,
+    Action::UserActivate,
     Action::KeysRotate,
     Action::AuditRead,
 ];
@@ -68,7 +72,9 @@ impl Role {
             Role::Staff => &[CollectionRead, Search, ViewMasked, Create, Update],
             Role::Manager => &[CollectionRead, Search, ViewMasked, ViewFull, Create, Update, Delete],
             Role::Auditor => &[CollectionRead, AuditRead],
-            Role::PrivacyOfficer => &[CollectionRead, Search, ViewMasked, ViewFull, SubjectErase, AuditRead],
+            Role::PrivacyOfficer => {
+                &[CollectionRead, Search, ViewMasked, ViewFull, SubjectErase, AuditRead, UserActivate]
+            }
         };
         allowed.contains(&action)
     }

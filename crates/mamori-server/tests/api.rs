@@ -40,6 +40,7 @@ impl TestServer {
                 ("manager", Role::Manager, false),
                 ("admin", Role::SystemAdmin, false),
                 ("auditor", Role::Auditor, false),
+                ("privacy", Role::PrivacyOfficer, false),
                 ("newbie", Role::Staff, true),
             ] {
                 let new = NewUser {
@@ -287,4 +288,35 @@ fn openapi_document_is_committed_and_current() {
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(committed == generated, "openapi.json is stale: rerun with MAMORI_UPDATE_OPENAPI=1");
+}
+
+/// An online administrator cannot give themselves a way into the content by creating an
+/// account: such accounts start disabled, and only a privacy officer activates them.
+#[test]
+fn admin_created_content_accounts_need_a_privacy_officer() {
+    let s = TestServer::start();
+    let admin = s.login("admin");
+    let create = json!({"login": "mole", "display_name": "Mole", "role": "manager"}).to_string();
+    let (status, _, body) = s.call("POST", "/api/v1/users", Some(&admin), Some(&create));
+    assert_eq!(status, 201, "{body}");
+    assert!(body.get("one_time_password").is_none(), "no password for the creator: {body}");
+    assert_eq!(body["user"]["disabled"], true);
+    let (status, _, body) = s.call("POST", "/api/v1/users/mole/enable", Some(&admin), Some("{}"));
+    assert_eq!((status, problem_type(&body)), (403, "urn:mamori:problem:forbidden"));
+    let (status, _, _) = s.call("POST", "/api/v1/users/mole/activate", Some(&admin), Some("{}"));
+    assert_eq!(status, 403, "administrators do not activate");
+
+    let officer = s.login("privacy");
+    let (status, _, body) = s.call("POST", "/api/v1/users/mole/activate", Some(&officer), Some("{}"));
+    assert_eq!(status, 200, "{body}");
+    let otp = body["one_time_password"].as_str().unwrap();
+    let (status, _, body) =
+        s.call("POST", "/api/v1/auth/login", None, Some(&json!({"login": "mole", "password": otp}).to_string()));
+    assert_eq!((status, body["password_change_required"].as_bool()), (200, Some(true)));
+
+    // Accounts that read no content are the administrator's own business.
+    let create = json!({"login": "audit2", "display_name": "Audit", "role": "auditor"}).to_string();
+    let (status, _, body) = s.call("POST", "/api/v1/users", Some(&admin), Some(&create));
+    assert_eq!(status, 201);
+    assert!(body["one_time_password"].as_str().is_some_and(|p| p.len() == 16));
 }

@@ -119,8 +119,15 @@ impl Vault {
             .map_err(|e| VaultError::Internal(e.to_string()))
     }
 
+    /// Creates an account. When a signed-in administrator creates an account whose role reads
+    /// personal data, the account starts disabled and no password is returned: a privacy
+    /// officer activates it ([`Vault::activate_user`]) and receives its one-time password, so
+    /// the administrator cannot create themselves a way into the content (two-person rule;
+    /// 001-20-tech-2-8). The local operator holding the master-key file can read the data
+    /// cryptographically anyway and provisions accounts directly (bootstrap, demo).
     pub async fn create_user(&self, p: &Principal, new: NewUser) -> Result<(UserSummary, Option<SecretString>)> {
         self.authorize(p, Action::UserManage, "user.create", None).await?;
+        let needs_activation = p.user_id.is_some() && new.role.reads_content();
         if !valid_login(&new.login) {
             return Err(VaultError::Invalid("login must match [a-z0-9._-]{3,64}".into()));
         }
@@ -128,6 +135,7 @@ impl Vault {
             return Err(VaultError::Invalid("display name must have 1 to 100 characters".into()));
         }
         let (password, generated) = match new.password {
+            _ if needs_activation => (one_time_password(), None),
             Some(pw) => {
                 check_password_rules(&new.login, &pw)?;
                 (pw, None)
@@ -143,13 +151,14 @@ impl Vault {
             display_name: new.display_name.trim().to_owned(),
             role: new.role.to_string(),
             password_hash: self.hash_password(&password).await?,
-            must_change_password: new.must_change_password || generated.is_some(),
-            disabled: false,
+            must_change_password: new.must_change_password || generated.is_some() || needs_activation,
+            disabled: needs_activation,
             created_at: self.clock.now(),
         };
         self.store.create_user(&row).await?;
         let mut e = self.event(p, "user.create", Outcome::Success);
-        e.reason = Some(format!("user:{} role={}", row.id, row.role));
+        let pending = if needs_activation { " pending-activation" } else { "" };
+        e.reason = Some(format!("user:{} role={}{pending}", row.id, row.role));
         self.audit.record(vec![e]).await?;
         Ok((summary(row)?, generated))
     }
@@ -168,6 +177,13 @@ impl Vault {
     pub async fn set_user_disabled(&self, p: &Principal, login: &str, disabled: bool) -> Result<()> {
         self.authorize(p, Action::UserManage, "user.disable", None).await?;
         let user = self.store.get_user_by_login(login).await?.ok_or(VaultError::NotFound("user"))?;
+        let role: Role = user.role.parse().map_err(VaultError::Integrity)?;
+        if !disabled && p.user_id.is_some() && role.reads_content() {
+            let mut e = self.event(p, "user.enable", Outcome::Denied);
+            e.reason = Some(format!("user:{} reads personal data: needs activation by a privacy officer", user.id));
+            self.audit.record(vec![e]).await?;
+            return Err(VaultError::Forbidden);
+        }
         self.store.set_user_disabled(&user.id, disabled).await?;
         if disabled {
             self.store.delete_user_sessions(&user.id).await?;
@@ -176,6 +192,24 @@ impl Vault {
         e.reason = Some(format!("user:{}", user.id));
         self.audit.record(vec![e]).await?;
         Ok(())
+    }
+
+    /// Activates a disabled account and issues it a fresh one-time password, returned to the
+    /// activator only (the creator's knowledge of any earlier password is worthless).
+    pub async fn activate_user(&self, p: &Principal, login: &str) -> Result<SecretString> {
+        self.authorize(p, Action::UserActivate, "user.activate", None).await?;
+        let user = self.store.get_user_by_login(login).await?.ok_or(VaultError::NotFound("user"))?;
+        if Some(user.id) == p.user_id {
+            return Err(VaultError::Forbidden);
+        }
+        let password = one_time_password();
+        self.store.set_password(&user.id, &self.hash_password(&password).await?, true).await?;
+        self.store.delete_user_sessions(&user.id).await?;
+        self.store.set_user_disabled(&user.id, false).await?;
+        let mut e = self.event(p, "user.activate", Outcome::Success);
+        e.reason = Some(format!("user:{} role={}", user.id, user.role));
+        self.audit.record(vec![e]).await?;
+        Ok(password)
     }
 
     /// Password login. Unknown login, wrong password and disabled account give the same

@@ -199,6 +199,13 @@ pub enum UsersCommand {
     Enable {
         login: String,
     },
+    /// Activate an account (privacy officers): prints its new one-time password.
+    Activate {
+        /// The account to activate.
+        account: String,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -53,7 +53,10 @@ pub(crate) struct CreateUserRequest {
 pub(crate) struct CreatedUser {
     user: UserSummary,
     /// One-time password, shown only in this response; it must be changed at first login.
-    one_time_password: String,
+    /// Absent when the account reads personal data: it then starts disabled, and a privacy
+    /// officer activates it (`POST /api/v1/users/{login}/activate`) and receives the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    one_time_password: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
@@ -68,8 +71,28 @@ pub(crate) async fn create_user(
     let new =
         NewUser { login: req.login, display_name: req.display_name, role, password: None, must_change_password: true };
     let (user, password) = state.vault.create_user(&caller.principal, new).await?;
-    let one_time_password = password.map(|p| p.expose().to_owned()).unwrap_or_default();
+    let one_time_password = password.map(|p| p.expose().to_owned());
     Ok((StatusCode::CREATED, Json(CreatedUser { user, one_time_password })))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Activated {
+    /// One-time password for the activated account, shown only here; it must be changed at
+    /// first login. Hand it to the account's owner over a separate channel.
+    one_time_password: String,
+}
+
+/// Activates an account whose role reads personal data (privacy officers only).
+#[utoipa::path(post, path = "/api/v1/users/{login}/activate", tag = "users", security(("bearer" = [])),
+    params(("login" = String, Path)),
+    responses((status = 200, body = Activated), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn activate_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(login): Path<String>,
+) -> Result<Json<Activated>, ApiError> {
+    let password = state.vault.activate_user(&caller.principal, &login).await?;
+    Ok(Json(Activated { one_time_password: password.expose().to_owned() }))
 }
 
 async fn set_disabled(state: AppState, caller: Caller, login: String, disabled: bool) -> Result<StatusCode, ApiError> {

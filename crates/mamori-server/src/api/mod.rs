@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/users/{login}/disable", post(disable_user))
         .route("/api/v1/users/{login}/enable", post(enable_user))
+        .route("/api/v1/users/{login}/activate", post(activate_user))
         .route("/api/v1/audit/verify", get(verify_audit))
 }
 

@@ -169,6 +169,20 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
             vault.set_user_disabled(&op, &login, false).await?;
             println!("enabled `{login}`");
         }
+        UsersCommand::Activate { account, user } => {
+            let (officer, token) = crate::open::user_principal(&vault, &user.login).await?;
+            let result = vault.activate_user(&officer, &account).await;
+            vault.logout(&officer, &token).await?;
+            let password = result?;
+            if json {
+                output::json(&serde_json::json!({"login": account, "one_time_password": password.expose()}))?;
+            } else {
+                println!(
+                    "activated `{account}`; one-time password: {} (must be changed at first login)",
+                    password.expose()
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -197,6 +197,11 @@ pub struct CollectionSchema {
     /// When true, viewing unmasked values asks for a stated purpose, recorded in the audit log.
     #[serde(default)]
     pub purpose_required_for_full_view: bool,
+    /// The purposes a person may state for an access (e.g. `問い合わせ対応`). When set, only
+    /// these are accepted, so the permanent audit log never holds free text that might name a
+    /// person; when empty, free text up to 200 characters is accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_purposes: Vec<String>,
     pub fields: Vec<FieldDef>,
 }
 
@@ -237,6 +242,9 @@ impl CollectionSchema {
         }
         if self.source.trim().is_empty() {
             return bad("source (取得元) must be stated".into());
+        }
+        if self.access_purposes.iter().any(|p| p.trim().is_empty() || p.chars().count() > 200) {
+            return bad("access_purposes entries must have 1 to 200 characters".into());
         }
         let mut seen = HashSet::new();
         for f in &self.fields {

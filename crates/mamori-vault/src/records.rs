@@ -288,10 +288,13 @@ impl Vault {
 
     fn check_purpose(schema: &CollectionSchema, view: View, purpose: Option<&str>) -> Result<Option<String>> {
         let purpose = purpose.map(str::trim).filter(|s| !s.is_empty());
-        if let Some(p) = purpose
-            && p.chars().count() > 200
-        {
-            return Err(VaultError::Invalid("purpose is longer than 200 characters".into()));
+        if let Some(p) = purpose {
+            if !schema.access_purposes.is_empty() && !schema.access_purposes.iter().any(|allowed| allowed == p) {
+                return Err(VaultError::Invalid("the purpose must be one of the collection's access_purposes".into()));
+            }
+            if p.chars().count() > 200 {
+                return Err(VaultError::Invalid("purpose is longer than 200 characters".into()));
+            }
         }
         if view == View::Full && schema.purpose_required_for_full_view && purpose.is_none() {
             return Err(VaultError::Invalid(

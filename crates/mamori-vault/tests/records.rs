@@ -340,3 +340,24 @@ async fn tightened_mask_applies_to_old_records() {
     assert_eq!(r.fields["name"], "****", "the new, stricter mask applies to a version-1 record");
     assert!(!r.fields.contains_key("birth_date"), "a dropped field is not shown masked");
 }
+
+#[tokio::test]
+async fn purposes_come_from_the_schema_list() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    let id = f.vault.create_record(&manager, "customers", None, &taro()).await.unwrap();
+    let ok = f.vault.get_record(&manager, "customers", &id, View::Full, Some("問い合わせ対応")).await;
+    assert!(ok.is_ok());
+    // Free text (which might name a person) never reaches the audit log.
+    let err = f.vault.get_record(&manager, "customers", &id, View::Full, Some("山田様からの電話")).await.unwrap_err();
+    assert!(matches!(err, VaultError::Invalid(_)), "{err:?}");
+    let mut schema = mamori_core::schema::CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML).unwrap();
+    schema.purpose_required_for_full_view = true;
+    f.vault.update_schema(&f.admin, &schema).await.unwrap();
+    let err = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap_err();
+    assert!(err.to_string().contains("purpose"), "{err}");
+    assert!(f.vault.get_record(&manager, "customers", &id, View::Masked, None).await.is_ok());
+    let events = f.vault.store().read_audit(1, 1000).await.unwrap();
+    assert!(events.iter().any(|e| e.event_json.contains("\"purpose\":\"問い合わせ対応\"")));
+    assert!(!events.iter().any(|e| e.event_json.contains("山田様")));
+}

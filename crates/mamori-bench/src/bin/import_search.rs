@@ -36,6 +36,9 @@ const PICK_SEED: u64 = 7;
 const WARM_UP: usize = 100;
 const PASSWORD: &str = "Bench-Correct-Horse-42";
 
+/// When pass 2 first reported progress, and the process's peak RSS (KiB) until then.
+type PassMark = (Instant, Option<u64>);
+
 fn parse_count(arg: Option<&String>, default: usize) -> anyhow::Result<usize> {
     match arg {
         None => Ok(default),
@@ -93,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The progress callback tells when pass 1 (validate) ends and pass 2 (encrypt + write)
     // starts, and the peak memory of the process until then.
-    let first_write: Arc<Mutex<Option<(Instant, Option<u64>)>>> = Arc::default();
+    let first_write: Arc<Mutex<Option<PassMark>>> = Arc::default();
     let progress: ProgressFn = {
         let first_write = first_write.clone();
         Arc::new(move |p: ImportProgress| {

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Authenticated point read over HTTP vs an axum hello world, same machine, same wrk settings,
+# same run. mamori: `mamori demo` (release build; synthetic people, seed 2026) serving
+# GET /api/v1/collections/customers/records/<id>?view=masked with a manager's bearer token;
+# every such read authenticates the session and appends an audit event that is durable
+# (group commit, synchronous=FULL) before the answer. Baseline: `hello` (crates/mamori-bench),
+# GET / → "hello". Both listen on 127.0.0.1 only. Prints a markdown table.
+#
+# Usage: scripts/bench-http.sh
+# Env:   DURATION (15s), THREADS (2), CONNECTIONS (64), WARMUP (3s), PEOPLE (10000),
+#        DIAGNOSTICS (1: also measure mamori's GET /healthz and GET /readyz, to show where the
+#        gap goes), CARGO_TARGET_DIR (default ./target)
+set -euo pipefail
+
+DURATION=${DURATION:-15s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+WARMUP=${WARMUP:-3s}
+PEOPLE=${PEOPLE:-10000}
+DIAGNOSTICS=${DIAGNOSTICS:-1}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$CARGO_TARGET_DIR/release
+for tool in wrk jq curl; do
+    command -v "$tool" >/dev/null || { echo "$tool is needed: apt-get install -y $tool" >&2; exit 1; }
+done
+
+(cd "$ROOT" && cargo build --release --quiet -p mamori -p mamori-bench)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mamori-bench-http.XXXXXX")
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# First line of a server's stdout, within $2 seconds.
+first_line() {
+    local file=$1 deadline=$((SECONDS + $2))
+    until [[ -s $file ]] && head -1 "$file" | grep -q .; do
+        ((SECONDS < deadline)) || { echo "server did not start; stderr:" >&2; cat "${file%.out}.err" >&2; exit 1; }
+        sleep 0.2
+    done
+    head -1 "$file"
+}
+
+# Baseline server (port 0: the kernel picks a free loopback port; the URL is printed).
+"$BIN/hello" 0 >"$WORK/hello.out" 2>"$WORK/hello.err" &
+PIDS+=($!)
+HELLO_URL=$(first_line "$WORK/hello.out" 30 | sed -n 's/^hello listening on //p')
+
+# mamori demo: throwaway data dir, synthetic people, one user per role.
+cd "$WORK"
+"$BIN/mamori" demo --listen 127.0.0.1:0 --json --people "$PEOPLE" >"$WORK/demo.out" 2>"$WORK/demo.err" &
+MAMORI_PID=$!
+PIDS+=("$MAMORI_PID")
+DEMO=$(first_line "$WORK/demo.out" 600)
+URL=$(jq -r .url <<<"$DEMO")
+PASSWORD=$(jq -r '.users[] | select(.role == "manager") | .password' <<<"$DEMO")
+LOGIN=$(jq -r '.users[] | select(.role == "manager") | .login' <<<"$DEMO")
+
+TOKEN=$(curl -sf "$URL/api/v1/auth/login" -H 'content-type: application/json' \
+    -d "$(jq -nc --arg l "$LOGIN" --arg p "$PASSWORD" '{login: $l, password: $p}')" | jq -r .token)
+
+# The e-mail of the demo's person 0 (seed 2026), to find a record id through the API.
+"$BIN/gen_csv" 1 2026 "$WORK/person0.csv"
+EMAIL=$(sed -n 2p "$WORK/person0.csv" | tr ',' '\n' | grep '@')
+ID=$(curl -sf "$URL/api/v1/collections/customers/search" -H "authorization: Bearer $TOKEN" \
+    -H 'content-type: application/json' -d "$(jq -nc --arg v "$EMAIL" '{field: "email", value: $v}')" |
+    jq -r '.records[0].id')
+READ_URL="$URL/api/v1/collections/customers/records/$ID?view=masked"
+curl -sf -o /dev/null -H "authorization: Bearer $TOKEN" "$READ_URL" || { echo "record read failed" >&2; exit 1; }
+
+# wrk: requests/s and latency percentiles; any non-2xx answer fails the run.
+run_wrk() {
+    local out=$1
+    shift
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$@" >/dev/null
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" >"$out"
+    if grep -q "Non-2xx" "$out"; then
+        cat "$out" >&2
+        echo "non-2xx answers: the measurement is invalid" >&2
+        exit 1
+    fi
+}
+run_wrk "$WORK/hello.wrk" "$HELLO_URL/"
+THREADS_BEFORE=$(ls "/proc/$MAMORI_PID/task" | wc -l)
+run_wrk "$WORK/mamori.wrk" -H "Authorization: Bearer $TOKEN" "$READ_URL"
+THREADS_AFTER=$(ls "/proc/$MAMORI_PID/task" | wc -l)
+if [[ $DIAGNOSTICS == 1 ]]; then
+    # Where the gap goes: mamori's router and middleware alone, then one storage round trip.
+    run_wrk "$WORK/healthz.wrk" "$URL/healthz"
+    run_wrk "$WORK/readyz.wrk" "$URL/readyz"
+fi
+
+rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+pct() { awk -v p="$2%" '$1 == p { print $2 }' "$1"; }
+HELLO_RPS=$(rps "$WORK/hello.wrk")
+MAMORI_RPS=$(rps "$WORK/mamori.wrk")
+RATIO=$(awk -v m="$MAMORI_RPS" -v h="$HELLO_RPS" 'BEGIN { printf "%.3f", m / h }')
+MET=$(awk -v r="$RATIO" 'BEGIN { print (r >= 0.3 ? "met" : "not met") }')
+
+echo "### HTTP point read vs axum hello world (wrk -t$THREADS -c$CONNECTIONS -d$DURATION, after a $WARMUP warm-up)"
+echo
+echo "| server | requests/s | p50 | p99 |"
+echo "|---|---:|---:|---:|"
+echo "| baseline: axum hello world \`GET /\` | $HELLO_RPS | $(pct "$WORK/hello.wrk" 50) | $(pct "$WORK/hello.wrk" 99) |"
+echo "| mamori \`GET /api/v1/collections/customers/records/{id}?view=masked\` (bearer, audited) | $MAMORI_RPS | $(pct "$WORK/mamori.wrk" 50) | $(pct "$WORK/mamori.wrk" 99) |"
+if [[ $DIAGNOSTICS == 1 ]]; then
+    for probe in healthz readyz; do
+        case $probe in
+            healthz) what='diagnostic: mamori `GET /healthz` (router + middleware, no auth, no storage)' ;;
+            readyz) what='diagnostic: mamori `GET /readyz` (one SQLite round trip on the blocking pool)' ;;
+        esac
+        echo "| $what | $(rps "$WORK/$probe.wrk") | $(pct "$WORK/$probe.wrk" 50) | $(pct "$WORK/$probe.wrk" 99) |"
+    done
+fi
+echo
+echo "ratio mamori/baseline requests/s: **${RATIO}×** (goal ≥ 0.3×: $MET)"
+echo "mamori threads: $THREADS_BEFORE before the record-read run, $THREADS_AFTER after it"

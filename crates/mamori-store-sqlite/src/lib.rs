@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_IDLE_READERS: usize = 8;
+/// Readers kept open between requests. Enough for the server's concurrency, so that a busy
+/// server does not open and close connections (and re-parse the schema) per request.
+const MAX_IDLE_READERS: usize = 64;
 
 #[derive(Clone)]
 pub struct SqliteStore {

@@ -124,6 +124,62 @@ fn delete_record_tx(tx: &Connection, collection_id: i64, id: &RecordId) -> Resul
     Ok(true)
 }
 
+fn record_by_id(c: &Connection, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>> {
+    c.prepare_cached(
+        "SELECT id, collection_id, subject, schema_version, fields, tokens, created_at, updated_at
+         FROM records WHERE collection_id = ?1 AND id = ?2",
+    )
+    .map_err(map_err)?
+    .query_row(params![collection_id, id.as_bytes()], record_from_row)
+    .optional()
+    .map_err(map_err)
+}
+
+fn subject_key(c: &Connection, collection_id: i64, subject: &str) -> Result<Option<SubjectKeyRow>> {
+    c.prepare_cached(
+        "SELECT subject, kek_version, wrapped_dek FROM subject_keys WHERE collection_id = ?1 AND subject = ?2",
+    )
+    .map_err(map_err)?
+    .query_row(params![collection_id, subject], |r| {
+        Ok(SubjectKeyRow { subject: r.get(0)?, kek_version: r.get(1)?, wrapped_dek: r.get(2)? })
+    })
+    .optional()
+    .map_err(map_err)
+}
+
+fn user_by_id(c: &Connection, id: &UserId) -> Result<Option<UserRow>> {
+    c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
+        .map_err(map_err)?
+        .query_row([id.as_bytes()], user_from_row)
+        .optional()
+        .map_err(map_err)?
+        .map(finish_user)
+        .transpose()
+}
+
+fn session_by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<SessionRow>> {
+    let row: Option<(Vec<u8>, i64, i64, i64, bool)> = c
+        .prepare_cached(
+            "SELECT user_id, created_at, expires_at, last_seen_at, password_change_only
+             FROM sessions WHERE token_hash = ?1",
+        )
+        .map_err(map_err)?
+        .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .optional()
+        .map_err(map_err)?;
+    row.map(|(user, created, expires, seen, pco)| {
+        Ok(SessionRow {
+            token_hash: *hash,
+            user_id: UserId::from_slice(&user).map_err(|_| StoreError::Corrupt("user id".into()))?,
+            created_at: from_micros(created),
+            expires_at: from_micros(expires),
+            last_seen_at: from_micros(seen),
+            password_change_only: pco,
+        })
+    })
+    .transpose()
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -424,15 +480,19 @@ impl Store for SqliteStore {
 
     async fn get_record(&self, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>> {
         let id = *id;
+        self.read(move |c| record_by_id(c, collection_id, &id)).await
+    }
+
+    async fn get_record_with_key(
+        &self,
+        collection_id: i64,
+        id: &RecordId,
+    ) -> Result<Option<(RecordRow, Option<SubjectKeyRow>)>> {
+        let id = *id;
         self.read(move |c| {
-            c.prepare_cached(
-                "SELECT id, collection_id, subject, schema_version, fields, tokens, created_at, updated_at
-                 FROM records WHERE collection_id = ?1 AND id = ?2",
-            )
-            .map_err(map_err)?
-            .query_row(params![collection_id, id.as_bytes()], record_from_row)
-            .optional()
-            .map_err(map_err)
+            let Some(record) = record_by_id(c, collection_id, &id)? else { return Ok(None) };
+            let key = subject_key(c, collection_id, &record.subject)?;
+            Ok(Some((record, key)))
         })
         .await
     }
@@ -623,16 +683,7 @@ impl Store for SqliteStore {
 
     async fn get_user(&self, id: &UserId) -> Result<Option<UserRow>> {
         let id = *id;
-        self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
-                .map_err(map_err)?
-                .query_row([id.as_bytes()], user_from_row)
-                .optional()
-                .map_err(map_err)?
-                .map(finish_user)
-                .transpose()
-        })
-        .await
+        self.read(move |c| user_by_id(c, &id)).await
     }
 
     async fn get_user_by_login(&self, login: &str) -> Result<Option<UserRow>> {
@@ -710,27 +761,14 @@ impl Store for SqliteStore {
 
     async fn get_session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>> {
         let hash = *token_hash;
+        self.read(move |c| session_by_hash(c, &hash)).await
+    }
+
+    async fn get_session_with_user(&self, token_hash: &[u8; 32]) -> Result<Option<(SessionRow, UserRow)>> {
+        let hash = *token_hash;
         self.read(move |c| {
-            let row: Option<(Vec<u8>, i64, i64, i64, bool)> = c
-                .prepare_cached(
-                    "SELECT user_id, created_at, expires_at, last_seen_at, password_change_only
-                     FROM sessions WHERE token_hash = ?1",
-                )
-                .map_err(map_err)?
-                .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-                .optional()
-                .map_err(map_err)?;
-            row.map(|(user, created, expires, seen, pco)| {
-                Ok(SessionRow {
-                    token_hash: hash,
-                    user_id: UserId::from_slice(&user).map_err(|_| StoreError::Corrupt("user id".into()))?,
-                    created_at: from_micros(created),
-                    expires_at: from_micros(expires),
-                    last_seen_at: from_micros(seen),
-                    password_change_only: pco,
-                })
-            })
-            .transpose()
+            let Some(session) = session_by_hash(c, &hash)? else { return Ok(None) };
+            Ok(user_by_id(c, &session.user_id)?.map(|user| (session, user)))
         })
         .await
     }

@@ -79,6 +79,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// subject's erasure.
     async fn insert_record(&self, record: &RecordRow) -> Result<()>;
     async fn get_record(&self, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>>;
+    /// A record and its subject's data key: the two reads every decryption needs. Backends
+    /// may answer both in one round trip; the default makes two calls.
+    async fn get_record_with_key(
+        &self,
+        collection_id: i64,
+        id: &RecordId,
+    ) -> Result<Option<(RecordRow, Option<SubjectKeyRow>)>> {
+        let Some(record) = self.get_record(collection_id, id).await? else { return Ok(None) };
+        let key = self.get_subject_keys(collection_id, &[&record.subject]).await?.pop();
+        Ok(Some((record, key)))
+    }
     /// Replaces fields and tokens of an existing record. `NotFound` if it is gone.
     async fn update_record(&self, record: &RecordRow) -> Result<()>;
     async fn delete_record(&self, collection_id: i64, id: &RecordId) -> Result<bool>;
@@ -106,6 +117,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()>;
     async fn create_session(&self, session: &SessionRow) -> Result<()>;
     async fn get_session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>>;
+    /// A session and its account: what authenticating every request needs. Backends may
+    /// answer both in one round trip; the default makes two calls.
+    async fn get_session_with_user(&self, token_hash: &[u8; 32]) -> Result<Option<(SessionRow, UserRow)>> {
+        let Some(session) = self.get_session(token_hash).await? else { return Ok(None) };
+        Ok(self.get_user(&session.user_id).await?.map(|user| (session, user)))
+    }
     async fn touch_session(&self, token_hash: &[u8; 32], at: time::OffsetDateTime) -> Result<()>;
     async fn delete_session(&self, token_hash: &[u8; 32]) -> Result<()>;
     async fn delete_user_sessions(&self, user: &UserId) -> Result<u64>;

@@ -263,13 +263,12 @@ impl Vault {
     /// state on every call.
     pub async fn authenticate(&self, token: &SessionToken, source: Option<String>) -> Result<Principal> {
         let hash = token.hash();
-        let session = self.store.get_session(&hash).await?.ok_or(VaultError::Unauthenticated)?;
+        let (session, user) = self.store.get_session_with_user(&hash).await?.ok_or(VaultError::Unauthenticated)?;
         let now = self.clock.now();
         if now >= session.expires_at || now - session.last_seen_at >= self.config.session_idle {
             self.store.delete_session(&hash).await?;
             return Err(VaultError::Unauthenticated);
         }
-        let user = self.store.get_user(&session.user_id).await?.ok_or(VaultError::Unauthenticated)?;
         if user.disabled {
             self.store.delete_user_sessions(&user.id).await?;
             return Err(VaultError::Unauthenticated);

@@ -18,9 +18,17 @@ use std::sync::Arc;
 pub(crate) struct CollectionState {
     pub row: CollectionRow,
     pub schemas: BTreeMap<u32, Arc<CollectionSchema>>,
-    pub keks: HashMap<u32, Kek>,
-    pub indexers: HashMap<String, FieldIndexer>,
+    pub keks: Arc<HashMap<u32, Kek>>,
+    pub indexers: Arc<HashMap<String, FieldIndexer>>,
+    /// When the cached row was last compared with the stored one.
+    pub checked: std::time::Instant,
 }
+
+/// How stale the cache may get before it is compared with the stored collection row again.
+/// Within this window a KEK rotated by another process is still caught where it matters:
+/// unwrapping a key under an unknown KEK version reloads, and storing a key under a
+/// destroyed KEK is refused by the database (and retried).
+const REVALIDATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for CollectionState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -29,6 +37,17 @@ impl std::fmt::Debug for CollectionState {
 }
 
 impl CollectionState {
+    /// A copy that shares the (immutable) key material.
+    fn shallow_clone(&self) -> Self {
+        Self {
+            row: self.row.clone(),
+            schemas: self.schemas.clone(),
+            keks: self.keks.clone(),
+            indexers: self.indexers.clone(),
+            checked: self.checked,
+        }
+    }
+
     pub fn current(&self) -> &Arc<CollectionSchema> {
         self.schemas.get(&self.row.schema_version).expect("the current schema is always loaded")
     }
@@ -100,9 +119,14 @@ impl Vault {
     pub(crate) async fn collection(&self, name: &str) -> Result<Arc<CollectionState>> {
         let cached = self.collections.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
         if let Some(state) = cached {
+            if state.checked.elapsed() < REVALIDATE_EVERY {
+                return Ok(state);
+            }
             let row = self.store.get_collection(name).await?.ok_or(VaultError::NotFound("collection"))?;
             if row == state.row {
-                return Ok(state);
+                let fresh = Arc::new(CollectionState { checked: std::time::Instant::now(), ..state.shallow_clone() });
+                self.collections.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), fresh.clone());
+                return Ok(fresh);
             }
         }
         self.reload_collection(name).await
@@ -121,6 +145,7 @@ impl Vault {
     /// Reloads after a change made elsewhere (another process rotated keys or evolved the
     /// schema) is detected by a missing version.
     pub(crate) async fn reload_collection(&self, name: &str) -> Result<Arc<CollectionState>> {
+        let checked = std::time::Instant::now();
         let row = self.store.get_collection(name).await?.ok_or(VaultError::NotFound("collection"))?;
         let mut schemas = BTreeMap::new();
         for version in 1..=row.schema_version {
@@ -147,7 +172,8 @@ impl Vault {
                 indexers.entry(f.name.clone()).or_insert_with(|| indexer.field(&f.name));
             }
         }
-        let state = Arc::new(CollectionState { row, schemas, keks, indexers });
+        let state =
+            Arc::new(CollectionState { row, schemas, keks: Arc::new(keks), indexers: Arc::new(indexers), checked });
         self.collections.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), state.clone());
         Ok(state)
     }

@@ -225,12 +225,16 @@ impl Vault {
     }
 
     /// Decrypts a stored row. Fails with `Integrity` if any ciphertext is not authentic.
-    async fn open_row(&self, state: &Arc<CollectionState>, row: &RecordRow) -> Result<(Arc<CollectionState>, Values)> {
+    async fn open_row(
+        &self,
+        state: &Arc<CollectionState>,
+        row: &RecordRow,
+        key: Option<SubjectKeyRow>,
+    ) -> Result<(Arc<CollectionState>, Values)> {
         let state = match state.schemas.contains_key(&row.schema_version) {
             true => state.clone(),
             false => self.reload_collection(&state.row.name).await?,
         };
-        let key = self.store.get_subject_keys(state.row.id, &[&row.subject]).await?.pop();
         let key = key.ok_or_else(|| VaultError::Integrity("the subject's data key is missing".into()))?;
         // A key rewrapped by a rotation in another process names a KEK we have not loaded yet.
         let state = match state.keks.contains_key(&key.kek_version) {
@@ -315,7 +319,7 @@ impl Vault {
         self.authorize(p, view.action(), "record.read", Some(collection)).await?;
         let state = self.collection(collection).await?;
         let purpose = Self::check_purpose(state.current(), view, purpose)?;
-        let Some(row) = self.store.get_record(state.row.id, id).await? else {
+        let Some((row, key)) = self.store.get_record_with_key(state.row.id, id).await? else {
             let mut e = self.event(p, "record.read", Outcome::Failure);
             e.collection = Some(collection.to_owned());
             e.record = Some(id.to_string());
@@ -323,7 +327,7 @@ impl Vault {
             self.audit.record(vec![e]).await?;
             return Err(VaultError::NotFound("record"));
         };
-        let (state, values) = self.open_row(&state, &row).await?;
+        let (state, values) = self.open_row(&state, &row, key).await?;
         let record = Self::present(&state, &row, values, view)?;
         let mut e = self.record_event(p, "record.read", &state, id, &row.subject);
         e.fields = record.fields.keys().cloned().collect();
@@ -344,8 +348,9 @@ impl Vault {
     ) -> Result<()> {
         self.authorize(p, Action::Update, "record.update", Some(collection)).await?;
         let state = self.collection(collection).await?;
-        let row = self.store.get_record(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
-        let (state, old) = self.open_row(&state, &row).await?;
+        let (row, key) =
+            self.store.get_record_with_key(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
+        let (state, old) = self.open_row(&state, &row, key).await?;
         let current = state.current();
         let mut merged: BTreeMap<String, String> =
             old.into_iter().filter(|(k, _)| current.field(k).is_some()).collect();
@@ -403,8 +408,8 @@ impl Vault {
         let mut found = Vec::with_capacity(ids.len());
         let mut events = Vec::with_capacity(ids.len() + 1);
         for id in ids {
-            let Some(row) = self.store.get_record(state.row.id, &id).await? else { continue };
-            let (state, values) = self.open_row(&state, &row).await?;
+            let Some((row, key)) = self.store.get_record_with_key(state.row.id, &id).await? else { continue };
+            let (state, values) = self.open_row(&state, &row, key).await?;
             let record = Self::present(&state, &row, values, view)?;
             let mut e = self.record_event(p, "record.read", &state, &id, &row.subject);
             e.fields = record.fields.keys().cloned().collect();

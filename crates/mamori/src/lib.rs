@@ -18,7 +18,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let settings = settings::Settings::load(&cli.global)?;
     init_logging(&settings);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Database calls run on the blocking pool; a small cap keeps a burst of requests from
+    // spawning hundreds of threads that then fight over 2 cores.
+    let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(32).enable_all().build()?;
     runtime.block_on(commands::dispatch(cli, settings))
 }
 

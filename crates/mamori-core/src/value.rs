@@ -26,7 +26,11 @@ pub fn validate(field: &FieldDef, raw: &str) -> Result<Option<String>> {
     if value.chars().any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t'))) {
         return Err(reject(field, "contains control characters"));
     }
-    let value: String = value.nfc().collect();
+    // Most input is already NFC; the quick check spares re-composing every value of an import.
+    let value: String = match unicode_normalization::is_nfc_quick(value.chars()) {
+        unicode_normalization::IsNormalized::Yes => value.to_owned(),
+        _ => value.nfc().collect(),
+    };
     let canonical = match field.field_type {
         FieldType::Text | FieldType::PersonName | FieldType::Kana | FieldType::Address => value,
         FieldType::Date => canonical_date(&value).ok_or_else(|| reject(field, "not a valid date (YYYY-MM-DD)"))?,

@@ -225,6 +225,11 @@ fn validate_pass(
     let mut pending_unique: Vec<(Token, u64, String)> = Vec::new();
     let mut pending_subjects: Vec<String> = Vec::new();
     let mut record = csv::ByteRecord::new();
+    // A collection with no records and no subject keys cannot hold a taken unique value or an
+    // existing subject: skip a million point lookups. (A concurrent writer is still caught by
+    // the database's own constraints at write time, failing the whole import.)
+    let empty = handle.block_on(store.count_records(state.row.id))? == 0
+        && handle.block_on(store.subject_keys_below(state.row.id, u32::MAX, 1))?.is_empty();
 
     let flush = |pending_unique: &mut Vec<(Token, u64, String)>,
                  pending_subjects: &mut Vec<String>,
@@ -294,7 +299,10 @@ fn validate_pass(
                 }
             }
         }
-        if pending_unique.len() + pending_subjects.len() >= 10_000 {
+        if empty {
+            pending_unique.clear();
+            pending_subjects.clear();
+        } else if pending_unique.len() + pending_subjects.len() >= 10_000 {
             flush(&mut pending_unique, &mut pending_subjects, &mut errs, &mut plan)?;
         }
         if plan.rows.is_multiple_of(10_000) {

@@ -20,7 +20,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(&settings);
     // Database calls run on the blocking pool; a small cap keeps a burst of requests from
     // spawning hundreds of threads that then fight over 2 cores.
-    let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(32).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(8).enable_all().build()?;
     runtime.block_on(commands::dispatch(cli, settings))
 }
 

@@ -10,7 +10,6 @@
 
 use crate::error::pg;
 use mamori_store::{Result, StoreError};
-use time::OffsetDateTime;
 
 /// File stem (`<version>_<name>`) and SQL of every migration, oldest first.
 pub(crate) const MIGRATIONS: &[(&str, &str)] =
@@ -81,8 +80,10 @@ pub(crate) async fn run(client: &mut tokio_postgres::Client, schema: Option<&str
         tracing::info!(version = m.version, name = m.name, "applying database migration");
         tx.batch_execute(m.sql).await.map_err(pg)?;
         tx.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            &[&m.version, &m.name, &mamori_store::to_micros(OffsetDateTime::now_utc())],
+            // The database's clock: this is a fact about the database, not about the application.
+            "INSERT INTO schema_migrations (version, name, applied_at)
+             VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)",
+            &[&m.version, &m.name],
         )
         .await
         .map_err(pg)?;

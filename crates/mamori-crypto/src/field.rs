@@ -16,14 +16,17 @@ pub struct FieldAad<'a> {
 }
 
 impl FieldAad<'_> {
-    /// Length-prefixed, so that no two different contexts encode to the same bytes.
+    /// Length-prefixed (the record id has a fixed length), so that no two different contexts
+    /// encode to the same bytes. Kept short on purpose: GHASH cost grows with every 16 bytes
+    /// of associated data, and a value of a few dozen bytes pays for each block.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.clear();
-        out.extend_from_slice(b"mamori/v1/field");
-        for part in [self.collection.as_bytes(), self.record_id.as_slice(), self.field.as_bytes()] {
+        out.extend_from_slice(b"mf1");
+        for part in [self.collection.as_bytes(), self.field.as_bytes()] {
             out.extend_from_slice(&(part.len() as u32).to_be_bytes());
             out.extend_from_slice(part);
         }
+        out.extend_from_slice(self.record_id);
         out.extend_from_slice(&self.schema_version.to_be_bytes());
     }
 }

@@ -41,6 +41,18 @@ pub struct LoginArgs {
     pub login: String,
 }
 
+/// How much of a record to show, for the commands that show records.
+#[derive(Args, Debug, Clone)]
+pub struct ViewArgs {
+    /// Show unmasked values (needs the full-view right).
+    #[arg(long)]
+    pub full: bool,
+    /// Purpose of this access (利用目的), recorded in the audit log; one of the collection's
+    /// `access_purposes` where it declares them.
+    #[arg(long)]
+    pub purpose: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a data directory, its master key and the first administrator.
@@ -88,11 +100,8 @@ pub enum Command {
         /// The value to look for. Better left out: it is then read from stdin (or a hidden
         /// prompt), so it does not show in `ps` or the shell history.
         value: Option<String>,
-        /// Show unmasked values (needs the full-view right).
-        #[arg(long)]
-        full: bool,
-        #[arg(long)]
-        purpose: Option<String>,
+        #[command(flatten)]
+        view: ViewArgs,
         #[command(flatten)]
         user: LoginArgs,
     },
@@ -144,10 +153,8 @@ pub enum RecordCommand {
         #[arg(long)]
         collection: String,
         id: String,
-        #[arg(long)]
-        full: bool,
-        #[arg(long)]
-        purpose: Option<String>,
+        #[command(flatten)]
+        view: ViewArgs,
         #[command(flatten)]
         user: LoginArgs,
     },

@@ -25,12 +25,12 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
             records::import(&settings, &collection, file, &user.login, json).await
         }
         Command::Record(r) => records::record(&settings, r, json).await,
-        Command::Search { collection, field, value, full, purpose, user } => {
+        Command::Search { collection, field, value, view, user } => {
             let value = match value {
                 Some(v) => v,
                 None => records::read_search_value()?,
             };
-            records::search(&settings, &collection, &field, &value, full, purpose.as_deref(), &user.login, json).await
+            records::search(&settings, &collection, &field, &value, &view, &user.login, json).await
         }
         Command::Subject(s) => records::subject(&settings, s, json).await,
         Command::Passwd { user } => admin::passwd(&settings, &user.login).await,

@@ -1,4 +1,4 @@
-use crate::cli::{RecordCommand, SubjectCommand};
+use crate::cli::{RecordCommand, SubjectCommand, ViewArgs};
 use crate::open::{open_vault, user_principal};
 use crate::output;
 use crate::settings::Settings;
@@ -106,35 +106,33 @@ pub fn read_search_value() -> anyhow::Result<String> {
     Ok(value)
 }
 
-fn view(full: bool) -> View {
-    if full { View::Full } else { View::Masked }
+fn view(args: &ViewArgs) -> View {
+    if args.full { View::Full } else { View::Masked }
 }
 
 pub async fn record(settings: &Settings, command: RecordCommand, json: bool) -> anyhow::Result<ExitCode> {
-    let RecordCommand::Get { collection, id, full, purpose, user } = command;
+    let RecordCommand::Get { collection, id, view: shown, user } = command;
     let id = id.parse().context("the record id must be a UUID")?;
     let vault = open_vault(settings).await?;
     let (p, token) = user_principal(&vault, &user.login).await?;
-    let result = vault.get_record(&p, &collection, &id, view(full), purpose.as_deref()).await;
+    let result = vault.get_record(&p, &collection, &id, view(&shown), shown.purpose.as_deref()).await;
     vault.logout(&p, &token).await?;
     print_records(&[result?], json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn search(
     settings: &Settings,
     collection: &str,
     field: &str,
     value: &str,
-    full: bool,
-    purpose: Option<&str>,
+    shown: &ViewArgs,
     login: &str,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let vault = open_vault(settings).await?;
     let (p, token) = user_principal(&vault, login).await?;
-    let result = vault.search(&p, collection, field, value, view(full), purpose).await;
+    let result = vault.search(&p, collection, field, value, view(shown), shown.purpose.as_deref()).await;
     vault.logout(&p, &token).await?;
     let records = result?;
     if !json {

@@ -307,6 +307,11 @@ fn admin_created_content_accounts_need_a_privacy_officer() {
     assert_eq!(status, 403, "administrators do not activate");
 
     let officer = s.login("privacy");
+    // Activation is for disabled content accounts only: never a way to take over an account.
+    for active in ["admin", "staff", "privacy"] {
+        let (status, _, _) = s.call("POST", &format!("/api/v1/users/{active}/activate"), Some(&officer), Some("{}"));
+        assert_eq!(status, 403, "activating {active}");
+    }
     let (status, _, body) = s.call("POST", "/api/v1/users/mole/activate", Some(&officer), Some("{}"));
     assert_eq!(status, 200, "{body}");
     let otp = body["one_time_password"].as_str().unwrap();

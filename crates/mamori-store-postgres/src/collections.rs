@@ -193,7 +193,7 @@ impl PostgresStore {
         let kek_ids: Vec<i64> = keks.iter().map(|(id, _)| *id).collect();
         let kek_versions = keks.iter().map(|(_, k)| version(k.version)).collect::<Result<Vec<i32>>>()?;
         let kek_wrapped: Vec<&[u8]> = keks.iter().map(|(_, k)| k.wrapped.as_slice()).collect();
-        execute(
+        let rewrapped = execute(
             &tx,
             "UPDATE collection_keks k SET wrapped = u.wrapped
              FROM unnest($1::int8[], $2::int4[], $3::bytea[]) AS u(collection_id, version, wrapped)
@@ -201,15 +201,23 @@ impl PostgresStore {
             &[&kek_ids, &kek_versions, &kek_wrapped],
         )
         .await?;
+        // Equal counts are not enough: every listed KEK must still exist (a concurrent KEK
+        // rotation may have replaced one by another).
+        if rewrapped != keks.len() as u64 {
+            return Err(StoreError::Conflict("a KEK changed during master-key rotation; run it again".into()));
+        }
         let index_ids: Vec<i64> = index_keys.iter().map(|(id, _)| *id).collect();
         let index_wrapped: Vec<&[u8]> = index_keys.iter().map(|(_, k)| k.as_slice()).collect();
-        execute(
+        let reindexed = execute(
             &tx,
             "UPDATE collections c SET wrapped_index_key = u.wrapped
              FROM unnest($1::int8[], $2::bytea[]) AS u(id, wrapped) WHERE c.id = u.id",
             &[&index_ids, &index_wrapped],
         )
         .await?;
+        if reindexed != index_keys.len() as u64 {
+            return Err(StoreError::Conflict("a collection changed during master-key rotation; run it again".into()));
+        }
         execute(
             &tx,
             "INSERT INTO meta (key, value) VALUES ('key_check', $1)

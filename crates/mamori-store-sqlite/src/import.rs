@@ -16,9 +16,7 @@ impl SqliteImport {
     pub(crate) async fn begin(store: SqliteStore, collection_id: i64) -> Result<Self> {
         let conn = tokio::task::spawn_blocking(move || {
             let conn = store.open_writer()?;
-            // Blind-index tokens are random, so a big import touches index pages all over the
-            // file: a larger page cache for this one connection saves re-reading them.
-            conn.execute_batch("PRAGMA cache_size = -131072; BEGIN IMMEDIATE").map_err(map_err)?;
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
             Ok::<_, StoreError>(conn)
         })
         .await

@@ -199,7 +199,13 @@ impl Vault {
     pub async fn activate_user(&self, p: &Principal, login: &str) -> Result<SecretString> {
         self.authorize(p, Action::UserActivate, "user.activate", None).await?;
         let user = self.store.get_user_by_login(login).await?.ok_or(VaultError::NotFound("user"))?;
-        if Some(user.id) == p.user_id {
+        let role: Role = user.role.parse().map_err(VaultError::Integrity)?;
+        // Only a disabled account that reads content: activating an active account (or an
+        // administrator) would hand the activator someone else's password.
+        if Some(user.id) == p.user_id || !user.disabled || !role.reads_content() {
+            let mut e = self.event(p, "user.activate", Outcome::Denied);
+            e.reason = Some(format!("user:{} is not a disabled account that reads personal data", user.id));
+            self.audit.record(vec![e]).await?;
             return Err(VaultError::Forbidden);
         }
         let password = one_time_password();

@@ -112,8 +112,8 @@ pub struct RotationReport {
 impl Vault {
     /// The collection's keys and schemas, from the cache or loaded (and unwrapped) once.
     ///
-    /// The cache is checked against the stored collection row on every call (one indexed
-    /// read): another process — a CLI `keys rotate`, another instance, a schema change — may
+    /// The cache is checked against the stored collection row at most every
+    /// [`REVALIDATE_EVERY`] (one indexed read): another process — a CLI `keys rotate`, another instance, a schema change — may
     /// have moved the KEK or schema version, and using a stale KEK would wrap new data keys
     /// under a key that no longer exists.
     pub(crate) async fn collection(&self, name: &str) -> Result<Arc<CollectionState>> {
@@ -125,7 +125,11 @@ impl Vault {
             let row = self.store.get_collection(name).await?.ok_or(VaultError::NotFound("collection"))?;
             if row == state.row {
                 let fresh = Arc::new(CollectionState { checked: std::time::Instant::now(), ..state.shallow_clone() });
-                self.collections.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), fresh.clone());
+                let mut cache = self.collections.write().unwrap_or_else(|e| e.into_inner());
+                // Only refresh the entry we checked: a newer state stored meanwhile wins.
+                if cache.get(name).is_some_and(|now| Arc::ptr_eq(now, &state)) {
+                    cache.insert(name.to_owned(), fresh.clone());
+                }
                 return Ok(fresh);
             }
         }

@@ -132,6 +132,10 @@ impl Vault {
     /// agree on one key (the store keeps the first one written).
     async fn subject_key(&self, state: &CollectionState, subject: &str, create: bool) -> Result<DataKey> {
         if let Some(existing) = self.store.get_subject_keys(state.row.id, &[subject]).await?.pop() {
+            // Rewrapped by a rotation in another process under a KEK not loaded here yet.
+            if !state.keks.contains_key(&existing.kek_version) {
+                return self.reload_collection(&state.row.name).await?.unwrap_dek(&existing);
+            }
             return state.unwrap_dek(&existing);
         }
         if !create {
@@ -158,8 +162,13 @@ impl Vault {
         p: &Principal,
         action: &str,
         state: &CollectionState,
+        subject: &str,
         values: &Values,
     ) -> VaultError {
+        // The store also refuses a record whose subject lost its key meanwhile (erasure).
+        if matches!(self.store.get_subject_keys(state.row.id, &[subject]).await, Ok(k) if k.is_empty()) {
+            return VaultError::Conflict("the data subject was erased while the record was being written".into());
+        }
         let err = self.which_unique_conflict(state, values).await;
         let mut e = self.event(p, action, Outcome::Failure);
         e.collection = Some(state.row.name.clone());
@@ -214,7 +223,7 @@ impl Vault {
         let row = seal_record(&state, &FieldCipher::new(&dek), id, subject.as_str(), &values, now, now)?;
         match self.store.insert_record(&row).await {
             Err(mamori_store::StoreError::Conflict(_)) => {
-                return Err(self.unique_conflict(p, "record.create", &state, &values).await);
+                return Err(self.unique_conflict(p, "record.create", &state, subject.as_str(), &values).await);
             }
             other => other?,
         }
@@ -363,7 +372,7 @@ impl Vault {
             seal_record(&state, &FieldCipher::new(&dek), *id, &row.subject, &values, self.clock.now(), row.created_at)?;
         match self.store.update_record(&new_row).await {
             Err(mamori_store::StoreError::Conflict(_)) => {
-                return Err(self.unique_conflict(p, "record.update", &state, &values).await);
+                return Err(self.unique_conflict(p, "record.update", &state, &row.subject, &values).await);
             }
             other => other?,
         }

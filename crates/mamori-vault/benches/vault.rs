@@ -53,14 +53,15 @@ fn values() -> [(&'static str, &'static [u8]); 2] {
     [("name_22B", NAME.as_bytes()), ("address_64B", ADDRESS.as_bytes())]
 }
 
-/// The associated data `FieldAad` encodes (mamori-crypto, field.rs): a label, then the
-/// collection, record id and field each with a 4-byte length, then the schema version.
+/// The associated data `FieldAad` encodes (mamori-crypto, field.rs): a short label, the
+/// collection and field each with a 4-byte length, the 16-byte record id, the schema version.
 fn field_aad_bytes(field: &str, record_id: &[u8; 16]) -> Vec<u8> {
-    let mut out = b"mamori/v1/field".to_vec();
-    for part in [&b"customers"[..], &record_id[..], field.as_bytes()] {
+    let mut out = b"mf1".to_vec();
+    for part in [&b"customers"[..], field.as_bytes()] {
         out.extend_from_slice(&(part.len() as u32).to_be_bytes());
         out.extend_from_slice(part);
     }
+    out.extend_from_slice(record_id);
     out.extend_from_slice(&1u32.to_be_bytes());
     out
 }

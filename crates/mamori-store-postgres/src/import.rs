@@ -93,6 +93,21 @@ impl ImportSession for PgImport {
             )));
         }
         let client = self.client()?;
+        // Every subject must still have its key, locked until this import commits: an erasure
+        // that committed after the caller read the key would otherwise get its records back.
+        let mut subjects: Vec<&str> = records.iter().map(|r| r.subject.as_str()).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        let held = client
+            .query(
+                "SELECT subject FROM subject_keys WHERE collection_id = $1 AND subject = ANY($2) FOR SHARE",
+                &[&collection_id, &subjects],
+            )
+            .await
+            .map_err(pg)?;
+        if held.len() != subjects.len() {
+            return Err(StoreError::Conflict("a data subject of this import has no key (erased meanwhile?)".into()));
+        }
         let sink = client
             .copy_in(
                 "COPY records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at)

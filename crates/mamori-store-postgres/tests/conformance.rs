@@ -69,6 +69,11 @@ async fn concurrent_startups_migrate_once() {
     assert_eq!(migrations.get::<_, i64>(0), 1, "each migration recorded once");
 }
 
+/// The key of subject `S1`, whom every record below belongs to.
+fn s1_key() -> mamori_store::SubjectKeyRow {
+    mamori_store::SubjectKeyRow { subject: "S1".into(), kek_version: 1, wrapped_dek: vec![1; 61] }
+}
+
 fn record(collection_id: i64, token: u8) -> RecordRow {
     RecordRow {
         id: RecordId::generate(),
@@ -104,6 +109,7 @@ async fn abandoned_import_leaves_pool_usable() {
     let c = collection(&store).await;
     for _ in 0..3 {
         let mut import = store.begin_import(c).await.unwrap();
+        import.insert_subject_keys(vec![s1_key()]).await.unwrap();
         import.insert_records(vec![record(c, 1)]).await.unwrap();
         drop(import);
         let count = tokio::time::timeout(Duration::from_secs(10), store.count_records(c))
@@ -119,6 +125,7 @@ async fn failed_import_cannot_be_committed() {
     let store = PostgresStore::connect_with_schema(&url, &fresh_schema()).await.unwrap();
     let c = collection(&store).await;
     let mut import = store.begin_import(c).await.unwrap();
+    import.insert_subject_keys(vec![s1_key()]).await.unwrap();
     import.insert_records(vec![record(c, 1), record(c, 2)]).await.unwrap();
     let dup = import.insert_records(vec![record(c, 1)]).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
@@ -133,12 +140,24 @@ async fn conflicts_do_not_reveal_values() {
     let Some(url) = database_url() else { return };
     let store = PostgresStore::connect_with_schema(&url, &fresh_schema()).await.unwrap();
     let c = collection(&store).await;
-    let key = mamori_store::SubjectKeyRow { subject: "S1".into(), kek_version: 1, wrapped_dek: vec![1; 61] };
-    store.ensure_subject_key(c, &key).await.unwrap();
+    store.ensure_subject_key(c, &s1_key()).await.unwrap();
     store.insert_record(&record(c, 0xab)).await.unwrap();
     let Err(StoreError::Conflict(message)) = store.insert_record(&record(c, 0xab)).await else {
         panic!("a taken unique value must be a conflict");
     };
     // The server's DETAIL would be `Key (collection_id, token)=(1, \xabab…) already exists.`
     assert!(!message.contains("abab") && !message.contains("Key ("), "{message}");
+}
+
+/// An import of records for a subject whose key is gone (erased meanwhile) fails whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn import_for_an_erased_subject_is_refused() {
+    let Some(url) = database_url() else { return };
+    let store = PostgresStore::connect_with_schema(&url, &fresh_schema()).await.unwrap();
+    let c = collection(&store).await;
+    let mut import = store.begin_import(c).await.unwrap();
+    let orphan = import.insert_records(vec![record(c, 1)]).await;
+    assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+    assert!(import.commit().await.is_err());
+    assert_eq!(store.count_records(c).await.unwrap(), 0);
 }

@@ -289,13 +289,6 @@ impl CollectionSchema {
     }
 }
 
-/// A schema as stored: the collection's schema at one version.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VersionedSchema {
-    pub version: u32,
-    pub schema: CollectionSchema,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

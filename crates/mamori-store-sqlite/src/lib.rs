@@ -96,10 +96,6 @@ impl SqliteStore {
         .map_err(|e| StoreError::Backend(e.to_string()))?
     }
 
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
     /// Runs `f` inside one `BEGIN IMMEDIATE` transaction on the writer connection.
     pub(crate) async fn write<T: Send + 'static>(
         &self,

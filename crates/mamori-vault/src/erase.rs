@@ -41,7 +41,6 @@ impl Vault {
         };
         // The counts are only known inside the erasure transaction: the store records them in
         // columns of their own beside this body, and they are merged back on reading.
-        let planned = self.store.list_collections().await?;
         let row = ErasureCertificateRow {
             id: cert.certificate_id.clone(),
             subject: cert.subject_id.clone(),
@@ -53,9 +52,6 @@ impl Vault {
         let counts = self.store.erase_subject(subject.as_str(), &row).await?;
         cert.data_keys_destroyed = counts.keys_destroyed;
         cert.records_deleted = counts.records_deleted;
-        for c in planned {
-            self.collections.write().unwrap_or_else(|e| e.into_inner()).remove(&c.name);
-        }
         let mut e = self.event(p, "subject.erase", Outcome::Success);
         e.subject = Some(subject.to_string());
         e.rows = Some(counts.records_deleted);

@@ -6,7 +6,7 @@ use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};
 use mamori_core::access::Action;
 use mamori_core::audit::Outcome;
-use mamori_core::schema::{CollectionSchema, VersionedSchema};
+use mamori_core::schema::CollectionSchema;
 use mamori_crypto::{BlindIndexer, DataKey, FieldIndexer, IndexKey, Kek, MasterKey};
 use mamori_store::{CollectionRow, NewCollection, SubjectKeyRow, WrappedKek};
 use serde::Serialize;
@@ -255,12 +255,6 @@ impl Vault {
             kek_version: row.kek_version,
             schema,
         })
-    }
-
-    /// The schema a record of `version` was written under.
-    pub async fn schema_version(&self, name: &str, version: u32) -> Result<VersionedSchema> {
-        let state = self.collection(name).await?;
-        Ok(VersionedSchema { version, schema: (**state.schema(version)?).clone() })
     }
 
     /// `mamori keys rotate`: a new KEK for every collection; every subject key is re-wrapped

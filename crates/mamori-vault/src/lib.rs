@@ -151,14 +151,6 @@ impl Vault {
         &self.store
     }
 
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
-
-    pub fn audit_log(&self) -> &AuditLog {
-        &self.audit
-    }
-
     pub(crate) fn event(&self, p: &Principal, action: &str, outcome: Outcome) -> AuditEvent {
         let mut e = AuditEvent::new(self.clock.now(), p.actor(), action, outcome);
         e.session = p.session_ref.clone();

@@ -130,16 +130,9 @@ pub(crate) fn seal_record(
 impl Vault {
     /// The subject's data key in this collection, created on first use. Concurrent first uses
     /// agree on one key (the store keeps the first one written).
-    async fn subject_key(&self, state: &CollectionState, subject: &str, create: bool) -> Result<DataKey> {
+    async fn subject_key(&self, state: &Arc<CollectionState>, subject: &str) -> Result<DataKey> {
         if let Some(existing) = self.store.get_subject_keys(state.row.id, &[subject]).await?.pop() {
-            // Rewrapped by a rotation in another process under a KEK not loaded here yet.
-            if !state.keks.contains_key(&existing.kek_version) {
-                return self.reload_collection(&state.row.name).await?.unwrap_dek(&existing);
-            }
-            return state.unwrap_dek(&existing);
-        }
-        if !create {
-            return Err(VaultError::Integrity("the subject's data key is missing".into()));
+            return Ok(self.unwrap_dek_fresh(state.clone(), &existing).await?.1);
         }
         let (_, row) = state.wrap_new_dek(subject)?;
         let stored: SubjectKeyRow = match self.store.ensure_subject_key(state.row.id, &row).await {
@@ -217,7 +210,7 @@ impl Vault {
         let state = self.collection(collection).await?;
         let values = validate_values(state.current(), input)?;
         let subject = subject.unwrap_or_else(SubjectId::generate);
-        let dek = self.subject_key(&state, subject.as_str(), true).await?;
+        let dek = self.subject_key(&state, subject.as_str()).await?;
         let id = RecordId::generate();
         let now = self.clock.now();
         let row = seal_record(&state, &FieldCipher::new(&dek), id, subject.as_str(), &values, now, now)?;
@@ -234,23 +227,36 @@ impl Vault {
     }
 
     /// Decrypts a stored row. Fails with `Integrity` if any ciphertext is not authentic.
+    /// Unwraps a subject key, first reloading the collection if the key names a KEK this
+    /// process has not loaded yet (rewrapped by a rotation in another process).
+    async fn unwrap_dek_fresh(
+        &self,
+        state: Arc<CollectionState>,
+        key: &SubjectKeyRow,
+    ) -> Result<(Arc<CollectionState>, DataKey)> {
+        let state = match state.keks.contains_key(&key.kek_version) {
+            true => state,
+            false => self.reload_collection(&state.row.name).await?,
+        };
+        let dek = state.unwrap_dek(key)?;
+        Ok((state, dek))
+    }
+
+    /// Decrypts a stored row, returning the cipher too so that an update re-encrypts with the
+    /// same subject key without fetching it again.
     async fn open_row(
         &self,
         state: &Arc<CollectionState>,
         row: &RecordRow,
         key: Option<SubjectKeyRow>,
-    ) -> Result<(Arc<CollectionState>, Values)> {
+    ) -> Result<(Arc<CollectionState>, Values, FieldCipher)> {
         let state = match state.schemas.contains_key(&row.schema_version) {
             true => state.clone(),
             false => self.reload_collection(&state.row.name).await?,
         };
         let key = key.ok_or_else(|| VaultError::Integrity("the subject's data key is missing".into()))?;
-        // A key rewrapped by a rotation in another process names a KEK we have not loaded yet.
-        let state = match state.keks.contains_key(&key.kek_version) {
-            true => state,
-            false => self.reload_collection(&state.row.name).await?,
-        };
-        let cipher = FieldCipher::new(&state.unwrap_dek(&key)?);
+        let (state, dek) = self.unwrap_dek_fresh(state, &key).await?;
+        let cipher = FieldCipher::new(&dek);
         let mut values = Values::new();
         for (field, ct) in codec::decode(&row.fields)? {
             let aad = FieldAad {
@@ -263,7 +269,7 @@ impl Vault {
             let text = String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Integrity("field encoding".into()))?;
             values.insert(field, text);
         }
-        Ok((state, values))
+        Ok((state, values, cipher))
     }
 
     /// Shapes a decrypted record for the caller. Masking follows the collection's *current*
@@ -336,7 +342,7 @@ impl Vault {
             self.audit.record(vec![e]).await?;
             return Err(VaultError::NotFound("record"));
         };
-        let (state, values) = self.open_row(&state, &row, key).await?;
+        let (state, values, _) = self.open_row(&state, &row, key).await?;
         let record = Self::present(&state, &row, values, view)?;
         let mut e = self.record_event(p, "record.read", &state, id, &row.subject);
         e.fields = record.fields.keys().cloned().collect();
@@ -359,7 +365,7 @@ impl Vault {
         let state = self.collection(collection).await?;
         let (row, key) =
             self.store.get_record_with_key(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
-        let (state, old) = self.open_row(&state, &row, key).await?;
+        let (state, old, cipher) = self.open_row(&state, &row, key).await?;
         let current = state.current();
         let mut merged: BTreeMap<String, String> =
             old.into_iter().filter(|(k, _)| current.field(k).is_some()).collect();
@@ -367,9 +373,7 @@ impl Vault {
             merged.insert(k.clone(), v.clone());
         }
         let values = validate_values(current, &merged)?;
-        let dek = self.subject_key(&state, &row.subject, false).await?;
-        let new_row =
-            seal_record(&state, &FieldCipher::new(&dek), *id, &row.subject, &values, self.clock.now(), row.created_at)?;
+        let new_row = seal_record(&state, &cipher, *id, &row.subject, &values, self.clock.now(), row.created_at)?;
         match self.store.update_record(&new_row).await {
             Err(mamori_store::StoreError::Conflict(_)) => {
                 return Err(self.unique_conflict(p, "record.update", &state, &row.subject, &values).await);
@@ -418,7 +422,7 @@ impl Vault {
         let mut events = Vec::with_capacity(ids.len() + 1);
         for id in ids {
             let Some((row, key)) = self.store.get_record_with_key(state.row.id, &id).await? else { continue };
-            let (state, values) = self.open_row(&state, &row, key).await?;
+            let (state, values, _) = self.open_row(&state, &row, key).await?;
             let record = Self::present(&state, &row, values, view)?;
             let mut e = self.record_event(p, "record.read", &state, &id, &row.subject);
             e.fields = record.fields.keys().cloned().collect();

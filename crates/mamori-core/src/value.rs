@@ -5,8 +5,9 @@
 //! logged or shown to someone who may not read the value).
 
 use crate::error::{CoreError, Result};
+use crate::normalize::nfkc;
 use crate::schema::{FieldDef, FieldType};
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 fn reject(field: &FieldDef, reason: impl Into<String>) -> CoreError {
     CoreError::InvalidValue { field: field.name.clone(), reason: reason.into() }
@@ -27,9 +28,10 @@ pub fn validate(field: &FieldDef, raw: &str) -> Result<Option<String>> {
         return Err(reject(field, "contains control characters"));
     }
     // Most input is already NFC; the quick check spares re-composing every value of an import.
-    let value: String = match unicode_normalization::is_nfc_quick(value.chars()) {
-        unicode_normalization::IsNormalized::Yes => value.to_owned(),
-        _ => value.nfc().collect(),
+    let value: String = if value.is_ascii() || is_nfc_quick(value.chars()) == IsNormalized::Yes {
+        value.to_owned()
+    } else {
+        value.nfc().collect()
     };
     let canonical = match field.field_type {
         FieldType::Text | FieldType::PersonName | FieldType::Kana | FieldType::Address => value,
@@ -45,15 +47,16 @@ pub fn validate(field: &FieldDef, raw: &str) -> Result<Option<String>> {
         }
         FieldType::Phone => {
             let digits = phone_digits(&value);
-            let allowed = value.nfkc().all(|c| c.is_ascii_digit() || matches!(c, '-' | '(' | ')' | ' ' | '+'));
+            let allowed = nfkc(&value).chars().all(|c| c.is_ascii_digit() || matches!(c, '-' | '(' | ')' | ' ' | '+'));
             if !allowed || !(10..=11).contains(&digits.len()) {
                 return Err(reject(field, "not a phone number (10 or 11 digits)"));
             }
             value
         }
         FieldType::PostalCode => {
-            let digits: String = value.nfkc().filter(char::is_ascii_digit).collect();
-            let allowed = value.nfkc().all(|c| c.is_ascii_digit() || c == '-' || c == '〒');
+            let normal = nfkc(&value);
+            let digits: String = normal.chars().filter(char::is_ascii_digit).collect();
+            let allowed = normal.chars().all(|c| c.is_ascii_digit() || c == '-' || c == '〒');
             if !allowed || digits.len() != 7 {
                 return Err(reject(field, "not a postal code (7 digits)"));
             }
@@ -66,8 +69,8 @@ pub fn validate(field: &FieldDef, raw: &str) -> Result<Option<String>> {
 /// Digits of a phone number, with a `+81` country prefix turned into the domestic `0`, so that
 /// `+81 90-1234-5678` and `090-1234-5678` are the same number.
 pub fn phone_digits(value: &str) -> String {
-    let nfkc: String = value.nfkc().collect();
-    let trimmed = nfkc.trim_start();
+    let normal = nfkc(value);
+    let trimmed = normal.trim_start();
     let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
     match (trimmed.starts_with('+'), digits.strip_prefix("81")) {
         (true, Some(rest)) => format!("0{rest}"),
@@ -87,8 +90,8 @@ fn is_plausible_email(value: &str) -> bool {
 }
 
 fn canonical_date(value: &str) -> Option<String> {
-    let nfkc: String = value.nfkc().collect();
-    let mut parts = nfkc.split(['-', '/']);
+    let normal = nfkc(value);
+    let mut parts = normal.split(['-', '/']);
     let year: i32 = parts.next()?.parse().ok()?;
     let month: u8 = parts.next()?.parse().ok()?;
     let day: u8 = parts.next()?.parse().ok()?;

@@ -1,5 +1,6 @@
 //! Bulk loads: one pooled connection with one open transaction, rows streamed with binary COPY.
 
+use crate::collections::subject_key_row;
 use crate::db::version;
 use crate::error::pg;
 use crate::records::index_entries;
@@ -150,6 +151,21 @@ impl ImportSession for PgImport {
         writer.finish().await.map_err(pg)?;
         self.failed = false;
         Ok(())
+    }
+
+    async fn get_subject_key(&mut self, subject: &str) -> Result<Option<SubjectKeyRow>> {
+        let collection_id = self.collection_id;
+        let client = self.client()?;
+        let row = client
+            .query_opt(
+                "SELECT subject, kek_version, wrapped_dek FROM subject_keys WHERE collection_id = $1 AND subject = $2",
+                &[&collection_id, &subject],
+            )
+            .await
+            .map_err(pg)?;
+        let key = row.as_ref().map(subject_key_row).transpose()?;
+        self.failed = false;
+        Ok(key)
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {

@@ -1,4 +1,4 @@
-use crate::store::{insert_record_row, insert_subject_key};
+use crate::store::{insert_record_row, insert_subject_key, select_subject_key};
 use crate::{SqliteStore, map_err};
 use async_trait::async_trait;
 use mamori_store::{ImportSession, RecordRow, Result, StoreError, SubjectKeyRow};
@@ -61,6 +61,11 @@ impl ImportSession for SqliteImport {
 
     async fn insert_records(&mut self, records: Vec<RecordRow>) -> Result<()> {
         self.with_conn(move |c, _| records.iter().try_for_each(|r| insert_record_row(c, r))).await
+    }
+
+    async fn get_subject_key(&mut self, subject: &str) -> Result<Option<SubjectKeyRow>> {
+        let subject = subject.to_owned();
+        self.with_conn(move |c, collection_id| select_subject_key(c, collection_id, &subject)).await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {

@@ -92,6 +92,18 @@ pub(crate) fn insert_record_row(tx: &Connection, r: &RecordRow) -> Result<()> {
     insert_index(tx, r.collection_id, &r.id, &r.tokens)
 }
 
+pub(crate) fn select_subject_key(c: &Connection, collection_id: i64, subject: &str) -> Result<Option<SubjectKeyRow>> {
+    c.prepare_cached(
+        "SELECT subject, kek_version, wrapped_dek FROM subject_keys WHERE collection_id = ?1 AND subject = ?2",
+    )
+    .map_err(map_err)?
+    .query_row(params![collection_id, subject], |r| {
+        Ok(SubjectKeyRow { subject: r.get(0)?, kek_version: r.get(1)?, wrapped_dek: r.get(2)? })
+    })
+    .optional()
+    .map_err(map_err)
+}
+
 pub(crate) fn insert_subject_key(tx: &Connection, collection_id: i64, k: &SubjectKeyRow) -> Result<usize> {
     tx.prepare_cached(
         "INSERT INTO subject_keys (collection_id, subject, kek_version, wrapped_dek) VALUES (?1, ?2, ?3, ?4)
@@ -390,20 +402,9 @@ impl Store for SqliteStore {
     async fn get_subject_keys(&self, collection_id: i64, subjects: &[&str]) -> Result<Vec<SubjectKeyRow>> {
         let subjects: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
         self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT subject, kek_version, wrapped_dek FROM subject_keys WHERE collection_id = ?1 AND subject = ?2",
-                )
-                .map_err(map_err)?;
             let mut out = Vec::new();
             for s in subjects {
-                let row = stmt
-                    .query_row(params![collection_id, s], |r| {
-                        Ok(SubjectKeyRow { subject: r.get(0)?, kek_version: r.get(1)?, wrapped_dek: r.get(2)? })
-                    })
-                    .optional()
-                    .map_err(map_err)?;
-                out.extend(row);
+                out.extend(select_subject_key(c, collection_id, &s)?);
             }
             Ok(out)
         })
@@ -414,12 +415,8 @@ impl Store for SqliteStore {
         let key = key.clone();
         self.write(move |tx| {
             insert_subject_key(tx, collection_id, &key)?;
-            tx.query_row(
-                "SELECT subject, kek_version, wrapped_dek FROM subject_keys WHERE collection_id = ?1 AND subject = ?2",
-                params![collection_id, key.subject],
-                |r| Ok(SubjectKeyRow { subject: r.get(0)?, kek_version: r.get(1)?, wrapped_dek: r.get(2)? }),
-            )
-            .map_err(map_err)
+            select_subject_key(tx, collection_id, &key.subject)?
+                .ok_or_else(|| StoreError::Corrupt("subject key vanished inside its transaction".into()))
         })
         .await
     }

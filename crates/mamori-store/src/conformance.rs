@@ -233,6 +233,10 @@ pub async fn import_is_all_or_nothing(store: Arc<dyn Store>) {
 
     let mut import = store.begin_import(c.id).await.unwrap();
     import.insert_subject_keys(vec![key("S1", 1, 1)]).await.unwrap();
+    // The import reads its own uncommitted keys; nobody else sees them yet.
+    assert_eq!(import.get_subject_key("S1").await.unwrap(), Some(key("S1", 1, 1)));
+    assert_eq!(import.get_subject_key("S9").await.unwrap(), None);
+    assert!(store.get_subject_keys(c.id, &["S1"]).await.unwrap().is_empty());
     let batch: Vec<RecordRow> = (0..500).map(|i| record(&c, "S1", &[((i % 200) as u8, false)])).collect();
     import.insert_records(batch).await.unwrap();
     import.commit().await.unwrap();

@@ -141,5 +141,7 @@ pub trait ImportSession: Send {
     async fn insert_subject_keys(&mut self, keys: Vec<SubjectKeyRow>) -> Result<()>;
     /// `Conflict` when a unique token is already taken (the whole import then rolls back).
     async fn insert_records(&mut self, records: Vec<RecordRow>) -> Result<()>;
+    /// A subject's key as this import's own transaction sees it (including keys it inserted).
+    async fn get_subject_key(&mut self, subject: &str) -> Result<Option<SubjectKeyRow>>;
     async fn commit(self: Box<Self>) -> Result<()>;
 }

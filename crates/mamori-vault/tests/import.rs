@@ -119,6 +119,54 @@ async fn existing_and_repeated_subjects_share_one_key() {
     }
 }
 
+/// A subject whose rows are thousands of rows apart: by the second row its key has left the
+/// importer's memory and is read back from the import's own transaction.
+#[tokio::test]
+async fn subject_repeated_far_apart_keeps_one_key() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    let mut csv = format!("{HEADER}\n{}\n", row("FAR", "far-1@example.jp"));
+    for i in 0..5000 {
+        csv.push_str(&row(&format!("S{i}"), &format!("p{i}@example.jp")));
+        csv.push('\n');
+    }
+    csv.push_str(&row("FAR", "far-2@example.jp"));
+    csv.push('\n');
+    let report = f.import(&manager, &csv).await.unwrap();
+    assert_eq!((report.rows, report.subjects_created), (5002, 5001));
+    for email in ["far-1@example.jp", "far-2@example.jp"] {
+        let hits = f.vault.search(&manager, "customers", "email", email, View::Full, None).await.unwrap();
+        assert_eq!(hits.len(), 1, "{email}");
+        assert_eq!(hits[0].subject_id, "FAR");
+    }
+    // One key for the subject: erasing it removes both rows.
+    let subject = mamori_core::ids::SubjectId::new("FAR").unwrap();
+    let (officer, _) = f.user("officer1", Role::PrivacyOfficer).await;
+    let cert = f.vault.erase_subject(&officer, &subject).await.unwrap();
+    assert_eq!((cert.data_keys_destroyed, cert.records_deleted), (1, 2));
+}
+
+/// Rows before a bad one have already been written when the problem shows; the whole import
+/// still rolls back, and the report lists problems found after the first one too.
+#[tokio::test]
+async fn late_error_rolls_back_rows_already_written() {
+    let f = Fixture::new().await;
+    let mut csv = format!("{HEADER}\n");
+    for i in 0..9000 {
+        csv.push_str(&row(&format!("S{i}"), &format!("p{i}@example.jp")));
+        csv.push('\n');
+    }
+    csv.push_str(&row("BAD1", "not-an-email"));
+    csv.push('\n');
+    csv.push_str(&row("S1", "p1@example.jp"));
+    csv.push('\n');
+    let (errors, truncated) = rejected(&f, csv.as_bytes()).await;
+    assert!(!truncated);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with("line 9002, column `email`"), "{errors:?}");
+    assert_eq!(errors[1], "line 9003, column `email`: duplicates the value on line 3");
+}
+
 #[tokio::test]
 async fn staff_without_create_right_cannot_import_and_auditor_is_denied() {
     let f = Fixture::new().await;

@@ -26,7 +26,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Seed of the generated people (the demo's seed).
@@ -35,9 +35,6 @@ const SEED: u64 = 2026;
 const PICK_SEED: u64 = 7;
 const WARM_UP: usize = 100;
 const PASSWORD: &str = "Bench-Correct-Horse-42";
-
-/// When pass 2 first reported progress, and the process's peak RSS (KiB) until then.
-type PassMark = (Instant, Option<u64>);
 
 fn parse_count(arg: Option<&String>, default: usize) -> anyhow::Result<usize> {
     match arg {
@@ -94,20 +91,7 @@ async fn main() -> anyhow::Result<()> {
     let session = vault.login("bench-manager", &SecretString::new(PASSWORD.into()), None).await?;
     let manager = vault.authenticate(&session.token, None).await?;
 
-    // The progress callback tells when pass 1 (validate) ends and pass 2 (encrypt + write)
-    // starts, and the peak memory of the process until then.
-    let first_write: Arc<Mutex<Option<PassMark>>> = Arc::default();
-    let progress: ProgressFn = {
-        let first_write = first_write.clone();
-        Arc::new(move |p: ImportProgress| {
-            if p.phase == "write" {
-                first_write
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert_with(|| (Instant::now(), peak_rss_kib()));
-            }
-        })
-    };
+    let progress: ProgressFn = Arc::new(|_: ImportProgress| {});
     let rss_before = rss_kib();
     let peak_reset = reset_peak_rss();
     let t = Instant::now();
@@ -119,11 +103,6 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let mamori_seconds = t.elapsed().as_secs_f64();
-    // Pass 1 ends before the first batch of pass 2 is written; the first batch (2,000 rows)
-    // is a small part of pass 2, so this slightly overstates pass 1.
-    let first = *first_write.lock().unwrap_or_else(|e| e.into_inner());
-    let pass1 = first.map(|(w, _)| (w - t).as_secs_f64());
-    let pass1_peak = first.and_then(|(_, peak)| peak).filter(|_| peak_reset);
     let import_peak = peak_rss_kib().filter(|_| peak_reset);
     anyhow::ensure!(report.rows == rows as u64, "mamori imported {} rows", report.rows);
     let mamori_rps = rows as f64 / mamori_seconds;
@@ -221,17 +200,6 @@ async fn main() -> anyhow::Result<()> {
         "| mamori `Vault::import_csv` (validate + encrypt + blind index + commit) | {mamori_seconds:.2} | {mamori_rps:.0} | {} |",
         mib(mamori_size)
     );
-    if let Some(p1) = pass1 {
-        println!(
-            "| … of which pass 1 (parse + validate + uniqueness), until the first write | {p1:.2} | {:.0} | |",
-            rows as f64 / p1
-        );
-        println!(
-            "| … of which pass 2 (parse + encrypt + index + insert + commit) | {:.2} | {:.0} | |",
-            mamori_seconds - p1,
-            rows as f64 / (mamori_seconds - p1)
-        );
-    }
     println!();
     println!(
         "ratio mamori/baseline rows/s: **{ratio:.3}×** (goal ≥ 0.3×: {}); size ratio {:.2}×",
@@ -243,13 +211,8 @@ async fn main() -> anyhow::Result<()> {
         mib(mamori_wal),
         mamori_wal as f64 / mamori_size as f64
     );
-    if let (Some(before), Some(p1), Some(all)) = (rss_before, pass1_peak, import_peak) {
-        println!(
-            "RSS of this process: {} MiB before the import; peak {} MiB during pass 1, {} MiB over the whole import",
-            before / 1024,
-            p1 / 1024,
-            all / 1024
-        );
+    if let (Some(before), Some(all)) = (rss_before, import_peak) {
+        println!("RSS of this process: {} MiB before the import, peak {} MiB during it", before / 1024, all / 1024);
     }
     println!();
     println!(

@@ -20,7 +20,8 @@ pub fn import_progress(visible: bool) -> (ProgressFn, ProgressBar) {
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let shown = bar.clone();
     let progress: ProgressFn = Arc::new(move |p: ImportProgress| {
-        let msg = if p.phase == "validate" { "validating" } else { "encrypting and writing" };
+        // After a bad row nothing more is written; the rest of the file is only checked.
+        let msg = if p.phase == "validate" { "checking the rest (nothing will be imported)" } else { "importing" };
         if shown.message() != msg {
             shown.reset();
             shown.set_message(msg);

@@ -16,6 +16,8 @@ pub enum CoreError {
     MissingField(String),
     #[error("incompatible schema change: {0}")]
     IncompatibleSchema(String),
+    #[error("invalid password policy: {0}")]
+    InvalidPasswordPolicy(String),
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -54,7 +54,7 @@ fn one_pass(field_type: FieldType, value: &str) -> String {
     }
 }
 
-fn hiragana_to_katakana(c: char) -> char {
+pub(crate) fn hiragana_to_katakana(c: char) -> char {
     match c {
         // ぁ..ゖ and ゝゞ sit exactly 0x60 below their katakana twins.
         '\u{3041}'..='\u{3096}' | '\u{309D}'..='\u{309E}' => char::from_u32(c as u32 + 0x60).unwrap_or(c),

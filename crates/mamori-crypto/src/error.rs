@@ -13,6 +13,8 @@ pub enum CryptoError {
     MasterKeyFormat(&'static str),
     #[error("password hashing failed: {0}")]
     PasswordHash(String),
+    #[error("TOTP: {0}")]
+    Totp(&'static str),
 }
 
 pub type Result<T, E = CryptoError> = std::result::Result<T, E>;

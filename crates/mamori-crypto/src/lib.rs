@@ -16,6 +16,9 @@
 //!
 //! Destroying a subject's wrapped DEK makes every ciphertext of that subject unreadable
 //! (crypto-shredding). Rotating a KEK re-wraps DEKs only; field ciphertexts stay as they are.
+//!
+//! The second factor (`totp.rs`) is RFC 6238 TOTP computed by `totp-rs` over RustCrypto's
+//! HMAC-SHA-1, with one-time recovery codes stored as SHA-256 (004-V-2-5, 002-T-3-b).
 
 mod blind;
 mod error;
@@ -23,6 +26,7 @@ mod field;
 mod keys;
 mod password;
 mod token;
+mod totp;
 
 pub use blind::{BlindIndexer, FieldIndexer, TOKEN_LEN, Token};
 pub use error::{CryptoError, Result};
@@ -30,3 +34,7 @@ pub use field::{FieldAad, FieldCipher};
 pub use keys::{DataKey, IndexKey, Kek, KeyWrapper, MasterKey, SecretKey};
 pub use password::{PasswordHasher, SecretString};
 pub use token::{SessionToken, sha256};
+pub use totp::{
+    RECOVERY_CODE_COUNT, RecoveryCodes, TOTP_DIGITS, TOTP_ISSUER, TOTP_SECRET_LEN, TOTP_SKEW_STEPS, TOTP_STEP_SECS,
+    TotpSecret, verify_recovery_code,
+};

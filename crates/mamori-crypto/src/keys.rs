@@ -175,6 +175,15 @@ impl KeyWrapper {
         Ok(SecretKey(bytes))
     }
 
+    /// Seals a small secret that is not a key (a TOTP seed) under this key.
+    pub fn seal_secret(&self, secret: &[u8], aad: &[u8]) -> Vec<u8> {
+        seal(&self.cipher, secret, aad)
+    }
+
+    pub fn open_secret(&self, sealed: &[u8], aad: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        open(&self.cipher, sealed, aad)
+    }
+
     /// A value stored beside the data so that a wrong master key is reported as such, before
     /// anything is attempted with it.
     pub fn key_check(&self) -> Vec<u8> {

@@ -11,11 +11,12 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(title = "mamori API", description = "Encrypted personal-data vault. Errors are RFC 9457 problem+json with a stable `type`."),
     paths(
-        api::login, api::logout, api::change_password,
+        api::login, api::logout, api::change_password, api::begin_totp, api::confirm_totp,
         api::list_collections, api::create_collection, api::get_collection, api::update_schema,
         api::create_record, api::get_record, api::update_record, api::delete_record, api::search,
         api::erase_subject, api::list_erasure_certificates,
         api::list_users, api::create_user, api::disable_user, api::enable_user, api::activate_user,
+        api::update_user, api::unlock_user, api::reset_mfa,
         api::verify_audit,
     ),
     modifiers(&BearerAuth)

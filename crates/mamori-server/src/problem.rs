@@ -21,6 +21,17 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub errors: Vec<RowError>,
+    /// Rules a rejected password broke: stable slugs (e.g. `too-short`) with messages in
+    /// Japanese and English. Never any part of the password.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Violation {
+    pub rule: &'static str,
+    pub message_ja: String,
+    pub message_en: String,
 }
 
 impl Problem {
@@ -31,6 +42,7 @@ impl Problem {
             status: status.as_u16(),
             detail,
             errors: Vec::new(),
+            violations: Vec::new(),
         }
     }
 }
@@ -44,9 +56,9 @@ impl IntoResponse for Problem {
     }
 }
 
-/// An error on its way out of a handler.
+/// An error on its way out of a handler (boxed: handlers return it on every path).
 #[derive(Debug)]
-pub struct ApiError(pub Problem);
+pub struct ApiError(pub Box<Problem>);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -76,6 +88,26 @@ impl From<VaultError> for ApiError {
                 Problem::new(S::NOT_FOUND, "not-found", "Not found", Some(format!("{what} not found")))
             }
             VaultError::Invalid(m) => Problem::new(S::UNPROCESSABLE_ENTITY, "invalid-input", "Invalid input", Some(m)),
+            VaultError::MfaRequired => Problem::new(
+                S::UNAUTHORIZED,
+                "mfa-required",
+                "One-time code required",
+                Some("send the authenticator's code (or a recovery code) as `totp`; an account that has not enrolled must do so from a trusted network".into()),
+            ),
+            VaultError::PasswordRejected(r) => {
+                let mut p = Problem::new(
+                    S::UNPROCESSABLE_ENTITY,
+                    "password-rejected",
+                    "The password does not meet the policy",
+                    Some(r.message_en()),
+                );
+                p.violations = r
+                    .violations()
+                    .iter()
+                    .map(|v| Violation { rule: v.slug(), message_ja: v.message_ja(), message_en: v.message_en() })
+                    .collect();
+                p
+            }
             VaultError::Conflict(m) => Problem::new(S::CONFLICT, "conflict", "Conflict", Some(m)),
             VaultError::ImportRejected { errors, truncated } => {
                 let mut p = Problem::new(
@@ -109,10 +141,10 @@ impl From<VaultError> for ApiError {
                 Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", None)
             }
         };
-        ApiError(p)
+        ApiError(Box::new(p))
     }
 }
 
 pub fn bad_request(slug: &str, detail: String) -> ApiError {
-    ApiError(Problem::new(StatusCode::BAD_REQUEST, slug, "Bad request", Some(detail)))
+    ApiError(Box::new(Problem::new(StatusCode::BAD_REQUEST, slug, "Bad request", Some(detail))))
 }

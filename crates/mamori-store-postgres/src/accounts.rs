@@ -1,15 +1,17 @@
 //! User accounts, sessions and the audit chain.
 
 use crate::PostgresStore;
-use crate::db::{self, execute, get, get_hash, get_time, get_u64, query, query_opt};
-use crate::error::pg;
+use crate::db::{self, execute, get, get_hash, get_time, get_u32, get_u64, query, query_opt};
+use crate::error::{corrupt, pg};
 use mamori_core::audit::{AuditEvent, GENESIS_HASH, chain_hash};
 use mamori_core::ids::UserId;
-use mamori_store::{AuditRow, Result, SessionRow, StoreError, UserRow, to_micros};
+use mamori_store::{AuditRow, Result, SessionRow, StoreError, UserProfile, UserRow, from_micros, to_micros};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
-const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at";
+const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
+     department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
+     totp_secret, totp_last_step";
 const SESSION_COLUMNS: &str = "token_hash, user_id, created_at, expires_at, last_seen_at, password_change_only";
 
 fn user_row(r: &Row) -> Result<UserRow> {
@@ -22,7 +24,36 @@ fn user_row(r: &Row) -> Result<UserRow> {
         must_change_password: get(r, 5)?,
         disabled: get(r, 6)?,
         created_at: get_time(r, 7)?,
+        department: get(r, 8)?,
+        title: get(r, 9)?,
+        valid_until: get_optional_time(r, 10)?,
+        vendor: get(r, 11)?,
+        failed_logins: get_u32(r, 12, "failed login count")?,
+        locked_until: get_optional_time(r, 13)?,
+        last_login_at: get_optional_time(r, 14)?,
+        password_changed_at: get_time(r, 15)?,
+        totp_secret: get(r, 16)?,
+        totp_last_step: get_totp_step(r, 17)?,
     })
+}
+
+fn get_optional_time(r: &Row, idx: usize) -> Result<Option<OffsetDateTime>> {
+    Ok(get::<Option<i64>>(r, idx)?.map(from_micros))
+}
+
+fn get_totp_step(r: &Row, idx: usize) -> Result<Option<u64>> {
+    get::<Option<i64>>(r, idx)?.map(|s| u64::try_from(s).map_err(|_| corrupt("TOTP step"))).transpose()
+}
+
+/// TOTP steps are `u64` in the interface and `BIGINT` in the schema (a step is 30 seconds,
+/// so `i64` lasts far beyond any real clock).
+fn stored_step(step: u64) -> Result<i64> {
+    i64::try_from(step).map_err(|_| StoreError::Backend("TOTP step out of range".into()))
+}
+
+/// `NotFound` when an UPDATE of an account matched no row.
+fn found(n: u64) -> Result<()> {
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }
 
 fn session_row(r: &Row) -> Result<SessionRow> {
@@ -41,7 +72,10 @@ impl PostgresStore {
         let conn = self.conn().await?;
         execute(
             &conn,
-            &format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+            &format!(
+                "INSERT INTO users ({USER_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+            ),
             &[
                 u.id.as_uuid(),
                 &u.login,
@@ -51,6 +85,17 @@ impl PostgresStore {
                 &u.must_change_password,
                 &u.disabled,
                 &to_micros(u.created_at),
+                &u.department,
+                &u.title,
+                &u.valid_until.map(to_micros),
+                &u.vendor,
+                &i32::try_from(u.failed_logins)
+                    .map_err(|_| StoreError::Backend("failed login count too large".into()))?,
+                &u.locked_until.map(to_micros),
+                &u.last_login_at.map(to_micros),
+                &to_micros(u.password_changed_at),
+                &u.totp_secret,
+                &u.totp_last_step.map(stored_step).transpose()?,
             ],
         )
         .await?;
@@ -78,21 +123,176 @@ impl PostgresStore {
             .collect()
     }
 
-    pub(crate) async fn update_password(&self, id: &UserId, password_hash: &str, must_change: bool) -> Result<()> {
-        let conn = self.conn().await?;
-        let sql = "UPDATE users SET password_hash = $2, must_change_password = $3 WHERE id = $1";
-        match execute(&conn, sql, &[id.as_uuid(), &password_hash, &must_change]).await? {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
+    pub(crate) async fn update_password(
+        &self,
+        id: &UserId,
+        password_hash: &str,
+        must_change: bool,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        // The row lock serialises password changes of one account, so that the history gets
+        // the hash that is actually replaced and two changes never pick the same `seq`. Each
+        // statement below runs after the lock is held and so sees the other change's commit
+        // (READ COMMITTED takes a snapshot per statement). NO KEY: sessions being created
+        // for the account (whose foreign key takes KEY SHARE) need not wait.
+        if query_opt(&tx, "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[id.as_uuid()]).await?.is_none() {
+            return Err(StoreError::NotFound);
         }
+        let at = to_micros(at);
+        execute(
+            &tx,
+            "INSERT INTO password_history (user_id, seq, password_hash, replaced_at)
+             SELECT id, (SELECT coalesce(max(seq), 0) + 1 FROM password_history WHERE user_id = $1), password_hash, $2
+             FROM users WHERE id = $1",
+            &[id.as_uuid(), &at],
+        )
+        .await?;
+        execute(
+            &tx,
+            "UPDATE users SET password_hash = $2, must_change_password = $3, password_changed_at = $4 WHERE id = $1",
+            &[id.as_uuid(), &password_hash, &must_change, &at],
+        )
+        .await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    pub(crate) async fn password_hashes_before(&self, id: &UserId, limit: usize) -> Result<Vec<String>> {
+        let conn = self.conn().await?;
+        query(
+            &conn,
+            "SELECT password_hash FROM password_history WHERE user_id = $1 ORDER BY seq DESC LIMIT $2",
+            &[id.as_uuid(), &db::limit(limit)],
+        )
+        .await?
+        .iter()
+        .map(|r| get(r, 0))
+        .collect()
     }
 
     pub(crate) async fn update_disabled(&self, id: &UserId, disabled: bool) -> Result<()> {
         let conn = self.conn().await?;
-        match execute(&conn, "UPDATE users SET disabled = $2 WHERE id = $1", &[id.as_uuid(), &disabled]).await? {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
+        found(execute(&conn, "UPDATE users SET disabled = $2 WHERE id = $1", &[id.as_uuid(), &disabled]).await?)
+    }
+
+    pub(crate) async fn update_profile(&self, id: &UserId, p: &UserProfile) -> Result<()> {
+        let conn = self.conn().await?;
+        let n = execute(
+            &conn,
+            "UPDATE users SET display_name = $2, department = $3, title = $4, role = $5, valid_until = $6, vendor = $7
+             WHERE id = $1",
+            &[
+                id.as_uuid(),
+                &p.display_name,
+                &p.department,
+                &p.title,
+                &p.role,
+                &p.valid_until.map(to_micros),
+                &p.vendor,
+            ],
+        )
+        .await?;
+        found(n)
+    }
+
+    pub(crate) async fn count_login_failure(
+        &self,
+        id: &UserId,
+        at: OffsetDateTime,
+        lock_after: u32,
+        lock_until: OffsetDateTime,
+    ) -> Result<(u32, Option<OffsetDateTime>)> {
+        let conn = self.conn().await?;
+        // One statement, so that concurrent failures (from any instance) are all counted: the
+        // row lock makes a second UPDATE wait and then re-evaluate on the committed row. All SET
+        // expressions see the row as it was before this update, hence the repeated CASE.
+        // `locked_until <= $2` is NULL, not true, for an account that is not locked.
+        let row = query_opt(
+            &conn,
+            "UPDATE users SET
+                failed_logins = CASE WHEN locked_until <= $2 THEN 1 ELSE failed_logins + 1 END,
+                locked_until = CASE
+                    WHEN locked_until > $2 THEN locked_until
+                    WHEN (CASE WHEN locked_until <= $2 THEN 1 ELSE failed_logins + 1 END) >= $3 THEN $4
+                    ELSE NULL END
+             WHERE id = $1
+             RETURNING failed_logins, locked_until",
+            // A threshold beyond INTEGER is one that is never reached.
+            &[id.as_uuid(), &to_micros(at), &i32::try_from(lock_after).unwrap_or(i32::MAX), &to_micros(lock_until)],
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        Ok((get_u32(&row, 0, "failed login count")?, get_optional_time(&row, 1)?))
+    }
+
+    pub(crate) async fn count_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
+        let conn = self.conn().await?;
+        let sql = "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = $2 WHERE id = $1";
+        found(execute(&conn, sql, &[id.as_uuid(), &to_micros(at)]).await?)
+    }
+
+    pub(crate) async fn unlock(&self, id: &UserId) -> Result<()> {
+        let conn = self.conn().await?;
+        let sql = "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1";
+        found(execute(&conn, sql, &[id.as_uuid()]).await?)
+    }
+
+    pub(crate) async fn replace_totp(
+        &self,
+        id: &UserId,
+        wrapped_secret: Option<&[u8]>,
+        recovery_hashes: &[[u8; 32]],
+    ) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        let sql = "UPDATE users SET totp_secret = $2, totp_last_step = NULL WHERE id = $1";
+        found(execute(&tx, sql, &[id.as_uuid(), &wrapped_secret]).await?)?;
+        execute(&tx, "DELETE FROM recovery_codes WHERE user_id = $1", &[id.as_uuid()]).await?;
+        if !recovery_hashes.is_empty() {
+            let hashes: Vec<&[u8]> = recovery_hashes.iter().map(<[u8; 32]>::as_slice).collect();
+            execute(
+                &tx,
+                "INSERT INTO recovery_codes (user_id, code_hash) SELECT $1, h FROM unnest($2::bytea[]) AS h",
+                &[id.as_uuid(), &hashes],
+            )
+            .await?;
         }
+        tx.commit().await.map_err(pg)
+    }
+
+    pub(crate) async fn advance_totp(&self, id: &UserId, step: u64) -> Result<bool> {
+        let conn = self.conn().await?;
+        // Compare-and-set: of two instances accepting the same code at once, one wins.
+        let n = execute(
+            &conn,
+            "UPDATE users SET totp_last_step = $2
+             WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+            &[id.as_uuid(), &stored_step(step)?],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    pub(crate) async fn unused_recovery_codes(&self, id: &UserId) -> Result<Vec<[u8; 32]>> {
+        let conn = self.conn().await?;
+        query(&conn, "SELECT code_hash FROM recovery_codes WHERE user_id = $1", &[id.as_uuid()])
+            .await?
+            .iter()
+            .map(|r| get_hash(r, 0, "recovery code hash"))
+            .collect()
+    }
+
+    pub(crate) async fn consume_recovery_code(&self, id: &UserId, hash: &[u8; 32]) -> Result<bool> {
+        let conn = self.conn().await?;
+        let sql = "DELETE FROM recovery_codes WHERE user_id = $1 AND code_hash = $2";
+        Ok(execute(&conn, sql, &[id.as_uuid(), &hash.as_slice()]).await? == 1)
+    }
+
+    pub(crate) async fn sessions_of(&self, id: &UserId) -> Result<Vec<SessionRow>> {
+        let conn = self.conn().await?;
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 ORDER BY created_at, token_hash");
+        query(&conn, &sql, &[id.as_uuid()]).await?.iter().map(session_row).collect()
     }
 
     pub(crate) async fn insert_session(&self, s: &SessionRow) -> Result<()> {

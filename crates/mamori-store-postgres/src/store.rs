@@ -139,12 +139,64 @@ impl Store for PostgresStore {
         self.all_users().await
     }
 
-    async fn set_password(&self, id: &UserId, password_hash: &str, must_change: bool) -> Result<()> {
-        self.update_password(id, password_hash, must_change).await
+    async fn set_password(
+        &self,
+        id: &UserId,
+        password_hash: &str,
+        must_change: bool,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        self.update_password(id, password_hash, must_change, at).await
+    }
+
+    async fn password_history(&self, id: &UserId, limit: usize) -> Result<Vec<String>> {
+        self.password_hashes_before(id, limit).await
     }
 
     async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()> {
         self.update_disabled(id, disabled).await
+    }
+
+    async fn update_user_profile(&self, id: &UserId, profile: &UserProfile) -> Result<()> {
+        self.update_profile(id, profile).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        id: &UserId,
+        at: OffsetDateTime,
+        lock_after: u32,
+        lock_until: OffsetDateTime,
+    ) -> Result<(u32, Option<OffsetDateTime>)> {
+        self.count_login_failure(id, at, lock_after, lock_until).await
+    }
+
+    async fn record_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
+        self.count_login_success(id, at).await
+    }
+
+    async fn unlock_user(&self, id: &UserId) -> Result<()> {
+        self.unlock(id).await
+    }
+
+    async fn set_totp(&self, id: &UserId, wrapped_secret: Option<&[u8]>, recovery_hashes: &[[u8; 32]]) -> Result<()> {
+        self.replace_totp(id, wrapped_secret, recovery_hashes).await
+    }
+
+    async fn advance_totp_step(&self, id: &UserId, step: u64) -> Result<bool> {
+        self.advance_totp(id, step).await
+    }
+
+    async fn recovery_code_hashes(&self, id: &UserId) -> Result<Vec<[u8; 32]>> {
+        self.unused_recovery_codes(id).await
+    }
+
+    async fn use_recovery_code(&self, id: &UserId, hash: &[u8; 32]) -> Result<bool> {
+        self.consume_recovery_code(id, hash).await
+    }
+
+    async fn list_user_sessions(&self, id: &UserId) -> Result<Vec<SessionRow>> {
+        self.sessions_of(id).await
     }
 
     async fn create_session(&self, session: &SessionRow) -> Result<()> {

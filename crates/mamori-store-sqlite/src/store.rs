@@ -41,6 +41,8 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<RecordRow> {
 }
 
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, UserRow)> {
+    let optional_time =
+        |i: usize| -> rusqlite::Result<Option<OffsetDateTime>> { Ok(r.get::<_, Option<i64>>(i)?.map(from_micros)) };
     Ok((
         r.get(0)?,
         UserRow {
@@ -52,10 +54,22 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, UserRow)> {
             must_change_password: r.get(5)?,
             disabled: r.get(6)?,
             created_at: from_micros(r.get(7)?),
+            department: r.get(8)?,
+            title: r.get(9)?,
+            valid_until: optional_time(10)?,
+            vendor: r.get(11)?,
+            failed_logins: r.get(12)?,
+            locked_until: optional_time(13)?,
+            last_login_at: optional_time(14)?,
+            password_changed_at: from_micros(r.get(15)?),
+            totp_secret: r.get(16)?,
+            totp_last_step: r.get::<_, Option<i64>>(17)?.map(|s| s as u64),
         },
     ))
 }
-const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at";
+const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
+     department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
+     totp_secret, totp_last_step";
 
 fn finish_user((id, mut user): (Vec<u8>, UserRow)) -> Result<UserRow> {
     user.id = UserId::from_slice(&id).map_err(|_| StoreError::Corrupt("user id".into()))?;
@@ -190,6 +204,17 @@ fn session_by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<SessionRow>
         })
     })
     .transpose()
+}
+
+impl SqliteStore {
+    /// Runs one UPDATE of an account; `NotFound` when it matched no account.
+    async fn update_user(
+        &self,
+        sql: &'static str,
+        f: impl FnOnce(&Connection, &str) -> rusqlite::Result<usize> + Send + 'static,
+    ) -> Result<()> {
+        self.write(move |tx| if f(tx, sql).map_err(map_err)? == 0 { Err(StoreError::NotFound) } else { Ok(()) }).await
+    }
 }
 
 #[async_trait]
@@ -657,7 +682,10 @@ impl Store for SqliteStore {
         let u = user.clone();
         self.write(move |tx| {
             tx.execute(
-                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                &format!(
+                    "INSERT INTO users ({USER_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+                ),
                 params![
                     u.id.as_bytes(),
                     u.login,
@@ -666,7 +694,17 @@ impl Store for SqliteStore {
                     u.password_hash,
                     u.must_change_password,
                     u.disabled,
-                    to_micros(u.created_at)
+                    to_micros(u.created_at),
+                    u.department,
+                    u.title,
+                    u.valid_until.map(to_micros),
+                    u.vendor,
+                    u.failed_logins,
+                    u.locked_until.map(to_micros),
+                    u.last_login_at.map(to_micros),
+                    to_micros(u.password_changed_at),
+                    u.totp_secret,
+                    u.totp_last_step.map(|s| s as i64),
                 ],
             )
             .map_err(|e| match map_err(e) {
@@ -710,13 +748,67 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_password(&self, id: &UserId, password_hash: &str, must_change: bool) -> Result<()> {
+    async fn set_password(
+        &self,
+        id: &UserId,
+        password_hash: &str,
+        must_change: bool,
+        at: OffsetDateTime,
+    ) -> Result<()> {
         let (id, hash) = (*id, password_hash.to_owned());
         self.write(move |tx| {
             let n = tx
                 .execute(
-                    "UPDATE users SET password_hash = ?1, must_change_password = ?2 WHERE id = ?3",
-                    params![hash, must_change, id.as_bytes()],
+                    "INSERT INTO password_history (user_id, seq, password_hash, replaced_at)
+                     SELECT id, (SELECT coalesce(max(seq), 0) + 1 FROM password_history WHERE user_id = ?1),
+                            password_hash, ?2
+                     FROM users WHERE id = ?1",
+                    params![id.as_bytes(), to_micros(at)],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.execute(
+                "UPDATE users SET password_hash = ?1, must_change_password = ?2, password_changed_at = ?3 WHERE id = ?4",
+                params![hash, must_change, to_micros(at), id.as_bytes()],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn password_history(&self, id: &UserId, limit: usize) -> Result<Vec<String>> {
+        let id = *id;
+        self.read(move |c| {
+            c.prepare_cached("SELECT password_hash FROM password_history WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2")
+                .map_err(map_err)?
+                .query_map(params![id.as_bytes(), limit as i64], |r| r.get(0))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn update_user_profile(&self, id: &UserId, p: &UserProfile) -> Result<()> {
+        let (id, p) = (*id, p.clone());
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE users SET display_name = ?1, department = ?2, title = ?3, role = ?4, valid_until = ?5,
+                            vendor = ?6
+                     WHERE id = ?7",
+                    params![
+                        p.display_name,
+                        p.department,
+                        p.title,
+                        p.role,
+                        p.valid_until.map(to_micros),
+                        p.vendor,
+                        id.as_bytes()
+                    ],
                 )
                 .map_err(map_err)?;
             if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
@@ -724,13 +816,149 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()> {
+    async fn record_login_failure(
+        &self,
+        id: &UserId,
+        at: OffsetDateTime,
+        lock_after: u32,
+        lock_until: OffsetDateTime,
+    ) -> Result<(u32, Option<OffsetDateTime>)> {
         let id = *id;
         self.write(move |tx| {
+            // SET expressions all see the row as it was before the update.
+            tx.query_row(
+                "UPDATE users SET
+                    failed_logins = CASE WHEN locked_until <= ?2 THEN 1 ELSE failed_logins + 1 END,
+                    locked_until = CASE
+                        WHEN locked_until > ?2 THEN locked_until
+                        WHEN (CASE WHEN locked_until <= ?2 THEN 1 ELSE failed_logins + 1 END) >= ?3 THEN ?4
+                        ELSE NULL END
+                 WHERE id = ?1
+                 RETURNING failed_logins, locked_until",
+                params![id.as_bytes(), to_micros(at), lock_after, to_micros(lock_until)],
+                |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Option<i64>>(1)?.map(from_micros))),
+            )
+            .optional()
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn record_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
+        let id = *id;
+        self.update_user(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?2 WHERE id = ?1",
+            move |tx, sql| tx.execute(sql, params![id.as_bytes(), to_micros(at)]),
+        )
+        .await
+    }
+
+    async fn unlock_user(&self, id: &UserId) -> Result<()> {
+        let id = *id;
+        self.update_user("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?1", move |tx, sql| {
+            tx.execute(sql, params![id.as_bytes()])
+        })
+        .await
+    }
+
+    async fn set_totp(&self, id: &UserId, wrapped_secret: Option<&[u8]>, recovery_hashes: &[[u8; 32]]) -> Result<()> {
+        let (id, secret, hashes) = (*id, wrapped_secret.map(<[u8]>::to_vec), recovery_hashes.to_vec());
+        self.write(move |tx| {
             let n = tx
-                .execute("UPDATE users SET disabled = ?1 WHERE id = ?2", params![disabled, id.as_bytes()])
+                .execute(
+                    "UPDATE users SET totp_secret = ?2, totp_last_step = NULL WHERE id = ?1",
+                    params![id.as_bytes(), secret],
+                )
                 .map_err(map_err)?;
-            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [id.as_bytes()]).map_err(map_err)?;
+            let mut insert = tx
+                .prepare_cached("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)")
+                .map_err(map_err)?;
+            for h in &hashes {
+                insert.execute(params![id.as_bytes(), h]).map_err(map_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn advance_totp_step(&self, id: &UserId, step: u64) -> Result<bool> {
+        let id = *id;
+        let step = i64::try_from(step).map_err(|_| StoreError::Backend("TOTP step out of range".into()))?;
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE users SET totp_last_step = ?2
+                     WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+                    params![id.as_bytes(), step],
+                )
+                .map_err(map_err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn recovery_code_hashes(&self, id: &UserId) -> Result<Vec<[u8; 32]>> {
+        let id = *id;
+        self.read(move |c| {
+            let rows: Vec<Vec<u8>> = c
+                .prepare_cached("SELECT code_hash FROM recovery_codes WHERE user_id = ?1")
+                .map_err(map_err)?
+                .query_map([id.as_bytes()], |r| r.get(0))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)?;
+            rows.into_iter()
+                .map(|h| {
+                    <[u8; 32]>::try_from(h.as_slice()).map_err(|_| StoreError::Corrupt("recovery code hash".into()))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn use_recovery_code(&self, id: &UserId, hash: &[u8; 32]) -> Result<bool> {
+        let (id, hash) = (*id, *hash);
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2",
+                    params![id.as_bytes(), hash],
+                )
+                .map_err(map_err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn list_user_sessions(&self, id: &UserId) -> Result<Vec<SessionRow>> {
+        let id = *id;
+        self.read(move |c| {
+            let hashes: Vec<Vec<u8>> = c
+                .prepare_cached("SELECT token_hash FROM sessions WHERE user_id = ?1 ORDER BY created_at, token_hash")
+                .map_err(map_err)?
+                .query_map([id.as_bytes()], |r| r.get(0))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)?;
+            let mut out = Vec::with_capacity(hashes.len());
+            for h in hashes {
+                let h = <[u8; 32]>::try_from(h.as_slice()).map_err(|_| StoreError::Corrupt("session hash".into()))?;
+                out.extend(session_by_hash(c, &h)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()> {
+        let id = *id;
+        self.update_user("UPDATE users SET disabled = ?1 WHERE id = ?2", move |tx, sql| {
+            tx.execute(sql, params![disabled, id.as_bytes()])
         })
         .await
     }

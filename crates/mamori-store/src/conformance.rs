@@ -15,7 +15,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $make;
             meta_round_trip, collections, keys_and_rotation, subject_keys_are_shared,
             records_and_index, unique_values, import_is_all_or_nothing, erase_subject,
-            users_and_sessions, audit_chain, concurrent_audit_appends, master_rewrap,
+            users_and_sessions, account_security_state, audit_chain, concurrent_audit_appends, master_rewrap,
             record_needs_its_subject_key, subject_key_needs_its_kek, master_rewrap_must_cover_every_key);
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -291,31 +291,25 @@ impl Default for ErasureCertificateRow {
 }
 
 pub async fn users_and_sessions(store: Arc<dyn Store>) {
-    let user = UserRow {
-        id: UserId::generate(),
-        login: "yamada".into(),
-        display_name: "山田".into(),
-        role: "staff".into(),
-        password_hash: "$argon2id$x".into(),
-        must_change_password: true,
-        disabled: false,
-        created_at: t(0),
-    };
+    let mut user =
+        UserRow::new(UserId::generate(), "yamada".into(), "山田".into(), "staff".into(), "$argon2id$x".into(), t(0));
+    user.department = Some("営業部".into());
+    user.valid_until = Some(t(86_400));
     store.create_user(&user).await.unwrap();
     let dup = store.create_user(&UserRow { id: UserId::generate(), ..user.clone() }).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     assert_eq!(store.get_user(&user.id).await.unwrap().unwrap(), user);
     assert_eq!(store.get_user_by_login("yamada").await.unwrap().unwrap(), user);
     assert_eq!(store.get_user_by_login("Yamada").await.unwrap(), None);
-    store.set_password(&user.id, "$argon2id$y", false).await.unwrap();
+    store.set_password(&user.id, "$argon2id$y", false, t(5)).await.unwrap();
     store.set_user_disabled(&user.id, true).await.unwrap();
     let changed = store.get_user(&user.id).await.unwrap().unwrap();
     assert_eq!(
-        (changed.password_hash.as_str(), changed.must_change_password, changed.disabled),
-        ("$argon2id$y", false, true)
+        (changed.password_hash.as_str(), changed.must_change_password, changed.disabled, changed.password_changed_at),
+        ("$argon2id$y", false, true, t(5))
     );
     assert_eq!(store.list_users().await.unwrap().len(), 1);
-    assert_eq!(store.set_password(&UserId::generate(), "x", false).await, Err(StoreError::NotFound));
+    assert_eq!(store.set_password(&UserId::generate(), "x", false, t(5)).await, Err(StoreError::NotFound));
 
     let s = |n: u8| SessionRow {
         token_hash: [n; 32],
@@ -334,6 +328,96 @@ pub async fn users_and_sessions(store: Arc<dyn Store>) {
     assert_eq!(store.get_session(&[1; 32]).await.unwrap(), None);
     assert_eq!(store.delete_user_sessions(&user.id).await.unwrap(), 1);
     assert_eq!(store.get_session(&[2; 32]).await.unwrap(), None);
+
+    // Sessions are listed oldest first.
+    for (n, at) in [(3u8, 30), (4, 10), (5, 20)] {
+        store.create_session(&SessionRow { created_at: t(at), ..s(n) }).await.unwrap();
+    }
+    let listed: Vec<u8> = store.list_user_sessions(&user.id).await.unwrap().iter().map(|s| s.token_hash[0]).collect();
+    assert_eq!(listed, [4, 5, 3]);
+}
+
+pub async fn account_security_state(store: Arc<dyn Store>) {
+    let user = UserRow::new(UserId::generate(), "sato".into(), "佐藤".into(), "staff".into(), "h0".into(), t(0));
+    store.create_user(&user).await.unwrap();
+    let missing = UserId::generate();
+
+    // Password history: newest first, the current hash not included.
+    for (i, h) in ["h1", "h2", "h3"].iter().enumerate() {
+        store.set_password(&user.id, h, false, t(i as i64 + 1)).await.unwrap();
+    }
+    assert_eq!(store.password_history(&user.id, 5).await.unwrap(), ["h2", "h1", "h0"]);
+    assert_eq!(store.password_history(&user.id, 2).await.unwrap(), ["h2", "h1"]);
+
+    // Profile.
+    let profile = UserProfile {
+        display_name: "佐藤 一郎".into(),
+        department: Some("総務部".into()),
+        title: Some("課長".into()),
+        role: "manager".into(),
+        valid_until: Some(t(1000)),
+        vendor: true,
+    };
+    store.update_user_profile(&user.id, &profile).await.unwrap();
+    let u = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!(
+        (u.display_name, u.department, u.title, u.role, u.valid_until, u.vendor),
+        ("佐藤 一郎".into(), Some("総務部".into()), Some("課長".into()), "manager".into(), Some(t(1000)), true)
+    );
+    assert_eq!(store.update_user_profile(&missing, &profile).await, Err(StoreError::NotFound));
+
+    // Lockout: the third consecutive failure locks; success resets.
+    assert_eq!(store.record_login_failure(&user.id, t(1), 3, t(900)).await.unwrap(), (1, None));
+    assert_eq!(store.record_login_failure(&user.id, t(2), 3, t(900)).await.unwrap(), (2, None));
+    assert_eq!(store.record_login_failure(&user.id, t(3), 3, t(900)).await.unwrap(), (3, Some(t(900))));
+    // A failure during the lock does not move it.
+    assert_eq!(store.record_login_failure(&user.id, t(4), 3, t(5000)).await.unwrap(), (4, Some(t(900))));
+    // After the lock expired, counting starts again.
+    assert_eq!(store.record_login_failure(&user.id, t(901), 3, t(2000)).await.unwrap(), (1, None));
+    store.record_login_failure(&user.id, t(902), 3, t(2000)).await.unwrap();
+    assert_eq!(store.record_login_failure(&user.id, t(903), 3, t(2000)).await.unwrap(), (3, Some(t(2000))));
+    store.unlock_user(&user.id).await.unwrap();
+    let u = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!((u.failed_logins, u.locked_until), (0, None));
+    store.record_login_failure(&user.id, t(1), 3, t(900)).await.unwrap();
+    store.record_login_success(&user.id, t(77)).await.unwrap();
+    let u = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!((u.failed_logins, u.locked_until, u.last_login_at), (0, None, Some(t(77))));
+    assert_eq!(store.record_login_failure(&missing, t(1), 3, t(900)).await, Err(StoreError::NotFound));
+
+    // Concurrent failures from several connections are all counted.
+    store.unlock_user(&user.id).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, id) = (store.clone(), user.id);
+            tokio::spawn(async move { store.record_login_failure(&id, t(1), 100, t(900)).await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.get_user(&user.id).await.unwrap().unwrap().failed_logins, 8);
+
+    // TOTP: steps only move forward; recovery codes are single use.
+    store.set_totp(&user.id, Some(&[7; 48]), &[[1; 32], [2; 32]]).await.unwrap();
+    let u = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!((u.totp_secret, u.totp_last_step), (Some(vec![7; 48]), None));
+    assert!(store.advance_totp_step(&user.id, 100).await.unwrap());
+    assert!(!store.advance_totp_step(&user.id, 100).await.unwrap(), "same step twice");
+    assert!(!store.advance_totp_step(&user.id, 99).await.unwrap());
+    assert!(store.advance_totp_step(&user.id, 101).await.unwrap());
+    assert_eq!(store.get_user(&user.id).await.unwrap().unwrap().totp_last_step, Some(101));
+    let mut hashes = store.recovery_code_hashes(&user.id).await.unwrap();
+    hashes.sort();
+    assert_eq!(hashes, [[1; 32], [2; 32]]);
+    assert!(store.use_recovery_code(&user.id, &[1; 32]).await.unwrap());
+    assert!(!store.use_recovery_code(&user.id, &[1; 32]).await.unwrap(), "used up");
+    assert_eq!(store.recovery_code_hashes(&user.id).await.unwrap(), [[2; 32]]);
+    // Re-enrolling replaces everything; removing clears the secret.
+    store.set_totp(&user.id, None, &[]).await.unwrap();
+    let u = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!((u.totp_secret, u.totp_last_step), (None, None));
+    assert!(store.recovery_code_hashes(&user.id).await.unwrap().is_empty());
 }
 
 fn event(i: usize) -> AuditEvent {

@@ -20,6 +20,7 @@ pub use rows::*;
 use async_trait::async_trait;
 use mamori_core::audit::AuditEvent;
 use mamori_core::ids::{RecordId, UserId};
+use time::OffsetDateTime;
 
 /// The storage interface. Every method is one transaction: it happens entirely or not at all.
 #[async_trait]
@@ -113,8 +114,40 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_user(&self, id: &UserId) -> Result<Option<UserRow>>;
     async fn get_user_by_login(&self, login: &str) -> Result<Option<UserRow>>;
     async fn list_users(&self) -> Result<Vec<UserRow>>;
-    async fn set_password(&self, id: &UserId, password_hash: &str, must_change: bool) -> Result<()>;
+    /// Replaces the password hash, keeps the old one in the password history and stamps
+    /// `password_changed_at`. `NotFound` if the account does not exist.
+    async fn set_password(&self, id: &UserId, password_hash: &str, must_change: bool, at: OffsetDateTime)
+    -> Result<()>;
+    /// The most recent earlier password hashes, newest first (the current one excluded).
+    async fn password_history(&self, id: &UserId, limit: usize) -> Result<Vec<String>>;
     async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()>;
+    async fn update_user_profile(&self, id: &UserId, profile: &UserProfile) -> Result<()>;
+    /// Counts a failed login at `at` atomically (several instances may count at once); from
+    /// the `lock_after`-th consecutive failure the account is locked until `lock_until`. A
+    /// failure during a lock leaves the lock as it is; the first failure after a lock expired
+    /// starts counting again from one. Returns the new count and the lock.
+    async fn record_login_failure(
+        &self,
+        id: &UserId,
+        at: OffsetDateTime,
+        lock_after: u32,
+        lock_until: OffsetDateTime,
+    ) -> Result<(u32, Option<OffsetDateTime>)>;
+    /// Resets the failure count and lock, and stamps `last_login_at`.
+    async fn record_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<()>;
+    async fn unlock_user(&self, id: &UserId) -> Result<()>;
+    /// Sets (or with `None` removes) the wrapped TOTP secret and replaces the recovery codes'
+    /// hashes; the last accepted step is reset.
+    async fn set_totp(&self, id: &UserId, wrapped_secret: Option<&[u8]>, recovery_hashes: &[[u8; 32]]) -> Result<()>;
+    /// Records `step` as the last accepted TOTP step if it is later than the stored one;
+    /// false if it is not (the code was already used, perhaps on another instance).
+    async fn advance_totp_step(&self, id: &UserId, step: u64) -> Result<bool>;
+    /// Hashes of the recovery codes not used yet.
+    async fn recovery_code_hashes(&self, id: &UserId) -> Result<Vec<[u8; 32]>>;
+    /// Uses up a recovery code; false if it was not there (already used).
+    async fn use_recovery_code(&self, id: &UserId, hash: &[u8; 32]) -> Result<bool>;
+    /// The user's sessions, oldest first.
+    async fn list_user_sessions(&self, id: &UserId) -> Result<Vec<SessionRow>>;
     async fn create_session(&self, session: &SessionRow) -> Result<()>;
     async fn get_session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>>;
     /// A session and its account: what authenticating every request needs. Backends may

@@ -89,6 +89,65 @@ pub struct UserRow {
     pub must_change_password: bool,
     pub disabled: bool,
     pub created_at: OffsetDateTime,
+    pub department: Option<String>,
+    pub title: Option<String>,
+    /// After this instant the account no longer authenticates (contract end, vendor access).
+    pub valid_until: Option<OffsetDateTime>,
+    /// A temporary vendor (委託先) account: must have `valid_until`.
+    pub vendor: bool,
+    /// Consecutive failed logins since the last success.
+    pub failed_logins: u32,
+    pub locked_until: Option<OffsetDateTime>,
+    pub last_login_at: Option<OffsetDateTime>,
+    pub password_changed_at: OffsetDateTime,
+    /// TOTP secret wrapped under the master key; `None` until the user enrols.
+    pub totp_secret: Option<Vec<u8>>,
+    /// Last TOTP time step accepted, so that a code is never accepted twice.
+    pub totp_last_step: Option<u64>,
+}
+
+impl UserRow {
+    /// A new account with no history: the fields an account starts with.
+    pub fn new(
+        id: UserId,
+        login: String,
+        display_name: String,
+        role: String,
+        password_hash: String,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            login,
+            display_name,
+            role,
+            password_hash,
+            must_change_password: true,
+            disabled: false,
+            created_at,
+            department: None,
+            title: None,
+            valid_until: None,
+            vendor: false,
+            failed_logins: 0,
+            locked_until: None,
+            last_login_at: None,
+            password_changed_at: created_at,
+            totp_secret: None,
+            totp_last_step: None,
+        }
+    }
+}
+
+/// What an administrator may change about an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserProfile {
+    pub display_name: String,
+    pub department: Option<String>,
+    pub title: Option<String>,
+    pub role: String,
+    pub valid_until: Option<OffsetDateTime>,
+    pub vendor: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

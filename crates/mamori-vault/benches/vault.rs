@@ -189,6 +189,7 @@ async fn fresh_vault(dir: &Path) -> (Arc<Vault>, Principal) {
         role: Role::Manager,
         password: Some(SecretString::new(PASSWORD.into())),
         must_change_password: false,
+        ..Default::default()
     };
     vault.create_user(&operator, new).await.expect("create user");
     let login = vault.login("bench-manager", &SecretString::new(PASSWORD.into()), None).await.expect("login");

@@ -31,6 +31,12 @@ pub enum VaultError {
     Unauthenticated,
     #[error("the password must be changed before anything else")]
     PasswordChangeRequired,
+    /// The password was right; a one-time code (TOTP or recovery code) is needed too, or the
+    /// account must enrol a second factor from a trusted network first.
+    #[error("a one-time code is required")]
+    MfaRequired,
+    #[error("the password does not meet the policy: {0}")]
+    PasswordRejected(mamori_core::password_policy::PasswordRejection),
     #[error("not permitted")]
     Forbidden,
     #[error("{0} not found")]

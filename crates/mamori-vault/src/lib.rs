@@ -21,7 +21,7 @@ mod keys;
 mod records;
 
 pub use audit::{AuditLog, VerifyReport, verify_chain};
-pub use auth::{LoginOutcome, NewUser, UserSummary};
+pub use auth::{AuthPolicy, LoginOutcome, NewUser, ProfileChange, TotpEnrolment, UserSummary};
 pub use erase::ErasureCertificate;
 pub use error::{Result, RowError, VaultError};
 pub use import::{CsvSource, ImportProgress, ImportReport, MemorySource, ProgressFn};
@@ -50,11 +50,17 @@ pub struct VaultConfig {
     pub session_lifetime: Duration,
     /// Most records a single search returns.
     pub search_limit: usize,
+    pub auth: auth::AuthPolicy,
 }
 
 impl Default for VaultConfig {
     fn default() -> Self {
-        Self { session_idle: Duration::minutes(15), session_lifetime: Duration::hours(8), search_limit: 100 }
+        Self {
+            session_idle: Duration::minutes(15),
+            session_lifetime: Duration::hours(8),
+            search_limit: 100,
+            auth: auth::AuthPolicy::default(),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use crate::cli::GlobalArgs;
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use mamori_core::password_policy::{PasswordPolicy, PasswordPolicySettings};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -24,6 +25,70 @@ pub struct Settings {
     pub search_limit: usize,
     pub log: LogSettings,
     pub session: SessionSettings,
+    pub auth: AuthSettings,
+}
+
+/// `[auth]`: lockout, second factor, sessions, account lifecycle and the password policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub lock_after: u32,
+    /// 0: locked until an administrator unlocks.
+    pub lock_minutes: i64,
+    pub mfa_roles: Vec<String>,
+    pub trusted_networks: Vec<ipnet::IpNet>,
+    pub max_sessions: u32,
+    pub max_sessions_staff: u32,
+    pub vendor_max_days: u32,
+    /// 0: never disable dormant accounts.
+    pub dormant_days: i64,
+    /// A preset and only the rules that differ from it (so that switching the preset in
+    /// the file is not undone by the defaults' values of every rule).
+    pub password: PasswordPolicySettings,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        let d = mamori_vault::AuthPolicy::default();
+        Self {
+            lock_after: d.lock_after,
+            lock_minutes: d.lock_for.map_or(0, |l| l.whole_minutes()),
+            mfa_roles: d.mfa_roles.iter().map(|r| r.to_string()).collect(),
+            trusted_networks: d.trusted_networks,
+            max_sessions: d.max_sessions,
+            max_sessions_staff: d.max_sessions_staff,
+            vendor_max_days: d.vendor_max_days,
+            dormant_days: d.dormant_after.map_or(0, |l| l.whole_days()),
+            password: PasswordPolicySettings::default(),
+        }
+    }
+}
+
+impl AuthSettings {
+    fn policy(&self) -> anyhow::Result<mamori_vault::AuthPolicy> {
+        anyhow::ensure!((1..=100).contains(&self.lock_after), "auth.lock_after must be 1..=100");
+        anyhow::ensure!((0..=7 * 24 * 60).contains(&self.lock_minutes), "auth.lock_minutes must be 0..=10080");
+        anyhow::ensure!((1..=365).contains(&self.vendor_max_days), "auth.vendor_max_days must be 1..=365");
+        anyhow::ensure!((0..=3650).contains(&self.dormant_days), "auth.dormant_days must be 0..=3650");
+        anyhow::ensure!(self.max_sessions >= 1 && self.max_sessions_staff >= 1, "auth.max_sessions* must be ≥ 1");
+        let password = PasswordPolicy::try_from(self.password.clone()).context("auth.password")?;
+        let mfa_roles = self
+            .mfa_roles
+            .iter()
+            .map(|r| r.parse().map_err(|e: String| anyhow::anyhow!("auth.mfa_roles: {e}")))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(mamori_vault::AuthPolicy {
+            password,
+            lock_after: self.lock_after,
+            lock_for: (self.lock_minutes > 0).then(|| time::Duration::minutes(self.lock_minutes)),
+            mfa_roles,
+            trusted_networks: self.trusted_networks.clone(),
+            max_sessions: self.max_sessions,
+            max_sessions_staff: self.max_sessions_staff,
+            vendor_max_days: self.vendor_max_days,
+            dormant_after: (self.dormant_days > 0).then(|| time::Duration::days(self.dormant_days)),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +118,7 @@ impl Default for Settings {
             search_limit: 100,
             log: LogSettings { format: "text".into(), level: "info".into() },
             session: SessionSettings { idle_minutes: 15, lifetime_hours: 8 },
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -71,6 +137,11 @@ const ENV_SETTINGS: &[&str] = &[
     "log__level",
     "session__idle_minutes",
     "session__lifetime_hours",
+    "auth__lock_after",
+    "auth__lock_minutes",
+    "auth__max_sessions",
+    "auth__max_sessions_staff",
+    "auth__dormant_days",
 ];
 
 impl Settings {
@@ -109,6 +180,7 @@ impl Settings {
         );
         anyhow::ensure!((1..=72).contains(&settings.session.lifetime_hours), "session.lifetime_hours must be 1..=72");
         anyhow::ensure!(settings.max_body_bytes >= 1024, "max_body_bytes must be at least 1024");
+        settings.auth.policy()?;
         Ok(settings)
     }
 
@@ -121,6 +193,8 @@ impl Settings {
             session_idle: time::Duration::minutes(self.session.idle_minutes),
             session_lifetime: time::Duration::hours(self.session.lifetime_hours),
             search_limit: self.search_limit,
+            // Checked when the settings were loaded.
+            auth: self.auth.policy().unwrap_or_default(),
         }
     }
 }

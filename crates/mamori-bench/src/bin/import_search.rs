@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         role: Role::Manager,
         password: Some(SecretString::new(PASSWORD.into())),
         must_change_password: false,
+        ..Default::default()
     };
     vault.create_user(&operator, new).await?;
     let session = vault.login("bench-manager", &SecretString::new(PASSWORD.into()), None).await?;

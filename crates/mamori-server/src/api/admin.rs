@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mamori_core::access::Role;
 use mamori_core::ids::SubjectId;
-use mamori_vault::{ErasureCertificate, NewUser, UserSummary, VaultError, VerifyReport};
+use mamori_vault::{ErasureCertificate, NewUser, ProfileChange, UserSummary, VaultError, VerifyReport};
 use serde::{Deserialize, Serialize};
 
 /// Erases a data subject everywhere by destroying its data keys (crypto-shredding).
@@ -47,6 +47,16 @@ pub(crate) struct CreateUserRequest {
     display_name: String,
     /// `staff`, `manager`, `auditor`, `privacy_officer` or `system_admin`.
     role: String,
+    #[serde(default)]
+    department: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    /// End of the account's validity (RFC 3339); required for vendor accounts.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    valid_until: Option<time::OffsetDateTime>,
+    #[serde(default)]
+    vendor: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -68,8 +78,13 @@ pub(crate) async fn create_user(
     Body(req): Body<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     let role: Role = req.role.parse().map_err(VaultError::Invalid)?;
-    let new =
-        NewUser { login: req.login, display_name: req.display_name, role, password: None, must_change_password: true };
+    let new = NewUser {
+        department: req.department,
+        title: req.title,
+        valid_until: req.valid_until,
+        vendor: req.vendor,
+        ..NewUser::new(req.login, req.display_name, role)
+    };
     let (user, password) = state.vault.create_user(&caller.principal, new).await?;
     let one_time_password = password.map(|p| p.expose().to_owned());
     Ok((StatusCode::CREATED, Json(CreatedUser { user, one_time_password })))
@@ -119,6 +134,43 @@ pub(crate) async fn enable_user(
     Path(login): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     set_disabled(state, caller, login, false).await
+}
+
+/// Changes an account's details; a role change ends its sessions.
+#[utoipa::path(patch, path = "/api/v1/users/{login}", tag = "users", security(("bearer" = [])),
+    params(("login" = String, Path)), request_body = ProfileChange,
+    responses((status = 200, body = UserSummary), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn update_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(login): Path<String>,
+    Body(change): Body<ProfileChange>,
+) -> Result<Json<UserSummary>, ApiError> {
+    Ok(Json(state.vault.update_user(&caller.principal, &login, change).await?))
+}
+
+/// Lifts a lockout after repeated failed logins.
+#[utoipa::path(post, path = "/api/v1/users/{login}/unlock", tag = "users", security(("bearer" = [])),
+    params(("login" = String, Path)), responses((status = 204), (status = 404, body = Problem)))]
+pub(crate) async fn unlock_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(login): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.vault.unlock_user(&caller.principal, &login).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes an account's second factor (lost device); it enrols again at its next login.
+#[utoipa::path(post, path = "/api/v1/users/{login}/mfa-reset", tag = "users", security(("bearer" = [])),
+    params(("login" = String, Path)), responses((status = 204), (status = 404, body = Problem)))]
+pub(crate) async fn reset_mfa(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(login): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.vault.reset_mfa(&caller.principal, &login).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Recomputes the audit hash chain (auditors and privacy officers).

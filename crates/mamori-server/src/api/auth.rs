@@ -13,11 +13,10 @@ pub(crate) struct LoginRequest {
     login: String,
     #[schema(value_type = String, format = Password)]
     password: SecretString,
-    /// One-time code of the user's authenticator, where MFA applies. Accounts have no MFA
-    /// enrolment yet (the identity work adds it); a code sent for such an account is ignored.
+    /// The authenticator's 6-digit code, or a recovery code, where MFA applies.
     #[serde(default)]
-    #[allow(dead_code)]
-    totp: Option<String>,
+    #[schema(value_type = Option<String>, format = Password)]
+    totp: Option<SecretString>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -27,8 +26,10 @@ pub(crate) struct LoginResponse {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     expires_at: time::OffsetDateTime,
-    /// When true the token may only be used to change the password.
+    /// When true the token may only be used to change the password …
     password_change_required: bool,
+    /// … or to enrol a second factor (`POST /api/v1/auth/totp`), which this account must use.
+    mfa_enrolment_required: bool,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
@@ -38,11 +39,12 @@ pub(crate) async fn login(
     Source(source): Source,
     Body(req): Body<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let out = state.vault.login(&req.login, &req.password, source).await?;
+    let out = state.vault.login_with_code(&req.login, &req.password, req.totp.as_ref(), source).await?;
     Ok(Json(LoginResponse {
         token: out.token.expose().to_owned(),
         expires_at: out.expires_at,
         password_change_required: out.password_change_required,
+        mfa_enrolment_required: out.mfa_enrolment_required,
     }))
 }
 
@@ -73,4 +75,58 @@ pub(crate) async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     state.vault.change_password(&caller.principal, &req.current_password, &req.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TotpEnrolmentResponse {
+    /// The secret in base32, for typing into an authenticator app. Shown only here.
+    secret: String,
+    otpauth_uri: String,
+    /// The `otpauth://` URI as a QR code (SVG).
+    qr_svg: String,
+    /// Send back with the first code to `POST /api/v1/auth/totp/confirm` (valid 10 minutes).
+    enrolment: String,
+}
+
+/// Starts enrolling the caller's authenticator (also allowed in a setup session).
+#[utoipa::path(post, path = "/api/v1/auth/totp", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = TotpEnrolmentResponse), (status = 401, body = Problem)))]
+pub(crate) async fn begin_totp(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<TotpEnrolmentResponse>, ApiError> {
+    let e = state.vault.begin_totp_enrolment(&caller.principal).await?;
+    Ok(Json(TotpEnrolmentResponse {
+        secret: e.secret_base32.expose().to_owned(),
+        otpauth_uri: e.otpauth_uri.expose().to_owned(),
+        qr_svg: e.qr_svg.expose().to_owned(),
+        enrolment: e.enrolment,
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfirmTotpRequest {
+    enrolment: String,
+    #[schema(value_type = String, format = Password)]
+    code: SecretString,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RecoveryCodesResponse {
+    /// One-time recovery codes, shown only here. Each works once instead of a TOTP code.
+    recovery_codes: Vec<String>,
+}
+
+/// Completes the enrolment with the first code; every session of the caller ends.
+#[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "auth", security(("bearer" = [])),
+    request_body = ConfirmTotpRequest,
+    responses((status = 200, body = RecoveryCodesResponse), (status = 422, body = Problem)))]
+pub(crate) async fn confirm_totp(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<ConfirmTotpRequest>,
+) -> Result<Json<RecoveryCodesResponse>, ApiError> {
+    let codes = state.vault.confirm_totp_enrolment(&caller.principal, &req.enrolment, &req.code).await?;
+    Ok(Json(RecoveryCodesResponse { recovery_codes: codes.iter().map(|c| c.expose().to_owned()).collect() }))
 }

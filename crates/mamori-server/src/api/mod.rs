@@ -23,12 +23,14 @@ pub(crate) use collections::*;
 pub(crate) use records::*;
 
 pub(crate) fn routes() -> Router<AppState> {
-    use axum::routing::{delete, get, post, put};
+    use axum::routing::{delete, get, patch, post, put};
     Router::new()
         .route("/api/v1/openapi.json", get(crate::openapi::serve))
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/password", post(change_password))
+        .route("/api/v1/auth/totp", post(begin_totp))
+        .route("/api/v1/auth/totp/confirm", post(confirm_totp))
         .route("/api/v1/collections", get(list_collections).post(create_collection))
         .route("/api/v1/collections/{name}", get(get_collection))
         .route("/api/v1/collections/{name}/schema", put(update_schema))
@@ -41,6 +43,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/users/{login}/disable", post(disable_user))
         .route("/api/v1/users/{login}/enable", post(enable_user))
         .route("/api/v1/users/{login}/activate", post(activate_user))
+        .route("/api/v1/users/{login}", patch(update_user))
+        .route("/api/v1/users/{login}/unlock", post(unlock_user))
+        .route("/api/v1/users/{login}/mfa-reset", post(reset_mfa))
         .route("/api/v1/audit/verify", get(verify_audit))
 }
 

@@ -44,6 +44,7 @@ impl Fixture {
             role,
             password: Some(SecretString::new(PASSWORD.into())),
             must_change_password: false,
+            ..Default::default()
         };
         self.vault.create_user(&self.admin, new).await.unwrap();
         let out = self.vault.login(login, &SecretString::new(PASSWORD.into()), None).await.unwrap();

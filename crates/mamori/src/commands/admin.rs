@@ -130,7 +130,14 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
     match command {
         UsersCommand::Create { login, name, role } => {
             let role = role.parse().map_err(anyhow::Error::msg)?;
-            let new = NewUser { login, display_name: name, role, password: None, must_change_password: true };
+            let new = NewUser {
+                login,
+                display_name: name,
+                role,
+                password: None,
+                must_change_password: true,
+                ..Default::default()
+            };
             let (user, password) = vault.create_user(&op, new).await?;
             let password = password.map(|p| p.expose().to_owned()).unwrap_or_default();
             if json {

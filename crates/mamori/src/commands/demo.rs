@@ -4,9 +4,9 @@ use crate::open::{DB_FILE, open_store, operator, write_key_file};
 use crate::output;
 use crate::settings::Settings;
 use mamori_core::access::{ALL_ROLES, Role};
-use mamori_core::clock::SystemClock;
+use mamori_core::clock::{Clock as _, SystemClock};
 use mamori_core::schema::CollectionSchema;
-use mamori_crypto::{MasterKey, SecretString, SessionToken};
+use mamori_crypto::{MasterKey, SecretString, TotpSecret};
 use mamori_vault::{MemorySource, NewUser, Vault};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -17,6 +17,9 @@ struct DemoUser {
     login: String,
     password: String,
     role: Role,
+    /// Base32 TOTP secret of accounts that use a second factor (scripts compute codes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    totp_secret: Option<String>,
 }
 
 fn demo_login(role: Role) -> &'static str {
@@ -48,16 +51,24 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
     let mut users = Vec::new();
     for role in ALL_ROLES {
         // Demo accounts skip the first-login password change so scripts can use them at once.
-        let password: String = SessionToken::generate().expose().chars().take(20).collect();
+        let password = vault.generate_password();
         let new = NewUser {
-            login: demo_login(role).into(),
-            display_name: format!("デモ {}", role),
-            role,
-            password: Some(SecretString::new(password.clone())),
+            password: Some(password.clone()),
             must_change_password: false,
+            ..NewUser::new(demo_login(role), format!("デモ {}", role), role)
         };
         vault.create_user(&op, new).await?;
-        users.push(DemoUser { login: demo_login(role).into(), password, role });
+        let totp_secret = if settings.vault_config().auth.mfa_roles.contains(&role) {
+            Some(enrol_totp(&vault, demo_login(role), &password).await?)
+        } else {
+            None
+        };
+        users.push(DemoUser {
+            login: demo_login(role).into(),
+            password: password.expose().to_owned(),
+            role,
+            totp_secret,
+        });
     }
 
     let mut csv = Vec::with_capacity(people * 160);
@@ -65,6 +76,7 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
     let manager = users.iter().find(|u| u.role == Role::Manager).expect("a manager exists");
     let token =
         vault.login(&manager.login, &SecretString::new(manager.password.clone()), Some("demo".into())).await?.token;
+
     let importer = vault.authenticate(&token, Some("demo".into())).await?;
     let (progress, bar) = import_progress(!json);
     vault.import_csv(&importer, "customers", Arc::new(MemorySource(csv.into())), progress).await?;
@@ -83,8 +95,18 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
         println!("URL: {url}   API: {url}/api/v1   OpenAPI: {url}/api/v1/openapi.json");
         println!();
         output::table(
-            &["login", "password", "role"],
-            &users.iter().map(|u| vec![u.login.clone(), u.password.clone(), u.role.to_string()]).collect::<Vec<_>>(),
+            &["login", "password", "role", "TOTP secret"],
+            &users
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.login.clone(),
+                        u.password.clone(),
+                        u.role.to_string(),
+                        u.totp_secret.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
         );
         println!();
         println!(
@@ -95,4 +117,17 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
     let result = run_server(&settings, vault, listener).await;
     drop(dir);
     result
+}
+
+/// Enrols a TOTP authenticator for a demo account the way a person would (setup session,
+/// first code), and returns the secret so that scripts can compute codes.
+async fn enrol_totp(vault: &Vault, login: &str, password: &SecretString) -> anyhow::Result<String> {
+    let out = vault.login(login, password, Some("demo".into())).await?;
+    let me = vault.authenticate(&out.token, Some("demo".into())).await?;
+    let enrolment = vault.begin_totp_enrolment(&me).await?;
+    let secret = TotpSecret::from_base32(enrolment.secret_base32.expose())?;
+    let now = SystemClock.now().unix_timestamp().max(0) as u64;
+    let code = SecretString::new(secret.current_code(now));
+    vault.confirm_totp_enrolment(&me, &enrolment.enrolment, &code).await?;
+    Ok(enrolment.secret_base32.expose().to_owned())
 }

@@ -36,6 +36,7 @@ pub async fn run(settings: &Settings, admin_login: &str, json: bool) -> anyhow::
         role: Role::SystemAdmin,
         password: None,
         must_change_password: true,
+        ..Default::default()
     };
     let (user, password) = vault.create_user(&operator(), new).await?;
     let password = password.map(|p| p.expose().to_owned()).unwrap_or_default();

@@ -16,12 +16,16 @@
 //!
 //! Destroying a subject's wrapped DEK makes every ciphertext of that subject unreadable
 //! (crypto-shredding). Rotating a KEK re-wraps DEKs only; field ciphertexts stay as they are.
+//!
+//! Apart from the hierarchy, an ECDSA P-256 key of its own signs audit checkpoints
+//! (`signing.rs`); it is never derived from the master key.
 
 mod blind;
 mod error;
 mod field;
 mod keys;
 mod password;
+mod signing;
 mod token;
 
 pub use blind::{BlindIndexer, FieldIndexer, TOKEN_LEN, Token};
@@ -29,4 +33,5 @@ pub use error::{CryptoError, Result};
 pub use field::{FieldAad, FieldCipher};
 pub use keys::{DataKey, IndexKey, Kek, KeyWrapper, MasterKey, SecretKey};
 pub use password::{PasswordHasher, SecretString};
+pub use signing::{AuditSigningKey, AuditVerifyingKey, SIGNATURE_LEN};
 pub use token::{SessionToken, sha256};

@@ -12,8 +12,10 @@ use crate::error::pg;
 use mamori_store::{Result, StoreError};
 
 /// File stem (`<version>_<name>`) and SQL of every migration, oldest first.
-pub(crate) const MIGRATIONS: &[(&str, &str)] =
-    &[("20261123000000_init", include_str!("../migrations/20261123000000_init.sql"))];
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
+    ("20261123000000_init", include_str!("../migrations/20261123000000_init.sql")),
+    ("20261123000100_audit_checkpoints", include_str!("../migrations/20261123000100_audit_checkpoints.sql")),
+];
 
 /// Namespace of mamori's advisory locks (the first key of the two-key form); the second key is
 /// the hash of the schema, so that installations in different schemas do not wait on each other.

@@ -5,8 +5,10 @@ use crate::map_err;
 use mamori_store::{Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(20261123000000, "init", include_str!("../migrations/20261123000000_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (20261123000000, "init", include_str!("../migrations/20261123000000_init.sql")),
+    (20261123000100, "audit_checkpoints", include_str!("../migrations/20261123000100_audit_checkpoints.sql")),
+];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {
     // IMMEDIATE: two processes opening a new data directory at once must not both migrate.

@@ -121,6 +121,7 @@ impl Settings {
             session_idle: time::Duration::minutes(self.session.idle_minutes),
             session_lifetime: time::Duration::hours(self.session.lifetime_hours),
             search_limit: self.search_limit,
+            audit: mamori_vault::AuditSettings::default(),
         }
     }
 }

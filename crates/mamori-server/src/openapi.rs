@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
         api::create_record, api::get_record, api::update_record, api::delete_record, api::search,
         api::erase_subject, api::list_erasure_certificates,
         api::list_users, api::create_user, api::disable_user, api::enable_user, api::activate_user,
-        api::verify_audit,
+        api::verify_audit, api::query_audit, api::review_audit,
     ),
     modifiers(&BearerAuth)
 )]

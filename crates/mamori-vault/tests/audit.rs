@@ -257,6 +257,23 @@ async fn chain_rewritten_with_recomputed_hashes_is_caught_by_the_signatures() {
     assert_eq!(report.first_bad_seq, Some(first_checkpoint + 1), "{report:#?}");
 }
 
+/// The writer signs only what it has verified itself: after a change behind its back, no
+/// checkpoint covers the doctored events, and the failure is visible.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_checkpoint_is_signed_over_a_broken_chain() {
+    let (f, _, head) = busy().await;
+    for _ in 0..2 {
+        f.vault.login("nobody", &mamori_crypto::SecretString::new("x".repeat(12)), None).await.unwrap_err();
+    }
+    let sql = "UPDATE audit_events SET event_json = replace(event_json, 'anonymous', 'someone') WHERE seq = ?1";
+    assert_eq!(db(&f).execute(sql, [head as i64 + 1]).unwrap(), 1);
+    let err = f.vault.flush_audit_checkpoint().await.unwrap_err();
+    assert!(err.to_string().contains("does not verify"), "{err}");
+    assert_eq!(f.store().last_audit_checkpoint().await.unwrap().unwrap().seq, head);
+    let health = f.vault.audit_health();
+    assert!(health.checkpoint_failures >= 1, "{health:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn altered_index_columns_are_reported() {
     let (f, _, _) = busy().await;

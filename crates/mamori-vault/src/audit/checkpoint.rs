@@ -144,6 +144,9 @@ pub(crate) struct Checkpointer {
     /// only the events after it.
     base: Option<(u64, [u8; 32])>,
     loaded: bool,
+    /// When the last attempt failed: the next one waits a full period (a broken chain must
+    /// not be re-read after every batch), unless forced.
+    failed_at: Option<OffsetDateTime>,
     health: Arc<Mutex<AuditHealth>>,
 }
 
@@ -169,6 +172,7 @@ impl Checkpointer {
             last: None,
             base: None,
             loaded: false,
+            failed_at: None,
             health,
         })
     }
@@ -191,8 +195,9 @@ impl Checkpointer {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn failed(&self, error: String) -> String {
+    fn failed(&mut self, error: String) -> String {
         tracing::error!(error = %error, "audit checkpoint not taken");
+        self.failed_at = Some(self.clock.now());
         let mut h = self.health();
         h.checkpoint_failures += 1;
         h.last_error = Some(error.clone());
@@ -211,7 +216,9 @@ impl Checkpointer {
                 self.base = Some((row.seq, row.head_hash));
             } else {
                 // Not trusted as a base; the next checkpoint verifies from further back.
-                let _ = self.failed(format!("stored checkpoint at seq {} has a bad signature", row.seq));
+                let error = format!("stored checkpoint at seq {} has a bad signature", row.seq);
+                tracing::error!(error = %error, "audit checkpoint not trusted");
+                self.health().last_error = Some(error);
                 self.last = Some((row.seq, row.at));
             }
         }
@@ -228,8 +235,10 @@ impl Checkpointer {
         if self.head <= last_seq {
             return Ok(None);
         }
-        let due = force || self.head - last_seq >= self.every_events || self.clock.now() - last_at >= self.every;
-        if !due {
+        let now = self.clock.now();
+        let due = self.head - last_seq >= self.every_events || now - last_at >= self.every;
+        let backing_off = self.failed_at.is_some_and(|t| now - t < self.every);
+        if !force && (!due || backing_off) {
             return Ok(None);
         }
         let seq = self.head;
@@ -243,6 +252,7 @@ impl Checkpointer {
         }
         self.last = Some((seq, row.at));
         self.base = Some((seq, head_hash));
+        self.failed_at = None;
         {
             let mut h = self.health();
             h.last_checkpoint_seq = Some(seq);

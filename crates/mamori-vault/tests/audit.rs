@@ -131,6 +131,12 @@ async fn checkpoints_are_taken_every_n_events() {
     assert!(seqs.len() >= 4, "{seqs:?}");
     assert!(seqs.windows(2).all(|w| w[1] - w[0] >= 5), "{seqs:?}");
     assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), seqs.len());
+    // A forced checkpoint covers the caller's event, whether or not a trigger took it first.
+    for _ in 0..6 {
+        let c = f.vault.checkpoint_audit(&f.admin).await.unwrap().expect("a covering checkpoint");
+        let head = f.store().query_audit(&mamori_store::AuditQuery { limit: 1000, ..Default::default() }).await;
+        assert_eq!(c.seq, head.unwrap().last().unwrap().seq);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

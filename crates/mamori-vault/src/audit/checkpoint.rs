@@ -140,6 +140,9 @@ pub(crate) struct Checkpointer {
     head: u64,
     /// The newest checkpoint known, for the triggers.
     last: Option<(u64, OffsetDateTime)>,
+    /// The same, signed (when its signature holds), for a forced checkpoint that finds the
+    /// head already covered.
+    latest: Option<SignedCheckpoint>,
     /// A position of the chain already verified (or signed): the next checkpoint verifies
     /// only the events after it.
     base: Option<(u64, [u8; 32])>,
@@ -170,6 +173,7 @@ impl Checkpointer {
             sink: settings.checkpoint_file.clone().map(|path| Sink { path, broken_line: false }),
             head: 0,
             last: None,
+            latest: None,
             base: None,
             loaded: false,
             failed_at: None,
@@ -211,9 +215,11 @@ impl Checkpointer {
         }
         let last = store.last_audit_checkpoint().await.map_err(|e| e.to_string())?;
         if let Some(row) = last {
-            if signature_valid(&self.public, &row_checkpoint(&row), &row.signature) {
+            let checkpoint = row_checkpoint(&row);
+            if signature_valid(&self.public, &checkpoint, &row.signature) {
                 self.last = Some((row.seq, row.at));
                 self.base = Some((row.seq, row.head_hash));
+                self.latest = Some(SignedCheckpoint::new(&checkpoint, &row.signature));
             } else {
                 // Not trusted as a base; the next checkpoint verifies from further back.
                 let error = format!("stored checkpoint at seq {} has a bad signature", row.seq);
@@ -233,7 +239,8 @@ impl Checkpointer {
         }
         let (last_seq, last_at) = self.last.unwrap_or((0, OffsetDateTime::UNIX_EPOCH));
         if self.head <= last_seq {
-            return Ok(None);
+            // Covered already (perhaps by the checkpoint the triggering batch just took).
+            return Ok(if force { self.latest.clone().filter(|c| c.seq >= self.head) } else { None });
         }
         let now = self.clock.now();
         let due = self.head - last_seq >= self.every_events || now - last_at >= self.every;
@@ -252,6 +259,7 @@ impl Checkpointer {
         }
         self.last = Some((seq, row.at));
         self.base = Some((seq, head_hash));
+        self.latest = Some(line.clone());
         self.failed_at = None;
         {
             let mut h = self.health();

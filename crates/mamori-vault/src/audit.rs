@@ -20,7 +20,9 @@ mod verify;
 
 pub use checkpoint::{AuditHealth, AuditSettings};
 pub use query::{AuditEntry, AuditFilter, AuditPage, MAX_QUERY_LIMIT, MIN_RETENTION_DAYS, PruneReport, ReviewMark};
-pub use verify::{ProblemKind, VerifyProblem, VerifyReport, parse_checkpoint_file, verify_chain};
+pub use verify::{
+    ProblemKind, VerifyProblem, VerifyReport, parse_checkpoint_file, stored_audit_key, verify_chain, verify_store,
+};
 
 use crate::error::{Result, VaultError};
 use checkpoint::Checkpointer;

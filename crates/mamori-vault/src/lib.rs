@@ -22,7 +22,8 @@ mod records;
 
 pub use audit::{
     AuditEntry, AuditFilter, AuditHealth, AuditLog, AuditPage, AuditSettings, MAX_QUERY_LIMIT, MIN_RETENTION_DAYS,
-    ProblemKind, PruneReport, ReviewMark, VerifyProblem, VerifyReport, parse_checkpoint_file, verify_chain,
+    ProblemKind, PruneReport, ReviewMark, VerifyProblem, VerifyReport, parse_checkpoint_file, stored_audit_key,
+    verify_chain, verify_store,
 };
 pub use auth::{LoginOutcome, NewUser, UserSummary};
 pub use erase::ErasureCertificate;
@@ -227,40 +228,14 @@ impl Vault {
     /// the configured one (a copy fetched from the log host, say). Only the CLI passes a
     /// path: the API never lets a caller name a file.
     pub async fn verify_audit_with(&self, checkpoint_file: Option<&std::path::Path>) -> Result<VerifyReport> {
-        let stored = match self.store.get_meta(AUDIT_PUBLIC_KEY).await? {
-            Some(der) => Some(
-                mamori_crypto::AuditVerifyingKey::from_der(&der)
-                    .map_err(|_| VaultError::Integrity("the stored audit public key is malformed".into()))?,
-            ),
-            None => None,
-        };
-        let trusted = self.config.audit.signing_key.as_ref().map(|k| k.verifying_key()).or(stored);
-        let path = checkpoint_file.or(self.config.audit.checkpoint_file.as_deref());
-        let mut missing_file = None;
-        let lines = match path {
-            None => None,
-            Some(path) => match tokio::fs::read_to_string(path).await {
-                Ok(text) => Some(parse_checkpoint_file(&text)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && checkpoint_file.is_none() => {
-                    missing_file = Some(format!("the checkpoint file {} does not exist yet", path.display()));
-                    Some(Vec::new())
-                }
-                Err(e) => return Err(VaultError::Unavailable(format!("checkpoint file {}: {e}", path.display()))),
-            },
-        };
-        let mut report = verify_chain(&*self.store, trusted.as_ref(), stored.as_ref(), lines.as_deref()).await?;
-        report.warnings.extend(missing_file);
-        Ok(report)
+        let trusted = self.config.audit.signing_key.as_ref().map(|k| k.verifying_key());
+        let configured = self.config.audit.checkpoint_file.as_deref();
+        verify_store(&*self.store, trusted.as_ref(), configured, checkpoint_file).await
     }
 
     /// The audit checkpoint public key stored with the data.
     pub async fn audit_public_key(&self) -> Result<Option<mamori_crypto::AuditVerifyingKey>> {
-        match self.store.get_meta(AUDIT_PUBLIC_KEY).await? {
-            Some(der) => mamori_crypto::AuditVerifyingKey::from_der(&der)
-                .map(Some)
-                .map_err(|_| VaultError::Integrity("the stored audit public key is malformed".into())),
-            None => Ok(None),
-        }
+        stored_audit_key(&*self.store).await
     }
 
     /// Records `audit.checkpoint` by `p` and signs a checkpoint that covers it at once

@@ -184,12 +184,17 @@ pub enum SubjectCommand {
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Verify the audit trail: hash chain, sequence, signed checkpoints and the external
-    /// checkpoint file. Exits 3 on any tampering, with the first bad seq and its kind.
+    /// checkpoint file. Exits 3 on any tampering, with the first bad seq and its kind. Needs
+    /// no master key.
     Verify {
         /// Check this checkpoint file (e.g. a copy from the log host) instead of the
         /// configured `[audit] checkpoint_file`.
         #[arg(long)]
         checkpoint_file: Option<PathBuf>,
+        /// Trust this public key (PEM, from `mamori audit pubkey`, kept apart from the
+        /// data) instead of the copy stored in the database.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
     },
     /// Print the public key that verifies the checkpoints (PEM, SubjectPublicKeyInfo).
     Pubkey,

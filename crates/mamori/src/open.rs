@@ -120,39 +120,29 @@ pub async fn open_store(settings: &Settings, create: bool) -> anyhow::Result<Arc
 }
 
 /// Opens the vault with the audit signing key, which every command that records events needs
-/// to sign checkpoints.
+/// to sign checkpoints. (`audit verify` and `audit pubkey` open the store only.)
 pub async fn open_vault(settings: &Settings) -> anyhow::Result<Arc<Vault>> {
-    open_vault_with(settings, true).await
-}
-
-/// `need_signing_key = false`: for commands that only read the log (`audit verify`,
-/// `audit pubkey`), which work with the public key stored in the database.
-pub async fn open_vault_with(settings: &Settings, need_signing_key: bool) -> anyhow::Result<Arc<Vault>> {
     let master = load_master_key(settings)?;
     let store = open_store(settings, false).await?;
     let key = match load_signing_key(settings)? {
-        Some(key) => Some(key),
+        Some(key) => key,
         None => {
             let path = settings.signing_key_path();
-            match store.get_meta(mamori_vault::AUDIT_PUBLIC_KEY).await? {
-                Some(_) if need_signing_key => bail!(
+            if store.get_meta(mamori_vault::AUDIT_PUBLIC_KEY).await?.is_some() {
+                bail!(
                     "the audit signing key file {} is missing, so checkpoints cannot be signed; restore it from \
                      the backup (or set [audit] signing_key_file)",
                     path.display()
-                ),
-                Some(_) => None,
-                None if need_signing_key => {
-                    // A data directory from before signed checkpoints: give it its key now.
-                    let key = create_signing_key(&path)?;
-                    tracing::warn!(file = %path.display(), "created the audit signing key; back it up with the master key");
-                    Some(key)
-                }
-                None => None,
+                );
             }
+            // A data directory from before signed checkpoints: give it its key now.
+            let key = create_signing_key(&path)?;
+            tracing::warn!(file = %path.display(), "created the audit signing key; back it up with the master key");
+            key
         }
     };
     let mut config = settings.vault_config();
-    config.audit.signing_key = key.map(Arc::new);
+    config.audit.signing_key = Some(Arc::new(key));
     Ok(Vault::open(store, &master, Arc::new(SystemClock), config).await?)
 }
 

@@ -261,6 +261,27 @@ fn audit_checkpoints_queries_and_reviews() {
 
     let pem = ok(mamori(dir.path()).args(["audit", "pubkey"]));
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+    // An auditor verifies with the public key alone: no master key, no signing key.
+    let public = dir.path().join("audit.pub");
+    std::fs::write(&public, &pem).unwrap();
+    let data = dir.path().join("data");
+    for f in ["master.key", "audit-signing.key"] {
+        std::fs::rename(data.join(f), dir.path().join(f)).unwrap();
+    }
+    let verify: Value =
+        serde_json::from_str(&ok(mamori(dir.path()).args(["--json", "audit", "verify", "--public-key"]).arg(&public)))
+            .unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    // A key that is not the installation's: every signature fails.
+    let other = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEozU4527RAyGth4PYMctZ+pantbZc\nfNw3zIFJ4DmSokzMNcxDqlLEKpMwW0pIwfKXmaBPzIXzQw5Eowy3NjBejg==\n-----END PUBLIC KEY-----\n";
+    std::fs::write(&public, other).unwrap();
+    let out = run(mamori(dir.path()).args(["--json", "audit", "verify", "--public-key"]).arg(&public));
+    assert_eq!(out.status.code(), Some(3));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kind"], "bad-signature", "{report}");
+    for f in ["master.key", "audit-signing.key"] {
+        std::fs::rename(dir.path().join(f), data.join(f)).unwrap();
+    }
     let verify: Value = serde_json::from_str(&ok(mamori(dir.path()).args(["--json", "audit", "verify"]))).unwrap();
     assert_eq!(verify["ok"], true, "{verify}");
     assert!(verify["external_checkpoints"].as_u64().unwrap() >= 1, "{verify}");

@@ -13,7 +13,8 @@
 //!   validly signed anchor says so.
 
 use super::checkpoint::{row_checkpoint, signature_valid};
-use crate::error::Result;
+use crate::AUDIT_PUBLIC_KEY;
+use crate::error::{Result, VaultError};
 use mamori_core::audit::{AuditEvent, CheckpointKind, GENESIS_HASH, SignedCheckpoint, chain_hash};
 use mamori_crypto::AuditVerifyingKey;
 use mamori_store::{AuditRow, Store};
@@ -99,6 +100,45 @@ pub fn parse_checkpoint_file(text: &str) -> Vec<CheckpointLine> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| (i + 1, serde_json::from_str::<SignedCheckpoint>(l).map_err(|_| "not a checkpoint".to_owned())))
         .collect()
+}
+
+/// The audit public key stored in the database, if any.
+pub async fn stored_audit_key(store: &dyn Store) -> Result<Option<AuditVerifyingKey>> {
+    match store.get_meta(AUDIT_PUBLIC_KEY).await? {
+        Some(der) => AuditVerifyingKey::from_der(&der)
+            .map(Some)
+            .map_err(|_| VaultError::Integrity("the stored audit public key is malformed".into())),
+        None => Ok(None),
+    }
+}
+
+/// Verifies a store without opening a vault: no master key is needed, only the public key.
+/// `trusted` is a public key held apart from the database (from the signing key file, or
+/// given by an auditor); without it the database's own copy is used. The checkpoint file is
+/// `given`, else `configured` (whose absence is only a warning: nothing was written yet).
+pub async fn verify_store(
+    store: &dyn Store,
+    trusted: Option<&AuditVerifyingKey>,
+    configured: Option<&std::path::Path>,
+    given: Option<&std::path::Path>,
+) -> Result<VerifyReport> {
+    let stored = stored_audit_key(store).await?;
+    let trusted = trusted.or(stored.as_ref());
+    let mut missing_file = None;
+    let lines = match given.or(configured) {
+        None => None,
+        Some(path) => match tokio::fs::read_to_string(path).await {
+            Ok(text) => Some(parse_checkpoint_file(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && given.is_none() => {
+                missing_file = Some(format!("the checkpoint file {} does not exist yet", path.display()));
+                Some(Vec::new())
+            }
+            Err(e) => return Err(VaultError::Unavailable(format!("checkpoint file {}: {e}", path.display()))),
+        },
+    };
+    let mut report = verify_chain(store, trusted, stored.as_ref(), lines.as_deref()).await?;
+    report.warnings.extend(missing_file);
+    Ok(report)
 }
 
 /// Where an expected hash comes from.

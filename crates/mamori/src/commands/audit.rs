@@ -2,10 +2,11 @@
 //! review act as a user (an auditor or privacy officer), whose search is itself audited.
 
 use crate::cli::{AuditCommand, AuditQueryArgs};
-use crate::open::{load_signing_key, open_vault, open_vault_with, operator, user_principal};
+use crate::open::{load_signing_key, open_store, open_vault, operator, user_principal};
 use crate::output;
 use crate::settings::Settings;
 use anyhow::{Context, bail};
+use mamori_crypto::AuditVerifyingKey;
 use mamori_vault::{AuditEntry, AuditFilter, VerifyReport};
 use std::process::ExitCode;
 use time::OffsetDateTime;
@@ -16,7 +17,9 @@ const TAMPERED: u8 = 3;
 
 pub async fn run(settings: &Settings, command: AuditCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
-        AuditCommand::Verify { checkpoint_file } => verify(settings, checkpoint_file.as_deref(), json).await,
+        AuditCommand::Verify { checkpoint_file, public_key } => {
+            verify(settings, checkpoint_file.as_deref(), public_key.as_deref(), json).await
+        }
         AuditCommand::Pubkey => pubkey(settings, json).await,
         AuditCommand::Checkpoint => {
             let vault = open_vault(settings).await?;
@@ -67,9 +70,24 @@ pub async fn run(settings: &Settings, command: AuditCommand, json: bool) -> anyh
     }
 }
 
-async fn verify(settings: &Settings, file: Option<&std::path::Path>, json: bool) -> anyhow::Result<ExitCode> {
-    let vault = open_vault_with(settings, false).await?;
-    let report = vault.verify_audit_with(file).await?;
+/// Opens the store only: verifying needs the public key, not the master key, so an auditor
+/// can run it on a copy of the database.
+async fn verify(
+    settings: &Settings,
+    file: Option<&std::path::Path>,
+    public_key: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let trusted = match public_key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(AuditVerifyingKey::from_pem(&pem).with_context(|| format!("public key {}", path.display()))?)
+        }
+        None => load_signing_key(settings)?.map(|k| k.verifying_key()),
+    };
+    let store = open_store(settings, false).await?;
+    let configured = settings.audit.checkpoint_file.as_deref();
+    let report = mamori_vault::verify_store(&*store, trusted.as_ref(), configured, file).await?;
     if json {
         output::json(&report)?;
     } else {
@@ -110,8 +128,8 @@ fn print_report(r: &VerifyReport) {
 }
 
 async fn pubkey(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
-    let vault = open_vault_with(settings, false).await?;
-    let key = match vault.audit_public_key().await? {
+    let store = open_store(settings, false).await?;
+    let key = match mamori_vault::stored_audit_key(&*store).await? {
         Some(key) => key,
         None => load_signing_key(settings)?.map(|k| k.verifying_key()).context("this installation has no audit key")?,
     };

@@ -6,6 +6,11 @@
 //! 004-V-1-4-c, 004-V-1-33-c). The chain hash of
 //! event *n* is `SHA-256("mamori-audit-v1" ‖ hash(n-1) ‖ seq ‖ canonical JSON of n)`, so any
 //! modification, deletion, insertion or reordering breaks every later hash.
+//!
+//! The chain alone has no secret: someone who can write the database could recompute every
+//! hash after a change. Signed [`Checkpoint`]s close that gap — ECDSA P-256 over
+//! (kind, sequence number, head hash, time, key id) with a key kept apart from the data —
+//! and their copies in an external append-only file make truncation visible too.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -18,6 +23,32 @@ pub enum Outcome {
     Denied,
     Failure,
 }
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Outcome::Success, Outcome::Denied, Outcome::Failure]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("unknown outcome `{s}` (success, denied or failure)"))
+    }
+}
+
+/// Actions that are administrator operations, to be reviewed by someone else (004-V-1-23,
+/// 004-V-1-24, 002-T-4-a): account and role management, collection and schema changes, key
+/// rotation and audit pruning. Prefixes: `user.` covers every account operation.
+pub const ADMIN_ACTION_PREFIXES: &[&str] =
+    &["user.", "collection.create", "collection.update_schema", "keys.", "audit.prune"];
 
 /// One audit event as the application describes it, before it has a place in the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +78,12 @@ pub struct AuditEvent {
     pub rows: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
+    /// `audit.review`: the last sequence number whose administrator operations were reviewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_to: Option<u64>,
+    /// `audit.review`: the reviewer's remark (ids and findings, never personal values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl AuditEvent {
@@ -65,6 +102,8 @@ impl AuditEvent {
             reason: None,
             rows: None,
             purpose: None,
+            reviewed_to: None,
+            note: None,
         }
     }
 
@@ -86,6 +125,124 @@ pub fn chain_hash(prev: &[u8; 32], seq: u64, canonical_json: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Microseconds since the Unix epoch: the resolution of stored times and of signed checkpoints.
+pub fn unix_micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+/// `t` cut to whole microseconds, so that it survives storage unchanged.
+pub fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_micros(t)) * 1_000).unwrap_or(t)
+}
+
+/// A regular checkpoint, or the anchor that pruning leaves behind: "events up to `seq` were
+/// deleted; the last of them had this hash".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointKind {
+    Checkpoint,
+    Anchor,
+}
+
+impl CheckpointKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointKind::Checkpoint => "checkpoint",
+            CheckpointKind::Anchor => "anchor",
+        }
+    }
+}
+
+impl std::str::FromStr for CheckpointKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "checkpoint" => Ok(CheckpointKind::Checkpoint),
+            "anchor" => Ok(CheckpointKind::Anchor),
+            other => Err(format!("unknown checkpoint kind `{other}`")),
+        }
+    }
+}
+
+/// What a checkpoint asserts: the chain's hash at `seq` was `head_hash`, at time `at`,
+/// signed by key `key_id`. The kind is part of what is signed, so a checkpoint can never be
+/// passed off as a pruning anchor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub kind: CheckpointKind,
+    pub seq: u64,
+    pub head_hash: [u8; 32],
+    /// Whole microseconds (see [`truncate_to_micros`]).
+    pub at: OffsetDateTime,
+    pub key_id: String,
+}
+
+impl Checkpoint {
+    /// The canonical bytes that are signed: a domain tag, then every field with a fixed width
+    /// or a length prefix, so that no two checkpoints share an encoding.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let kind = self.kind.as_str().as_bytes();
+        let key_id = self.key_id.as_bytes();
+        let mut out = Vec::with_capacity(64 + kind.len() + key_id.len());
+        out.extend_from_slice(b"mamori-audit-checkpoint-v1\0");
+        out.push(kind.len() as u8);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.head_hash);
+        out.extend_from_slice(&unix_micros(self.at).to_be_bytes());
+        out.extend_from_slice(&(key_id.len() as u16).to_be_bytes());
+        out.extend_from_slice(key_id);
+        out
+    }
+}
+
+/// A checkpoint with its signature, as one line of the external checkpoint file (JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedCheckpoint {
+    pub kind: CheckpointKind,
+    pub seq: u64,
+    /// Hex.
+    pub head_hash: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub key_id: String,
+    /// Hex of the 64-byte ECDSA P-256 signature `r ‖ s`.
+    pub signature: String,
+}
+
+impl SignedCheckpoint {
+    pub fn new(c: &Checkpoint, signature: &[u8]) -> Self {
+        Self {
+            kind: c.kind,
+            seq: c.seq,
+            head_hash: to_hex(&c.head_hash),
+            at: c.at,
+            key_id: c.key_id.clone(),
+            signature: to_hex(signature),
+        }
+    }
+
+    /// The checkpoint and its signature bytes, or `None` when a hex field is malformed.
+    pub fn decode(&self) -> Option<(Checkpoint, Vec<u8>)> {
+        let head_hash: [u8; 32] = from_hex(&self.head_hash)?.try_into().ok()?;
+        let checkpoint =
+            Checkpoint { kind: self.kind, seq: self.seq, head_hash, at: self.at, key_id: self.key_id.clone() };
+        Some((checkpoint, from_hex(&self.signature)?))
+    }
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +259,45 @@ mod tests {
             AuditEvent::new(OffsetDateTime::UNIX_EPOCH, "cli:root", "record.read", Outcome::Success).canonical_json(),
             json
         );
+    }
+
+    #[test]
+    fn checkpoint_encoding_binds_every_field() {
+        let c = Checkpoint {
+            kind: CheckpointKind::Checkpoint,
+            seq: 7,
+            head_hash: [3; 32],
+            at: OffsetDateTime::UNIX_EPOCH,
+            key_id: "00112233aabbccdd".into(),
+        };
+        let base = c.signing_bytes();
+        let variants = [
+            Checkpoint { kind: CheckpointKind::Anchor, ..c.clone() },
+            Checkpoint { seq: 8, ..c.clone() },
+            Checkpoint { head_hash: [4; 32], ..c.clone() },
+            Checkpoint { at: OffsetDateTime::UNIX_EPOCH + time::Duration::microseconds(1), ..c.clone() },
+            Checkpoint { key_id: "00112233aabbccde".into(), ..c.clone() },
+        ];
+        for v in variants {
+            assert_ne!(v.signing_bytes(), base, "{v:?}");
+        }
+        let signed = SignedCheckpoint::new(&c, &[9; 64]);
+        let line = serde_json::to_string(&signed).unwrap();
+        let back: SignedCheckpoint = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.decode().unwrap(), (c, vec![9; 64]));
+        assert_eq!(from_hex("0aff"), Some(vec![10, 255]));
+        assert_eq!(from_hex("0g"), None);
+        assert_eq!(from_hex("abc"), None);
+    }
+
+    #[test]
+    fn new_fields_leave_old_events_unchanged() {
+        // Events written before `reviewed_to`/`note` existed must keep their exact bytes.
+        let e = AuditEvent::new(OffsetDateTime::UNIX_EPOCH, "cli:root", "record.read", Outcome::Success);
+        assert_eq!(
+            e.canonical_json(),
+            r#"{"at":"1970-01-01T00:00:00Z","actor":"cli:root","action":"record.read","outcome":"success"}"#
+        );
+        assert_eq!("denied".parse::<Outcome>().unwrap(), Outcome::Denied);
     }
 }

@@ -11,6 +11,10 @@ pub enum CryptoError {
     Malformed,
     #[error("malformed master key: {0}")]
     MasterKeyFormat(&'static str),
+    #[error("malformed audit signing key: {0}")]
+    SigningKeyFormat(&'static str),
+    #[error("malformed audit public key")]
+    PublicKeyFormat,
     #[error("password hashing failed: {0}")]
     PasswordHash(String),
     #[error("TOTP: {0}")]

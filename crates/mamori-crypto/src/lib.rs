@@ -19,12 +19,15 @@
 //!
 //! The second factor (`totp.rs`) is RFC 6238 TOTP computed by `totp-rs` over RustCrypto's
 //! HMAC-SHA-1, with one-time recovery codes stored as SHA-256 (004-V-2-5, 002-T-3-b).
+//! Apart from the hierarchy, an ECDSA P-256 key of its own signs audit checkpoints
+//! (`signing.rs`); it is never derived from the master key.
 
 mod blind;
 mod error;
 mod field;
 mod keys;
 mod password;
+mod signing;
 mod token;
 mod totp;
 
@@ -33,6 +36,7 @@ pub use error::{CryptoError, Result};
 pub use field::{FieldAad, FieldCipher};
 pub use keys::{DataKey, IndexKey, Kek, KeyWrapper, MasterKey, SecretKey};
 pub use password::{PasswordHasher, SecretString};
+pub use signing::{AuditSigningKey, AuditVerifyingKey, SIGNATURE_LEN};
 pub use token::{SessionToken, sha256};
 pub use totp::{
     RECOVERY_CODE_COUNT, RecoveryCodes, TOTP_DIGITS, TOTP_ISSUER, TOTP_SECRET_LEN, TOTP_SKEW_STEPS, TOTP_STEP_SECS,

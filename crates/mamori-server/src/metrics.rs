@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::time::Instant;
@@ -30,6 +31,18 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RouteLabels, Counter>,
     latency: Family<RouteOnly, Histogram>,
+    audit: AuditGauges,
+}
+
+/// The audit pipeline's own health (002-S-11-d), refreshed on every scrape.
+#[derive(Default)]
+struct AuditGauges {
+    checkpoint_file_ok: Gauge,
+    checkpoint_file_failures: Gauge,
+    checkpoint_failures: Gauge,
+    append_failures: Gauge,
+    last_checkpoint_seq: Gauge,
+    last_checkpoint_timestamp: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -47,7 +60,38 @@ impl Metrics {
         });
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
-        Self { registry, requests, latency }
+        let audit = AuditGauges::default();
+        registry.register(
+            "audit_checkpoint_file_ok",
+            "1 while the external audit checkpoint file is writable (or not configured), 0 after a failed write",
+            audit.checkpoint_file_ok.clone(),
+        );
+        registry.register(
+            "audit_checkpoint_file_failures",
+            "Failed writes to the external audit checkpoint file since start",
+            audit.checkpoint_file_failures.clone(),
+        );
+        registry.register(
+            "audit_checkpoint_failures",
+            "Audit checkpoints that could not be taken since start (chain did not verify, store error)",
+            audit.checkpoint_failures.clone(),
+        );
+        registry.register(
+            "audit_append_failures",
+            "Batches of audit events that could not be written since start (their requests failed closed)",
+            audit.append_failures.clone(),
+        );
+        registry.register(
+            "audit_last_checkpoint_seq",
+            "Sequence number of the last signed audit checkpoint this process took",
+            audit.last_checkpoint_seq.clone(),
+        );
+        registry.register(
+            "audit_last_checkpoint_timestamp_seconds",
+            "Unix time of the last signed audit checkpoint this process took",
+            audit.last_checkpoint_timestamp.clone(),
+        );
+        Self { registry, requests, latency, audit }
     }
 }
 
@@ -92,6 +136,15 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let h = state.vault.audit_health();
+    let g = &state.metrics.audit;
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    g.checkpoint_file_ok.set(i64::from(h.checkpoint_file_ok));
+    g.checkpoint_file_failures.set(count(h.checkpoint_file_failures));
+    g.checkpoint_failures.set(count(h.checkpoint_failures));
+    g.append_failures.set(count(h.append_failures));
+    g.last_checkpoint_seq.set(count(h.last_checkpoint_seq.unwrap_or(0)));
+    g.last_checkpoint_timestamp.set(h.last_checkpoint_at.map(|t| t.unix_timestamp()).unwrap_or(0));
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &state.metrics.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
         api::erase_subject, api::list_erasure_certificates,
         api::list_users, api::create_user, api::disable_user, api::enable_user, api::activate_user,
         api::update_user, api::unlock_user, api::reset_mfa,
-        api::verify_audit,
+        api::verify_audit, api::query_audit, api::review_audit,
     ),
     modifiers(&BearerAuth)
 )]

@@ -16,7 +16,7 @@ const PASSWORD: &str = "Api-Test-Password-1";
 /// A running server on a free port, with users of every role and 50 synthetic people.
 struct TestServer {
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -69,7 +69,7 @@ impl TestServer {
             tokio::spawn(mamori_server::serve(listener, app, std::future::pending()));
             url
         });
-        Self { url, _dir: dir, _runtime: runtime }
+        Self { url, dir, _runtime: runtime }
     }
 
     fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String, Value) {
@@ -327,4 +327,70 @@ fn admin_created_content_accounts_need_a_privacy_officer() {
     let (status, _, body) = s.call("POST", "/api/v1/users", Some(&admin), Some(&create));
     assert_eq!(status, 201);
     assert!(body["one_time_password"].as_str().is_some_and(|p| p.len() == 16));
+}
+
+/// The audit trail over HTTP: auditors query it (who accessed a subject, failed logins,
+/// administrator operations) and mark reviews; other roles are refused; every endpoint says
+/// nothing of files. When the log cannot be written, reads fail closed with 503.
+#[test]
+fn audit_queries_reviews_and_fail_closed_over_http() {
+    let s = TestServer::start();
+    let manager = s.login("manager");
+    let person = mamori_synth::Generator::new(11).nth(4).unwrap();
+    let search = json!({"field": "email", "value": person.email}).to_string();
+    let (_, _, found) = s.call("POST", "/api/v1/collections/customers/search", Some(&manager), Some(&search));
+    let id = found["records"][0]["id"].as_str().unwrap().to_owned();
+    let (_, _, record) = s.call("GET", &format!("/api/v1/collections/customers/records/{id}"), Some(&manager), None);
+    let subject = record["subject_id"].as_str().unwrap().to_owned();
+    let (status, _, _) = s.call(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(&json!({"login": "staff", "password": "nope-nope-nope"}).to_string()),
+    );
+    assert_eq!(status, 401);
+
+    let auditor = s.login("auditor");
+    let (status, _, page) = s.call("GET", &format!("/api/v1/audit/events?subject={subject}"), Some(&auditor), None);
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["login"] == "manager" && e["event"]["action"] == "record.read"), "{page}");
+    let (_, _, page) = s.call("GET", "/api/v1/audit/events?failed_logins=true", Some(&auditor), None);
+    assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
+    let (_, _, page) = s.call("GET", "/api/v1/audit/events?admin_ops=true&limit=2", Some(&auditor), None);
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    let next = page["next_after_seq"].as_u64().unwrap();
+    let (_, _, more) =
+        s.call("GET", &format!("/api/v1/audit/events?admin_ops=true&after_seq={next}"), Some(&auditor), None);
+    assert!(more["events"][0]["seq"].as_u64().unwrap() > next);
+    let (status, _, body) =
+        s.call("GET", "/api/v1/audit/events?from=2026-13-01&checkpoint_file=/etc/passwd", Some(&auditor), None);
+    assert_eq!((status, problem_type(&body)), (400, "urn:mamori:problem:invalid-query"), "{body}");
+    let (status, _, body) = s.call("GET", "/api/v1/audit/events?limit=100000", Some(&auditor), None);
+    assert_eq!((status, problem_type(&body)), (422, "urn:mamori:problem:invalid-input"), "{body}");
+    for role in ["staff", "manager", "admin"] {
+        let (status, _, _) = s.call("GET", "/api/v1/audit/events", Some(&s.login(role)), None);
+        assert_eq!(status, 403, "{role}");
+    }
+
+    let review = json!({"reviewed_to": next, "note": "checked"}).to_string();
+    let (status, _, mark) = s.call("POST", "/api/v1/audit/reviews", Some(&auditor), Some(&review));
+    assert_eq!(status, 201, "{mark}");
+    assert_eq!((mark["reviewed_to"].as_u64(), mark["reviewer_login"].as_str()), (Some(next), Some("auditor")));
+    let (_, _, page) = s.call("GET", "/api/v1/audit/events?admin_ops=true", Some(&auditor), None);
+    assert_eq!(page["last_review"]["seq"], mark["seq"]);
+    let (status, _, report) = s.call("GET", "/api/v1/audit/verify", Some(&auditor), None);
+    assert_eq!((status, report["ok"].as_bool()), (200, Some(true)), "{report}");
+    let (_, _, metrics) = s.call("GET", "/metrics", None, None);
+    assert!(metrics.as_str().unwrap().contains("mamori_audit_checkpoint_file_ok 1"), "{metrics}");
+
+    // The audit table stops taking writes (a full disk, a broken volume): reads fail closed.
+    let conn = rusqlite::Connection::open(s.dir.path().join("mamori.db")).unwrap();
+    conn.execute_batch("CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'full'); END;")
+        .unwrap();
+    let (status, ct, body) =
+        s.call("GET", &format!("/api/v1/collections/customers/records/{id}?view=full"), Some(&manager), None);
+    assert_eq!((status, problem_type(&body)), (503, "urn:mamori:problem:audit-unavailable"), "{body}");
+    assert_eq!(ct, "application/problem+json");
+    assert!(!body.to_string().contains(person.email.as_str()), "nothing of the record leaks: {body}");
 }

@@ -1,11 +1,10 @@
-//! User accounts, sessions and the audit chain.
+//! User accounts and sessions.
 
 use crate::PostgresStore;
-use crate::db::{self, execute, get, get_hash, get_time, get_u32, get_u64, query, query_opt};
+use crate::db::{self, execute, get, get_hash, get_time, get_u32, query, query_opt};
 use crate::error::{corrupt, pg};
-use mamori_core::audit::{AuditEvent, GENESIS_HASH, chain_hash};
 use mamori_core::ids::UserId;
-use mamori_store::{AuditRow, Result, SessionRow, StoreError, UserProfile, UserRow, from_micros, to_micros};
+use mamori_store::{Result, SessionRow, StoreError, UserProfile, UserRow, from_micros, to_micros};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
@@ -335,59 +334,5 @@ impl PostgresStore {
     pub(crate) async fn remove_user_sessions(&self, user: &UserId) -> Result<u64> {
         let conn = self.conn().await?;
         execute(&conn, "DELETE FROM sessions WHERE user_id = $1", &[user.as_uuid()]).await
-    }
-
-    pub(crate) async fn append_audit_events(&self, events: &[AuditEvent]) -> Result<u64> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(pg)?;
-        // EXCLUSIVE blocks other appenders (in any process) until commit, but not readers;
-        // without it two appenders would read the same head and one would fail on the key.
-        tx.batch_execute("LOCK TABLE audit_events IN EXCLUSIVE MODE").await.map_err(pg)?;
-        let head = query_opt(&tx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", &[]).await?;
-        let (mut seq, mut prev) = match &head {
-            Some(row) => (get_u64(row, 0, "audit sequence number")?, get_hash(row, 1, "audit hash")?),
-            None => (0, GENESIS_HASH),
-        };
-        if events.is_empty() {
-            return Ok(seq);
-        }
-        let (mut seqs, mut jsons, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
-        for event in events {
-            seq += 1;
-            let json = event.canonical_json();
-            prev = chain_hash(&prev, seq, &json);
-            seqs.push(i64::try_from(seq).map_err(|_| StoreError::Backend("audit sequence exhausted".into()))?);
-            jsons.push(json);
-            hashes.push(prev.to_vec());
-        }
-        execute(
-            &tx,
-            "INSERT INTO audit_events (seq, event_json, hash)
-             SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[])",
-            &[&seqs, &jsons, &hashes],
-        )
-        .await?;
-        tx.commit().await.map_err(pg)?;
-        Ok(seq)
-    }
-
-    pub(crate) async fn audit_rows(&self, from: u64, limit: usize) -> Result<Vec<AuditRow>> {
-        let conn = self.conn().await?;
-        let from = i64::try_from(from).unwrap_or(i64::MAX);
-        let rows = query(
-            &conn,
-            "SELECT seq, event_json, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
-            &[&from, &db::limit(limit)],
-        )
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    seq: get_u64(r, 0, "audit sequence number")?,
-                    event_json: get(r, 1)?,
-                    hash: get_hash(r, 2, "audit hash")?,
-                })
-            })
-            .collect()
     }
 }

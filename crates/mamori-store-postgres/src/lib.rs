@@ -6,6 +6,7 @@
 //! so that several server processes may share one database.
 
 mod accounts;
+mod audit;
 mod collections;
 mod db;
 mod error;

@@ -14,6 +14,7 @@ use mamori_store::{Result, StoreError};
 /// File stem (`<version>_<name>`) and SQL of every migration, oldest first.
 pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("20261123000000_init", include_str!("../migrations/20261123000000_init.sql")),
+    ("20261123000100_audit_checkpoints", include_str!("../migrations/20261123000100_audit_checkpoints.sql")),
     ("20261123000200_identity", include_str!("../migrations/20261123000200_identity.sql")),
 ];
 

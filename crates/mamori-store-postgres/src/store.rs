@@ -226,4 +226,24 @@ impl Store for PostgresStore {
     async fn read_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRow>> {
         self.audit_rows(from, limit).await
     }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
+        self.query_audit_rows(query).await
+    }
+
+    async fn add_audit_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<()> {
+        self.insert_checkpoint(checkpoint).await
+    }
+
+    async fn read_audit_checkpoints(&self, from: u64, limit: usize) -> Result<Vec<CheckpointRow>> {
+        self.checkpoints(from, limit).await
+    }
+
+    async fn last_audit_checkpoint(&self) -> Result<Option<CheckpointRow>> {
+        self.last_checkpoint().await
+    }
+
+    async fn prune_audit(&self, anchor: &CheckpointRow) -> Result<u64> {
+        self.prune(anchor).await
+    }
 }

@@ -173,3 +173,58 @@ async fn import_for_an_erased_subject_is_refused() {
     assert!(import.commit().await.is_err());
     assert_eq!(store.count_records(c).await.unwrap(), 0);
 }
+
+/// Upgrading a database from the first release: events written before the audit columns
+/// existed are back-filled from their JSON; a row that does not parse does not stop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_columns_are_back_filled() {
+    use mamori_core::audit::{AuditEvent, GENESIS_HASH, Outcome, chain_hash};
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(&format!("CREATE SCHEMA {schema}; SET search_path = {schema};")).await.unwrap();
+    client.batch_execute(include_str!("../migrations/20261123000000_init.sql")).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL);
+             INSERT INTO schema_migrations VALUES (20261123000000, 'init', 0);",
+        )
+        .await
+        .unwrap();
+    let at = OffsetDateTime::from_unix_timestamp_nanos(1_800_000_000_123_456_000).unwrap();
+    let mut read = AuditEvent::new(at, "user:a", "record.read", Outcome::Success);
+    read.subject = Some("S1".into());
+    read.collection = Some("customers".into());
+    let events = [AuditEvent::new(at, "cli:root", "collection.create", Outcome::Success), read];
+    let mut prev = GENESIS_HASH;
+    for (i, e) in events.iter().enumerate() {
+        let seq = i as i64 + 1;
+        prev = chain_hash(&prev, seq as u64, &e.canonical_json());
+        client
+            .execute(
+                "INSERT INTO audit_events (seq, event_json, hash) VALUES ($1, $2, $3)",
+                &[&seq, &e.canonical_json(), &prev.as_slice()],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .execute(
+            "INSERT INTO audit_events (seq, event_json, hash) VALUES (3, 'not json', $1)",
+            &[&[0u8; 32].as_slice()],
+        )
+        .await
+        .unwrap();
+
+    let store = PostgresStore::connect_with_schema(&url, &schema).await.unwrap();
+    let rows = store.read_audit(1, 10).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    for (row, e) in rows.iter().zip(&events) {
+        assert!(row.columns.agree_with(e), "{:?}", row.columns);
+        assert_eq!(row.columns, mamori_store::AuditColumns::of(e), "PostgreSQL back-fills to the microsecond");
+    }
+    assert_eq!(rows[2].columns, mamori_store::AuditColumns::default());
+    let q = mamori_store::AuditQuery { subject: Some("S1".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.query_audit(&q).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
+}

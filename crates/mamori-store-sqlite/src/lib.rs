@@ -7,6 +7,7 @@
 //! [`BUSY_TIMEOUT`]. Reads use a small pool of connections and run in parallel with writes.
 //! All SQLite calls run on tokio's blocking pool.
 
+mod audit;
 mod import;
 mod migrate;
 mod store;

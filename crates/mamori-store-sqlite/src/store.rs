@@ -1,6 +1,6 @@
 use crate::{SqliteStore, map_err};
 use async_trait::async_trait;
-use mamori_core::audit::{AuditEvent, GENESIS_HASH, chain_hash};
+use mamori_core::audit::AuditEvent;
 use mamori_core::ids::{RecordId, UserId};
 use mamori_store::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -1026,53 +1026,30 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<u64> {
-        let events: Vec<String> = events.iter().map(AuditEvent::canonical_json).collect();
-        self.write(move |tx| {
-            let head: Option<(i64, Vec<u8>)> = tx
-                .query_row("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-                .map_err(map_err)?;
-            let (mut seq, mut prev) = match head {
-                Some((seq, hash)) => {
-                    (seq as u64, <[u8; 32]>::try_from(hash).map_err(|_| StoreError::Corrupt("audit hash".into()))?)
-                }
-                None => (0, GENESIS_HASH),
-            };
-            let mut stmt = tx
-                .prepare_cached("INSERT INTO audit_events (seq, event_json, hash) VALUES (?1, ?2, ?3)")
-                .map_err(map_err)?;
-            for json in &events {
-                seq += 1;
-                prev = chain_hash(&prev, seq, json);
-                stmt.execute(params![seq as i64, json, prev]).map_err(map_err)?;
-            }
-            Ok(seq)
-        })
-        .await
+        self.append_audit_events(events).await
     }
 
     async fn read_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRow>> {
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached("SELECT seq, event_json, hash FROM audit_events WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
-                .map_err(map_err)?;
-            let rows: Vec<(i64, String, Vec<u8>)> = stmt
-                .query_map(params![from as i64, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(map_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(map_err)?;
-            rows.into_iter()
-                .map(|(seq, event_json, hash)| {
-                    Ok(AuditRow {
-                        seq: seq as u64,
-                        event_json,
-                        hash: hash.try_into().map_err(|_| StoreError::Corrupt("audit hash".into()))?,
-                    })
-                })
-                .collect()
-        })
-        .await
+        self.audit_rows(from, limit).await
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
+        self.query_audit_rows(query).await
+    }
+
+    async fn add_audit_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<()> {
+        self.insert_checkpoint(checkpoint).await
+    }
+
+    async fn read_audit_checkpoints(&self, from: u64, limit: usize) -> Result<Vec<CheckpointRow>> {
+        self.checkpoints(from, limit).await
+    }
+
+    async fn last_audit_checkpoint(&self) -> Result<Option<CheckpointRow>> {
+        self.last_checkpoint().await
+    }
+
+    async fn prune_audit(&self, anchor: &CheckpointRow) -> Result<u64> {
+        self.prune(anchor).await
     }
 }

@@ -3,7 +3,7 @@
 //! async expression that yields a fresh, empty `Arc<dyn Store>` for each test.
 
 use crate::*;
-use mamori_core::audit::{AuditEvent, GENESIS_HASH, Outcome, chain_hash};
+use mamori_core::audit::{AuditEvent, CheckpointKind, GENESIS_HASH, Outcome, chain_hash};
 use mamori_core::ids::{RecordId, UserId};
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -16,7 +16,8 @@ macro_rules! conformance_tests {
             meta_round_trip, collections, keys_and_rotation, subject_keys_are_shared,
             records_and_index, unique_values, import_is_all_or_nothing, erase_subject,
             users_and_sessions, account_security_state, audit_chain, concurrent_audit_appends, master_rewrap,
-            record_needs_its_subject_key, subject_key_needs_its_kek, master_rewrap_must_cover_every_key);
+            record_needs_its_subject_key, subject_key_needs_its_kek, master_rewrap_must_cover_every_key,
+            audit_query_filters, audit_checkpoints, audit_prune_keeps_the_chain);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -450,6 +451,8 @@ pub async fn audit_chain(store: Arc<dyn Store>) {
     let rows = store.read_audit(2, 2).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
     assert_eq!(rows[0].event_json, event(2).canonical_json());
+    assert_eq!(rows[0].columns, AuditColumns::of(&event(2)));
+    assert!(rows[0].columns.agree_with(&event(2)));
     assert_eq!(verify_chain(&*store).await, 4);
 }
 
@@ -508,4 +511,143 @@ pub async fn master_rewrap_must_cover_every_key(store: Arc<dyn Store>) {
     assert!(matches!(partial, Err(StoreError::Conflict(_))), "{partial:?}");
     assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some(&b"old"[..]));
     assert_eq!(store.get_keks(a.id).await.unwrap(), [WrappedKek { version: 1, wrapped: vec![1; 60] }]);
+}
+
+/// Ten events with varied fields; returns them in sequence order (seq = index + 1).
+async fn varied_events(store: &dyn Store) -> Vec<AuditEvent> {
+    // actor, action, outcome, collection, record, subject
+    type Spec<'a> = (&'a str, &'a str, Outcome, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+    let spec: &[Spec] = &[
+        ("user:a", "auth.login", Outcome::Success, None, None, None),
+        ("anonymous", "auth.login", Outcome::Failure, None, None, None),
+        ("user:a", "record.read", Outcome::Success, Some("customers"), Some("r1"), Some("S1")),
+        ("user:b", "record.read", Outcome::Success, Some("customers"), Some("r2"), Some("S2")),
+        ("user:b", "record.update", Outcome::Success, Some("customers"), Some("r1"), Some("S1")),
+        ("cli:root", "user.create", Outcome::Success, None, None, None),
+        ("user:a", "auth.password_change", Outcome::Failure, None, None, None),
+        ("user:c", "record.read", Outcome::Denied, Some("staff"), None, None),
+        ("user:a", "auth.passwordXchange", Outcome::Success, None, None, None),
+        ("cli:root", "collection.create", Outcome::Success, Some("staff"), None, None),
+    ];
+    let events: Vec<AuditEvent> = spec
+        .iter()
+        .enumerate()
+        .map(|(i, (actor, action, outcome, collection, record, subject))| {
+            let mut e = AuditEvent::new(t(i as i64 * 10), *actor, *action, *outcome);
+            e.collection = collection.map(str::to_owned);
+            e.record = record.map(str::to_owned);
+            e.subject = subject.map(str::to_owned);
+            e
+        })
+        .collect();
+    assert_eq!(store.append_audit(&events[..4]).await.unwrap(), 4);
+    assert_eq!(store.append_audit(&events[4..]).await.unwrap(), 10);
+    events
+}
+
+pub async fn audit_query_filters(store: Arc<dyn Store>) {
+    varied_events(&*store).await;
+    let seqs = |q: AuditQuery| {
+        let store = store.clone();
+        async move {
+            let q = AuditQuery { limit: if q.limit == 0 { 100 } else { q.limit }, ..q };
+            store.query_audit(&q).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>()
+        }
+    };
+    let prefix = |p: &str| vec![ActionMatch::Prefix(p.into())];
+    assert_eq!(seqs(AuditQuery::default()).await, (1..=10).collect::<Vec<_>>());
+    assert_eq!(seqs(AuditQuery { actor: Some("user:a".into()), ..Default::default() }).await, [1, 3, 7, 9]);
+    assert_eq!(seqs(AuditQuery { subject: Some("S1".into()), ..Default::default() }).await, [3, 5]);
+    assert_eq!(seqs(AuditQuery { record: Some("r2".into()), ..Default::default() }).await, [4]);
+    assert_eq!(seqs(AuditQuery { collection: Some("staff".into()), ..Default::default() }).await, [8, 10]);
+    assert_eq!(seqs(AuditQuery { outcome: Some("denied".into()), ..Default::default() }).await, [8]);
+    // Times: `from` inclusive, `until` exclusive.
+    assert_eq!(seqs(AuditQuery { from: Some(t(20)), until: Some(t(50)), ..Default::default() }).await, [3, 4, 5]);
+    assert_eq!(
+        seqs(AuditQuery { actions: vec![ActionMatch::Exact("auth.login".into())], ..Default::default() }).await,
+        [1, 2]
+    );
+    assert_eq!(seqs(AuditQuery { actions: prefix("record."), ..Default::default() }).await, [3, 4, 5, 8]);
+    // A prefix is literal: `_` is no wildcard, and case matters.
+    assert_eq!(seqs(AuditQuery { actions: prefix("auth.password_"), ..Default::default() }).await, [7]);
+    assert_eq!(seqs(AuditQuery { actions: prefix("AUTH."), ..Default::default() }).await, Vec::<u64>::new());
+    let admin = vec![ActionMatch::Prefix("user.".into()), ActionMatch::Prefix("collection.create".into())];
+    assert_eq!(seqs(AuditQuery { actions: admin, ..Default::default() }).await, [6, 10]);
+    let failed_logins = AuditQuery {
+        actions: vec![ActionMatch::Exact("auth.login".into())],
+        outcome: Some("failure".into()),
+        ..Default::default()
+    };
+    assert_eq!(seqs(failed_logins).await, [2]);
+    // Paging.
+    let page = AuditQuery { actor: Some("user:a".into()), limit: 2, ..Default::default() };
+    assert_eq!(seqs(page.clone()).await, [1, 3]);
+    assert_eq!(seqs(AuditQuery { after_seq: 3, ..page }).await, [7, 9]);
+    let rows = store.query_audit(&AuditQuery { record: Some("r1".into()), limit: 10, ..Default::default() }).await;
+    let rows = rows.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].hash, store.read_audit(3, 1).await.unwrap()[0].hash);
+}
+
+fn checkpoint(kind: CheckpointKind, seq: u64, hash: [u8; 32], byte: u8) -> CheckpointRow {
+    CheckpointRow { kind, seq, head_hash: hash, at: t(seq as i64), key_id: "k1".into(), signature: vec![byte; 64] }
+}
+
+pub async fn audit_checkpoints(store: Arc<dyn Store>) {
+    assert_eq!(store.last_audit_checkpoint().await.unwrap(), None);
+    for i in 1..=6 {
+        store.append_audit(&[event(i)]).await.unwrap();
+    }
+    let hash = |seq: u64| {
+        let store = store.clone();
+        async move { store.read_audit(seq, 1).await.unwrap()[0].hash }
+    };
+    let c2 = checkpoint(CheckpointKind::Checkpoint, 2, hash(2).await, 1);
+    let c5 = checkpoint(CheckpointKind::Checkpoint, 5, hash(5).await, 2);
+    store.add_audit_checkpoint(&c5).await.unwrap();
+    store.add_audit_checkpoint(&c2).await.unwrap();
+    // Another instance checkpointing the same event: ignored, the first one stays.
+    store.add_audit_checkpoint(&CheckpointRow { signature: vec![9; 64], ..c5.clone() }).await.unwrap();
+    assert_eq!(store.last_audit_checkpoint().await.unwrap(), Some(c5.clone()));
+    assert_eq!(store.read_audit_checkpoints(0, 10).await.unwrap(), [c2.clone(), c5.clone()]);
+    assert_eq!(store.read_audit_checkpoints(3, 10).await.unwrap(), std::slice::from_ref(&c5));
+    assert_eq!(store.read_audit_checkpoints(0, 1).await.unwrap(), [c2]);
+}
+
+pub async fn audit_prune_keeps_the_chain(store: Arc<dyn Store>) {
+    for i in 1..=10 {
+        store.append_audit(&[event(i)]).await.unwrap();
+    }
+    let rows = store.read_audit(1, 100).await.unwrap();
+    let c4 = checkpoint(CheckpointKind::Checkpoint, 4, rows[3].hash, 1);
+    let c8 = checkpoint(CheckpointKind::Checkpoint, 8, rows[7].hash, 2);
+    store.add_audit_checkpoint(&c4).await.unwrap();
+    store.add_audit_checkpoint(&c8).await.unwrap();
+
+    // Refused: a hash that is not the chain's, a sequence number that does not exist, the head.
+    for bad in [
+        checkpoint(CheckpointKind::Anchor, 6, rows[4].hash, 3),
+        checkpoint(CheckpointKind::Anchor, 60, rows[4].hash, 3),
+        checkpoint(CheckpointKind::Anchor, 10, rows[9].hash, 3),
+    ] {
+        let r = store.prune_audit(&bad).await;
+        assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+        assert_eq!(store.read_audit(1, 100).await.unwrap().len(), 10, "nothing deleted");
+    }
+
+    let anchor = checkpoint(CheckpointKind::Anchor, 6, rows[5].hash, 4);
+    assert_eq!(store.prune_audit(&anchor).await.unwrap(), 6);
+    let left = store.read_audit(1, 100).await.unwrap();
+    assert_eq!(left.iter().map(|r| r.seq).collect::<Vec<_>>(), [7, 8, 9, 10]);
+    assert_eq!(store.read_audit_checkpoints(0, 10).await.unwrap(), [anchor.clone(), c8.clone()]);
+    assert_eq!(store.last_audit_checkpoint().await.unwrap(), Some(c8));
+    // The chain goes on from its head, unchanged by the prune.
+    assert_eq!(store.append_audit(&[event(11)]).await.unwrap(), 11);
+    let mut prev = anchor.head_hash;
+    for row in store.read_audit(1, 100).await.unwrap() {
+        assert_eq!(row.hash, chain_hash(&prev, row.seq, &row.event_json), "chain at {}", row.seq);
+        prev = row.hash;
+    }
+    let q = AuditQuery { limit: 100, ..Default::default() };
+    assert_eq!(store.query_audit(&q).await.unwrap().first().map(|r| r.seq), Some(7));
 }

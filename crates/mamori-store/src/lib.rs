@@ -166,6 +166,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<u64>;
     /// Events with `seq >= from`, in order, at most `limit`.
     async fn read_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRow>>;
+    /// Events matching a query (SQL filtering on the indexed columns), in order.
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>>;
+    /// Stores a signed checkpoint or anchor. A second one of the same kind at the same `seq`
+    /// (another instance got there first) is ignored.
+    async fn add_audit_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<()>;
+    /// Checkpoints and anchors with `seq >= from`, by `seq` (checkpoint before anchor at the
+    /// same `seq`), at most `limit`.
+    async fn read_audit_checkpoints(&self, from: u64, limit: usize) -> Result<Vec<CheckpointRow>>;
+    /// The checkpoint (not anchor) with the highest `seq`.
+    async fn last_audit_checkpoint(&self) -> Result<Option<CheckpointRow>>;
+    /// Deletes the events up to `anchor.seq` and every checkpoint or anchor below it, and
+    /// stores the anchor, in one transaction. `Conflict`, and nothing changes, unless the
+    /// event at `anchor.seq` exists with hash `anchor.head_hash` and a later event exists (the
+    /// chain's head is never pruned, so appends always find their predecessor). Returns the
+    /// number of events deleted.
+    async fn prune_audit(&self, anchor: &CheckpointRow) -> Result<u64>;
 }
 
 /// An open bulk load. Dropping it without `commit` rolls everything back.

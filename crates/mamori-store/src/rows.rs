@@ -1,6 +1,7 @@
 //! Row types crossing the storage interface. Byte fields are ciphertexts, wrapped keys or
 //! blind-index tokens — never plaintext personal values.
 
+use mamori_core::audit::{AuditEvent, CheckpointKind};
 use mamori_core::ids::{RecordId, UserId};
 use time::OffsetDateTime;
 
@@ -165,8 +166,99 @@ pub struct SessionRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRow {
     pub seq: u64,
+    /// The canonical JSON that the chain hash covers.
     pub event_json: String,
     pub hash: [u8; 32],
+    /// Copies of some event fields in columns of their own, for indexed queries. The hash does
+    /// not cover them, so verification checks that they agree with `event_json`.
+    pub columns: AuditColumns,
+}
+
+/// The indexed columns of an audit event.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AuditColumns {
+    /// Microseconds since the Unix epoch.
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub outcome: String,
+    pub collection: Option<String>,
+    pub record: Option<String>,
+    pub subject: Option<String>,
+}
+
+impl AuditColumns {
+    pub fn of(e: &AuditEvent) -> Self {
+        Self {
+            at: to_micros(e.at),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            outcome: e.outcome.as_str().to_owned(),
+            collection: e.collection.clone(),
+            record: e.record.clone(),
+            subject: e.subject.clone(),
+        }
+    }
+
+    /// Whether the columns say what the event says. Times agree to within a millisecond:
+    /// columns back-filled by a migration were computed by the database at that precision.
+    pub fn agree_with(&self, e: &AuditEvent) -> bool {
+        let mut expected = Self::of(e);
+        let close = (expected.at - self.at).abs() <= 1_000;
+        expected.at = self.at;
+        close && expected == *self
+    }
+}
+
+/// One match rule on the action of an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionMatch {
+    Exact(String),
+    /// Non-empty, printable ASCII (actions are `[a-z_.]`), compared byte by byte.
+    Prefix(String),
+}
+
+/// A filtered page of the audit trail: events with `seq > after_seq` that match every given
+/// filter, in sequence order, at most `limit`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AuditQuery {
+    pub after_seq: u64,
+    pub limit: usize,
+    /// Inclusive.
+    pub from: Option<OffsetDateTime>,
+    /// Exclusive.
+    pub until: Option<OffsetDateTime>,
+    pub actor: Option<String>,
+    pub subject: Option<String>,
+    pub collection: Option<String>,
+    pub record: Option<String>,
+    /// Any of these (empty: every action).
+    pub actions: Vec<ActionMatch>,
+    pub outcome: Option<String>,
+}
+
+/// The exclusive upper bound of the byte range that starts with `prefix`: its last byte plus
+/// one. `None` when the prefix is not printable ASCII.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let bytes = prefix.as_bytes();
+    let last = *bytes.last()?;
+    if !bytes.iter().all(|b| (0x20..0x7e).contains(b)) {
+        return None;
+    }
+    let mut upper = bytes[..bytes.len() - 1].to_vec();
+    upper.push(last + 1);
+    String::from_utf8(upper).ok()
+}
+
+/// A signed checkpoint or pruning anchor as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub kind: CheckpointKind,
+    pub seq: u64,
+    pub head_hash: [u8; 32],
+    pub at: OffsetDateTime,
+    pub key_id: String,
+    pub signature: Vec<u8>,
 }
 
 /// Timestamps are stored as microseconds since the Unix epoch in both backends.

@@ -20,7 +20,11 @@ mod import;
 mod keys;
 mod records;
 
-pub use audit::{AuditLog, VerifyReport, verify_chain};
+pub use audit::{
+    AuditEntry, AuditFilter, AuditHealth, AuditLog, AuditPage, AuditSettings, MAX_QUERY_LIMIT, MIN_RETENTION_DAYS,
+    ProblemKind, PruneReport, ReviewMark, VerifyProblem, VerifyReport, parse_checkpoint_file, stored_audit_key,
+    verify_chain, verify_store,
+};
 pub use auth::{AuthPolicy, LoginOutcome, NewUser, ProfileChange, TotpEnrolment, UserSummary};
 pub use erase::ErasureCertificate;
 pub use error::{Result, RowError, VaultError};
@@ -41,6 +45,9 @@ use time::Duration;
 
 /// Meta key of the value that proves the master key matches the data.
 const KEY_CHECK: &str = "key_check";
+/// Meta key of the audit checkpoint public key (SubjectPublicKeyInfo DER), so that the log
+/// can be verified with nothing but the database.
+pub const AUDIT_PUBLIC_KEY: &str = "audit_public_key";
 
 #[derive(Clone, Debug)]
 pub struct VaultConfig {
@@ -51,6 +58,8 @@ pub struct VaultConfig {
     /// Most records a single search returns.
     pub search_limit: usize,
     pub auth: auth::AuthPolicy,
+    /// Signed checkpoints of the audit trail.
+    pub audit: AuditSettings,
 }
 
 impl Default for VaultConfig {
@@ -60,6 +69,7 @@ impl Default for VaultConfig {
             session_lifetime: Duration::hours(8),
             search_limit: 100,
             auth: auth::AuthPolicy::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -140,7 +150,19 @@ impl Vault {
                 store.put_meta(KEY_CHECK, &wrapper.key_check()).await?;
             }
         }
-        let audit = AuditLog::start(store.clone());
+        if let Some(key) = &config.audit.signing_key {
+            let public = key.verifying_key().to_der();
+            match store.get_meta(AUDIT_PUBLIC_KEY).await? {
+                Some(stored) if stored == public => {}
+                Some(_) => {
+                    return Err(VaultError::Integrity(
+                        "the audit signing key does not match the public key stored with the data".into(),
+                    ));
+                }
+                None => store.put_meta(AUDIT_PUBLIC_KEY, &public).await?,
+            }
+        }
+        let audit = AuditLog::start_with(store.clone(), clock.clone(), &config.audit);
         Ok(Arc::new(Self {
             store,
             master: wrapper,
@@ -196,10 +218,42 @@ impl Vault {
         Ok(())
     }
 
-    /// Verifies the whole audit chain. The result holds no personal data, so the local
-    /// operator may run it (`mamori audit verify`); API callers pass
+    /// Verifies the whole audit trail: the chain, the stored checkpoints and, when one is
+    /// configured, the external checkpoint file. The result holds no personal data, so the
+    /// local operator may run it (`mamori audit verify`); API callers pass
     /// [`Vault::authorize_audit_read`] first.
     pub async fn verify_audit(&self) -> Result<VerifyReport> {
-        verify_chain(&*self.store).await
+        self.verify_audit_with(None).await
+    }
+
+    /// Like [`Vault::verify_audit`], with the checkpoint file at `checkpoint_file` instead of
+    /// the configured one (a copy fetched from the log host, say). Only the CLI passes a
+    /// path: the API never lets a caller name a file.
+    pub async fn verify_audit_with(&self, checkpoint_file: Option<&std::path::Path>) -> Result<VerifyReport> {
+        let trusted = self.config.audit.signing_key.as_ref().map(|k| k.verifying_key());
+        let configured = self.config.audit.checkpoint_file.as_deref();
+        verify_store(&*self.store, trusted.as_ref(), configured, checkpoint_file).await
+    }
+
+    /// The audit checkpoint public key stored with the data.
+    pub async fn audit_public_key(&self) -> Result<Option<mamori_crypto::AuditVerifyingKey>> {
+        stored_audit_key(&*self.store).await
+    }
+
+    /// Records `audit.checkpoint` by `p` and signs a checkpoint that covers it at once
+    /// (`mamori audit checkpoint`, e.g. before a backup). `None` without a signing key.
+    pub async fn checkpoint_audit(&self, p: &Principal) -> Result<Option<mamori_core::audit::SignedCheckpoint>> {
+        self.audit.record(vec![self.event(p, "audit.checkpoint", Outcome::Success)]).await?;
+        self.audit.checkpoint().await
+    }
+
+    /// Signs what this process has appended and is not yet covered (at shutdown).
+    pub async fn flush_audit_checkpoint(&self) -> Result<Option<mamori_core::audit::SignedCheckpoint>> {
+        self.audit.checkpoint().await
+    }
+
+    /// The audit pipeline's own state: checkpoints, the external file, append failures.
+    pub fn audit_health(&self) -> AuditHealth {
+        self.audit.health()
     }
 }

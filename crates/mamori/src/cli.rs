@@ -183,8 +183,93 @@ pub enum SubjectCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Verify the audit hash chain; exits non-zero on any tampering, with the first bad seq.
-    Verify,
+    /// Verify the audit trail: hash chain, sequence, signed checkpoints and the external
+    /// checkpoint file. Exits 3 on any tampering, with the first bad seq and its kind. Needs
+    /// no master key.
+    Verify {
+        /// Check this checkpoint file (e.g. a copy from the log host) instead of the
+        /// configured `[audit] checkpoint_file`.
+        #[arg(long)]
+        checkpoint_file: Option<PathBuf>,
+        /// Trust this public key (PEM, from `mamori audit pubkey`, kept apart from the
+        /// data) instead of the copy stored in the database.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Print the public key that verifies the checkpoints (PEM, SubjectPublicKeyInfo).
+    Pubkey,
+    /// Sign a checkpoint of the audit trail now (e.g. before a backup).
+    Checkpoint,
+    /// Search the audit trail (auditors and privacy officers; the search is itself audited).
+    Query(Box<AuditQueryArgs>),
+    /// Record that administrator operations up to a sequence number were reviewed.
+    Review {
+        /// The last sequence number reviewed.
+        #[arg(long)]
+        up_to: u64,
+        /// What was checked and found (ids only, no personal data).
+        #[arg(long)]
+        note: String,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// Delete events older than `[audit] retention_days`, up to a signed checkpoint, leaving a
+    /// signed anchor so that the rest still verifies.
+    Prune {
+        /// Only say what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AuditQueryArgs {
+    /// From this time (RFC 3339, or YYYY-MM-DD meaning 00:00 UTC), inclusive.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Until this time (same forms), exclusive.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// The actor as recorded (user:<uuid>, cli:<name>, anonymous).
+    #[arg(long, conflicts_with = "actor_login")]
+    pub actor: Option<String>,
+    /// The actor by login.
+    #[arg(long)]
+    pub actor_login: Option<String>,
+    /// Who accessed this data subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    #[arg(long)]
+    pub collection: Option<String>,
+    #[arg(long)]
+    pub record: Option<String>,
+    /// Actions starting with this (e.g. `record.`, `auth.login`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// success, denied or failure.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Only failed logins.
+    #[arg(long)]
+    pub failed_logins: bool,
+    /// Only administrator operations (accounts, collections, keys, pruning), with the latest
+    /// review mark.
+    #[arg(long)]
+    pub admin_ops: bool,
+    /// Start after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    pub after_seq: u64,
+    /// Events per page (at most 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Follow the pages to the end (each page is its own audited query).
+    #[arg(long)]
+    pub all: bool,
+    /// table, csv or jsonl (--json means jsonl).
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    #[command(flatten)]
+    pub user: LoginArgs,
 }
 
 #[derive(Subcommand, Debug)]

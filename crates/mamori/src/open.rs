@@ -1,10 +1,11 @@
 //! Opening an installation: the master key (from the environment or a 0600 key file), the
-//! store chosen at run time from the configuration, and the vault on top.
+//! audit signing key (its own 0600 file), the store chosen at run time from the
+//! configuration, and the vault on top.
 
 use crate::settings::Settings;
 use anyhow::{Context, bail};
 use mamori_core::clock::SystemClock;
-use mamori_crypto::{MasterKey, SecretString};
+use mamori_crypto::{AuditSigningKey, MasterKey, SecretString};
 use mamori_store::Store;
 use mamori_vault::{Principal, Vault};
 use std::io::Write;
@@ -21,7 +22,7 @@ pub fn load_master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
         return MasterKey::parse(value.expose()).context("MAMORI_MASTER_KEY");
     }
     let path = settings.master_key_path();
-    check_private(&path)?;
+    check_private(&path, "master key")?;
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the master key file {} (run `mamori init` first?)", path.display()))?;
     let text = SecretString::new(text);
@@ -29,13 +30,13 @@ pub fn load_master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
 }
 
 #[cfg(unix)]
-fn check_private(path: &Path) -> anyhow::Result<()> {
+fn check_private(path: &Path, what: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             bail!(
-                "the master key file {} has mode {mode:o}; it must be readable by its owner only (chmod 600)",
+                "the {what} file {} has mode {mode:o}; it must be readable by its owner only (chmod 600)",
                 path.display()
             );
         }
@@ -44,13 +45,38 @@ fn check_private(path: &Path) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn check_private(_: &Path) -> anyhow::Result<()> {
+fn check_private(_: &Path, _: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
 /// Writes a key file that did not exist, readable by its owner only, and syncs it to disk
 /// before returning, so a key is never lost to a crash after the data depends on it.
 pub fn write_key_file(path: &Path, key: &MasterKey) -> anyhow::Result<()> {
+    write_private_file(path, key.to_file_text().as_bytes())
+}
+
+/// Reads the audit signing key file, if there is one, refusing a file that others can read.
+pub fn load_signing_key(settings: &Settings) -> anyhow::Result<Option<AuditSigningKey>> {
+    let path = settings.signing_key_path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    check_private(&path, "audit signing key")?;
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(&path).with_context(|| format!("cannot read the audit signing key file {}", path.display()))?,
+    );
+    let key = AuditSigningKey::parse(&bytes).with_context(|| format!("audit signing key file {}", path.display()))?;
+    Ok(Some(key))
+}
+
+/// Creates a new audit signing key file (PKCS#8 PEM, 0600, synced).
+pub fn create_signing_key(path: &Path) -> anyhow::Result<AuditSigningKey> {
+    let key = AuditSigningKey::generate();
+    write_private_file(path, key.to_pkcs8_pem()?.as_bytes())?;
+    Ok(key)
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -59,7 +85,7 @@ pub fn write_key_file(path: &Path, key: &MasterKey) -> anyhow::Result<()> {
         options.mode(0o600);
     }
     let mut file = options.open(path).with_context(|| format!("creating key file {}", path.display()))?;
-    file.write_all(key.to_file_text().as_bytes())?;
+    file.write_all(contents)?;
     file.sync_all()?;
     Ok(())
 }
@@ -93,10 +119,31 @@ pub async fn open_store(settings: &Settings, create: bool) -> anyhow::Result<Arc
     Ok(Arc::new(store))
 }
 
+/// Opens the vault with the audit signing key, which every command that records events needs
+/// to sign checkpoints. (`audit verify` and `audit pubkey` open the store only.)
 pub async fn open_vault(settings: &Settings) -> anyhow::Result<Arc<Vault>> {
     let master = load_master_key(settings)?;
     let store = open_store(settings, false).await?;
-    Ok(Vault::open(store, &master, Arc::new(SystemClock), settings.vault_config()).await?)
+    let key = match load_signing_key(settings)? {
+        Some(key) => key,
+        None => {
+            let path = settings.signing_key_path();
+            if store.get_meta(mamori_vault::AUDIT_PUBLIC_KEY).await?.is_some() {
+                bail!(
+                    "the audit signing key file {} is missing, so checkpoints cannot be signed; restore it from \
+                     the backup (or set [audit] signing_key_file)",
+                    path.display()
+                );
+            }
+            // A data directory from before signed checkpoints: give it its key now.
+            let key = create_signing_key(&path)?;
+            tracing::warn!(file = %path.display(), "created the audit signing key; back it up with the master key");
+            key
+        }
+    };
+    let mut config = settings.vault_config();
+    config.audit.signing_key = Some(Arc::new(key));
+    Ok(Vault::open(store, &master, Arc::new(SystemClock), config).await?)
 }
 
 pub fn operator() -> Principal {

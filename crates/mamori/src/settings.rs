@@ -26,6 +26,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub session: SessionSettings,
     pub auth: AuthSettings,
+    pub audit: AuditConfig,
 }
 
 /// `[auth]`: lockout, second factor, sessions, account lifecycle and the password policy.
@@ -106,6 +107,35 @@ pub struct SessionSettings {
     pub lifetime_hours: i64,
 }
 
+/// `[audit]`: signed checkpoints, the external checkpoint file and retention.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The ECDSA P-256 checkpoint signing key (mode 0600); default `<data_dir>/audit-signing.key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
+    /// The external append-only checkpoint file. Only this file sets it: no environment
+    /// variable, flag or API call can point it elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_file: Option<PathBuf>,
+    pub checkpoint_every_events: u64,
+    pub checkpoint_every_seconds: u64,
+    /// Events older than this may be pruned (`mamori audit prune`); at least 90.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            signing_key_file: None,
+            checkpoint_file: None,
+            checkpoint_every_events: 1000,
+            checkpoint_every_seconds: 60,
+            retention_days: 365,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -119,6 +149,7 @@ impl Default for Settings {
             log: LogSettings { format: "text".into(), level: "info".into() },
             session: SessionSettings { idle_minutes: 15, lifetime_hours: 8 },
             auth: AuthSettings::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -142,6 +173,10 @@ const ENV_SETTINGS: &[&str] = &[
     "auth__max_sessions",
     "auth__max_sessions_staff",
     "auth__dormant_days",
+    // Not the audit file paths: the signing key and the checkpoint file come from mamori.toml.
+    "audit__checkpoint_every_events",
+    "audit__checkpoint_every_seconds",
+    "audit__retention_days",
 ];
 
 impl Settings {
@@ -181,6 +216,19 @@ impl Settings {
         anyhow::ensure!((1..=72).contains(&settings.session.lifetime_hours), "session.lifetime_hours must be 1..=72");
         anyhow::ensure!(settings.max_body_bytes >= 1024, "max_body_bytes must be at least 1024");
         settings.auth.policy()?;
+        anyhow::ensure!(
+            settings.audit.retention_days >= mamori_vault::MIN_RETENTION_DAYS,
+            "audit.retention_days must be at least {} (audit logs are kept at least three months)",
+            mamori_vault::MIN_RETENTION_DAYS
+        );
+        anyhow::ensure!(
+            (1..=1_000_000).contains(&settings.audit.checkpoint_every_events),
+            "audit.checkpoint_every_events must be 1..=1000000"
+        );
+        anyhow::ensure!(
+            (1..=86_400).contains(&settings.audit.checkpoint_every_seconds),
+            "audit.checkpoint_every_seconds must be 1..=86400"
+        );
         Ok(settings)
     }
 
@@ -188,6 +236,11 @@ impl Settings {
         self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.audit.signing_key_file.clone().unwrap_or_else(|| self.data_dir.join("audit-signing.key"))
+    }
+
+    /// The vault's configuration, without the audit signing key (which `open` loads).
     pub fn vault_config(&self) -> mamori_vault::VaultConfig {
         mamori_vault::VaultConfig {
             session_idle: time::Duration::minutes(self.session.idle_minutes),
@@ -195,6 +248,12 @@ impl Settings {
             search_limit: self.search_limit,
             // Checked when the settings were loaded.
             auth: self.auth.policy().unwrap_or_default(),
+            audit: mamori_vault::AuditSettings {
+                signing_key: None,
+                checkpoint_every_events: self.audit.checkpoint_every_events,
+                checkpoint_every: std::time::Duration::from_secs(self.audit.checkpoint_every_seconds),
+                checkpoint_file: self.audit.checkpoint_file.clone(),
+            },
         }
     }
 }
@@ -214,6 +273,18 @@ mod tests {
             assert_eq!((s.log.format.as_str(), s.session.idle_minutes), ("json", 5));
             jail.set_env("MAMORI_SESSION__IDLE_MINUTES", "0");
             assert!(Settings::load(&GlobalArgs::default()).is_err());
+            jail.set_env("MAMORI_SESSION__IDLE_MINUTES", "5");
+            jail.set_env("MAMORI_AUDIT__RETENTION_DAYS", "30");
+            let err = Settings::load(&GlobalArgs::default()).unwrap_err();
+            assert!(err.to_string().contains("at least 90"), "{err}");
+            jail.set_env("MAMORI_AUDIT__RETENTION_DAYS", "400");
+            // The checkpoint file is set in mamori.toml only.
+            jail.set_env("MAMORI_AUDIT__CHECKPOINT_FILE", "/tmp/elsewhere.jsonl");
+            let s = Settings::load(&GlobalArgs::default()).unwrap();
+            assert_eq!((s.audit.retention_days, s.audit.checkpoint_file), (400, None));
+            jail.create_file("mamori.toml", "[audit]\ncheckpoint_file = \"/var/log/mamori/checkpoints.jsonl\"\n")?;
+            let s = Settings::load(&GlobalArgs::default()).unwrap();
+            assert_eq!(s.audit.checkpoint_file, Some(PathBuf::from("/var/log/mamori/checkpoints.jsonl")));
             Ok(())
         });
     }

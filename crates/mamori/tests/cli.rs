@@ -70,6 +70,7 @@ fn init_creates_private_files_and_refuses_to_run_twice() {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir.path().join("data")), 0o700);
         assert_eq!(mode(&dir.path().join("data/master.key")), 0o600);
+        assert_eq!(mode(&dir.path().join("data/audit-signing.key")), 0o600);
     }
     let out = run(mamori(dir.path()).arg("init"));
     assert!(!out.status.success());
@@ -221,6 +222,113 @@ fn demo_prints_json_and_serves() {
     let token: Value = res.into_json().unwrap();
     assert!(token["token"].as_str().unwrap().len() > 20);
     assert!(Path::new(info["data_dir"].as_str().unwrap()).exists());
+    assert!(info["checkpoint_file"].as_str().unwrap().ends_with("audit-checkpoints.jsonl"));
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Signed checkpoints from the command line: the external file set in mamori.toml, verify
+/// with it, pubkey, an auditor's query in each format and a review mark; then a truncated
+/// tail is caught (exit 3) thanks to the file.
+#[test]
+fn audit_checkpoints_queries_and_reviews() {
+    let (dir, _) = installation();
+    let file = dir.path().join("checkpoints.jsonl");
+    std::fs::write(
+        dir.path().join("mamori.toml"),
+        format!("[audit]\ncheckpoint_file = \"{}\"\ncheckpoint_every_events = 3\n", file.display()),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("data/audit-signing.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let created: Value =
+        serde_json::from_str(&ok(mamori(dir.path())
+            .args(["--json", "users", "create", "--login", "aud", "--name", "監査", "--role", "auditor"])))
+        .unwrap();
+    let otp = created["one_time_password"].as_str().unwrap().to_owned();
+    ok(mamori(dir.path())
+        .args(["passwd", "--login", "aud"])
+        .env("MAMORI_PASSWORD", &otp)
+        .env("MAMORI_NEW_PASSWORD", PASSWORD));
+    let checkpoint: Value =
+        serde_json::from_str(&ok(mamori(dir.path()).args(["--json", "audit", "checkpoint"]))).unwrap();
+    let head = checkpoint["seq"].as_u64().unwrap();
+    assert!(std::fs::read_to_string(&file).unwrap().lines().count() >= 1);
+
+    let pem = ok(mamori(dir.path()).args(["audit", "pubkey"]));
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+    // An auditor verifies with the public key alone: no master key, no signing key.
+    let public = dir.path().join("audit.pub");
+    std::fs::write(&public, &pem).unwrap();
+    let data = dir.path().join("data");
+    for f in ["master.key", "audit-signing.key"] {
+        std::fs::rename(data.join(f), dir.path().join(f)).unwrap();
+    }
+    let verify: Value =
+        serde_json::from_str(&ok(mamori(dir.path()).args(["--json", "audit", "verify", "--public-key"]).arg(&public)))
+            .unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    // A key that is not the installation's: every signature fails.
+    let other = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEozU4527RAyGth4PYMctZ+pantbZc\nfNw3zIFJ4DmSokzMNcxDqlLEKpMwW0pIwfKXmaBPzIXzQw5Eowy3NjBejg==\n-----END PUBLIC KEY-----\n";
+    std::fs::write(&public, other).unwrap();
+    let out = run(mamori(dir.path()).args(["--json", "audit", "verify", "--public-key"]).arg(&public));
+    assert_eq!(out.status.code(), Some(3));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kind"], "bad-signature", "{report}");
+    for f in ["master.key", "audit-signing.key"] {
+        std::fs::rename(dir.path().join(f), data.join(f)).unwrap();
+    }
+    let verify: Value = serde_json::from_str(&ok(mamori(dir.path()).args(["--json", "audit", "verify"]))).unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    assert!(verify["external_checkpoints"].as_u64().unwrap() >= 1, "{verify}");
+
+    let query = |format: &str| {
+        ok(mamori(dir.path())
+            .args(["audit", "query", "--admin-ops", "--format", format, "--login", "aud"])
+            .env("MAMORI_PASSWORD", PASSWORD))
+    };
+    let csv = query("csv");
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("seq,at,actor,login,"), "{csv}");
+    assert!(csv.contains("user.create") && csv.contains("collection.create"), "{csv}");
+    let jsonl = query("jsonl");
+    let last: Value = serde_json::from_str(jsonl.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"]["action"], "user.create");
+    assert!(query("table").contains("user.create"));
+    let up_to = last["seq"].as_u64().unwrap();
+    let mark: Value = serde_json::from_str(&ok(mamori(dir.path())
+        .args(["--json", "audit", "review", "--up-to", &up_to.to_string(), "--note", "checked against tickets"])
+        .args(["--login", "aud"])
+        .env("MAMORI_PASSWORD", PASSWORD)))
+    .unwrap();
+    assert_eq!(mark["reviewed_to"], up_to);
+    // An operator without an audit role cannot query.
+    let out = run(mamori(dir.path()).args(["audit", "query", "--login", "mgr"]).env("MAMORI_PASSWORD", PASSWORD));
+    assert!(!out.status.success());
+
+    // Someone with the database file removes the tail and the stored checkpoints after it.
+    let conn = rusqlite::Connection::open(dir.path().join("data/mamori.db")).unwrap();
+    conn.execute("DELETE FROM audit_events WHERE seq > ?1", [head as i64 - 2]).unwrap();
+    conn.execute("DELETE FROM audit_checkpoints WHERE seq > ?1", [head as i64 - 2]).unwrap();
+    let out = run(mamori(dir.path()).args(["--json", "audit", "verify"]));
+    assert_eq!(out.status.code(), Some(3));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kind"], "truncated-behind-checkpoint", "{report}");
+    assert_eq!(report["first_bad_seq"], head - 1);
+    let text = run(mamori(dir.path()).args(["audit", "verify"]));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("TAMPERED at seq"));
+
+    // A signing key file that others can read is refused, like the master key.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.path().join("data/audit-signing.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let out = run(mamori(dir.path()).args(["collection", "list"]));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
 }

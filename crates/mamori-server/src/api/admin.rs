@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mamori_core::access::Role;
 use mamori_core::ids::SubjectId;
-use mamori_vault::{ErasureCertificate, NewUser, ProfileChange, UserSummary, VaultError, VerifyReport};
+use mamori_vault::{ErasureCertificate, NewUser, ProfileChange, UserSummary, VaultError};
 use serde::{Deserialize, Serialize};
 
 /// Erases a data subject everywhere by destroying its data keys (crypto-shredding).
@@ -171,15 +171,4 @@ pub(crate) async fn reset_mfa(
 ) -> Result<StatusCode, ApiError> {
     state.vault.reset_mfa(&caller.principal, &login).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Recomputes the audit hash chain (auditors and privacy officers).
-#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", security(("bearer" = [])),
-    responses((status = 200, body = VerifyReport), (status = 403, body = Problem)))]
-pub(crate) async fn verify_audit(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<VerifyReport>, ApiError> {
-    state.vault.authorize_audit_read(&caller.principal).await?;
-    Ok(Json(state.vault.verify_audit().await?))
 }

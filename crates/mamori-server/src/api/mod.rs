@@ -2,6 +2,7 @@
 //! extractor that turns every malformed body into a problem+json answer.
 
 mod admin;
+mod audit;
 mod auth;
 mod collections;
 mod records;
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 
 pub(crate) use admin::*;
+pub(crate) use audit::*;
 pub(crate) use auth::*;
 pub(crate) use collections::*;
 pub(crate) use records::*;
@@ -47,6 +49,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/users/{login}/unlock", post(unlock_user))
         .route("/api/v1/users/{login}/mfa-reset", post(reset_mfa))
         .route("/api/v1/audit/verify", get(verify_audit))
+        .route("/api/v1/audit/events", get(query_audit))
+        .route("/api/v1/audit/reviews", post(review_audit))
 }
 
 pub(crate) async fn home() -> Html<&'static str> {

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use mamori_core::access::Role;
-use mamori_core::clock::SystemClock;
+use mamori_core::clock::{Clock, SystemClock};
 use mamori_core::schema::CollectionSchema;
 use mamori_crypto::{MasterKey, SecretString, SessionToken};
 use mamori_store::Store;
@@ -23,9 +23,14 @@ pub const PASSWORD: &str = "Correct-Horse-42";
 
 impl Fixture {
     pub async fn new() -> Self {
+        Self::build(VaultConfig::default(), Arc::new(SystemClock)).await
+    }
+
+    /// A fixture with its own configuration (audit signing key, checkpoint file) and clock.
+    pub async fn build(config: VaultConfig, clock: Arc<dyn Clock>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let master = MasterKey::generate();
-        let vault = open(&dir, &master).await.unwrap();
+        let vault = open_with(&dir, &master, clock, config).await.unwrap();
         let fixture = Self { dir, master, vault, admin: Principal::operator("test") };
         let schema = CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML).unwrap();
         fixture.vault.create_collection(&fixture.admin, &schema).await.unwrap();
@@ -63,8 +68,17 @@ impl Fixture {
 }
 
 pub async fn open(dir: &tempfile::TempDir, master: &MasterKey) -> mamori_vault::Result<Arc<Vault>> {
+    open_with(dir, master, Arc::new(SystemClock), VaultConfig::default()).await
+}
+
+pub async fn open_with(
+    dir: &tempfile::TempDir,
+    master: &MasterKey,
+    clock: Arc<dyn Clock>,
+    config: VaultConfig,
+) -> mamori_vault::Result<Arc<Vault>> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("mamori.db")).await.unwrap());
-    Vault::open(store, master, Arc::new(SystemClock), VaultConfig::default()).await
+    Vault::open(store, master, clock, config).await
 }
 
 pub fn people_csv(count: usize, seed: u64) -> String {

@@ -1,4 +1,4 @@
-use crate::cli::{AuditCommand, CollectionCommand, KeysCommand, UsersCommand};
+use crate::cli::{CollectionCommand, KeysCommand, UsersCommand};
 use crate::open::{open_vault, operator, write_key_file};
 use crate::output;
 use crate::settings::Settings;
@@ -104,24 +104,6 @@ pub async fn keys(settings: &Settings, command: KeysCommand, json: bool) -> anyh
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub async fn audit(settings: &Settings, command: AuditCommand, json: bool) -> anyhow::Result<ExitCode> {
-    let AuditCommand::Verify = command;
-    let vault = open_vault(settings).await?;
-    let report = vault.verify_audit().await?;
-    if json {
-        output::json(&report)?;
-    } else if report.ok {
-        println!("audit log OK: {} events, head {}", report.events, report.head_hash);
-    } else {
-        println!(
-            "audit log TAMPERED at seq {}: {}",
-            report.first_bad_seq.unwrap_or_default(),
-            report.problem.as_deref().unwrap_or("unknown problem")
-        );
-    }
-    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }
 
 pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> anyhow::Result<ExitCode> {

@@ -1,6 +1,6 @@
 use super::records::import_progress;
 use super::serve::{bind, run_server};
-use crate::open::{DB_FILE, open_store, operator, write_key_file};
+use crate::open::{DB_FILE, create_signing_key, open_store, operator, write_key_file};
 use crate::output;
 use crate::settings::Settings;
 use mamori_core::access::{ALL_ROLES, Role};
@@ -41,10 +41,16 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
     settings.data_dir = dir.path().to_owned();
     settings.database_url = None;
     settings.master_key_file = None;
+    settings.audit.signing_key_file = None;
+    let checkpoint_file = dir.path().join("audit-checkpoints.jsonl");
+    settings.audit.checkpoint_file = Some(checkpoint_file.clone());
     let master = MasterKey::generate();
     write_key_file(&settings.master_key_path(), &master)?;
+    let signing = create_signing_key(&settings.signing_key_path())?;
     let store = open_store(&settings, true).await?;
-    let vault = Vault::open(store, &master, Arc::new(SystemClock), settings.vault_config()).await?;
+    let mut config = settings.vault_config();
+    config.audit.signing_key = Some(Arc::new(signing));
+    let vault = Vault::open(store, &master, Arc::new(SystemClock), config).await?;
     let op = operator();
     vault.create_collection(&op, &CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML)?).await?;
 
@@ -86,12 +92,12 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
     let listener = bind(listen, false).await?;
     let url = format!("http://{}", listener.local_addr()?);
     if json {
-        output::json(
-            &serde_json::json!({"url": url, "data_dir": dir.path(), "database": dir.path().join(DB_FILE), "users": users}),
-        )?;
+        output::json(&serde_json::json!({"url": url, "data_dir": dir.path(), "database": dir.path().join(DB_FILE),
+                "checkpoint_file": checkpoint_file, "users": users}))?;
     } else {
         println!("mamori demo: {people} synthetic people (架空の人物) in collection `customers`");
         println!("data directory (deleted on exit): {}", dir.path().display());
+        println!("signed audit checkpoints: {}", checkpoint_file.display());
         println!("URL: {url}   API: {url}/api/v1   OpenAPI: {url}/api/v1/openapi.json");
         println!();
         output::table(

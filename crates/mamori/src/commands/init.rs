@@ -1,4 +1,4 @@
-use crate::open::{DB_FILE, create_private_dir, open_store, operator, write_key_file};
+use crate::open::{DB_FILE, create_private_dir, create_signing_key, open_store, operator, write_key_file};
 use crate::output;
 use crate::settings::Settings;
 use anyhow::{Context, bail};
@@ -9,9 +9,9 @@ use mamori_vault::{NewUser, Vault};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// `mamori init`: a new data directory (0700), a new master key file (0600, written and
-/// synced before the database depends on it) and the first administrator with a one-time
-/// password.
+/// `mamori init`: a new data directory (0700), a new master key file and a new audit signing
+/// key file (0600 each, written and synced before the database depends on them) and the
+/// first administrator with a one-time password.
 pub async fn run(settings: &Settings, admin_login: &str, json: bool) -> anyhow::Result<ExitCode> {
     if settings.database_url.is_none() && settings.data_dir.join(DB_FILE).exists() {
         bail!("{} already holds a mamori database", settings.data_dir.display());
@@ -21,13 +21,21 @@ pub async fn run(settings: &Settings, admin_login: &str, json: bool) -> anyhow::
     if key_path.exists() {
         bail!("the master key file {} already exists; refusing to overwrite it", key_path.display());
     }
+    let signing_path = settings.signing_key_path();
+    if signing_path.exists() {
+        bail!("the audit signing key file {} already exists; refusing to overwrite it", signing_path.display());
+    }
     let master = MasterKey::generate();
     write_key_file(&key_path, &master)?;
     let store = open_store(settings, true).await?;
     if !store.list_users().await?.is_empty() {
         bail!("the database already has accounts; refusing to initialise it again");
     }
-    let vault = Vault::open(store, &master, Arc::new(SystemClock), settings.vault_config())
+    let signing = create_signing_key(&signing_path)?;
+    let key_id = signing.verifying_key().key_id();
+    let mut config = settings.vault_config();
+    config.audit.signing_key = Some(Arc::new(signing));
+    let vault = Vault::open(store, &master, Arc::new(SystemClock), config)
         .await
         .context("the database belongs to another master key")?;
     let new = NewUser {
@@ -43,6 +51,7 @@ pub async fn run(settings: &Settings, admin_login: &str, json: bool) -> anyhow::
     if json {
         output::json(&serde_json::json!({
             "data_dir": settings.data_dir, "master_key_file": key_path,
+            "audit_signing_key_file": signing_path, "audit_key_id": key_id,
             "admin": {"login": user.login, "one_time_password": password},
         }))?;
     } else {
@@ -50,6 +59,10 @@ pub async fn run(settings: &Settings, admin_login: &str, json: bool) -> anyhow::
         println!(
             "Master key file: {} (mode 0600 — back it up apart from the data; without it the data is lost)",
             key_path.display()
+        );
+        println!(
+            "Audit signing key file: {} (mode 0600, key id {key_id}; `mamori audit pubkey` prints the public key)",
+            signing_path.display()
         );
         println!("Administrator: {}  one-time password: {password}  (must be changed at first login)", user.login);
     }

@@ -1,4 +1,5 @@
 mod admin;
+mod audit;
 mod demo;
 mod init;
 mod records;
@@ -19,7 +20,7 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
         Command::Demo { listen, people } => demo::run(&settings, &listen, people, json).await,
         Command::Collection(c) => admin::collection(&settings, c, json).await,
         Command::Keys(k) => admin::keys(&settings, k, json).await,
-        Command::Audit(a) => admin::audit(&settings, a, json).await,
+        Command::Audit(a) => audit::run(&settings, a, json).await,
         Command::Users(u) => admin::users(&settings, u, json).await,
         Command::Import { collection, file, user } => {
             records::import(&settings, &collection, file, &user.login, json).await

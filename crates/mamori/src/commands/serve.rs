@@ -36,7 +36,7 @@ pub async fn run_server(
     vault: Arc<Vault>,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<ExitCode> {
-    let app = router(vault, ServerConfig { max_body_bytes: settings.max_body_bytes });
+    let app = router(vault.clone(), ServerConfig { max_body_bytes: settings.max_body_bytes });
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -50,5 +50,9 @@ pub async fn run_server(
         tracing::info!("shutting down");
     };
     serve(listener, app, shutdown).await?;
+    // Sign the tail this process wrote, so a restart leaves nothing unsigned behind it.
+    if let Err(e) = vault.flush_audit_checkpoint().await {
+        tracing::error!(error = %e, "final audit checkpoint failed");
+    }
     Ok(ExitCode::SUCCESS)
 }

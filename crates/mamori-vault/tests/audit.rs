@@ -1,0 +1,456 @@
+//! The audit trail under attack: someone with write access to the SQLite file changes,
+//! deletes, inserts, reorders or truncates events, or bends a checkpoint signature — each is
+//! found with the right sequence number and kind (002-S-11-b, 004-V-1-4-c, 004-V-1-33-c).
+//! Also: signed checkpoints and the external file, queries, review marks, retention.
+
+mod common;
+
+use common::{Fixture, PASSWORD};
+use mamori_core::access::Role;
+use mamori_core::audit::{AuditEvent, Outcome, SignedCheckpoint, chain_hash};
+use mamori_core::clock::{Clock, ManualClock, SystemClock};
+use mamori_crypto::AuditSigningKey;
+use mamori_store::AuditColumns;
+use mamori_vault::{AuditFilter, AuditSettings, ProblemKind, VaultConfig, VaultError, VerifyReport, View};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A fixture that signs checkpoints and writes them to `<dir>/checkpoints.jsonl`. With the
+/// triggers this far apart, checkpoints are taken after the first batch and whenever a test
+/// asks: their positions are known.
+async fn signed(clock: Arc<dyn Clock>) -> (Fixture, PathBuf) {
+    let file = tempfile::tempdir().unwrap().keep().join("checkpoints.jsonl");
+    let config = VaultConfig {
+        audit: AuditSettings {
+            signing_key: Some(Arc::new(AuditSigningKey::generate())),
+            checkpoint_every_events: 1_000_000,
+            checkpoint_every: Duration::from_secs(24 * 3600),
+            checkpoint_file: Some(file.clone()),
+        },
+        ..VaultConfig::default()
+    };
+    (Fixture::build(config, clock).await, file)
+}
+
+/// A signed installation with some activity: logins, imports, reads (about 30 events), and a
+/// checkpoint of everything.
+async fn busy() -> (Fixture, PathBuf, u64) {
+    let (f, file) = signed(Arc::new(SystemClock)).await;
+    let (manager, _) = f.user("mgr", Role::Manager).await;
+    f.import(&manager, &common::people_csv(5, 3)).await.unwrap();
+    for _ in 0..3 {
+        let missing = mamori_core::ids::RecordId::generate();
+        assert!(f.vault.get_record(&manager, "customers", &missing, View::Masked, None).await.is_err());
+    }
+    for i in 0..10 {
+        let _ = f.vault.login(&format!("nobody{i}"), &mamori_crypto::SecretString::new("x".repeat(12)), None).await;
+    }
+    let head = f.vault.flush_audit_checkpoint().await.unwrap().expect("a checkpoint of the head").seq;
+    assert!(head > 15, "{head}");
+    let report = f.vault.verify_audit().await.unwrap();
+    assert!(report.ok, "{report:?}");
+    (f, file, head)
+}
+
+fn db(f: &Fixture) -> rusqlite::Connection {
+    rusqlite::Connection::open(f.db_path()).unwrap()
+}
+
+#[track_caller]
+fn assert_found(report: &VerifyReport, seq: u64, kind: ProblemKind) {
+    assert!(!report.ok, "{report:#?}");
+    assert_eq!((report.first_bad_seq, report.kind), (Some(seq), Some(kind)), "{report:#?}");
+}
+
+fn row(conn: &rusqlite::Connection, seq: i64) -> (String, Vec<u8>) {
+    conn.query_row("SELECT event_json, hash FROM audit_events WHERE seq = ?1", [seq], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+}
+
+/// Moves the rows from `from` on by `by` (negative: down), without tripping the primary key.
+fn shift(conn: &rusqlite::Connection, from: i64, by: i64) {
+    conn.execute("UPDATE audit_events SET seq = -(seq + ?2) WHERE seq >= ?1", [from, by]).unwrap();
+    conn.execute("UPDATE audit_events SET seq = -seq WHERE seq < 0", []).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_are_signed_stored_and_appended_to_the_external_file() {
+    let (f, file, head) = busy().await;
+    let key = f.store().get_meta(mamori_vault::AUDIT_PUBLIC_KEY).await.unwrap().unwrap();
+    let public = mamori_crypto::AuditVerifyingKey::from_der(&key).unwrap();
+    let lines: Vec<SignedCheckpoint> =
+        std::fs::read_to_string(&file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    assert_eq!(lines.last().unwrap().seq, head);
+    for line in &lines {
+        let (c, sig) = line.decode().unwrap();
+        assert!(public.verify(&c.signing_bytes(), &sig), "{line:?}");
+    }
+    let stored = f.store().read_audit_checkpoints(0, 100).await.unwrap();
+    assert_eq!(stored.len(), lines.len());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let report = f.vault.verify_audit().await.unwrap();
+    assert_eq!((report.signed_up_to, report.external_checkpoints), (Some(head), lines.len() as u64));
+    let health = f.vault.audit_health();
+    assert!(health.checkpoint_file_ok && health.checkpoints_enabled, "{health:?}");
+    assert_eq!(health.last_checkpoint_seq, Some(head));
+
+    // The same key is required to reopen: another one is refused before anything happens.
+    drop(f.vault.clone());
+    let other = VaultConfig {
+        audit: AuditSettings { signing_key: Some(Arc::new(AuditSigningKey::generate())), ..Default::default() },
+        ..VaultConfig::default()
+    };
+    let err = common::open_with(&f.dir, &f.master, Arc::new(SystemClock), other).await.unwrap_err();
+    assert!(matches!(err, VaultError::Integrity(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_are_taken_every_n_events() {
+    let file = tempfile::tempdir().unwrap().keep().join("checkpoints.jsonl");
+    let config = VaultConfig {
+        audit: AuditSettings {
+            signing_key: Some(Arc::new(AuditSigningKey::generate())),
+            checkpoint_every_events: 5,
+            checkpoint_every: Duration::from_secs(24 * 3600),
+            checkpoint_file: Some(file.clone()),
+        },
+        ..VaultConfig::default()
+    };
+    let f = Fixture::build(config, Arc::new(SystemClock)).await;
+    for i in 0..20 {
+        let _ = f.vault.login(&format!("nobody{i}"), &mamori_crypto::SecretString::new("x".repeat(12)), None).await;
+    }
+    let seqs: Vec<u64> = f.store().read_audit_checkpoints(0, 100).await.unwrap().iter().map(|c| c.seq).collect();
+    // The first batch (nothing signed yet) and then every 5 events.
+    assert!(seqs.len() >= 4, "{seqs:?}");
+    assert!(seqs.windows(2).all(|w| w[1] - w[0] >= 5), "{seqs:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), seqs.len());
+    // A forced checkpoint covers the caller's event, whether or not a trigger took it first.
+    for _ in 0..6 {
+        let c = f.vault.checkpoint_audit(&f.admin).await.unwrap().expect("a covering checkpoint");
+        let head = f.store().query_audit(&mamori_store::AuditQuery { limit: 1000, ..Default::default() }).await;
+        assert_eq!(c.seq, head.unwrap().last().unwrap().seq);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn modified_event_is_detected() {
+    let (f, _, _) = busy().await;
+    let conn = db(&f);
+    let (json, _) = row(&conn, 9);
+    // One byte: a digit of the timestamp.
+    let at = json.find("\"at\":\"").unwrap() + 8;
+    let mut bytes = json.into_bytes();
+    bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
+    conn.execute("UPDATE audit_events SET event_json = ?1 WHERE seq = 9", [String::from_utf8(bytes).unwrap()]).unwrap();
+    assert_found(&f.vault.verify_audit().await.unwrap(), 9, ProblemKind::Modified);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_event_is_detected() {
+    let (f, _, _) = busy().await;
+    let conn = db(&f);
+    conn.execute("DELETE FROM audit_events WHERE seq = 9", []).unwrap();
+    assert_found(&f.vault.verify_audit().await.unwrap(), 9, ProblemKind::Deleted);
+    // Closing the gap by renumbering the rest does not hide it.
+    shift(&conn, 10, -1);
+    assert_found(&f.vault.verify_audit().await.unwrap(), 9, ProblemKind::Deleted);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inserted_event_is_detected() {
+    let (f, _, _) = busy().await;
+    let conn = db(&f);
+    // A forged "nobody read anything" event slipped in at 9, the rest moved up, and its hash
+    // made to fit the chain before it (the chain hash has no secret).
+    let (_, prev) = row(&conn, 8);
+    let forged = AuditEvent::new(SystemClock.now(), "user:forged", "auth.logout", Outcome::Success);
+    let json = forged.canonical_json();
+    let hash = chain_hash(&prev.try_into().unwrap(), 9, &json);
+    let c = AuditColumns::of(&forged);
+    shift(&conn, 9, 1);
+    conn.execute(
+        "INSERT INTO audit_events (seq, event_json, hash, at, actor, action, outcome) VALUES (9, ?1, ?2, ?3, ?4, ?5, ?6)",
+        rusqlite::params![json, hash, c.at, c.actor, c.action, c.outcome],
+    )
+    .unwrap();
+    assert_found(&f.vault.verify_audit().await.unwrap(), 9, ProblemKind::Inserted);
+    // The same with a careless forger whose hash is garbage.
+    conn.execute("UPDATE audit_events SET hash = zeroblob(32) WHERE seq = 9", []).unwrap();
+    assert_found(&f.vault.verify_audit().await.unwrap(), 9, ProblemKind::Inserted);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swapped_events_are_detected() {
+    let (f, _, _) = busy().await;
+    let conn = db(&f);
+    conn.execute_batch(
+        "UPDATE audit_events SET seq = -1 WHERE seq = 9;
+         UPDATE audit_events SET seq = 9 WHERE seq = 12;
+         UPDATE audit_events SET seq = 12 WHERE seq = -1;",
+    )
+    .unwrap();
+    assert_found(&f.vault.verify_audit().await.unwrap(), 9, ProblemKind::Reordered);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_tail_behind_an_external_checkpoint_is_detected() {
+    let (f, file, head) = busy().await;
+    let conn = db(&f);
+    // Remove the last events and every stored checkpoint that mentions them.
+    let keep = head - 6;
+    conn.execute("DELETE FROM audit_events WHERE seq > ?1", [keep]).unwrap();
+    conn.execute("DELETE FROM audit_checkpoints WHERE seq > ?1", [keep]).unwrap();
+    assert_found(&f.vault.verify_audit().await.unwrap(), keep + 1, ProblemKind::TruncatedBehindCheckpoint);
+    // The database alone cannot tell: it is the external file that remembers.
+    let elsewhere = f.dir.path().join("empty.jsonl");
+    std::fs::write(&elsewhere, "").unwrap();
+    assert!(f.vault.verify_audit_with(Some(&elsewhere)).await.unwrap().ok);
+    assert!(f.vault.verify_audit_with(Some(&file)).await.unwrap().kind == Some(ProblemKind::TruncatedBehindCheckpoint));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_checkpoint_signatures_are_detected() {
+    let (f, file, head) = busy().await;
+    // A stored checkpoint's signature bent by one bit.
+    let conn = db(&f);
+    let sig: Vec<u8> =
+        conn.query_row("SELECT signature FROM audit_checkpoints WHERE seq = ?1", [head], |r| r.get(0)).unwrap();
+    let mut bent = sig.clone();
+    bent[5] ^= 1;
+    conn.execute("UPDATE audit_checkpoints SET signature = ?1 WHERE seq = ?2", rusqlite::params![bent, head]).unwrap();
+    assert_found(&f.vault.verify_audit().await.unwrap(), head, ProblemKind::BadSignature);
+    conn.execute("UPDATE audit_checkpoints SET signature = ?1 WHERE seq = ?2", rusqlite::params![sig, head]).unwrap();
+    assert!(f.vault.verify_audit().await.unwrap().ok);
+
+    // A line of the external file re-signed by someone else's key.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<SignedCheckpoint> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last = lines.last_mut().unwrap();
+    let (c, _) = last.decode().unwrap();
+    *last = SignedCheckpoint::new(&c, &AuditSigningKey::generate().sign(&c.signing_bytes()));
+    let forged: String = lines.iter().map(|l| serde_json::to_string(l).unwrap() + "\n").collect();
+    std::fs::write(&file, forged).unwrap();
+    assert_found(&f.vault.verify_audit().await.unwrap(), head, ProblemKind::BadSignature);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chain_rewritten_with_recomputed_hashes_is_caught_by_the_signatures() {
+    let (f, _, head) = busy().await;
+    let conn = db(&f);
+    // The attacker edits event 9 and recomputes every hash after it: the chain is consistent.
+    let (json, _) = row(&conn, 9);
+    let edited = json.replacen("\"at\":\"2", "\"at\":\"1", 1);
+    assert_ne!(edited, json);
+    conn.execute("UPDATE audit_events SET event_json = ?1 WHERE seq = 9", [edited]).unwrap();
+    let (_, prev) = row(&conn, 8);
+    let mut prev: [u8; 32] = prev.try_into().unwrap();
+    for seq in 9..=head as i64 {
+        let (json, _) = row(&conn, seq);
+        prev = chain_hash(&prev, seq as u64, &json);
+        conn.execute("UPDATE audit_events SET hash = ?1 WHERE seq = ?2", rusqlite::params![prev, seq]).unwrap();
+    }
+    let report = f.vault.verify_audit().await.unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.kind, Some(ProblemKind::Rewritten), "{report:#?}");
+    let first_checkpoint = f.store().read_audit_checkpoints(0, 1).await.unwrap()[0].seq;
+    assert_eq!(report.first_bad_seq, Some(first_checkpoint + 1), "{report:#?}");
+}
+
+/// The writer signs only what it has verified itself: after a change behind its back, no
+/// checkpoint covers the doctored events, and the failure is visible.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_checkpoint_is_signed_over_a_broken_chain() {
+    let (f, _, head) = busy().await;
+    for _ in 0..2 {
+        f.vault.login("nobody", &mamori_crypto::SecretString::new("x".repeat(12)), None).await.unwrap_err();
+    }
+    let sql = "UPDATE audit_events SET event_json = replace(event_json, 'anonymous', 'someone') WHERE seq = ?1";
+    assert_eq!(db(&f).execute(sql, [head as i64 + 1]).unwrap(), 1);
+    let err = f.vault.flush_audit_checkpoint().await.unwrap_err();
+    assert!(err.to_string().contains("does not verify"), "{err}");
+    assert_eq!(f.store().last_audit_checkpoint().await.unwrap().unwrap().seq, head);
+    let health = f.vault.audit_health();
+    assert!(health.checkpoint_failures >= 1, "{health:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn altered_index_columns_are_reported() {
+    let (f, _, _) = busy().await;
+    let conn = db(&f);
+    // Hiding an access from a query by changing the indexed column only.
+    let seq: i64 =
+        conn.query_row("SELECT seq FROM audit_events WHERE collection IS NOT NULL LIMIT 1", [], |r| r.get(0)).unwrap();
+    conn.execute("UPDATE audit_events SET collection = 'elsewhere' WHERE seq = ?1", [seq]).unwrap();
+    assert_found(&f.vault.verify_audit().await.unwrap(), seq as u64, ProblemKind::Modified);
+    // A query that lands on the doctored row refuses to answer instead of misleading.
+    let (auditor, _) = f.user("aud", Role::Auditor).await;
+    let filter = AuditFilter { collection: Some("elsewhere".into()), ..Default::default() };
+    let err = f.vault.query_audit(&auditor, &filter).await.unwrap_err();
+    assert!(matches!(err, VaultError::Integrity(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unwritable_audit_store_fails_closed_and_a_failing_checkpoint_file_does_not() {
+    let (f, file, _) = busy().await;
+    let (manager, _) = f.user("mgr2", Role::Manager).await;
+    let id =
+        f.vault.create_record(&manager, "customers", None, &[("name".to_owned(), "試験 太郎".to_owned())].into()).await;
+    let id = id.unwrap();
+    // The checkpoint file becomes a directory: writes to it fail, requests go on.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    f.vault.get_record(&manager, "customers", &id, View::Masked, None).await.unwrap();
+    f.vault.flush_audit_checkpoint().await.unwrap();
+    let health = f.vault.audit_health();
+    assert!(!health.checkpoint_file_ok && health.checkpoint_file_failures >= 1, "{health:?}");
+    assert!(health.last_error.as_deref().unwrap_or("").contains("checkpoint file"), "{health:?}");
+
+    // The audit table refuses writes: reads fail closed, nothing is returned.
+    db(&f)
+        .execute_batch("CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'full'); END;")
+        .unwrap();
+    let err = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    assert!(f.vault.audit_health().append_failures >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_find_subjects_users_failed_logins_and_admin_operations_and_are_audited() {
+    let (f, _) = signed(Arc::new(SystemClock)).await;
+    let (manager, _) = f.user("mgr", Role::Manager).await;
+    let (staff, _) = f.user("staffer", Role::Staff).await;
+    let (auditor, _) = f.user("aud", Role::Auditor).await;
+    let subject = mamori_core::ids::SubjectId::new("CUST-1").unwrap();
+    let fields = [("name".to_owned(), "試験 花子".to_owned())].into();
+    let id = f.vault.create_record(&manager, "customers", Some(subject.clone()), &fields).await.unwrap();
+    f.vault.get_record(&staff, "customers", &id, View::Masked, None).await.unwrap();
+    f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap();
+    let _ = f.vault.login("staffer", &mamori_crypto::SecretString::new("wrong-password".into()), None).await;
+    let _ = f.vault.login("staffer", &mamori_crypto::SecretString::new(PASSWORD.into()), None).await.unwrap();
+
+    let who = |filter: AuditFilter| {
+        let (f, auditor) = (&f, &auditor);
+        async move { f.vault.query_audit(auditor, &filter).await.unwrap() }
+    };
+    // Who accessed this data subject.
+    let page = who(AuditFilter { subject: Some("CUST-1".into()), ..Default::default() }).await;
+    let seen: Vec<(Option<String>, String)> =
+        page.events.iter().map(|e| (e.login.clone(), e.event.action.clone())).collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("mgr".into()), "record.create".into()),
+            (Some("staffer".into()), "record.read".into()),
+            (Some("mgr".into()), "record.read".into())
+        ]
+    );
+    // What did this user do; failed logins; administrator operations.
+    let page = who(AuditFilter { login: Some("staffer".into()), action: Some("record.".into()), ..Default::default() });
+    assert_eq!(page.await.events.len(), 1);
+    let page = who(AuditFilter { failed_logins: true, ..Default::default() }).await;
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0].event.reason.as_deref(), Some("wrong password"));
+    let page = who(AuditFilter { admin_ops: true, ..Default::default() }).await;
+    let actions: Vec<&str> = page.events.iter().map(|e| e.event.action.as_str()).collect();
+    assert_eq!(actions, ["collection.create", "user.create", "user.create", "user.create"]);
+    assert!(page.last_review.is_none());
+    // Paging.
+    let first = who(AuditFilter { limit: Some(2), ..Default::default() }).await;
+    assert_eq!(first.events.len(), 2);
+    let next = who(AuditFilter { limit: Some(2), after_seq: first.next_after_seq.unwrap(), ..Default::default() });
+    assert!(next.await.events[0].seq > first.events[1].seq);
+    // Bad filters are refused; the limit is capped.
+    for bad in [
+        AuditFilter { limit: Some(5000), ..Default::default() },
+        AuditFilter { subject: Some("山田".into()), ..Default::default() },
+        AuditFilter { action: Some("record%".into()), ..Default::default() },
+        AuditFilter { failed_logins: true, admin_ops: true, ..Default::default() },
+    ] {
+        let err = f.vault.query_audit(&auditor, &bad).await.unwrap_err();
+        assert!(matches!(err, VaultError::Invalid(_)), "{bad:?}: {err:?}");
+    }
+    // Only audit readers query, and every query is itself on record.
+    let denied = f.vault.query_audit(&staff, &AuditFilter::default()).await.unwrap_err();
+    assert!(matches!(denied, VaultError::Forbidden));
+    let page = who(AuditFilter { action: Some("audit.query".into()), ..Default::default() }).await;
+    assert!(page.events.iter().any(|e| e.event.outcome == Outcome::Denied && e.login.as_deref() == Some("staffer")));
+    let mine = page.events.iter().find(|e| e.event.reason.as_deref() == Some("subject=CUST-1")).expect("audited");
+    assert_eq!((mine.login.as_deref(), mine.event.rows), (Some("aud"), Some(3)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn review_marks_are_audit_events() {
+    let (f, _) = signed(Arc::new(SystemClock)).await;
+    let (auditor, _) = f.user("aud", Role::Auditor).await;
+    let (staff, _) = f.user("staffer", Role::Staff).await;
+    let page = f.vault.query_audit(&auditor, &AuditFilter { admin_ops: true, ..Default::default() }).await.unwrap();
+    let up_to = page.events.last().unwrap().seq;
+    let mark =
+        f.vault.review_audit(&auditor, up_to, "accounts created for the pilot; matches ticket 42").await.unwrap();
+    assert_eq!((mark.reviewed_to, mark.reviewer_login.as_deref()), (up_to, Some("aud")));
+    let page = f.vault.query_audit(&auditor, &AuditFilter { admin_ops: true, ..Default::default() }).await.unwrap();
+    assert_eq!(page.last_review, Some(mark.clone()));
+    let events = f.store().read_audit(mark.seq, 1).await.unwrap();
+    let event: AuditEvent = serde_json::from_str(&events[0].event_json).unwrap();
+    assert_eq!((event.action.as_str(), event.reviewed_to), ("audit.review", Some(up_to)));
+
+    assert!(matches!(f.vault.review_audit(&staff, up_to, "x").await, Err(VaultError::Forbidden)));
+    for (seq, note) in [(up_to, ""), (up_to, "two\nlines"), (999_999, "ok"), (0, "ok")] {
+        let err = f.vault.review_audit(&auditor, seq, note).await.unwrap_err();
+        assert!(matches!(err, VaultError::Invalid(_)), "{seq} {note:?}: {err:?}");
+    }
+    assert!(f.vault.verify_audit().await.unwrap().ok);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pruning_keeps_the_rest_verifiable_through_a_signed_anchor() {
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let (f, file) = signed(clock.clone()).await;
+    for i in 0..5 {
+        let _ = f.vault.login(&format!("old{i}"), &mamori_crypto::SecretString::new("x".repeat(12)), None).await;
+    }
+    let old = f.vault.flush_audit_checkpoint().await.unwrap().unwrap().seq;
+    clock.advance(time::Duration::days(400));
+    for i in 0..5 {
+        let _ = f.vault.login(&format!("new{i}"), &mamori_crypto::SecretString::new("x".repeat(12)), None).await;
+    }
+    f.vault.flush_audit_checkpoint().await.unwrap().unwrap();
+    let op = f.admin.clone();
+
+    // Never below three months, and only the local operator.
+    assert!(matches!(f.vault.prune_audit(&op, 30, false).await, Err(VaultError::Invalid(_))));
+    let (auditor, _) = f.user("aud", Role::Auditor).await;
+    assert!(matches!(f.vault.prune_audit(&auditor, 365, false).await, Err(VaultError::Forbidden)));
+
+    let dry = f.vault.prune_audit(&op, 365, true).await.unwrap();
+    assert_eq!((dry.anchor_seq, dry.events_deleted), (Some(old), old));
+    assert_eq!(f.store().read_audit(1, 1).await.unwrap()[0].seq, 1, "a dry run deletes nothing");
+    let report = f.vault.prune_audit(&op, 365, false).await.unwrap();
+    assert_eq!((report.anchor_seq, report.events_deleted), (Some(old), old));
+    assert_eq!(f.store().read_audit(1, 1).await.unwrap()[0].seq, old + 1);
+
+    let verified = f.vault.verify_audit().await.unwrap();
+    assert!(verified.ok, "{verified:#?}");
+    assert_eq!((verified.anchor_seq, verified.first_seq), (Some(old), old + 1));
+    let anchor_line = std::fs::read_to_string(&file).unwrap().lines().last().unwrap().to_owned();
+    assert!(anchor_line.contains("\"kind\":\"anchor\""), "{anchor_line}");
+    // Nothing newer than the retention is pruned again; the log goes on being checkpointed.
+    assert_eq!(f.vault.prune_audit(&op, 365, false).await.unwrap().anchor_seq, None);
+    f.vault.checkpoint_audit(&op).await.unwrap().unwrap();
+    assert!(f.vault.verify_audit().await.unwrap().ok);
+
+    // Deleting more from the start is not covered by the anchor.
+    let conn = db(&f);
+    conn.execute("DELETE FROM audit_events WHERE seq = ?1", [old as i64 + 1]).unwrap();
+    assert_found(&f.vault.verify_audit().await.unwrap(), old + 1, ProblemKind::Deleted);
+    // Nor is an anchor moved forward by hand (its signature no longer fits).
+    conn.execute("UPDATE audit_checkpoints SET seq = seq + 1 WHERE kind = 'anchor'", []).unwrap();
+    assert_found(&f.vault.verify_audit().await.unwrap(), old + 1, ProblemKind::BadSignature);
+}

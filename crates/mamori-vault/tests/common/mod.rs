@@ -6,7 +6,7 @@
 use mamori_core::access::Role;
 use mamori_core::clock::{Clock, SystemClock};
 use mamori_core::schema::CollectionSchema;
-use mamori_crypto::{MasterKey, SecretString, SessionToken};
+use mamori_crypto::{MasterKey, SecretString, SessionToken, TotpSecret};
 use mamori_store::Store;
 use mamori_store_sqlite::SqliteStore;
 use mamori_vault::{MemorySource, NewUser, Principal, Vault, VaultConfig};
@@ -52,7 +52,20 @@ impl Fixture {
             ..Default::default()
         };
         self.vault.create_user(&self.admin, new).await.unwrap();
-        let out = self.vault.login(login, &SecretString::new(PASSWORD.into()), None).await.unwrap();
+        let password = SecretString::new(PASSWORD.into());
+        let mut out = self.vault.login(login, &password, None).await.unwrap();
+        if out.mfa_enrolment_required {
+            // Administrators must use a second factor: enrol as a person would, then log in
+            // with the code of the next time step (the enrolment used the current one).
+            let setup = self.vault.authenticate(&out.token, None).await.unwrap();
+            let enrolment = self.vault.begin_totp_enrolment(&setup).await.unwrap();
+            let secret = TotpSecret::from_base32(enrolment.secret_base32.expose()).unwrap();
+            let now = SystemClock.now().unix_timestamp() as u64;
+            let code = SecretString::new(secret.current_code(now));
+            self.vault.confirm_totp_enrolment(&setup, &enrolment.enrolment, &code).await.unwrap();
+            let next = SecretString::new(secret.current_code(now + 30));
+            out = self.vault.login_with_code(login, &password, Some(&next), None).await.unwrap();
+        }
         let p = self.vault.authenticate(&out.token, None).await.unwrap();
         (p, out.token)
     }

@@ -126,11 +126,23 @@ async fn checkpoints_are_taken_every_n_events() {
     for i in 0..20 {
         let _ = f.vault.login(&format!("nobody{i}"), &mamori_crypto::SecretString::new("x".repeat(12)), None).await;
     }
-    let seqs: Vec<u64> = f.store().read_audit_checkpoints(0, 100).await.unwrap().iter().map(|c| c.seq).collect();
+    // Checkpoints are signed after their batch commits, in the background: wait until the
+    // database and the file agree (each checkpoint is stored, then appended to the file).
+    let mut seqs: Vec<u64> = Vec::new();
+    let mut lines = usize::MAX;
+    for _ in 0..200 {
+        seqs = f.store().read_audit_checkpoints(0, 100).await.unwrap().iter().map(|c| c.seq).collect();
+        lines = std::fs::read_to_string(&file).unwrap_or_default().lines().count();
+        let again = f.store().read_audit_checkpoints(0, 100).await.unwrap().len();
+        if lines == seqs.len() && again == seqs.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The first batch (nothing signed yet) and then every 5 events.
     assert!(seqs.len() >= 4, "{seqs:?}");
     assert!(seqs.windows(2).all(|w| w[1] - w[0] >= 5), "{seqs:?}");
-    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), seqs.len());
+    assert_eq!(lines, seqs.len());
     // A forced checkpoint covers the caller's event, whether or not a trigger took it first.
     for _ in 0..6 {
         let c = f.vault.checkpoint_audit(&f.admin).await.unwrap().expect("a covering checkpoint");

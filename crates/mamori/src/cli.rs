@@ -284,8 +284,18 @@ pub enum UsersCommand {
         #[arg(long)]
         role: String,
     },
+    /// The access roster: every account with department, title, role, status, MFA and last
+    /// login (table, or JSON with --json).
     List,
     Disable {
+        login: String,
+    },
+    /// Lift a lockout after repeated failed logins.
+    Unlock {
+        login: String,
+    },
+    /// Remove an account's second factor (lost device); it enrols again at its next login.
+    ResetMfa {
         login: String,
     },
     Enable {

@@ -139,20 +139,37 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
                 let rows = list
                     .iter()
                     .map(|u| {
+                        let status = match (u.disabled, u.locked) {
+                            (true, _) => "disabled",
+                            (false, true) => "locked",
+                            (false, false) => "active",
+                        };
                         vec![
                             u.login.clone(),
                             u.display_name.clone(),
+                            u.department.clone().unwrap_or_default(),
+                            u.title.clone().unwrap_or_default(),
                             u.role.to_string(),
-                            if u.disabled { "disabled".into() } else { "active".into() },
+                            status.into(),
+                            if u.mfa_enrolled { "TOTP".into() } else { String::new() },
+                            u.last_login_at.map(|t| t.date().to_string()).unwrap_or_default(),
                         ]
                     })
                     .collect::<Vec<_>>();
-                output::table(&["login", "name", "role", "status"], &rows);
+                output::table(&["login", "name", "department", "title", "role", "status", "MFA", "last login"], &rows);
             }
         }
         UsersCommand::Disable { login } => {
             vault.set_user_disabled(&op, &login, true).await?;
             println!("disabled `{login}`; its sessions have ended");
+        }
+        UsersCommand::Unlock { login } => {
+            vault.unlock_user(&op, &login).await?;
+            println!("unlocked `{login}`");
+        }
+        UsersCommand::ResetMfa { login } => {
+            vault.reset_mfa(&op, &login).await?;
+            println!("removed the second factor of `{login}`; it enrols again at its next login");
         }
         UsersCommand::Enable { login } => {
             vault.set_user_disabled(&op, &login, false).await?;

@@ -1,4 +1,4 @@
-use crate::store::{insert_record_row, insert_subject_key, select_subject_key};
+use crate::store::{insert_record_row, insert_subject_key, subject_key};
 use crate::{SqliteStore, map_err};
 use async_trait::async_trait;
 use mamori_store::{ImportSession, RecordRow, Result, StoreError, SubjectKeyRow};
@@ -65,7 +65,7 @@ impl ImportSession for SqliteImport {
 
     async fn get_subject_key(&mut self, subject: &str) -> Result<Option<SubjectKeyRow>> {
         let subject = subject.to_owned();
-        self.with_conn(move |c, collection_id| select_subject_key(c, collection_id, &subject)).await
+        self.with_conn(move |c, collection_id| subject_key(c, collection_id, &subject)).await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {

@@ -106,18 +106,6 @@ pub(crate) fn insert_record_row(tx: &Connection, r: &RecordRow) -> Result<()> {
     insert_index(tx, r.collection_id, &r.id, &r.tokens)
 }
 
-pub(crate) fn select_subject_key(c: &Connection, collection_id: i64, subject: &str) -> Result<Option<SubjectKeyRow>> {
-    c.prepare_cached(
-        "SELECT subject, kek_version, wrapped_dek FROM subject_keys WHERE collection_id = ?1 AND subject = ?2",
-    )
-    .map_err(map_err)?
-    .query_row(params![collection_id, subject], |r| {
-        Ok(SubjectKeyRow { subject: r.get(0)?, kek_version: r.get(1)?, wrapped_dek: r.get(2)? })
-    })
-    .optional()
-    .map_err(map_err)
-}
-
 pub(crate) fn insert_subject_key(tx: &Connection, collection_id: i64, k: &SubjectKeyRow) -> Result<usize> {
     tx.prepare_cached(
         "INSERT INTO subject_keys (collection_id, subject, kek_version, wrapped_dek) VALUES (?1, ?2, ?3, ?4)
@@ -161,7 +149,7 @@ fn record_by_id(c: &Connection, collection_id: i64, id: &RecordId) -> Result<Opt
     .map_err(map_err)
 }
 
-fn subject_key(c: &Connection, collection_id: i64, subject: &str) -> Result<Option<SubjectKeyRow>> {
+pub(crate) fn subject_key(c: &Connection, collection_id: i64, subject: &str) -> Result<Option<SubjectKeyRow>> {
     c.prepare_cached(
         "SELECT subject, kek_version, wrapped_dek FROM subject_keys WHERE collection_id = ?1 AND subject = ?2",
     )
@@ -429,7 +417,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut out = Vec::new();
             for s in subjects {
-                out.extend(select_subject_key(c, collection_id, &s)?);
+                out.extend(subject_key(c, collection_id, &s)?);
             }
             Ok(out)
         })
@@ -440,7 +428,7 @@ impl Store for SqliteStore {
         let key = key.clone();
         self.write(move |tx| {
             insert_subject_key(tx, collection_id, &key)?;
-            select_subject_key(tx, collection_id, &key.subject)?
+            subject_key(tx, collection_id, &key.subject)?
                 .ok_or_else(|| StoreError::Corrupt("subject key vanished inside its transaction".into()))
         })
         .await

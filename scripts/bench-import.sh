@@ -46,7 +46,7 @@ M=$BIN/mamori
 "$M" collection create --schema "$ROOT/crates/mamori-synth/customers.toml" >/dev/null
 "$M" --json users create --login mgr --name M --role manager >"$WORK/user.json"
 OTP=$(jq -r .one_time_password "$WORK/user.json")
-NEW_PASSWORD="Bench-Import-Pass-$RANDOM$RANDOM"
+NEW_PASSWORD="Import-Quokka-7Q2x-Lantern" # meets the default (guideline) password policy
 MAMORI_PASSWORD=$OTP MAMORI_NEW_PASSWORD=$NEW_PASSWORD "$M" passwd --login mgr >/dev/null
 MAMORI_PASSWORD=$NEW_PASSWORD "$TIME" -v -o "$WORK/mamori.time" \
     "$M" --json import --collection customers --login mgr "$CSV" >"$WORK/import.json"

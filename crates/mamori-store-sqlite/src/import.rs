@@ -16,7 +16,10 @@ impl SqliteImport {
     pub(crate) async fn begin(store: SqliteStore, collection_id: i64) -> Result<Self> {
         let conn = tokio::task::spawn_blocking(move || {
             let conn = store.open_writer()?;
-            conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+            // Three quarters of the usual page cache: the importer's own in-memory sets (unique values and
+            // subjects seen in the file) grow with the file, and the whole import is meant to
+            // stay under 200 MB (measured at 1M rows: 64 MiB → 214 MB peak, 32 MiB → 160 MB but 13% slower).
+            conn.execute_batch("PRAGMA cache_size = -49152; BEGIN IMMEDIATE").map_err(map_err)?;
             Ok::<_, StoreError>(conn)
         })
         .await

@@ -40,7 +40,7 @@ const ADDRESS: &str = "東京都世田谷区桜新町三丁目十二番五号 10
 const EMAIL: &str = "miyuki.hasegawa1984.12345@example.jp";
 
 const IMPORT_ROWS: usize = 10_000;
-const PASSWORD: &str = "Bench-Correct-Horse-42";
+const PASSWORD: &str = "Correct-Horse-42-Staple";
 
 /// The pragmas of `mamori-store-sqlite`, applied to the baseline database too.
 const PRAGMAS: &str = "PRAGMA foreign_keys = ON;

@@ -248,7 +248,8 @@ struct Producer<'a> {
     /// by the database's own constraints, failing the whole import.)
     collection_was_empty: bool,
     errs: ErrorList,
-    unique_seen: HashMap<Token, u64>,
+    /// First line of each unique value (u32: a file of four billion lines is refused first).
+    unique_seen: HashMap<Token, u32>,
     /// Subjects seen in this file, as keyed 64-bit hashes: a false "seen" only costs a read.
     subjects_seen: HashSet<u64>,
     subject_hasher: RandomState,
@@ -328,7 +329,7 @@ impl Producer<'_> {
         for (token, col) in &row.unique {
             match self.unique_seen.entry(*token) {
                 Entry::Vacant(v) => {
-                    v.insert(row.line);
+                    v.insert(u32::try_from(row.line).unwrap_or(u32::MAX));
                 }
                 Entry::Occupied(first) => self.errs.push(RowError {
                     line: row.line,

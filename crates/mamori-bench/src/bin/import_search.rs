@@ -34,7 +34,7 @@ const SEED: u64 = 2026;
 /// Seed of the choice of people to look up.
 const PICK_SEED: u64 = 7;
 const WARM_UP: usize = 100;
-const PASSWORD: &str = "Bench-Correct-Horse-42";
+const PASSWORD: &str = "Correct-Horse-42-Staple";
 
 fn parse_count(arg: Option<&String>, default: usize) -> anyhow::Result<usize> {
     match arg {

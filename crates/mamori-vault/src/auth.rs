@@ -206,7 +206,7 @@ pub struct UserSummary {
     pub last_login_at: Option<OffsetDateTime>,
 }
 
-pub(crate) fn summary(u: UserRow, now: OffsetDateTime) -> Result<UserSummary> {
+fn summary(u: UserRow, now: OffsetDateTime) -> Result<UserSummary> {
     Ok(UserSummary {
         role: u.role.parse().map_err(VaultError::Integrity)?,
         id: u.id,
@@ -557,11 +557,10 @@ impl Vault {
             }
         };
         self.store.record_login_success(&user.id, now).await?;
-        let role: Role = user.role.parse().map_err(VaultError::Integrity)?;
         let mut events = Vec::new();
         // Make room under the concurrent-session limit: the oldest sessions end.
         let sessions = self.store.list_user_sessions(&user.id).await?;
-        let limit = self.config.auth.session_limit(role);
+        let limit = self.config.auth.session_limit(setup.role);
         for old in sessions.iter().take((sessions.len() + 1).saturating_sub(limit)) {
             self.store.delete_session(&old.token_hash).await?;
             let mut ended = AuditEvent::new(now, format!("user:{}", user.id), "auth.session_ended", Outcome::Success);
@@ -634,6 +633,7 @@ impl Vault {
         let role: Role = user.role.parse().map_err(|e| internal(VaultError::Integrity(e)))?;
         let trusted = policy.is_trusted(source);
         let mut setup = Setup {
+            role,
             password_change: user.must_change_password
                 || policy.password.expires_at(user.password_changed_at).is_some_and(|t| t <= now),
             mfa_enrolment: false,
@@ -843,6 +843,8 @@ impl Vault {
 
 /// What a successful login still has to do before the session is a full one.
 struct Setup {
+    /// The account's role, parsed once by the checks.
+    role: Role,
     password_change: bool,
     mfa_enrolment: bool,
 }

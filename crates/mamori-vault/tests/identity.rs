@@ -72,6 +72,26 @@ async fn administrators_enrol_totp_then_need_a_fresh_code() {
     let enrolment = f.vault.begin_totp_enrolment(&me).await.unwrap();
     let secret = TotpSecret::from_base32(enrolment.secret_base32.expose()).unwrap();
     let now = SystemClock.now().unix_timestamp() as u64;
+    // Bad input changes nothing: a wrong code, a tampered or foreign enrolment, a non-code.
+    let good = pw(&secret.current_code(now));
+    let wrong = pw(if secret.current_code(now) == "000000" { "111111" } else { "000000" });
+    let mut tampered = enrolment.enrolment.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let (other, _) = f.user("staff9", Role::Staff).await;
+    for (token, code) in [
+        (enrolment.enrolment.as_str(), &wrong),
+        (tampered.as_str(), &good),
+        ("not-an-enrolment", &good),
+        (enrolment.enrolment.as_str(), &pw("abc")),
+    ] {
+        let err = f.vault.confirm_totp_enrolment(&me, token, code).await.unwrap_err();
+        assert!(matches!(err, VaultError::Invalid(_)), "{err:?}");
+    }
+    let err = f.vault.confirm_totp_enrolment(&other, &enrolment.enrolment, &good).await.unwrap_err();
+    assert!(matches!(err, VaultError::Invalid(_)), "another user's enrolment: {err:?}");
+    let unchanged = f.store().get_user_by_login("admin1").await.unwrap().unwrap();
+    assert_eq!(unchanged.totp_secret, None);
     let codes =
         f.vault.confirm_totp_enrolment(&me, &enrolment.enrolment, &pw(&secret.current_code(now))).await.unwrap();
     assert_eq!(codes.len(), 10);

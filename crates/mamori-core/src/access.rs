@@ -1,10 +1,8 @@
-//! Built-in roles and the interim permission matrix.
+//! Built-in roles and the actions of mamori's authorization vocabulary.
 //!
-//! This is deliberately a plain table: deny by default, one row per role. The authorization
-//! issue replaces it with Cedar policies; until then it is the single place that says who may
-//! do what, and the one invariant it already carries is that the system administrator has no
-//! read path to record content (000-8-access-1 and 001-20-tech-2-3 least privilege;
-//! 001-20-tech-2-8 and 004-V-1-22-a privileged users do not see personal data).
+//! Who may do what is decided by Cedar policies in `mamori-policy`; this module only names
+//! the roles and actions those policies speak of (000-8-access-1 and 001-20-tech-2-3 least
+//! privilege; 001-20-tech-2-8 and 004-V-1-22-a privileged users do not see personal data).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -27,12 +25,18 @@ pub enum Role {
 
 pub const ALL_ROLES: [Role; 5] = [Role::SystemAdmin, Role::Staff, Role::Manager, Role::Auditor, Role::PrivacyOfficer];
 
+/// What a principal asks to do. The names are the Cedar action ids of `mamori-policy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
+    /// Blind-index search in a collection (the hits are then filtered record by record).
     Search,
     ViewMasked,
+    /// Plaintext values.
     ViewFull,
+    Print,
+    Copy,
+    Export,
     Create,
     Update,
     Delete,
@@ -43,14 +47,34 @@ pub enum Action {
     /// Turns on an account whose role reads personal data, issuing its one-time password
     /// to the activator: the second person in account provisioning.
     UserActivate,
+    /// Proposes policy changes (a second administrator approves them).
+    PolicyManage,
     KeysRotate,
     AuditRead,
+    /// Approves requests of others (exports, break-glass, policy changes).
+    Approve,
+    /// Confirms or revokes users' access in a periodic access review.
+    AccessReview,
 }
 
-pub const ALL_ACTIONS: [Action; 13] = [
+/// The kind of resource an action is decided on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// One record (its tier, owning department and data subject).
+    Record,
+    /// A collection as a whole.
+    Collection,
+    /// mamori itself: administration, audit, approvals.
+    System,
+}
+
+pub const ALL_ACTIONS: [Action; 19] = [
     Action::Search,
     Action::ViewMasked,
     Action::ViewFull,
+    Action::Print,
+    Action::Copy,
+    Action::Export,
     Action::Create,
     Action::Update,
     Action::Delete,
@@ -59,29 +83,79 @@ pub const ALL_ACTIONS: [Action; 13] = [
     Action::CollectionManage,
     Action::UserManage,
     Action::UserActivate,
+    Action::PolicyManage,
     Action::KeysRotate,
     Action::AuditRead,
+    Action::Approve,
+    Action::AccessReview,
 ];
 
-impl Role {
-    /// Deny by default: an action is allowed only when it is listed for the role.
-    pub fn allows(self, action: Action) -> bool {
-        use Action::*;
-        let allowed: &[Action] = match self {
-            Role::SystemAdmin => &[CollectionRead, CollectionManage, UserManage, KeysRotate],
-            Role::Staff => &[CollectionRead, Search, ViewMasked, Create, Update],
-            Role::Manager => &[CollectionRead, Search, ViewMasked, ViewFull, Create, Update, Delete],
-            Role::Auditor => &[CollectionRead, AuditRead],
-            Role::PrivacyOfficer => {
-                &[CollectionRead, Search, ViewMasked, ViewFull, SubjectErase, AuditRead, UserActivate]
-            }
-        };
-        allowed.contains(&action)
+impl Action {
+    /// The Cedar action id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Search => "search",
+            Action::ViewMasked => "view_masked",
+            Action::ViewFull => "view",
+            Action::Print => "print",
+            Action::Copy => "copy",
+            Action::Export => "export",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::SubjectErase => "subject.erase",
+            Action::CollectionRead => "collection.read",
+            Action::CollectionManage => "collection.manage",
+            Action::UserManage => "user.manage",
+            Action::UserActivate => "user.activate",
+            Action::PolicyManage => "policy.manage",
+            Action::KeysRotate => "keys.rotate",
+            Action::AuditRead => "audit.read",
+            Action::Approve => "approve",
+            Action::AccessReview => "access.review",
+        }
     }
 
-    /// Whether the role reads record content in any form (masked or full).
+    pub fn target(self) -> Target {
+        match self {
+            Action::ViewMasked
+            | Action::ViewFull
+            | Action::Print
+            | Action::Copy
+            | Action::Create
+            | Action::Update
+            | Action::Delete => Target::Record,
+            Action::Search | Action::Export => Target::Collection,
+            _ => Target::System,
+        }
+    }
+
+    /// Whether the action reads or writes record content in any form: what the system
+    /// administrator may never do without an approved break-glass grant.
+    pub fn touches_content(self) -> bool {
+        self.target() != Target::System
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ALL_ACTIONS.into_iter().find(|a| a.as_str() == s).ok_or_else(|| format!("unknown action `{s}`"))
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Role {
+    /// Whether the built-in role is meant to read record content. Policies decide what
+    /// each role actually may do; this classification only drives account provisioning
+    /// (a content role needs a second person to activate it).
     pub fn reads_content(self) -> bool {
-        self.allows(Action::ViewMasked) || self.allows(Action::ViewFull) || self.allows(Action::Search)
+        matches!(self, Role::Staff | Role::Manager | Role::PrivacyOfficer)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -112,32 +186,23 @@ impl FromStr for Role {
 mod tests {
     use super::*;
 
-    /// Architecture invariant: the system administrator has no read path to record content.
     #[test]
-    fn system_admin_never_reads_content() {
-        assert!(!Role::SystemAdmin.reads_content());
-        assert!(!Role::Auditor.reads_content());
+    fn names_round_trip() {
+        for action in ALL_ACTIONS {
+            assert_eq!(action.as_str().parse::<Action>().unwrap(), action);
+        }
+        for role in ALL_ROLES {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
+        assert!("root".parse::<Role>().is_err());
+        assert!("read_everything".parse::<Action>().is_err());
     }
 
     #[test]
-    fn matrix() {
-        // (role, actions allowed); everything else must be denied.
-        let table: &[(Role, &[Action])] = &[
-            (
-                Role::Staff,
-                &[Action::CollectionRead, Action::Search, Action::ViewMasked, Action::Create, Action::Update],
-            ),
-            (
-                Role::SystemAdmin,
-                &[Action::CollectionRead, Action::CollectionManage, Action::UserManage, Action::KeysRotate],
-            ),
-        ];
-        for (role, allowed) in table {
-            for action in ALL_ACTIONS {
-                assert_eq!(role.allows(action), allowed.contains(&action), "{role} {action:?}");
-            }
-        }
-        assert_eq!("manager".parse::<Role>().unwrap(), Role::Manager);
-        assert!("root".parse::<Role>().is_err());
+    fn administrators_and_auditors_are_not_content_roles() {
+        assert!(!Role::SystemAdmin.reads_content());
+        assert!(!Role::Auditor.reads_content());
+        assert!(Action::ViewMasked.touches_content() && Action::Search.touches_content());
+        assert!(!Action::AuditRead.touches_content());
     }
 }

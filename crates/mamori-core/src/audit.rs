@@ -74,6 +74,12 @@ pub struct AuditEvent {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Ids of the policies that decided an authorization (comma-separated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The break-glass grant that opened this access, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +106,8 @@ impl AuditEvent {
             fields: Vec::new(),
             outcome,
             reason: None,
+            policy: None,
+            grant: None,
             rows: None,
             purpose: None,
             reviewed_to: None,

@@ -67,7 +67,23 @@ pub enum Tier {
     TopSecret,
 }
 
+pub const ALL_TIERS: [Tier; 4] = [Tier::Public, Tier::Confidential, Tier::Secret, Tier::TopSecret];
+
 impl Tier {
+    /// Order of sensitivity, as policies compare it with a user's clearance (公開 0 … 極秘 3).
+    pub fn rank(self) -> i64 {
+        self as i64
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Public => "public",
+            Tier::Confidential => "confidential",
+            Tier::Secret => "secret",
+            Tier::TopSecret => "top_secret",
+        }
+    }
+
     pub fn label_ja(self) -> &'static str {
         match self {
             Tier::Public => "公開",
@@ -75,6 +91,17 @@ impl Tier {
             Tier::Secret => "秘",
             Tier::TopSecret => "極秘",
         }
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = CoreError;
+    /// Accepts the English slug or the Japanese label.
+    fn from_str(s: &str) -> Result<Self> {
+        ALL_TIERS.into_iter().find(|t| t.as_str() == s || t.label_ja() == s).ok_or_else(|| CoreError::InvalidId {
+            kind: "tier",
+            reason: format!("unknown tier `{s}` (public, confidential, secret, top_secret)"),
+        })
     }
 }
 

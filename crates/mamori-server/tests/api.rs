@@ -51,6 +51,8 @@ impl TestServer {
                     role,
                     password: Some(SecretString::new(PASSWORD.into())),
                     must_change_password: must_change,
+                    training_valid_until: Some(vault.now() + time::Duration::days(365)),
+                    pledge_signed: true,
                     ..Default::default()
                 };
                 vault.create_user(&op, new).await.unwrap();

@@ -10,8 +10,8 @@ use tokio_postgres::Row;
 
 const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
      department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
-     totp_secret, totp_last_step";
-const SESSION_COLUMNS: &str = "token_hash, user_id, created_at, expires_at, last_seen_at, password_change_only";
+     totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at";
+const SESSION_COLUMNS: &str = "token_hash, user_id, created_at, expires_at, last_seen_at, password_change_only, mfa";
 
 fn user_row(r: &Row) -> Result<UserRow> {
     Ok(UserRow {
@@ -33,6 +33,9 @@ fn user_row(r: &Row) -> Result<UserRow> {
         password_changed_at: get_time(r, 15)?,
         totp_secret: get(r, 16)?,
         totp_last_step: get_totp_step(r, 17)?,
+        clearance: get(r, 18)?,
+        training_valid_until: get_optional_time(r, 19)?,
+        pledge_signed_at: get_optional_time(r, 20)?,
     })
 }
 
@@ -63,6 +66,7 @@ fn session_row(r: &Row) -> Result<SessionRow> {
         expires_at: get_time(r, 3)?,
         last_seen_at: get_time(r, 4)?,
         password_change_only: get(r, 5)?,
+        mfa: get(r, 6)?,
     })
 }
 
@@ -73,7 +77,8 @@ impl PostgresStore {
             &conn,
             &format!(
                 "INSERT INTO users ({USER_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                         $19, $20, $21)"
             ),
             &[
                 u.id.as_uuid(),
@@ -95,6 +100,9 @@ impl PostgresStore {
                 &to_micros(u.password_changed_at),
                 &u.totp_secret,
                 &u.totp_last_step.map(stored_step).transpose()?,
+                &u.clearance,
+                &u.training_valid_until.map(to_micros),
+                &u.pledge_signed_at.map(to_micros),
             ],
         )
         .await?;
@@ -179,7 +187,8 @@ impl PostgresStore {
         let conn = self.conn().await?;
         let n = execute(
             &conn,
-            "UPDATE users SET display_name = $2, department = $3, title = $4, role = $5, valid_until = $6, vendor = $7
+            "UPDATE users SET display_name = $2, department = $3, title = $4, role = $5, valid_until = $6, vendor = $7,
+                              clearance = $8, training_valid_until = $9, pledge_signed_at = $10
              WHERE id = $1",
             &[
                 id.as_uuid(),
@@ -189,6 +198,9 @@ impl PostgresStore {
                 &p.role,
                 &p.valid_until.map(to_micros),
                 &p.vendor,
+                &p.clearance,
+                &p.training_valid_until.map(to_micros),
+                &p.pledge_signed_at.map(to_micros),
             ],
         )
         .await?;
@@ -298,7 +310,7 @@ impl PostgresStore {
         let conn = self.conn().await?;
         execute(
             &conn,
-            &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+            &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
             &[
                 &s.token_hash.as_slice(),
                 s.user_id.as_uuid(),
@@ -306,6 +318,7 @@ impl PostgresStore {
                 &to_micros(s.expires_at),
                 &to_micros(s.last_seen_at),
                 &s.password_change_only,
+                &s.mfa,
             ],
         )
         .await?;

@@ -111,12 +111,23 @@ impl ImportSession for PgImport {
         }
         let sink = client
             .copy_in(
-                "COPY records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at)
+                "COPY records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at,
+                              department)
                  FROM STDIN (FORMAT binary)",
             )
             .await
             .map_err(pg)?;
-        let types = [Type::INT8, Type::UUID, Type::TEXT, Type::INT4, Type::BYTEA, Type::BYTEA, Type::INT8, Type::INT8];
+        let types = [
+            Type::INT8,
+            Type::UUID,
+            Type::TEXT,
+            Type::INT4,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+        ];
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
         for r in &records {
             writer
@@ -130,6 +141,7 @@ impl ImportSession for PgImport {
                     &encode_tokens(&r.tokens),
                     &to_micros(r.created_at),
                     &to_micros(r.updated_at),
+                    &r.department,
                 ])
                 .await
                 .map_err(pg)?;

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod authz;
 mod collections;
 mod db;
 mod error;

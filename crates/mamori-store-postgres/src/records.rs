@@ -12,7 +12,8 @@ use mamori_store::{
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-const RECORD_COLUMNS: &str = "id, collection_id, subject, schema_version, fields, tokens, created_at, updated_at";
+const RECORD_COLUMNS: &str =
+    "id, collection_id, subject, schema_version, fields, tokens, created_at, updated_at, department";
 
 fn record_row(r: &Row) -> Result<RecordRow> {
     Ok(RecordRow {
@@ -24,6 +25,7 @@ fn record_row(r: &Row) -> Result<RecordRow> {
         tokens: decode_tokens(get(r, 5)?)?,
         created_at: get_time(r, 6)?,
         updated_at: get_time(r, 7)?,
+        department: get(r, 8)?,
     })
 }
 
@@ -90,7 +92,7 @@ impl PostgresStore {
         }
         execute(
             &tx,
-            &format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+            &format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
             &[
                 id,
                 &r.collection_id,
@@ -100,6 +102,7 @@ impl PostgresStore {
                 &encode_tokens(&r.tokens),
                 &to_micros(r.created_at),
                 &to_micros(r.updated_at),
+                &r.department,
             ],
         )
         .await?;
@@ -131,7 +134,7 @@ impl PostgresStore {
         delete_index(&tx, r.collection_id, id, get(&old, 0)?).await?;
         execute(
             &tx,
-            "UPDATE records SET schema_version = $3, fields = $4, tokens = $5, updated_at = $6
+            "UPDATE records SET schema_version = $3, fields = $4, tokens = $5, updated_at = $6, department = $7
              WHERE collection_id = $1 AND id = $2",
             &[
                 &r.collection_id,
@@ -140,6 +143,7 @@ impl PostgresStore {
                 &r.fields,
                 &encode_tokens(&r.tokens),
                 &to_micros(r.updated_at),
+                &r.department,
             ],
         )
         .await?;

@@ -246,4 +246,52 @@ impl Store for PostgresStore {
     async fn prune_audit(&self, anchor: &CheckpointRow) -> Result<u64> {
         self.prune(anchor).await
     }
+
+    async fn add_policy_version(&self, row: &PolicyVersionRow) -> Result<u64> {
+        self.insert_policy_version(row).await
+    }
+
+    async fn list_policy_versions(&self) -> Result<Vec<PolicyVersionRow>> {
+        self.policy_versions().await
+    }
+
+    async fn get_policy_version(&self, version: u64) -> Result<Option<PolicyVersionRow>> {
+        self.policy_version(Some(version)).await
+    }
+
+    async fn active_policy_version(&self) -> Result<Option<PolicyVersionRow>> {
+        self.policy_version(None).await
+    }
+
+    async fn decide_policy_version(&self, version: u64, approve: bool, by: &str, at: OffsetDateTime) -> Result<bool> {
+        self.decide_policy(version, approve, by, at).await
+    }
+
+    async fn create_grant(&self, grant: &GrantRow) -> Result<()> {
+        self.insert_grant(grant).await
+    }
+
+    async fn get_grant(&self, id: &str) -> Result<Option<GrantRow>> {
+        Ok(self.grants(Some(id)).await?.pop())
+    }
+
+    async fn list_grants(&self) -> Result<Vec<GrantRow>> {
+        self.grants(None).await
+    }
+
+    async fn decide_grant(
+        &self,
+        id: &str,
+        from: Decision,
+        to: Decision,
+        by: &str,
+        at: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<bool> {
+        self.update_grant(id, from, to, by, at, expires_at).await
+    }
+
+    async fn active_grants(&self, user: &UserId, collection: &str, now: OffsetDateTime) -> Result<Vec<GrantRow>> {
+        self.live_grants(user, collection, now).await
+    }
 }

@@ -96,6 +96,7 @@ fn record(collection_id: i64, token: u8) -> RecordRow {
         tokens: vec![IndexToken { token: vec![token; 16], unique: true }],
         created_at: OffsetDateTime::UNIX_EPOCH,
         updated_at: OffsetDateTime::UNIX_EPOCH,
+        department: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! All SQLite calls run on tokio's blocking pool.
 
 mod audit;
+mod authz;
 mod import;
 mod migrate;
 mod store;

@@ -37,6 +37,7 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<RecordRow> {
         tokens: decode_tokens(&tokens).map_err(|e| corrupt(5, e))?,
         created_at: from_micros(r.get(6)?),
         updated_at: from_micros(r.get(7)?),
+        department: r.get(8)?,
     })
 }
 
@@ -64,12 +65,15 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, UserRow)> {
             password_changed_at: from_micros(r.get(15)?),
             totp_secret: r.get(16)?,
             totp_last_step: r.get::<_, Option<i64>>(17)?.map(|s| s as u64),
+            clearance: r.get(18)?,
+            training_valid_until: optional_time(19)?,
+            pledge_signed_at: optional_time(20)?,
         },
     ))
 }
 const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
      department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
-     totp_secret, totp_last_step";
+     totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at";
 
 fn finish_user((id, mut user): (Vec<u8>, UserRow)) -> Result<UserRow> {
     user.id = UserId::from_slice(&id).map_err(|_| StoreError::Corrupt("user id".into()))?;
@@ -88,8 +92,9 @@ pub(crate) fn insert_index(tx: &Connection, collection_id: i64, id: &RecordId, t
 
 pub(crate) fn insert_record_row(tx: &Connection, r: &RecordRow) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at,
+                              department)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .map_err(map_err)?
     .execute(params![
@@ -100,7 +105,8 @@ pub(crate) fn insert_record_row(tx: &Connection, r: &RecordRow) -> Result<()> {
         r.fields,
         encode_tokens(&r.tokens),
         to_micros(r.created_at),
-        to_micros(r.updated_at)
+        to_micros(r.updated_at),
+        r.department
     ])
     .map_err(map_err)?;
     insert_index(tx, r.collection_id, &r.id, &r.tokens)
@@ -140,7 +146,7 @@ fn delete_record_tx(tx: &Connection, collection_id: i64, id: &RecordId) -> Resul
 
 fn record_by_id(c: &Connection, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>> {
     c.prepare_cached(
-        "SELECT id, collection_id, subject, schema_version, fields, tokens, created_at, updated_at
+        "SELECT id, collection_id, subject, schema_version, fields, tokens, created_at, updated_at, department
          FROM records WHERE collection_id = ?1 AND id = ?2",
     )
     .map_err(map_err)?
@@ -172,16 +178,16 @@ fn user_by_id(c: &Connection, id: &UserId) -> Result<Option<UserRow>> {
 }
 
 fn session_by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<SessionRow>> {
-    let row: Option<(Vec<u8>, i64, i64, i64, bool)> = c
+    let row: Option<(Vec<u8>, i64, i64, i64, bool, bool)> = c
         .prepare_cached(
-            "SELECT user_id, created_at, expires_at, last_seen_at, password_change_only
+            "SELECT user_id, created_at, expires_at, last_seen_at, password_change_only, mfa
              FROM sessions WHERE token_hash = ?1",
         )
         .map_err(map_err)?
-        .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
         .optional()
         .map_err(map_err)?;
-    row.map(|(user, created, expires, seen, pco)| {
+    row.map(|(user, created, expires, seen, pco, mfa)| {
         Ok(SessionRow {
             token_hash: *hash,
             user_id: UserId::from_slice(&user).map_err(|_| StoreError::Corrupt("user id".into()))?,
@@ -189,6 +195,7 @@ fn session_by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<SessionRow>
             expires_at: from_micros(expires),
             last_seen_at: from_micros(seen),
             password_change_only: pco,
+            mfa,
         })
     })
     .transpose()
@@ -672,7 +679,8 @@ impl Store for SqliteStore {
             tx.execute(
                 &format!(
                     "INSERT INTO users ({USER_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                             ?19, ?20, ?21)"
                 ),
                 params![
                     u.id.as_bytes(),
@@ -693,6 +701,9 @@ impl Store for SqliteStore {
                     to_micros(u.password_changed_at),
                     u.totp_secret,
                     u.totp_last_step.map(|s| s as i64),
+                    u.clearance,
+                    u.training_valid_until.map(to_micros),
+                    u.pledge_signed_at.map(to_micros),
                 ],
             )
             .map_err(|e| match map_err(e) {
@@ -786,8 +797,8 @@ impl Store for SqliteStore {
             let n = tx
                 .execute(
                     "UPDATE users SET display_name = ?1, department = ?2, title = ?3, role = ?4, valid_until = ?5,
-                            vendor = ?6
-                     WHERE id = ?7",
+                            vendor = ?6, clearance = ?7, training_valid_until = ?8, pledge_signed_at = ?9
+                     WHERE id = ?10",
                     params![
                         p.display_name,
                         p.department,
@@ -795,6 +806,9 @@ impl Store for SqliteStore {
                         p.role,
                         p.valid_until.map(to_micros),
                         p.vendor,
+                        p.clearance,
+                        p.training_valid_until.map(to_micros),
+                        p.pledge_signed_at.map(to_micros),
                         id.as_bytes()
                     ],
                 )
@@ -955,15 +969,17 @@ impl Store for SqliteStore {
         let s = s.clone();
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_seen_at, password_change_only)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_seen_at, password_change_only,
+                                       mfa)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     s.token_hash,
                     s.user_id.as_bytes(),
                     to_micros(s.created_at),
                     to_micros(s.expires_at),
                     to_micros(s.last_seen_at),
-                    s.password_change_only
+                    s.password_change_only,
+                    s.mfa
                 ],
             )
             .map_err(map_err)?;
@@ -1039,5 +1055,53 @@ impl Store for SqliteStore {
 
     async fn prune_audit(&self, anchor: &CheckpointRow) -> Result<u64> {
         self.prune(anchor).await
+    }
+
+    async fn add_policy_version(&self, row: &PolicyVersionRow) -> Result<u64> {
+        self.insert_policy_version(row).await
+    }
+
+    async fn list_policy_versions(&self) -> Result<Vec<PolicyVersionRow>> {
+        self.policy_versions().await
+    }
+
+    async fn get_policy_version(&self, version: u64) -> Result<Option<PolicyVersionRow>> {
+        self.policy_version(Some(version)).await
+    }
+
+    async fn active_policy_version(&self) -> Result<Option<PolicyVersionRow>> {
+        self.policy_version(None).await
+    }
+
+    async fn decide_policy_version(&self, version: u64, approve: bool, by: &str, at: OffsetDateTime) -> Result<bool> {
+        self.decide_policy(version, approve, by, at).await
+    }
+
+    async fn create_grant(&self, grant: &GrantRow) -> Result<()> {
+        self.insert_grant(grant).await
+    }
+
+    async fn get_grant(&self, id: &str) -> Result<Option<GrantRow>> {
+        Ok(self.grants(Some(id.to_owned())).await?.pop())
+    }
+
+    async fn list_grants(&self) -> Result<Vec<GrantRow>> {
+        self.grants(None).await
+    }
+
+    async fn decide_grant(
+        &self,
+        id: &str,
+        from: Decision,
+        to: Decision,
+        by: &str,
+        at: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<bool> {
+        self.update_grant(id, from, to, by, at, expires_at).await
+    }
+
+    async fn active_grants(&self, user: &UserId, collection: &str, now: OffsetDateTime) -> Result<Vec<GrantRow>> {
+        self.live_grants(user, collection, now).await
     }
 }

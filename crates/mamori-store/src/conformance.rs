@@ -17,7 +17,8 @@ macro_rules! conformance_tests {
             records_and_index, unique_values, import_is_all_or_nothing, erase_subject,
             users_and_sessions, account_security_state, audit_chain, concurrent_audit_appends, master_rewrap,
             record_needs_its_subject_key, subject_key_needs_its_kek, master_rewrap_must_cover_every_key,
-            audit_query_filters, audit_checkpoints, audit_prune_keeps_the_chain);
+            audit_query_filters, audit_checkpoints, audit_prune_keeps_the_chain,
+            policy_versions_four_eyes, break_glass_grants);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -65,6 +66,7 @@ fn record(c: &CollectionRow, subject: &str, tokens: &[(u8, bool)]) -> RecordRow 
         tokens: tokens.iter().map(|(n, unique)| IndexToken { token: token(*n), unique: *unique }).collect(),
         created_at: t(1),
         updated_at: t(1),
+        department: Some("sales".into()),
     }
 }
 
@@ -169,6 +171,7 @@ pub async fn records_and_index(store: Arc<dyn Store>) {
     changed.fields = vec![8; 41];
     changed.tokens = vec![IndexToken { token: token(3), unique: false }];
     changed.updated_at = t(5);
+    changed.department = None;
     store.update_record(&changed).await.unwrap();
     assert_eq!(store.get_record(c.id, &r.id).await.unwrap().unwrap(), changed);
     assert!(store.find_by_token(c.id, &token(2), 10).await.unwrap().is_empty(), "old tokens removed");
@@ -296,6 +299,9 @@ pub async fn users_and_sessions(store: Arc<dyn Store>) {
         UserRow::new(UserId::generate(), "yamada".into(), "山田".into(), "staff".into(), "$argon2id$x".into(), t(0));
     user.department = Some("営業部".into());
     user.valid_until = Some(t(86_400));
+    user.clearance = Some("top_secret".into());
+    user.training_valid_until = Some(t(7_200));
+    user.pledge_signed_at = Some(t(-60));
     store.create_user(&user).await.unwrap();
     let dup = store.create_user(&UserRow { id: UserId::generate(), ..user.clone() }).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
@@ -319,6 +325,7 @@ pub async fn users_and_sessions(store: Arc<dyn Store>) {
         expires_at: t(3600),
         last_seen_at: t(0),
         password_change_only: n == 2,
+        mfa: n == 1,
     };
     store.create_session(&s(1)).await.unwrap();
     store.create_session(&s(2)).await.unwrap();
@@ -358,9 +365,16 @@ pub async fn account_security_state(store: Arc<dyn Store>) {
         role: "manager".into(),
         valid_until: Some(t(1000)),
         vendor: true,
+        clearance: Some("confidential".into()),
+        training_valid_until: Some(t(2000)),
+        pledge_signed_at: Some(t(3)),
     };
     store.update_user_profile(&user.id, &profile).await.unwrap();
     let u = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!(
+        (u.clearance.as_deref(), u.training_valid_until, u.pledge_signed_at),
+        (Some("confidential"), Some(t(2000)), Some(t(3)))
+    );
     assert_eq!(
         (u.display_name, u.department, u.title, u.role, u.valid_until, u.vendor),
         ("佐藤 一郎".into(), Some("総務部".into()), Some("課長".into()), "manager".into(), Some(t(1000)), true)
@@ -650,4 +664,72 @@ pub async fn audit_prune_keeps_the_chain(store: Arc<dyn Store>) {
     }
     let q = AuditQuery { limit: 100, ..Default::default() };
     assert_eq!(store.query_audit(&q).await.unwrap().first().map(|r| r.seq), Some(7));
+}
+
+pub async fn policy_versions_four_eyes(store: Arc<dyn Store>) {
+    assert_eq!(store.active_policy_version().await.unwrap(), None);
+    let v = |base: Option<u64>, text: &str, status: Decision| PolicyVersionRow {
+        version: 0,
+        base_version: base,
+        policies: text.into(),
+        summary: "why".into(),
+        proposed_by: "user:a".into(),
+        proposed_at: t(0),
+        status,
+        decided_by: None,
+        decided_at: None,
+    };
+    assert_eq!(store.add_policy_version(&v(None, "one", Decision::Approved)).await.unwrap(), 1);
+    assert_eq!(store.add_policy_version(&v(Some(1), "two", Decision::Pending)).await.unwrap(), 2);
+    assert_eq!(store.add_policy_version(&v(Some(1), "three", Decision::Pending)).await.unwrap(), 3);
+    assert_eq!(store.active_policy_version().await.unwrap().unwrap().policies, "one");
+    assert!(store.decide_policy_version(2, true, "user:b", t(5)).await.unwrap());
+    let active = store.active_policy_version().await.unwrap().unwrap();
+    assert_eq!((active.version, active.decided_by.as_deref(), active.decided_at), (2, Some("user:b"), Some(t(5))));
+    // Version 3 was proposed against 1, which is no longer active: it cannot be approved.
+    assert!(!store.decide_policy_version(3, true, "user:b", t(6)).await.unwrap());
+    assert!(!store.decide_policy_version(2, false, "user:b", t(6)).await.unwrap(), "decided only once");
+    assert!(store.decide_policy_version(3, false, "user:b", t(7)).await.unwrap());
+    let all = store.list_policy_versions().await.unwrap();
+    let states: Vec<(u64, Decision)> = all.iter().map(|r| (r.version, r.status)).collect();
+    assert_eq!(states, [(1, Decision::Approved), (2, Decision::Approved), (3, Decision::Rejected)]);
+    assert_eq!(store.get_policy_version(3).await.unwrap().unwrap().policies, "three");
+    assert_eq!(store.get_policy_version(9).await.unwrap(), None);
+    assert!(!store.decide_policy_version(9, true, "user:b", t(8)).await.unwrap());
+}
+
+pub async fn break_glass_grants(store: Arc<dyn Store>) {
+    let user = UserRow::new(UserId::generate(), "ops".into(), "運用".into(), "system_admin".into(), "$x".into(), t(0));
+    store.create_user(&user).await.unwrap();
+    let grant = |id: &str, collection: &str| GrantRow {
+        id: id.into(),
+        user_id: user.id,
+        collection: collection.into(),
+        reason: vec![7; 40],
+        minutes: 60,
+        requested_by: format!("user:{}", user.id),
+        requested_at: t(0),
+        status: Decision::Pending,
+        decided_by: None,
+        decided_at: None,
+        expires_at: None,
+    };
+    store.create_grant(&grant("g1", "customers")).await.unwrap();
+    store.create_grant(&grant("g2", "employees")).await.unwrap();
+    assert!(store.active_grants(&user.id, "customers", t(10)).await.unwrap().is_empty(), "pending is not active");
+    assert!(
+        store.decide_grant("g1", Decision::Pending, Decision::Approved, "user:b", t(10), Some(t(3610))).await.unwrap()
+    );
+    assert!(!store.decide_grant("g1", Decision::Pending, Decision::Rejected, "user:b", t(11), None).await.unwrap());
+    let active = store.active_grants(&user.id, "customers", t(20)).await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!((active[0].expires_at, active[0].decided_by.as_deref()), (Some(t(3610)), Some("user:b")));
+    assert!(store.active_grants(&user.id, "customers", t(3610)).await.unwrap().is_empty(), "expired");
+    assert!(store.active_grants(&user.id, "employees", t(20)).await.unwrap().is_empty());
+    assert!(store.decide_grant("g1", Decision::Approved, Decision::Revoked, "user:c", t(30), None).await.unwrap());
+    assert!(store.active_grants(&user.id, "customers", t(40)).await.unwrap().is_empty(), "revoked");
+    let g1 = store.get_grant("g1").await.unwrap().unwrap();
+    assert_eq!((g1.status, g1.expires_at, g1.reason.len()), (Decision::Revoked, Some(t(3610)), 40));
+    assert_eq!(store.list_grants().await.unwrap().len(), 2);
+    assert_eq!(store.get_grant("nope").await.unwrap(), None);
 }

@@ -182,6 +182,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// chain's head is never pruned, so appends always find their predecessor). Returns the
     /// number of events deleted.
     async fn prune_audit(&self, anchor: &CheckpointRow) -> Result<u64>;
+
+    // --- authorization -------------------------------------------------------------------------
+    /// Stores a proposed (or, for the very first, approved) policy version under the next
+    /// version number, which it returns. `Conflict` when another writer took that number.
+    async fn add_policy_version(&self, row: &PolicyVersionRow) -> Result<u64>;
+    /// Every version, oldest first.
+    async fn list_policy_versions(&self) -> Result<Vec<PolicyVersionRow>>;
+    async fn get_policy_version(&self, version: u64) -> Result<Option<PolicyVersionRow>>;
+    /// The highest approved version: the policies in force.
+    async fn active_policy_version(&self) -> Result<Option<PolicyVersionRow>>;
+    /// Approves or rejects a pending version. An approval succeeds only while the version
+    /// it was proposed against is still the active one. `false` when nothing changed.
+    async fn decide_policy_version(&self, version: u64, approve: bool, by: &str, at: OffsetDateTime) -> Result<bool>;
+
+    async fn create_grant(&self, grant: &GrantRow) -> Result<()>;
+    async fn get_grant(&self, id: &str) -> Result<Option<GrantRow>>;
+    /// Every grant, newest first.
+    async fn list_grants(&self) -> Result<Vec<GrantRow>>;
+    /// Moves a grant from `from` to `to` (approve, reject, revoke), recording who and when;
+    /// `expires_at` is set on approval. `false` when the grant was not in state `from`.
+    async fn decide_grant(
+        &self,
+        id: &str,
+        from: Decision,
+        to: Decision,
+        by: &str,
+        at: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<bool>;
+    /// Approved grants of `user` on `collection` that have not expired at `now`.
+    async fn active_grants(&self, user: &UserId, collection: &str, now: OffsetDateTime) -> Result<Vec<GrantRow>>;
 }
 
 /// An open bulk load. Dropping it without `commit` rolls everything back.

@@ -52,6 +52,9 @@ pub struct RecordRow {
     pub id: RecordId,
     pub collection_id: i64,
     pub subject: String,
+    /// Owning department code (not personal data: policies decide on it); `None` where the
+    /// organisation does not use departments.
+    pub department: Option<String>,
     pub schema_version: u32,
     /// Encrypted field values, encoded by the vault (opaque here).
     pub fields: Vec<u8>,
@@ -105,6 +108,12 @@ pub struct UserRow {
     pub totp_secret: Option<Vec<u8>>,
     /// Last TOTP time step accepted, so that a code is never accepted twice.
     pub totp_last_step: Option<u64>,
+    /// Highest classification tier cleared for (tier slug); `None`: the default clearance.
+    pub clearance: Option<String>,
+    /// Security training is valid until this instant (the training workflow maintains it).
+    pub training_valid_until: Option<OffsetDateTime>,
+    /// When the confidentiality pledge (誓約書) was signed.
+    pub pledge_signed_at: Option<OffsetDateTime>,
 }
 
 impl UserRow {
@@ -136,6 +145,9 @@ impl UserRow {
             password_changed_at: created_at,
             totp_secret: None,
             totp_last_step: None,
+            clearance: None,
+            training_valid_until: None,
+            pledge_signed_at: None,
         }
     }
 }
@@ -149,6 +161,9 @@ pub struct UserProfile {
     pub role: String,
     pub valid_until: Option<OffsetDateTime>,
     pub vendor: bool,
+    pub clearance: Option<String>,
+    pub training_valid_until: Option<OffsetDateTime>,
+    pub pledge_signed_at: Option<OffsetDateTime>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +176,8 @@ pub struct SessionRow {
     pub last_seen_at: OffsetDateTime,
     /// A session that may only change its own password (first login, reset).
     pub password_change_only: bool,
+    /// The login presented a second factor.
+    pub mfa: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,4 +306,74 @@ pub fn decode_tokens(blob: &[u8]) -> crate::Result<Vec<IndexToken>> {
     let n = blob.len() / (LEN + 1);
     let (tokens, flags) = blob.split_at(n * LEN);
     Ok(tokens.chunks(LEN).zip(flags).map(|(t, f)| IndexToken { token: t.to_vec(), unique: *f == 1 }).collect())
+}
+
+/// One version of the editable authorization policies. Versions only grow, and a version is
+/// approved only while the version it was proposed against is still the active one, so the
+/// active policies are always the highest approved version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyVersionRow {
+    /// Assigned by the store on insert.
+    pub version: u64,
+    /// The active version when this one was proposed (`None` for the first).
+    pub base_version: Option<u64>,
+    /// Cedar policy text (the guardrails are not part of it).
+    pub policies: String,
+    /// Why the change is made, in the proposer's words.
+    pub summary: String,
+    pub proposed_by: String,
+    pub proposed_at: OffsetDateTime,
+    pub status: Decision,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
+}
+
+/// The state of something that needs a second person's decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Pending,
+    Approved,
+    Rejected,
+    /// Approved, then ended early.
+    Revoked,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Pending => "pending",
+            Decision::Approved => "approved",
+            Decision::Rejected => "rejected",
+            Decision::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, crate::StoreError> {
+        Ok(match s {
+            "pending" => Decision::Pending,
+            "approved" => Decision::Approved,
+            "rejected" => Decision::Rejected,
+            "revoked" => Decision::Revoked,
+            other => return Err(crate::StoreError::Corrupt(format!("decision `{other}`"))),
+        })
+    }
+}
+
+/// A break-glass grant: time-boxed read access to one collection for one user, effective
+/// only once a second administrator approved it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRow {
+    pub id: String,
+    pub user_id: UserId,
+    pub collection: String,
+    /// The written reason, sealed under the master key (it may name people).
+    pub reason: Vec<u8>,
+    pub minutes: u32,
+    pub requested_by: String,
+    pub requested_at: OffsetDateTime,
+    pub status: Decision,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
+    /// Set on approval: `decided_at + minutes`.
+    pub expires_at: Option<OffsetDateTime>,
 }

@@ -27,6 +27,7 @@ use mamori_core::access::{Action, Role};
 use mamori_core::audit::{AuditEvent, Outcome};
 use mamori_core::ids::UserId;
 use mamori_core::password_policy::{PasswordContext, PasswordPolicy, PasswordRejection, PasswordViolation};
+use mamori_core::schema::Tier;
 use mamori_crypto::{RecoveryCodes, SecretString, SessionToken, TotpSecret};
 use mamori_store::{SessionRow, UserProfile, UserRow};
 use rand::Rng as _;
@@ -124,6 +125,12 @@ pub struct NewUser {
     /// A temporary vendor (委託先) account: needs `valid_until`, at most
     /// [`AuthPolicy::vendor_max_days`] ahead.
     pub vendor: bool,
+    /// `None`: the configured default clearance.
+    pub clearance: Option<Tier>,
+    /// Security training valid until (004-I-5-5: training before access).
+    pub training_valid_until: Option<OffsetDateTime>,
+    /// The confidentiality pledge is signed (004-II-3-1).
+    pub pledge_signed: bool,
 }
 
 /// Least privilege by default: a staff account that must change its password.
@@ -145,6 +152,9 @@ impl NewUser {
             title: None,
             valid_until: None,
             vendor: false,
+            clearance: None,
+            training_valid_until: None,
+            pledge_signed: false,
         }
     }
 }
@@ -162,6 +172,14 @@ pub struct ProfileChange {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub valid_until: Option<OffsetDateTime>,
     pub vendor: Option<bool>,
+    /// Highest tier cleared for: `public`, `confidential`, `secret`, `top_secret` (or 公開 …).
+    #[schema(value_type = Option<String>, example = "secret")]
+    pub clearance: Option<Tier>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub training_valid_until: Option<OffsetDateTime>,
+    /// `true` records the pledge as signed now (if it was not); `false` withdraws it.
+    pub pledge_signed: Option<bool>,
 }
 
 /// A TOTP enrolment waiting for its first code. The secret travels to the user once, here;
@@ -204,6 +222,14 @@ pub struct UserSummary {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_login_at: Option<OffsetDateTime>,
+    /// Tier slug; `None`: the configured default.
+    pub clearance: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub training_valid_until: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub pledge_signed_at: Option<OffsetDateTime>,
 }
 
 fn summary(u: UserRow, now: OffsetDateTime) -> Result<UserSummary> {
@@ -222,6 +248,9 @@ fn summary(u: UserRow, now: OffsetDateTime) -> Result<UserSummary> {
         created_at: u.created_at,
         valid_until: u.valid_until,
         last_login_at: u.last_login_at,
+        clearance: u.clearance,
+        training_valid_until: u.training_valid_until,
+        pledge_signed_at: u.pledge_signed_at,
     })
 }
 
@@ -382,6 +411,9 @@ impl Vault {
         row.title = clean_optional(new.title)?;
         row.valid_until = new.valid_until;
         row.vendor = new.vendor;
+        row.clearance = new.clearance.map(|t| t.as_str().to_owned());
+        row.training_valid_until = new.training_valid_until;
+        row.pledge_signed_at = new.pledge_signed.then_some(now);
         self.store.create_user(&row).await?;
         let mut e = self.event(p, "user.create", Outcome::Success);
         let pending = if needs_activation { " pending-activation" } else { "" };
@@ -434,6 +466,13 @@ impl Vault {
             role: role.to_string(),
             valid_until: change.valid_until.or(user.valid_until),
             vendor: change.vendor.unwrap_or(user.vendor),
+            clearance: change.clearance.map(|t| t.as_str().to_owned()).or(user.clearance.clone()),
+            training_valid_until: change.training_valid_until.or(user.training_valid_until),
+            pledge_signed_at: match change.pledge_signed {
+                Some(true) => user.pledge_signed_at.or(Some(self.clock.now())),
+                Some(false) => None,
+                None => user.pledge_signed_at,
+            },
         };
         if change.valid_until.is_some() || change.vendor.is_some() {
             self.check_validity(profile.vendor, profile.valid_until)?;
@@ -444,7 +483,13 @@ impl Vault {
             ended = self.store.delete_user_sessions(&user.id).await?;
         }
         let mut e = self.event(p, "user.update", Outcome::Success);
-        e.reason = Some(format!("user:{} role={role} sessions_ended={ended}", user.id));
+        e.reason = Some(format!(
+            "user:{} role={role} clearance={} training_until={} pledge={} sessions_ended={ended}",
+            user.id,
+            profile.clearance.as_deref().unwrap_or("default"),
+            profile.training_valid_until.map_or("none".into(), |t| t.date().to_string()),
+            profile.pledge_signed_at.is_some(),
+        ));
         self.audit.record(vec![e]).await?;
         let updated = self.store.get_user(&user.id).await?.ok_or(VaultError::NotFound("user"))?;
         summary(updated, self.clock.now())
@@ -580,6 +625,7 @@ impl Vault {
                 expires_at,
                 last_seen_at: now,
                 password_change_only: restricted,
+                mfa: setup.mfa,
             })
             .await?;
         e.outcome = Outcome::Success;
@@ -637,6 +683,7 @@ impl Vault {
             password_change: user.must_change_password
                 || policy.password.expires_at(user.password_changed_at).is_some_and(|t| t <= now),
             mfa_enrolment: false,
+            mfa: false,
         };
         match &user.totp_secret {
             Some(wrapped) => {
@@ -647,6 +694,7 @@ impl Vault {
                     self.count_failure(user, now).await.map_err(internal)?;
                     return Err(fail(reason));
                 }
+                setup.mfa = true;
             }
             None if policy.mfa_roles.contains(&role) || !trusted => {
                 if !trusted {
@@ -746,6 +794,10 @@ impl Vault {
         if now - session.last_seen_at >= TOUCH_EVERY {
             self.store.touch_session(&hash, now).await?;
         }
+        let clearance = match &user.clearance {
+            Some(tier) => tier.parse().map_err(|e: mamori_core::CoreError| VaultError::Integrity(e.to_string()))?,
+            None => self.config.authz.default_clearance,
+        };
         Ok(Principal {
             user_id: Some(user.id),
             role: user.role.parse().map_err(VaultError::Integrity)?,
@@ -753,6 +805,13 @@ impl Vault {
             session_ref: Some(session_ref(&hash)),
             source,
             password_change_only: session.password_change_only,
+            department: user.department,
+            clearance,
+            training_valid: user.training_valid_until.is_some_and(|t| t > now),
+            pledge_signed: user.pledge_signed_at.is_some(),
+            vendor: user.vendor,
+            mfa: session.mfa,
+            authenticated_at: Some(session.created_at),
         })
     }
 
@@ -847,6 +906,8 @@ struct Setup {
     role: Role,
     password_change: bool,
     mfa_enrolment: bool,
+    /// A second factor was presented and verified.
+    mfa: bool,
 }
 
 impl Setup {

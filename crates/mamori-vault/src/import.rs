@@ -20,7 +20,7 @@
 
 use crate::error::{Result, RowError, VaultError};
 use crate::keys::CollectionState;
-use crate::records::{Values, seal_record};
+use crate::records::{Owner, Values, seal_record};
 use crate::{Principal, Vault};
 use mamori_core::access::Action;
 use mamori_core::audit::Outcome;
@@ -243,6 +243,8 @@ struct Producer<'a> {
     state: &'a CollectionState,
     handle: Handle,
     now: time::OffsetDateTime,
+    /// Owning department of every imported record: the importer's own.
+    department: Option<String>,
     /// The collection had no records and no keys when the import began: nothing in it can
     /// collide, so a million point lookups are skipped. (A concurrent writer is still caught
     /// by the database's own constraints, failing the whole import.)
@@ -405,7 +407,8 @@ impl Producer<'_> {
     }
 
     fn seal_one(&self, dek: &DataKey, subject: &str, values: &Values) -> Result<RecordRow> {
-        seal_record(self.state, &FieldCipher::new(dek), RecordId::generate(), subject, values, self.now, self.now)
+        let owner = Owner { id: RecordId::generate(), subject, department: self.department.clone() };
+        seal_record(self.state, &FieldCipher::new(dek), owner, values, self.now, self.now)
     }
 }
 
@@ -419,17 +422,19 @@ impl Vault {
         source: Arc<dyn CsvSource>,
         progress: ProgressFn,
     ) -> Result<ImportReport> {
-        self.authorize(p, Action::Create, "records.import", Some(collection)).await?;
         let started = Instant::now();
-        let state = self.reload_collection(collection).await?;
+        let (state, _) = self.authorize_collection(p, Action::Create, "records.import", collection).await?;
+        let access = self.authorize_new_record(p, "records.import", &state, p.department.as_deref()).await?;
+        let state = self.reload_collection(&state.row.name).await?;
 
         // Announce before writing: if the audit log is down, nothing is imported. (A SQLite
         // import holds the write lock until it commits, so no event can be appended during it.)
         let mut e = self.event(p, "records.import.start", Outcome::Success);
         e.collection = Some(collection.to_owned());
+        access.stamp(&mut e);
         self.audit.record(vec![e]).await?;
 
-        let outcome = self.import_in_transaction(&state, source, progress).await;
+        let outcome = self.import_in_transaction(&state, p.department.clone(), source, progress).await;
         let mut e = self.event(p, "records.import", Outcome::Success);
         e.collection = Some(collection.to_owned());
         match outcome {
@@ -459,6 +464,7 @@ impl Vault {
     async fn import_in_transaction(
         &self,
         state: &Arc<CollectionState>,
+        department: Option<String>,
         source: Arc<dyn CsvSource>,
         progress: ProgressFn,
     ) -> Result<Produced> {
@@ -470,12 +476,14 @@ impl Vault {
         let producer = {
             let (store, state, now) = (self.store.clone(), state.clone(), self.clock.now());
             let progress = progress.clone();
+            let department = department.clone();
             tokio::task::spawn_blocking(move || {
                 let producer = Producer {
                     store: &store,
                     state: &state,
                     handle: Handle::current(),
                     now,
+                    department,
                     collection_was_empty,
                     errs: ErrorList { errors: Vec::new(), truncated: false },
                     unique_seen: HashMap::new(),
@@ -495,7 +503,8 @@ impl Vault {
                 let rows = batch.rows();
                 session.insert_subject_keys(std::mem::take(&mut batch.keys)).await?;
                 for (subject, values) in std::mem::take(&mut batch.deferred) {
-                    let (record, created) = self.seal_deferred(state, &mut *session, &subject, &values).await?;
+                    let (record, created) =
+                        self.seal_deferred(state, &mut *session, &subject, department.clone(), &values).await?;
                     created_by_writer += u64::from(created);
                     batch.records.push(record);
                 }
@@ -529,6 +538,7 @@ impl Vault {
         state: &CollectionState,
         session: &mut dyn mamori_store::ImportSession,
         subject: &str,
+        department: Option<String>,
         values: &Values,
     ) -> Result<(RecordRow, bool)> {
         let (dek, created) = match session.get_subject_key(subject).await? {
@@ -541,6 +551,8 @@ impl Vault {
             }
         };
         let now = self.clock.now();
-        Ok((seal_record(state, &FieldCipher::new(&dek), RecordId::generate(), subject, values, now, now)?, created))
+        let id = RecordId::generate();
+        let owner = Owner { id, subject, department };
+        Ok((seal_record(state, &FieldCipher::new(&dek), owner, values, now, now)?, created))
     }
 }

@@ -11,8 +11,10 @@
 //! - Authorization is checked before existence, so a denied caller learns nothing — not even
 //!   whether a record exists.
 
+mod approvals;
 mod audit;
 mod auth;
+mod authz;
 mod codec;
 mod erase;
 mod error;
@@ -20,12 +22,14 @@ mod import;
 mod keys;
 mod records;
 
+pub use approvals::{GrantInfo, MAX_BREAK_GLASS_MINUTES, PolicyChange, PolicyVersionInfo};
 pub use audit::{
     AuditEntry, AuditFilter, AuditHealth, AuditLog, AuditPage, AuditSettings, MAX_QUERY_LIMIT, MIN_RETENTION_DAYS,
     ProblemKind, PruneReport, ReviewMark, VerifyProblem, VerifyReport, parse_checkpoint_file, stored_audit_key,
     verify_chain, verify_store,
 };
 pub use auth::{AuthPolicy, LoginOutcome, NewUser, ProfileChange, TotpEnrolment, UserSummary};
+pub use authz::{AuthzSettings, BUILTIN_PROPOSER};
 pub use erase::ErasureCertificate;
 pub use error::{Result, RowError, VaultError};
 pub use import::{CsvSource, ImportProgress, ImportReport, MemorySource, ProgressFn};
@@ -37,6 +41,7 @@ use mamori_core::access::{Action, Role};
 use mamori_core::audit::{AuditEvent, Outcome};
 use mamori_core::clock::Clock;
 use mamori_core::ids::UserId;
+use mamori_core::schema::Tier;
 use mamori_crypto::{KeyWrapper, MasterKey, PasswordHasher};
 use mamori_store::Store;
 use std::collections::HashMap;
@@ -60,6 +65,7 @@ pub struct VaultConfig {
     pub auth: auth::AuthPolicy,
     /// Signed checkpoints of the audit trail.
     pub audit: AuditSettings,
+    pub authz: AuthzSettings,
 }
 
 impl Default for VaultConfig {
@@ -70,6 +76,7 @@ impl Default for VaultConfig {
             search_limit: 100,
             auth: auth::AuthPolicy::default(),
             audit: AuditSettings::default(),
+            authz: AuthzSettings::default(),
         }
     }
 }
@@ -85,6 +92,17 @@ pub struct Principal {
     pub source: Option<String>,
     /// A first-login or reset session that may do nothing but change its password.
     pub password_change_only: bool,
+    /// Attributes that policies decide on (see `mamori-policy`).
+    pub department: Option<String>,
+    pub clearance: Tier,
+    pub training_valid: bool,
+    pub pledge_signed: bool,
+    pub vendor: bool,
+    /// The session was authenticated with a second factor.
+    pub mfa: bool,
+    /// When the session authenticated; `None` for the local operator (authenticated by
+    /// the key file for this one command).
+    pub authenticated_at: Option<time::OffsetDateTime>,
 }
 
 impl Principal {
@@ -99,6 +117,14 @@ impl Principal {
             session_ref: None,
             source: Some("local".into()),
             password_change_only: false,
+            department: None,
+            clearance: Tier::Public,
+            training_valid: false,
+            pledge_signed: false,
+            vendor: false,
+            // Holding the master key file is the operator's strong factor, proven now.
+            mfa: true,
+            authenticated_at: None,
         }
     }
 
@@ -121,6 +147,7 @@ pub struct Vault {
     hash_permits: tokio::sync::Semaphore,
     config: VaultConfig,
     collections: RwLock<HashMap<String, Arc<keys::CollectionState>>>,
+    policies: authz::PolicyCache,
 }
 
 impl std::fmt::Debug for Vault {
@@ -162,6 +189,7 @@ impl Vault {
                 None => store.put_meta(AUDIT_PUBLIC_KEY, &public).await?,
             }
         }
+        let policies = authz::PolicyCache::new(authz::load_active(&*store, clock.now()).await?);
         let audit = AuditLog::start_with(store.clone(), clock.clone(), &config.audit);
         Ok(Arc::new(Self {
             store,
@@ -172,7 +200,13 @@ impl Vault {
             hash_permits: tokio::sync::Semaphore::new(4),
             config,
             collections: RwLock::new(HashMap::new()),
+            policies,
         }))
+    }
+
+    /// The vault's clock reading (the time every decision and event uses).
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -184,31 +218,6 @@ impl Vault {
         e.session = p.session_ref.clone();
         e.source = p.source.clone();
         e
-    }
-
-    /// Deny by default. A denial is itself audited before the caller hears of it.
-    pub(crate) async fn authorize(
-        &self,
-        p: &Principal,
-        action: Action,
-        audit_action: &str,
-        collection: Option<&str>,
-    ) -> Result<()> {
-        if p.password_change_only {
-            return Err(VaultError::PasswordChangeRequired);
-        }
-        // Only a well-formed name may reach the (permanent) audit log.
-        if let Some(name) = collection {
-            mamori_core::ids::CollectionName::new(name)?;
-        }
-        if p.role.allows(action) {
-            return Ok(());
-        }
-        let mut e = self.event(p, audit_action, Outcome::Denied);
-        e.collection = collection.map(str::to_owned);
-        e.reason = Some(format!("role {} lacks {:?}", p.role, action));
-        self.audit.record(vec![e]).await?;
-        Err(VaultError::Forbidden)
     }
 
     /// Checks that `p` may read the audit trail, recording the attempt.

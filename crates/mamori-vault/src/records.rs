@@ -50,6 +50,8 @@ pub struct RecordView {
     pub id: RecordId,
     pub collection: String,
     pub subject_id: String,
+    /// Owning department (policies decide on it); `None` where departments are not used.
+    pub department: Option<String>,
     pub schema_version: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -75,6 +77,16 @@ impl std::fmt::Debug for RecordView {
 /// Validated, canonical values of one record, keyed by field name.
 pub(crate) type Values = BTreeMap<String, String>;
 
+/// A department code as records and accounts carry it: organisational metadata, not a
+/// person, so it stays short and printable.
+pub(crate) fn valid_department(d: &str) -> Result<String> {
+    let d = d.trim();
+    if d.is_empty() || d.chars().count() > 64 || d.chars().any(char::is_control) {
+        return Err(VaultError::Invalid("department must be 1–64 printable characters".into()));
+    }
+    Ok(d.to_owned())
+}
+
 /// Validates caller-supplied values against the schema: unknown fields and missing required
 /// fields are errors; empty optional values are dropped.
 pub(crate) fn validate_values(schema: &CollectionSchema, input: &BTreeMap<String, String>) -> Result<Values> {
@@ -91,16 +103,23 @@ pub(crate) fn validate_values(schema: &CollectionSchema, input: &BTreeMap<String
     Ok(out)
 }
 
+/// Whose a record is: its id, data subject and owning department.
+pub(crate) struct Owner<'a> {
+    pub id: RecordId,
+    pub subject: &'a str,
+    pub department: Option<String>,
+}
+
 /// Encrypts and indexes validated values into a storable row.
 pub(crate) fn seal_record(
     state: &CollectionState,
     cipher: &FieldCipher,
-    id: RecordId,
-    subject: &str,
+    owner: Owner<'_>,
     values: &Values,
     now: OffsetDateTime,
     created_at: OffsetDateTime,
 ) -> Result<RecordRow> {
+    let Owner { id, subject, department } = owner;
     let schema = state.current();
     let version = state.row.schema_version;
     let mut sealed = Vec::with_capacity(values.len());
@@ -119,6 +138,7 @@ pub(crate) fn seal_record(
         id,
         collection_id: state.row.id,
         subject: subject.to_owned(),
+        department,
         schema_version: version,
         fields: codec::encode(&sealed),
         tokens,
@@ -199,6 +219,7 @@ impl Vault {
         e
     }
 
+    /// Creates a record owned by the caller's own department.
     pub async fn create_record(
         &self,
         p: &Principal,
@@ -206,14 +227,32 @@ impl Vault {
         subject: Option<SubjectId>,
         input: &BTreeMap<String, String>,
     ) -> Result<RecordId> {
-        self.authorize(p, Action::Create, "record.create", Some(collection)).await?;
-        let state = self.collection(collection).await?;
+        self.create_record_in(p, collection, subject, None, input).await
+    }
+
+    /// Creates a record owned by `department` (`None`: the caller's own), if policies let
+    /// the caller create records there.
+    pub async fn create_record_in(
+        &self,
+        p: &Principal,
+        collection: &str,
+        subject: Option<SubjectId>,
+        department: Option<&str>,
+        input: &BTreeMap<String, String>,
+    ) -> Result<RecordId> {
+        let department = match department {
+            Some(d) => Some(valid_department(d)?),
+            None => p.department.clone(),
+        };
+        let (state, _) = self.authorize_collection(p, Action::Create, "record.create", collection).await?;
+        let access = self.authorize_new_record(p, "record.create", &state, department.as_deref()).await?;
         let values = validate_values(state.current(), input)?;
         let subject = subject.unwrap_or_else(SubjectId::generate);
         let dek = self.subject_key(&state, subject.as_str()).await?;
         let id = RecordId::generate();
         let now = self.clock.now();
-        let row = seal_record(&state, &FieldCipher::new(&dek), id, subject.as_str(), &values, now, now)?;
+        let owner = Owner { id, subject: subject.as_str(), department };
+        let row = seal_record(&state, &FieldCipher::new(&dek), owner, &values, now, now)?;
         match self.store.insert_record(&row).await {
             Err(mamori_store::StoreError::Conflict(_)) => {
                 return Err(self.unique_conflict(p, "record.create", &state, subject.as_str(), &values).await);
@@ -222,6 +261,7 @@ impl Vault {
         }
         let mut e = self.record_event(p, "record.create", &state, &id, subject.as_str());
         e.fields = values.keys().cloned().collect();
+        access.stamp(&mut e);
         self.audit.record(vec![e]).await?;
         Ok(id)
     }
@@ -297,6 +337,7 @@ impl Vault {
             id: row.id,
             collection: state.row.name.clone(),
             subject_id: row.subject.clone(),
+            department: row.department.clone(),
             schema_version: row.schema_version,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -331,8 +372,7 @@ impl Vault {
         view: View,
         purpose: Option<&str>,
     ) -> Result<RecordView> {
-        self.authorize(p, view.action(), "record.read", Some(collection)).await?;
-        let state = self.collection(collection).await?;
+        let (state, _) = self.authorize_collection(p, view.action(), "record.read", collection).await?;
         let purpose = Self::check_purpose(state.current(), view, purpose)?;
         let Some((row, key)) = self.store.get_record_with_key(state.row.id, id).await? else {
             let mut e = self.event(p, "record.read", Outcome::Failure);
@@ -342,11 +382,13 @@ impl Vault {
             self.audit.record(vec![e]).await?;
             return Err(VaultError::NotFound("record"));
         };
+        let access = self.authorize_record(p, view.action(), "record.read", &state, &row).await?;
         let (state, values, _) = self.open_row(&state, &row, key).await?;
         let record = Self::present(&state, &row, values, view)?;
         let mut e = self.record_event(p, "record.read", &state, id, &row.subject);
         e.fields = record.fields.keys().cloned().collect();
         e.purpose = purpose;
+        access.stamp(&mut e);
         e.reason = Some(format!("view={}", if view == View::Full { "full" } else { "masked" }));
         self.audit.record(vec![e]).await?;
         Ok(record)
@@ -361,10 +403,10 @@ impl Vault {
         id: &RecordId,
         changes: &BTreeMap<String, String>,
     ) -> Result<()> {
-        self.authorize(p, Action::Update, "record.update", Some(collection)).await?;
-        let state = self.collection(collection).await?;
+        let (state, _) = self.authorize_collection(p, Action::Update, "record.update", collection).await?;
         let (row, key) =
             self.store.get_record_with_key(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
+        let access = self.authorize_record(p, Action::Update, "record.update", &state, &row).await?;
         let (state, old, cipher) = self.open_row(&state, &row, key).await?;
         let current = state.current();
         let mut merged: BTreeMap<String, String> =
@@ -373,7 +415,15 @@ impl Vault {
             merged.insert(k.clone(), v.clone());
         }
         let values = validate_values(current, &merged)?;
-        let new_row = seal_record(&state, &cipher, *id, &row.subject, &values, self.clock.now(), row.created_at)?;
+        let now = self.clock.now();
+        let new_row = seal_record(
+            &state,
+            &cipher,
+            Owner { id: *id, subject: &row.subject, department: row.department.clone() },
+            &values,
+            now,
+            row.created_at,
+        )?;
         match self.store.update_record(&new_row).await {
             Err(mamori_store::StoreError::Conflict(_)) => {
                 return Err(self.unique_conflict(p, "record.update", &state, &row.subject, &values).await);
@@ -382,16 +432,19 @@ impl Vault {
         }
         let mut e = self.record_event(p, "record.update", &state, id, &row.subject);
         e.fields = changes.keys().cloned().collect();
+        access.stamp(&mut e);
         self.audit.record(vec![e]).await?;
         Ok(())
     }
 
     pub async fn delete_record(&self, p: &Principal, collection: &str, id: &RecordId) -> Result<()> {
-        self.authorize(p, Action::Delete, "record.delete", Some(collection)).await?;
-        let state = self.collection(collection).await?;
+        let (state, _) = self.authorize_collection(p, Action::Delete, "record.delete", collection).await?;
         let row = self.store.get_record(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
+        let access = self.authorize_record(p, Action::Delete, "record.delete", &state, &row).await?;
         self.store.delete_record(state.row.id, id).await?;
-        self.audit.record(vec![self.record_event(p, "record.delete", &state, id, &row.subject)]).await?;
+        let mut e = self.record_event(p, "record.delete", &state, id, &row.subject);
+        access.stamp(&mut e);
+        self.audit.record(vec![e]).await?;
         Ok(())
     }
 
@@ -405,9 +458,8 @@ impl Vault {
         view: View,
         purpose: Option<&str>,
     ) -> Result<Vec<RecordView>> {
-        self.authorize(p, Action::Search, "record.search", Some(collection)).await?;
-        self.authorize(p, view.action(), "record.search", Some(collection)).await?;
-        let state = self.collection(collection).await?;
+        let (state, search_access) = self.authorize_collection(p, Action::Search, "record.search", collection).await?;
+        self.authorize_collection(p, view.action(), "record.search", collection).await?;
         let purpose = Self::check_purpose(state.current(), view, purpose)?;
         let def = state
             .schemas
@@ -420,14 +472,23 @@ impl Vault {
         let ids = self.store.find_by_token(state.row.id, &token, self.config.search_limit).await?;
         let mut found = Vec::with_capacity(ids.len());
         let mut events = Vec::with_capacity(ids.len() + 1);
+        let mut withheld = 0;
         for id in ids {
             let Some((row, key)) = self.store.get_record_with_key(state.row.id, &id).await? else { continue };
+            // Hits the caller may not see are left out silently: not even their number
+            // reaches the caller (the audit event keeps it).
+            let (decision, grant) = self.decide_record(p, view.action(), &state, &row).await?;
+            if !decision.allowed {
+                withheld += 1;
+                continue;
+            }
             let (state, values, _) = self.open_row(&state, &row, key).await?;
             let record = Self::present(&state, &row, values, view)?;
             let mut e = self.record_event(p, "record.read", &state, &id, &row.subject);
             e.fields = record.fields.keys().cloned().collect();
             e.purpose = purpose.clone();
             e.reason = Some("via search".into());
+            crate::authz::Access { policy: decision.policy_list(), grant }.stamp(&mut e);
             events.push(e);
             found.push(record);
         }
@@ -436,6 +497,10 @@ impl Vault {
         e.fields = vec![field.to_owned()];
         e.rows = Some(found.len() as u64);
         e.purpose = purpose;
+        if withheld > 0 {
+            e.reason = Some(format!("{withheld} hits withheld by policy"));
+        }
+        search_access.stamp(&mut e);
         events.insert(0, e);
         self.audit.record(events).await?;
         Ok(found)

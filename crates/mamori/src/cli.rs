@@ -272,6 +272,25 @@ pub struct AuditQueryArgs {
     pub user: LoginArgs,
 }
 
+/// Account attributes that policies decide on, shared by `users create` and `users update`.
+#[derive(Args, Debug, Default)]
+pub struct ProfileArgs {
+    /// Department code (need-to-know: staff and managers see their own department's records).
+    #[arg(long)]
+    pub department: Option<String>,
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Highest tier cleared for: public, confidential, secret, top_secret.
+    #[arg(long)]
+    pub clearance: Option<String>,
+    /// Security training valid through this date (YYYY-MM-DD, local time).
+    #[arg(long, value_name = "DATE")]
+    pub training_until: Option<String>,
+    /// The confidentiality pledge (誓約書) is signed (recorded as of now).
+    #[arg(long)]
+    pub pledge_signed: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum UsersCommand {
     /// Create an account with a one-time password.
@@ -283,6 +302,22 @@ pub enum UsersCommand {
         /// staff, manager, auditor, privacy_officer or system_admin
         #[arg(long)]
         role: String,
+        #[command(flatten)]
+        profile: ProfileArgs,
+    },
+    /// Change an account's details, clearance, training and pledge (only what is given).
+    Update {
+        login: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// staff, manager, auditor, privacy_officer or system_admin (ends its sessions)
+        #[arg(long)]
+        role: Option<String>,
+        #[command(flatten)]
+        profile: ProfileArgs,
+        /// Withdraw the confidentiality pledge.
+        #[arg(long, conflicts_with = "pledge_signed")]
+        pledge_withdrawn: bool,
     },
     /// The access roster: every account with department, title, role, status, MFA and last
     /// login (table, or JSON with --json).

@@ -27,6 +27,45 @@ pub struct Settings {
     pub session: SessionSettings,
     pub auth: AuthSettings,
     pub audit: AuditConfig,
+    pub authz: AuthzConfig,
+}
+
+/// `[authz]`: how the policies in force are found and what they are told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzConfig {
+    pub policy_refresh_seconds: u64,
+    pub utc_offset_hours: i8,
+    pub default_clearance: mamori_core::schema::Tier,
+}
+
+impl Default for AuthzConfig {
+    fn default() -> Self {
+        let d = mamori_vault::AuthzSettings::default();
+        Self {
+            policy_refresh_seconds: d.policy_refresh.as_secs(),
+            utc_offset_hours: d.utc_offset.whole_hours(),
+            default_clearance: d.default_clearance,
+        }
+    }
+}
+
+impl AuthzConfig {
+    fn settings(&self) -> anyhow::Result<mamori_vault::AuthzSettings> {
+        anyhow::ensure!(
+            (1..=3600).contains(&self.policy_refresh_seconds),
+            "authz.policy_refresh_seconds must be 1..=3600"
+        );
+        let utc_offset = time::UtcOffset::from_hms(self.utc_offset_hours, 0, 0)
+            .ok()
+            .filter(|_| (-12..=14).contains(&self.utc_offset_hours))
+            .context("authz.utc_offset_hours must be -12..=14")?;
+        Ok(mamori_vault::AuthzSettings {
+            policy_refresh: std::time::Duration::from_secs(self.policy_refresh_seconds),
+            utc_offset,
+            default_clearance: self.default_clearance,
+        })
+    }
 }
 
 /// `[auth]`: lockout, second factor, sessions, account lifecycle and the password policy.
@@ -150,6 +189,7 @@ impl Default for Settings {
             session: SessionSettings { idle_minutes: 15, lifetime_hours: 8 },
             auth: AuthSettings::default(),
             audit: AuditConfig::default(),
+            authz: AuthzConfig::default(),
         }
     }
 }
@@ -216,6 +256,7 @@ impl Settings {
         anyhow::ensure!((1..=72).contains(&settings.session.lifetime_hours), "session.lifetime_hours must be 1..=72");
         anyhow::ensure!(settings.max_body_bytes >= 1024, "max_body_bytes must be at least 1024");
         settings.auth.policy()?;
+        settings.authz.settings()?;
         anyhow::ensure!(
             settings.audit.retention_days >= mamori_vault::MIN_RETENTION_DAYS,
             "audit.retention_days must be at least {} (audit logs are kept at least three months)",
@@ -254,6 +295,8 @@ impl Settings {
                 checkpoint_every: std::time::Duration::from_secs(self.audit.checkpoint_every_seconds),
                 checkpoint_file: self.audit.checkpoint_file.clone(),
             },
+            // Checked when the settings were loaded.
+            authz: self.authz.settings().unwrap_or_default(),
         }
     }
 }

@@ -44,6 +44,22 @@ fn installation() -> (tempfile::TempDir, String) {
     ])))
     .unwrap();
     let otp = created["one_time_password"].as_str().unwrap().to_owned();
+    // Full views need valid training and a signed pledge (004-I-5-5, 004-II-3-1).
+    let updated: Value = serde_json::from_str(&ok(mamori(dir.path()).args([
+        "--json",
+        "users",
+        "update",
+        "mgr",
+        "--training-until",
+        "2099-12-31",
+        "--pledge-signed",
+        "--clearance",
+        "secret",
+    ])))
+    .unwrap();
+    assert_eq!(updated["clearance"], "secret");
+    assert_eq!(updated["training_valid_until"], "2099-12-31T15:00:00Z", "the end of that day in JST");
+    assert!(updated["pledge_signed_at"].is_string());
     ok(mamori(dir.path())
         .args(["passwd", "--login", "mgr"])
         .env("MAMORI_PASSWORD", &otp)

@@ -43,13 +43,21 @@ impl Fixture {
 
     /// Creates a user of `role` and logs in through the real password path.
     pub async fn user(&self, login: &str, role: Role) -> (Principal, SessionToken) {
+        self.user_with(NewUser::new(login, format!("{login} (test)"), role)).await
+    }
+
+    /// Creates the account `new` describes (with the fixture's password, trained and
+    /// pledged unless it says otherwise) and logs in through the real password path.
+    pub async fn user_with(&self, new: NewUser) -> (Principal, SessionToken) {
+        let login = new.login.clone();
+        let login = login.as_str();
         let new = NewUser {
-            login: login.into(),
-            display_name: format!("{login} (test)"),
-            role,
             password: Some(SecretString::new(PASSWORD.into())),
             must_change_password: false,
-            ..Default::default()
+            // Trained and pledged, as everyone who handles personal data must be.
+            training_valid_until: new.training_valid_until.or(Some(SystemClock.now() + time::Duration::days(365))),
+            pledge_signed: true,
+            ..new
         };
         self.vault.create_user(&self.admin, new).await.unwrap();
         let password = SecretString::new(PASSWORD.into());

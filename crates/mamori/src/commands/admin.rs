@@ -110,7 +110,7 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
     let vault = open_vault(settings).await?;
     let op = operator();
     match command {
-        UsersCommand::Create { login, name, role } => {
+        UsersCommand::Create { login, name, role, profile } => {
             let role = role.parse().map_err(anyhow::Error::msg)?;
             let new = NewUser {
                 login,
@@ -118,6 +118,15 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
                 role,
                 password: None,
                 must_change_password: true,
+                department: profile.department,
+                title: profile.title,
+                clearance: profile.clearance.as_deref().map(str::parse).transpose()?,
+                training_valid_until: profile
+                    .training_until
+                    .as_deref()
+                    .map(|d| end_of_local_day(d, settings.authz.utc_offset_hours))
+                    .transpose()?,
+                pledge_signed: profile.pledge_signed,
                 ..Default::default()
             };
             let (user, password) = vault.create_user(&op, new).await?;
@@ -157,6 +166,32 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
                     })
                     .collect::<Vec<_>>();
                 output::table(&["login", "name", "department", "title", "role", "status", "MFA", "last login"], &rows);
+            }
+        }
+        UsersCommand::Update { login, name, role, profile, pledge_withdrawn } => {
+            let change = mamori_vault::ProfileChange {
+                display_name: name,
+                role: role.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?,
+                department: profile.department,
+                title: profile.title,
+                clearance: profile.clearance.as_deref().map(str::parse).transpose()?,
+                training_valid_until: profile
+                    .training_until
+                    .as_deref()
+                    .map(|d| end_of_local_day(d, settings.authz.utc_offset_hours))
+                    .transpose()?,
+                pledge_signed: match (profile.pledge_signed, pledge_withdrawn) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
+                ..Default::default()
+            };
+            let user = vault.update_user(&op, &login, change).await?;
+            if json {
+                output::json(&user)?;
+            } else {
+                println!("updated `{}`", user.login);
             }
         }
         UsersCommand::Disable { login } => {
@@ -209,4 +244,14 @@ pub async fn passwd(settings: &Settings, login: &str) -> anyhow::Result<ExitCode
     vault.change_password(&p, &current, &new).await?;
     println!("password of `{login}` changed; all of its sessions have ended");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The instant a `YYYY-MM-DD` date ends in the organisation's local time: "valid through
+/// 2027-03-31" means valid all of that day.
+fn end_of_local_day(date: &str, utc_offset_hours: i8) -> anyhow::Result<time::OffsetDateTime> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day = time::Date::parse(date.trim(), &format).with_context(|| format!("`{date}` is not a YYYY-MM-DD date"))?;
+    let offset = time::UtcOffset::from_hms(utc_offset_hours, 0, 0)?;
+    let next = day.next_day().context("date out of range")?;
+    Ok(next.midnight().assume_offset(offset))
 }

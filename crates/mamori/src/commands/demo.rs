@@ -61,6 +61,10 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
         let new = NewUser {
             password: Some(password.clone()),
             must_change_password: false,
+            // Demo people took this year's training and signed the pledge, so the full view
+            // works for those whose role allows it.
+            training_valid_until: Some(vault.now() + time::Duration::days(365)),
+            pledge_signed: true,
             ..NewUser::new(demo_login(role), format!("デモ {}", role), role)
         };
         vault.create_user(&op, new).await?;

@@ -1,0 +1,228 @@
+//! Authorization through the vault: need-to-know by department, clearance, training and
+//! pledge, the system administrator's lack of any content path, break-glass, and four-eyes
+//! policy changes (issue 5; measures 004-II-1-2-1, 001-20-tech-2-8, 004-V-1-22-a,
+//! 004-I-5-5, 004-II-3-1).
+
+mod common;
+
+use common::Fixture;
+use mamori_core::access::Role;
+use mamori_core::audit::AuditEvent;
+use mamori_core::schema::Tier;
+use mamori_vault::{NewUser, Principal, VaultError, View};
+use std::collections::BTreeMap;
+
+fn person(name: &str, phone: &str, email: &str) -> BTreeMap<String, String> {
+    [("name", name), ("birth_date", "1985-06-15"), ("phone", phone), ("email", email)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+async fn member(f: &Fixture, login: &str, role: Role, department: &str) -> Principal {
+    let new = NewUser { department: Some(department.into()), ..NewUser::new(login, login, role) };
+    f.user_with(new).await.0
+}
+
+/// The audit events of `action`, in order.
+async fn events(f: &Fixture, action: &str) -> Vec<AuditEvent> {
+    let rows = f.store().read_audit(1, 100_000).await.unwrap();
+    rows.iter()
+        .map(|r| serde_json::from_str::<AuditEvent>(&r.event_json).unwrap())
+        .filter(|e| e.action == action)
+        .collect()
+}
+
+async fn last_event(f: &Fixture, action: &str) -> AuditEvent {
+    events(f, action).await.pop().expect("an event")
+}
+
+#[tokio::test]
+async fn staff_see_their_own_department_only_and_learn_nothing_else() {
+    let f = Fixture::new().await;
+    let sales = member(&f, "sales1", Role::Staff, "sales").await;
+    let hr = member(&f, "hr1", Role::Staff, "hr").await;
+    let id = f
+        .vault
+        .create_record(&sales, "customers", None, &person("試験 花子", "090-1111-2222", "h@example.jp"))
+        .await
+        .unwrap();
+    assert_eq!(last_event(&f, "record.create").await.policy.as_deref(), Some("staff.own-department"));
+
+    let own = f.vault.get_record(&sales, "customers", &id, View::Masked, None).await.unwrap();
+    assert_eq!(own.department.as_deref(), Some("sales"));
+    assert_eq!(own.fields["phone"], "090-****-2222");
+    assert_eq!(last_event(&f, "record.read").await.policy.as_deref(), Some("staff.own-department"));
+
+    // Another department: the same answer as for a record that does not exist.
+    let other = f.vault.get_record(&hr, "customers", &id, View::Masked, None).await.unwrap_err();
+    let missing = f
+        .vault
+        .get_record(&hr, "customers", &mamori_core::ids::RecordId::generate(), View::Masked, None)
+        .await
+        .unwrap_err();
+    assert_eq!(other.to_string(), missing.to_string());
+    let denied = last_event(&f, "record.read").await;
+    assert_eq!((denied.outcome.as_str(), denied.policy.as_deref()), ("failure", None), "the lookup of the missing one");
+    let reads = events(&f, "record.read").await;
+    let denial = &reads[reads.len() - 2];
+    assert_eq!((denial.outcome.as_str(), denial.policy.as_deref()), ("denied", Some("default-deny")));
+
+    // Search: hits of other departments are left out, and only the audit log counts them.
+    let found = f.vault.search(&hr, "customers", "phone", "09011112222", View::Masked, None).await.unwrap();
+    assert!(found.is_empty());
+    assert_eq!(last_event(&f, "record.search").await.reason.as_deref(), Some("1 hits withheld by policy"));
+    let found = f.vault.search(&sales, "customers", "phone", "09011112222", View::Masked, None).await.unwrap();
+    assert_eq!(found.len(), 1);
+
+    // Staff never get the full view, and cannot create records for another department.
+    let full = f.vault.get_record(&sales, "customers", &id, View::Full, None).await.unwrap_err();
+    assert!(matches!(full, VaultError::Forbidden), "{full:?}");
+    let elsewhere = f
+        .vault
+        .create_record_in(&sales, "customers", None, Some("hr"), &person("試験 次郎", "090-3333-4444", "j@example.jp"))
+        .await
+        .unwrap_err();
+    assert!(matches!(elsewhere, VaultError::Forbidden), "{elsewhere:?}");
+}
+
+#[tokio::test]
+async fn full_view_needs_training_pledge_and_clearance() {
+    let f = Fixture::new().await;
+    let manager = member(&f, "mgr1", Role::Manager, "sales").await;
+    let id = f
+        .vault
+        .create_record(&manager, "customers", None, &person("試験 花子", "090-1111-2222", "h@example.jp"))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap().fields["phone"],
+        "090-1111-2222"
+    );
+
+    let lapsed = NewUser {
+        department: Some("sales".into()),
+        training_valid_until: Some(f.vault.now() - time::Duration::days(1)),
+        ..NewUser::new("mgr2", "mgr2", Role::Manager)
+    };
+    let (lapsed, _) = f.user_with(lapsed).await;
+    let err = f.vault.get_record(&lapsed, "customers", &id, View::Full, None).await.unwrap_err();
+    assert!(matches!(err, VaultError::Forbidden), "{err:?}");
+    assert_eq!(last_event(&f, "record.read").await.policy.as_deref(), Some("full-view-needs-training-and-pledge"));
+    assert!(f.vault.get_record(&lapsed, "customers", &id, View::Masked, None).await.is_ok(), "masked stays open");
+
+    // The collection is 秘; someone cleared for 社外秘 only sees none of it.
+    let low = NewUser {
+        department: Some("sales".into()),
+        clearance: Some(Tier::Confidential),
+        ..NewUser::new("mgr3", "mgr3", Role::Manager)
+    };
+    let (low, _) = f.user_with(low).await;
+    let err = f.vault.get_record(&low, "customers", &id, View::Masked, None).await.unwrap_err();
+    assert!(matches!(err, VaultError::Forbidden), "{err:?}");
+}
+
+#[tokio::test]
+async fn system_admin_reads_nothing_until_a_second_admin_approves_break_glass() {
+    let f = Fixture::new().await;
+    let manager = member(&f, "mgr1", Role::Manager, "sales").await;
+    let id = f
+        .vault
+        .create_record(&manager, "customers", None, &person("試験 花子", "090-1111-2222", "h@example.jp"))
+        .await
+        .unwrap();
+    let ops = member(&f, "ops1", Role::SystemAdmin, "it").await;
+    let ops2 = member(&f, "ops2", Role::SystemAdmin, "it").await;
+
+    for view in [View::Masked, View::Full] {
+        let err = f.vault.get_record(&ops, "customers", &id, view, None).await.unwrap_err();
+        assert!(matches!(err, VaultError::Forbidden), "{err:?}");
+    }
+    assert_eq!(last_event(&f, "record.read").await.policy.as_deref(), Some("guardrail.system-admin-no-content"));
+    assert!(matches!(
+        f.vault.search(&ops, "customers", "phone", "09011112222", View::Masked, None).await,
+        Err(VaultError::Forbidden)
+    ));
+    assert!(matches!(
+        f.vault.get_record(&f.admin, "customers", &id, View::Masked, None).await,
+        Err(VaultError::Forbidden)
+    ));
+
+    // Bad requests change nothing.
+    assert!(f.vault.request_break_glass(&ops, "customers", 241, "障害調査のため顧客記録を確認").await.is_err());
+    assert!(f.vault.request_break_glass(&ops, "customers", 60, "short").await.is_err());
+    assert!(f.vault.request_break_glass(&f.admin, "customers", 60, "障害調査のため顧客記録を確認").await.is_err());
+
+    let grant = f.vault.request_break_glass(&ops, "customers", 60, "障害調査のため顧客記録を確認").await.unwrap();
+    assert!(!grant.active);
+    assert!(f.vault.get_record(&ops, "customers", &id, View::Masked, None).await.is_err(), "pending opens nothing");
+    // Not by the requester, not by the key-holding operator.
+    assert!(matches!(f.vault.decide_break_glass(&ops, &grant.id, true).await, Err(VaultError::Forbidden)));
+    assert!(matches!(f.vault.decide_break_glass(&f.admin, &grant.id, true).await, Err(VaultError::Forbidden)));
+    let approved = f.vault.decide_break_glass(&ops2, &grant.id, true).await.unwrap();
+    assert!(approved.active);
+    assert_eq!(approved.reason, "障害調査のため顧客記録を確認");
+
+    let seen = f.vault.get_record(&ops, "customers", &id, View::Full, None).await.unwrap();
+    assert_eq!(seen.fields["phone"], "090-1111-2222");
+    let read = last_event(&f, "record.read").await;
+    assert_eq!(read.grant.as_deref(), Some(grant.id.as_str()));
+    assert_eq!(read.policy.as_deref(), Some("guardrail.break-glass-read"));
+    // Reads only: no writes through break-glass.
+    let mut change = BTreeMap::new();
+    change.insert("phone".to_owned(), "090-0000-0000".to_owned());
+    assert!(f.vault.update_record(&ops, "customers", &id, &change).await.is_err());
+
+    // The reason is sealed at rest.
+    let raw = std::fs::read(f.db_path()).unwrap();
+    assert!(!raw.windows("障害調査".len()).any(|w| w == "障害調査".as_bytes()));
+
+    f.vault.revoke_break_glass(&ops, &grant.id).await.unwrap();
+    assert!(f.vault.get_record(&ops, "customers", &id, View::Masked, None).await.is_err(), "closed again");
+    let listed = f.vault.list_break_glass(&ops2).await.unwrap();
+    assert_eq!((listed.len(), listed[0].status.as_str()), (1, "revoked"));
+}
+
+#[tokio::test]
+async fn policy_changes_need_a_second_administrator_and_a_dry_run_shows_them() {
+    let f = Fixture::new().await;
+    let staff = member(&f, "staff1", Role::Staff, "sales").await;
+    let ops1 = member(&f, "ops1", Role::SystemAdmin, "it").await;
+    let ops2 = member(&f, "ops2", Role::SystemAdmin, "it").await;
+    assert!(f.vault.search(&staff, "customers", "phone", "09011112222", View::Masked, None).await.is_ok());
+
+    let (active, text) = f.vault.policy_version(&ops1, None).await.unwrap();
+    assert_eq!((active.version, active.active, active.proposed_by.as_str()), (1, true, mamori_vault::BUILTIN_PROPOSER));
+    let start = text.find("@id(\"staff.search\")").unwrap();
+    let end = start + text[start..].find(";\n").unwrap() + 2;
+    let proposed_text = format!("{}{}", &text[..start], &text[end..]);
+
+    // Refused proposals change nothing.
+    for bad in ["permit (principal, action, resource);", "@id(\"guardrail.x\") permit (principal, action, resource);"] {
+        assert!(matches!(f.vault.propose_policy(&ops1, bad, "test").await, Err(VaultError::Invalid(_))));
+    }
+    assert!(matches!(f.vault.propose_policy(&staff, &proposed_text, "x").await, Err(VaultError::Forbidden)));
+
+    let v2 = f.vault.propose_policy(&ops1, &proposed_text, "staff search only through managers").await.unwrap();
+    let v3 = f.vault.propose_policy(&ops1, &text, "no change").await.unwrap();
+    assert_eq!((v2.version, v2.status.as_str(), v2.base_version), (2, "pending", Some(1)));
+    let changes = f.vault.policy_dry_run(&ops2, 2, "customers").await.unwrap();
+    assert!(changes.iter().any(|c| c.login == "staff1" && c.action == "search" && c.before && !c.after), "{changes:?}");
+    assert!(changes.iter().all(|c| c.action == "search"), "{changes:?}");
+    assert!(f.vault.search(&staff, "customers", "phone", "09011112222", View::Masked, None).await.is_ok(), "pending");
+
+    assert!(matches!(f.vault.decide_policy(&ops1, 2, true).await, Err(VaultError::Forbidden)), "own proposal");
+    assert!(matches!(f.vault.decide_policy(&f.admin, 2, true).await, Err(VaultError::Forbidden)), "operator");
+    let approved = f.vault.decide_policy(&ops2, 2, true).await.unwrap();
+    assert!(approved.active);
+    assert_eq!(last_event(&f, "policy.approve").await.actor, ops2.actor());
+    let err = f.vault.search(&staff, "customers", "phone", "09011112222", View::Masked, None).await.unwrap_err();
+    assert!(matches!(err, VaultError::Forbidden), "{err:?}");
+
+    // Version 3 was proposed against 1: approving it would silently undo version 2.
+    assert!(matches!(f.vault.decide_policy(&ops2, v3.version, true).await, Err(VaultError::Conflict(_))));
+    assert!(matches!(f.vault.decide_policy(&ops2, 2, false).await, Err(VaultError::Conflict(_))), "decided once");
+    let versions = f.vault.list_policy_versions(&ops1).await.unwrap();
+    let states: Vec<(u64, &str, bool)> = versions.iter().map(|v| (v.version, v.status.as_str(), v.active)).collect();
+    assert_eq!(states, [(1, "approved", false), (2, "approved", true), (3, "pending", false)]);
+}

@@ -4,11 +4,17 @@
 //! Handlers are thin: they parse, call one [`mamori_vault::Vault`] operation, and shape the
 //! answer. Every rule (authorization, audit, validation) lives in the vault, so this crate
 //! cannot forget one. Errors are mapped to HTTP here and only here ([`problem`]).
+//!
+//! The transport is here too: plain HTTP ([`serve`]) or HTTPS with optional device
+//! certificates ([`serve_tls`], [`tls`]), and the per-source throttle on authentication
+//! attempts ([`throttle`]).
 
 mod api;
 mod metrics;
 mod openapi;
 pub mod problem;
+pub mod throttle;
+pub mod tls;
 
 pub use openapi::openapi_json;
 
@@ -23,11 +29,13 @@ use tower_http::set_header::SetResponseHeaderLayer;
 pub struct ServerConfig {
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Login and TOTP-confirmation attempts allowed per source address.
+    pub login_throttle: throttle::ThrottleConfig,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024 }
+        Self { max_body_bytes: 1024 * 1024, login_throttle: throttle::ThrottleConfig::default() }
     }
 }
 
@@ -35,11 +43,16 @@ impl Default for ServerConfig {
 pub struct AppState {
     pub vault: Arc<Vault>,
     pub metrics: Arc<metrics::Metrics>,
+    pub throttle: Arc<throttle::LoginThrottle>,
 }
 
 /// The whole application as one router.
 pub fn router(vault: Arc<Vault>, config: ServerConfig) -> Router {
-    let state = AppState { vault, metrics: Arc::new(metrics::Metrics::new()) };
+    let state = AppState {
+        vault,
+        metrics: Arc::new(metrics::Metrics::new()),
+        throttle: Arc::new(throttle::LoginThrottle::new(config.login_throttle)),
+    };
     Router::new()
         .merge(api::routes())
         .merge(metrics::routes())
@@ -57,13 +70,23 @@ pub fn router(vault: Arc<Vault>, config: ServerConfig) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Serves plain HTTP until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app.into_make_service_with_connect_info::<tls::Peer>()).with_graceful_shutdown(shutdown).await
+}
+
+/// Serves HTTPS (see [`tls::server_config`]) until `shutdown` resolves, then finishes
+/// in-flight requests. The listening socket closes when the shutdown begins.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: tls::TlsConfig,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tls::TlsListener::new(listener, config)?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<tls::Peer>()).with_graceful_shutdown(shutdown).await
 }

@@ -148,3 +148,16 @@ impl From<VaultError> for ApiError {
 pub fn bad_request(slug: &str, detail: String) -> ApiError {
     ApiError(Box::new(Problem::new(StatusCode::BAD_REQUEST, slug, "Bad request", Some(detail))))
 }
+
+/// 429 with `Retry-After`: too many authentication attempts from one source address.
+pub fn too_many_attempts(retry_after_seconds: u64) -> Response {
+    let problem = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too-many-attempts",
+        "Too many attempts",
+        Some(format!("too many authentication attempts from this address; try again in {retry_after_seconds} s")),
+    );
+    let mut res = problem.into_response();
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+    res
+}

@@ -65,7 +65,10 @@ impl TestServer {
                 .import_csv(&manager, "customers", Arc::new(MemorySource(csv.into())), Arc::new(|_| {}))
                 .await
                 .unwrap();
-            let app = mamori_server::router(vault, mamori_server::ServerConfig { max_body_bytes: 64 * 1024 });
+            // Many logins from 127.0.0.1: the throttle has its own tests (transport.rs).
+            let login_throttle = mamori_server::throttle::ThrottleConfig { per_minute: 0, ..Default::default() };
+            let app =
+                mamori_server::router(vault, mamori_server::ServerConfig { max_body_bytes: 64 * 1024, login_throttle });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());
             tokio::spawn(mamori_server::serve(listener, app, std::future::pending()));

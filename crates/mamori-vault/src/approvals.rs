@@ -1,7 +1,7 @@
 //! Changes that need a second person: policy versions (four-eyes) and break-glass grants.
 //!
-//! Measures: 004-V-1-22-b style dual control — one administrator cannot both propose and
-//! put into force a change of who may see what; 001-20-tech-2-8 (privileged access to
+//! Measures: 004-V-1-22-a (administrators minimal: one administrator cannot both propose and
+//! put into force a change of who may see what); 001-20-tech-2-8 (privileged access to
 //! personal data only exceptionally, recorded). Every step is audited.
 //!
 //! Choices: the decider must be a logged-in account (the local operator holding the key

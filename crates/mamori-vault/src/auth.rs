@@ -5,7 +5,8 @@
 //! 002-T-4-b (unique IDs), 004-V-2-3 and 002-T-3-c (hard-to-guess one-time passwords that
 //! must be changed), 000-8-access-2 (disabling takes effect at once), 004-V-1-42 (idle
 //! sessions end), 001-20-tech-1-5 (lockout after repeated failures), 004-V-2-5, 002-T-5-b and 002-T-3-b (multi-factor
-//! for privileged and remote access).
+//! for privileged and remote access), 000-8-3-5 and 001-20-tech-1-6 (roles that may log in
+//! only from a registered device, proven by a client certificate the server verified).
 //!
 //! Choices where the issue is silent, written down here:
 //! - A login beyond the concurrent-session limit ends the user's *oldest* session (and audits
@@ -17,6 +18,9 @@
 //! - Sources that are not IP addresses (`cli`, `demo`: the local process) count as trusted.
 //! - A failure while locked is not counted again and does not extend the lock; the first
 //!   failure after a lock expired starts a new count.
+//! - A role that needs a registered device, logging in without one, gets the wrong-password
+//!   answer (after the right password: nothing is counted towards the lock). The local
+//!   process (a source that is not an IP address) runs on the server itself and needs none.
 
 use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};
@@ -63,6 +67,8 @@ pub struct AuthPolicy {
     pub vendor_max_days: u32,
     /// Accounts without a login for this long are disabled at their next attempt.
     pub dormant_after: Option<Duration>,
+    /// Roles that must log in over a connection that presented a verified device certificate.
+    pub device_required_roles: Vec<Role>,
 }
 
 impl Default for AuthPolicy {
@@ -77,6 +83,7 @@ impl Default for AuthPolicy {
             max_sessions_staff: 1,
             vendor_max_days: 30,
             dormant_after: Some(Duration::days(90)),
+            device_required_roles: Vec::new(),
         }
     }
 }
@@ -87,6 +94,12 @@ impl AuthPolicy {
             Some(ip) => self.trusted_networks.iter().any(|n| n.contains(&ip)),
             None => true,
         }
+    }
+
+    /// Whether a login of `role` from `source` lacks the registered device it needs.
+    fn lacks_device(&self, role: Role, source: Option<&str>, device: Option<&str>) -> bool {
+        let remote = source.is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok());
+        self.device_required_roles.contains(&role) && remote && device.is_none()
     }
 
     fn session_limit(&self, role: Role) -> usize {
@@ -571,15 +584,29 @@ impl Vault {
         self.login_with_code(login, password, None, source).await
     }
 
-    /// Login. Unknown login, wrong password, locked and disabled account give the same error
-    /// after the same Argon2id work (no account enumeration); only a caller who knows the
-    /// password learns that a second factor is missing.
+    /// Login without a device certificate (see [`Vault::login_with_device`]).
     pub async fn login_with_code(
         &self,
         login: &str,
         password: &SecretString,
         code: Option<&SecretString>,
         source: Option<String>,
+    ) -> Result<LoginOutcome> {
+        self.login_with_device(login, password, code, source, None).await
+    }
+
+    /// Login. Unknown login, wrong password, locked and disabled account give the same error
+    /// after the same Argon2id work (no account enumeration); only a caller who knows the
+    /// password learns that a second factor is missing. `device` is the SHA-256 fingerprint
+    /// of the client certificate the connection presented, verified by the server against
+    /// its device CA; it is recorded with the login.
+    pub async fn login_with_device(
+        &self,
+        login: &str,
+        password: &SecretString,
+        code: Option<&SecretString>,
+        source: Option<String>,
+        device: Option<&str>,
     ) -> Result<LoginOutcome> {
         let user = if valid_login(login) { self.store.get_user_by_login(login).await? } else { None };
         let verified = self.verify_password(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
@@ -593,10 +620,15 @@ impl Vault {
             self.audit.record(vec![e]).await?;
             return Err(VaultError::Unauthenticated);
         };
-        let setup = match self.check_login(&user, verified, code, source.as_deref(), now).await {
+        let with_device = |reason: Option<String>| match (reason, device) {
+            (r, None) => r,
+            (None, Some(d)) => Some(format!("device sha256:{d}")),
+            (Some(r), Some(d)) => Some(format!("{r}; device sha256:{d}")),
+        };
+        let setup = match self.check_login(&user, verified, code, source.as_deref(), device, now).await {
             Ok(setup) => setup,
             Err((reason, err)) => {
-                e.reason = Some(reason);
+                e.reason = with_device(Some(reason));
                 self.audit.record(vec![e]).await?;
                 return Err(err);
             }
@@ -630,7 +662,7 @@ impl Vault {
             .await?;
         e.outcome = Outcome::Success;
         e.session = Some(session_ref(&hash));
-        e.reason = setup.note();
+        e.reason = with_device(setup.note());
         events.push(e);
         self.audit.record(events).await?;
         Ok(LoginOutcome {
@@ -649,6 +681,7 @@ impl Vault {
         verified: bool,
         code: Option<&SecretString>,
         source: Option<&str>,
+        device: Option<&str>,
         now: OffsetDateTime,
     ) -> std::result::Result<Setup, (String, VaultError)> {
         let fail = |reason: &str| (reason.to_owned(), VaultError::Unauthenticated);
@@ -677,6 +710,9 @@ impl Vault {
             return Err(fail("dormant account disabled"));
         }
         let role: Role = user.role.parse().map_err(|e| internal(VaultError::Integrity(e)))?;
+        if policy.lacks_device(role, source, device) {
+            return Err(fail("registered device required: no verified client certificate"));
+        }
         let trusted = policy.is_trusted(source);
         let mut setup = Setup {
             role,
@@ -769,6 +805,18 @@ impl Vault {
         self.store.delete_user_sessions(&user.id).await?;
         let mut e = AuditEvent::new(self.clock.now(), "system", action, Outcome::Success);
         e.reason = Some(format!("user:{} {reason}", user.id));
+        self.audit.record(vec![e]).await?;
+        Ok(())
+    }
+
+    /// Records an authentication attempt that the server's per-source throttle refused before
+    /// looking at it (no account, no password): a failed login of nobody in particular, with
+    /// how many attempts from `source` were refused since the previous such record.
+    pub async fn record_throttled_login(&self, source: Option<String>, refused: u64) -> Result<()> {
+        let mut e = AuditEvent::new(self.clock.now(), "anonymous", "auth.login", Outcome::Failure);
+        e.source = source;
+        e.reason =
+            Some(format!("throttled: too many attempts from this source ({refused} refused since the last record)"));
         self.audit.record(vec![e]).await?;
         Ok(())
     }
@@ -936,5 +984,29 @@ fn clean_optional(value: Option<String>) -> Result<Option<String>> {
             Err(VaultError::Invalid("department and title must have at most 100 characters".into()))
         }
         Some(v) => Ok(Some(v.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Who needs a registered device: only the listed roles, only from the network.
+    #[test]
+    fn device_requirement_by_role_and_source() {
+        let policy = AuthPolicy { device_required_roles: vec![Role::SystemAdmin], ..AuthPolicy::default() };
+        // (role, source, device, lacks a device)
+        let cases = [
+            (Role::SystemAdmin, Some("192.0.2.7"), None, true),
+            (Role::SystemAdmin, Some("127.0.0.1"), None, true),
+            (Role::SystemAdmin, Some("192.0.2.7"), Some("ab12"), false),
+            (Role::SystemAdmin, Some("cli"), None, false),
+            (Role::SystemAdmin, None, None, false),
+            (Role::Staff, Some("192.0.2.7"), None, false),
+        ];
+        for (role, source, device, lacks) in cases {
+            assert_eq!(policy.lacks_device(role, source, device), lacks, "{role} from {source:?} with {device:?}");
+        }
+        assert!(!AuthPolicy::default().lacks_device(Role::SystemAdmin, Some("192.0.2.7"), None), "off by default");
     }
 }

@@ -68,6 +68,15 @@ pub enum Command {
         /// Allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
         #[arg(long)]
         insecure_http: bool,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. Overrides `tls.cert_file`.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Private key of the certificate (PEM, mode 0600). Overrides `tls.key_file`.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Ask clients for a device certificate issued by this CA (PEM). Overrides `tls.client_ca_file`.
+        #[arg(long, value_name = "FILE")]
+        tls_client_ca: Option<PathBuf>,
     },
     /// Start a throwaway instance with synthetic Japanese people and users of every role.
     Demo {

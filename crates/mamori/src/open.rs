@@ -30,7 +30,7 @@ pub fn load_master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
 }
 
 #[cfg(unix)]
-fn check_private(path: &Path, what: &str) -> anyhow::Result<()> {
+pub(crate) fn check_private(path: &Path, what: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
         let mode = meta.permissions().mode() & 0o777;
@@ -45,7 +45,7 @@ fn check_private(path: &Path, what: &str) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn check_private(_: &Path, _: &str) -> anyhow::Result<()> {
+pub(crate) fn check_private(_: &Path, _: &str) -> anyhow::Result<()> {
     Ok(())
 }
 

@@ -28,6 +28,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub audit: AuditConfig,
     pub authz: AuthzConfig,
+    pub tls: TlsSettings,
 }
 
 /// `[authz]`: how the policies in force are found and what they are told.
@@ -68,6 +69,22 @@ impl AuthzConfig {
     }
 }
 
+/// `[tls]`: HTTPS inside mamori (PEM files), and the CA of registered devices' certificates.
+/// `mamori serve --tls-cert/--tls-key/--tls-client-ca` override it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Server certificate chain (PEM, the server's certificate first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM; readable by the owner only, like every key file of mamori).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// CA certificate(s) of device certificates; set: clients may present one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+}
+
 /// `[auth]`: lockout, second factor, sessions, account lifecycle and the password policy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +99,13 @@ pub struct AuthSettings {
     pub vendor_max_days: u32,
     /// 0: never disable dormant accounts.
     pub dormant_days: i64,
+    /// Roles that may log in only over HTTPS with a verified device certificate
+    /// (needs `tls.client_ca_file`).
+    pub device_required_roles: Vec<String>,
+    /// Login and TOTP-confirmation attempts per minute per source address (0: no limit)…
+    pub login_attempts_per_minute: u32,
+    /// … and how many may come at once.
+    pub login_burst: u32,
     /// A preset and only the rules that differ from it (so that switching the preset in
     /// the file is not undone by the defaults' values of every rule).
     pub password: PasswordPolicySettings,
@@ -90,6 +114,7 @@ pub struct AuthSettings {
 impl Default for AuthSettings {
     fn default() -> Self {
         let d = mamori_vault::AuthPolicy::default();
+        let throttle = mamori_server::throttle::ThrottleConfig::default();
         Self {
             lock_after: d.lock_after,
             lock_minutes: d.lock_for.map_or(0, |l| l.whole_minutes()),
@@ -99,6 +124,9 @@ impl Default for AuthSettings {
             max_sessions_staff: d.max_sessions_staff,
             vendor_max_days: d.vendor_max_days,
             dormant_days: d.dormant_after.map_or(0, |l| l.whole_days()),
+            device_required_roles: d.device_required_roles.iter().map(|r| r.to_string()).collect(),
+            login_attempts_per_minute: throttle.per_minute,
+            login_burst: throttle.burst,
             password: PasswordPolicySettings::default(),
         }
     }
@@ -112,11 +140,15 @@ impl AuthSettings {
         anyhow::ensure!((0..=3650).contains(&self.dormant_days), "auth.dormant_days must be 0..=3650");
         anyhow::ensure!(self.max_sessions >= 1 && self.max_sessions_staff >= 1, "auth.max_sessions* must be ≥ 1");
         let password = PasswordPolicy::try_from(self.password.clone()).context("auth.password")?;
-        let mfa_roles = self
-            .mfa_roles
-            .iter()
-            .map(|r| r.parse().map_err(|e: String| anyhow::anyhow!("auth.mfa_roles: {e}")))
-            .collect::<anyhow::Result<_>>()?;
+        anyhow::ensure!(self.login_attempts_per_minute <= 10_000, "auth.login_attempts_per_minute must be 0..=10000");
+        anyhow::ensure!((1..=1000).contains(&self.login_burst), "auth.login_burst must be 1..=1000");
+        let roles = |list: &[String], key: &str| {
+            list.iter()
+                .map(|r| r.parse().map_err(|e: String| anyhow::anyhow!("auth.{key}: {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        let mfa_roles = roles(&self.mfa_roles, "mfa_roles")?;
+        let device_required_roles = roles(&self.device_required_roles, "device_required_roles")?;
         Ok(mamori_vault::AuthPolicy {
             password,
             lock_after: self.lock_after,
@@ -127,7 +159,17 @@ impl AuthSettings {
             max_sessions_staff: self.max_sessions_staff,
             vendor_max_days: self.vendor_max_days,
             dormant_after: (self.dormant_days > 0).then(|| time::Duration::days(self.dormant_days)),
+            device_required_roles,
         })
+    }
+
+    /// The server's per-source throttle of authentication attempts.
+    pub fn throttle(&self) -> mamori_server::throttle::ThrottleConfig {
+        mamori_server::throttle::ThrottleConfig {
+            per_minute: self.login_attempts_per_minute,
+            burst: self.login_burst,
+            ..Default::default()
+        }
     }
 }
 
@@ -190,6 +232,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             audit: AuditConfig::default(),
             authz: AuthzConfig::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -213,6 +256,11 @@ const ENV_SETTINGS: &[&str] = &[
     "auth__max_sessions",
     "auth__max_sessions_staff",
     "auth__dormant_days",
+    "auth__login_attempts_per_minute",
+    "auth__login_burst",
+    "tls__cert_file",
+    "tls__key_file",
+    "tls__client_ca_file",
     // Not the audit file paths: the signing key and the checkpoint file come from mamori.toml.
     "audit__checkpoint_every_events",
     "audit__checkpoint_every_seconds",
@@ -277,6 +325,37 @@ impl Settings {
         self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
+    /// The TLS files `serve` uses, checked for consistency: `None` means plain HTTP.
+    pub fn tls_files(&self) -> anyhow::Result<Option<mamori_server::tls::TlsFiles>> {
+        let t = &self.tls;
+        let needs_ca = !self.auth.device_required_roles.is_empty();
+        match (&t.cert_file, &t.key_file) {
+            (Some(cert), Some(key)) => {
+                anyhow::ensure!(
+                    !needs_ca || t.client_ca_file.is_some(),
+                    "auth.device_required_roles needs tls.client_ca_file (--tls-client-ca): those roles could never log in"
+                );
+                Ok(Some(mamori_server::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: t.client_ca_file.clone(),
+                }))
+            }
+            (None, None) => {
+                anyhow::ensure!(
+                    t.client_ca_file.is_none(),
+                    "tls.client_ca_file needs tls.cert_file and tls.key_file (--tls-cert, --tls-key)"
+                );
+                anyhow::ensure!(
+                    !needs_ca,
+                    "auth.device_required_roles needs HTTPS with a device CA (tls.cert_file, tls.key_file, tls.client_ca_file)"
+                );
+                Ok(None)
+            }
+            _ => anyhow::bail!("tls.cert_file and tls.key_file (--tls-cert, --tls-key) go together"),
+        }
+    }
+
     pub fn signing_key_path(&self) -> PathBuf {
         self.audit.signing_key_file.clone().unwrap_or_else(|| self.data_dir.join("audit-signing.key"))
     }
@@ -330,6 +409,30 @@ mod tests {
             assert_eq!(s.audit.checkpoint_file, Some(PathBuf::from("/var/log/mamori/checkpoints.jsonl")));
             Ok(())
         });
+    }
+
+    #[test]
+    fn tls_throttle_and_device_settings_are_checked() {
+        let mut s = Settings::default();
+        assert!(s.tls_files().unwrap().is_none(), "plain HTTP by default");
+        s.auth.device_required_roles = vec!["system_admin".into()];
+        assert!(s.tls_files().is_err(), "device roles without HTTPS");
+        s.tls.cert_file = Some("server.crt".into());
+        assert!(s.tls_files().is_err(), "a certificate without its key");
+        s.tls.key_file = Some("server.key".into());
+        assert!(s.tls_files().is_err(), "device roles without a device CA");
+        s.tls.client_ca_file = Some("devices.crt".into());
+        let files = s.tls_files().unwrap().unwrap();
+        assert_eq!(files.client_ca, Some(PathBuf::from("devices.crt")));
+        assert_eq!(s.auth.policy().unwrap().device_required_roles, [mamori_core::access::Role::SystemAdmin]);
+        s.auth.device_required_roles = vec!["root".into()];
+        assert!(s.auth.policy().is_err(), "unknown role slug");
+        s.auth = AuthSettings { login_burst: 0, ..AuthSettings::default() };
+        assert!(s.auth.policy().is_err());
+        s.auth = AuthSettings { login_attempts_per_minute: 0, ..AuthSettings::default() };
+        assert_eq!(s.auth.throttle().per_minute, 0, "0 switches the throttle off");
+        s.tls = TlsSettings { client_ca_file: Some("devices.crt".into()), ..TlsSettings::default() };
+        assert!(s.tls_files().is_err(), "a device CA without HTTPS");
     }
 
     #[test]

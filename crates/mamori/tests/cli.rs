@@ -348,3 +348,56 @@ fn audit_checkpoints_queries_and_reviews() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// `serve` off loopback: plain HTTP is refused, a loose TLS key is refused, and HTTPS with
+/// the files named on the command line serves (and prints an https:// URL); SIGTERM stops it
+/// cleanly.
+#[test]
+fn serve_needs_tls_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(mamori(dir.path()).arg("init"));
+    let out = run(mamori(dir.path()).args(["serve", "--listen", "0.0.0.0:0"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing plain HTTP"), "{out:?}");
+
+    // A throwaway CA and server certificate, made here: no key material in the repository.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&server_key, &ca).unwrap();
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    std::fs::write(&cert, server.pem()).unwrap();
+    std::fs::write(&key, server_key.serialize_pem()).unwrap();
+    let tls_args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = run(mamori(dir.path()).args(["serve", "--listen", "0.0.0.0:0"]).args(tls_args));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("readable by its owner only"), "{out:?}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    let mut child = mamori(dir.path())
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .args(tls_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let port = line.trim().strip_prefix("mamori listening on https://0.0.0.0:").expect(&line).to_owned();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let agent = ureq::AgentBuilder::new().tls_config(std::sync::Arc::new(tls)).build();
+    let res = agent.get(&format!("https://127.0.0.1:{port}/healthz")).call().unwrap();
+    assert_eq!(res.status(), 200);
+    // Graceful shutdown (and the final audit checkpoint) on SIGTERM.
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    assert!(child.wait().unwrap().success());
+}

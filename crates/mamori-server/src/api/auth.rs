@@ -1,4 +1,4 @@
-use super::{Body, Caller, Source};
+use super::{Attempt, Body, Caller, Device, Source};
 use crate::AppState;
 use crate::problem::{ApiError, Problem};
 use axum::Json;
@@ -32,14 +32,20 @@ pub(crate) struct LoginResponse {
     mfa_enrolment_required: bool,
 }
 
+/// Logs in (over HTTPS, a presented device certificate counts for roles that need one).
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = Problem)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = Problem),
+        (status = 429, body = Problem, description = "Too many attempts from this address",
+            headers(("Retry-After" = u64, description = "Seconds until the next attempt is allowed")))))]
 pub(crate) async fn login(
+    _: Attempt,
     State(state): State<AppState>,
     Source(source): Source,
+    Device(device): Device,
     Body(req): Body<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let out = state.vault.login_with_code(&req.login, &req.password, req.totp.as_ref(), source).await?;
+    let out =
+        state.vault.login_with_device(&req.login, &req.password, req.totp.as_ref(), source, device.as_deref()).await?;
     Ok(Json(LoginResponse {
         token: out.token.expose().to_owned(),
         expires_at: out.expires_at,
@@ -121,8 +127,11 @@ pub(crate) struct RecoveryCodesResponse {
 /// Completes the enrolment with the first code; every session of the caller ends.
 #[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "auth", security(("bearer" = [])),
     request_body = ConfirmTotpRequest,
-    responses((status = 200, body = RecoveryCodesResponse), (status = 422, body = Problem)))]
+    responses((status = 200, body = RecoveryCodesResponse), (status = 422, body = Problem),
+        (status = 429, body = Problem, description = "Too many attempts from this address",
+            headers(("Retry-After" = u64, description = "Seconds until the next attempt is allowed")))))]
 pub(crate) async fn confirm_totp(
+    _: Attempt,
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<ConfirmTotpRequest>,

@@ -8,15 +8,18 @@ mod collections;
 mod records;
 
 use crate::AppState;
-use crate::problem::{ApiError, bad_request};
+use crate::problem::{ApiError, bad_request, too_many_attempts};
+use crate::throttle::{Verdict, retry_after_seconds};
+use crate::tls::Peer;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::response::Html;
+use axum::response::{Html, IntoResponse, Response};
 use mamori_crypto::SessionToken;
 use mamori_vault::{Principal, VaultError};
 use serde::de::DeserializeOwned;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
 
 pub(crate) use admin::*;
 pub(crate) use audit::*;
@@ -59,7 +62,11 @@ pub(crate) async fn home() -> Html<&'static str> {
 
 /// The caller's address as seen on the socket, for the audit log.
 fn source(parts: &Parts) -> Option<String> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
+    peer_ip(parts).map(|ip| ip.to_string())
+}
+
+fn peer_ip(parts: &Parts) -> Option<IpAddr> {
+    parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0.addr.ip())
 }
 
 /// An authenticated caller: `Authorization: Bearer <token>`, resolved on every request, so a
@@ -92,6 +99,45 @@ impl FromRequestParts<AppState> for Source {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
         Ok(Source(source(parts)))
+    }
+}
+
+/// The verified device certificate of the connection (its SHA-256 fingerprint), if the
+/// client presented one (for login).
+pub(crate) struct Device(pub Option<String>);
+
+impl FromRequestParts<AppState> for Device {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Device(parts.extensions.get::<ConnectInfo<Peer>>().and_then(|c| c.0.device.clone())))
+    }
+}
+
+/// One authentication attempt, admitted by the per-source throttle ([`crate::throttle`]).
+/// It is the handler's first argument, so a refused attempt costs no body parsing, no
+/// session lookup and no Argon2: only a 429 and, at most once a minute per source, an
+/// audit event.
+pub(crate) struct Attempt;
+
+impl FromRequestParts<AppState> for Attempt {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Without a socket address (a router served without connect info) all such callers
+        // share one bucket: throttled together rather than not at all.
+        let ip = peer_ip(parts).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        match state.throttle.check(ip, Instant::now()) {
+            Verdict::Allow => Ok(Attempt),
+            Verdict::Refuse { retry_after, record } => {
+                if let Some(refused) = record
+                    && let Err(e) =
+                        state.vault.record_throttled_login(peer_ip(parts).map(|ip| ip.to_string()), refused).await
+                {
+                    return Err(ApiError::from(e).into_response());
+                }
+                Err(too_many_attempts(retry_after_seconds(retry_after)))
+            }
+        }
     }
 }
 

@@ -44,6 +44,8 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
     settings.audit.signing_key_file = None;
     let checkpoint_file = dir.path().join("audit-checkpoints.jsonl");
     settings.audit.checkpoint_file = Some(checkpoint_file.clone());
+    // The demo serves plain HTTP on loopback: no device certificates to ask for.
+    settings.auth.device_required_roles.clear();
     let master = MasterKey::generate();
     write_key_file(&settings.master_key_path(), &master)?;
     let signing = create_signing_key(&settings.signing_key_path())?;
@@ -93,7 +95,7 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
     bar.finish_and_clear();
     vault.logout(&importer, &token).await?;
 
-    let listener = bind(listen, false).await?;
+    let listener = bind(listen, false, false).await?;
     let url = format!("http://{}", listener.local_addr()?);
     if json {
         output::json(&serde_json::json!({"url": url, "data_dir": dir.path(), "database": dir.path().join(DB_FILE),
@@ -124,7 +126,7 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
         );
         println!("Press Ctrl-C to stop.");
     }
-    let result = run_server(&settings, vault, listener).await;
+    let result = run_server(&settings, vault, listener, None).await;
     drop(dir);
     result
 }

@@ -13,9 +13,18 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
     let json = cli.global.json;
     match cli.command {
         Command::Init { admin_login } => init::run(&settings, &admin_login, json).await,
-        Command::Serve { listen, insecure_http } => {
+        Command::Serve { listen, insecure_http, tls_cert, tls_key, tls_client_ca } => {
             let listen = listen.unwrap_or_else(|| settings.listen.clone());
-            serve::run(&settings, &listen, insecure_http || settings.insecure_http).await
+            let mut settings = settings;
+            if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+                settings.tls.cert_file = Some(cert);
+                settings.tls.key_file = Some(key);
+            }
+            if let Some(ca) = tls_client_ca {
+                settings.tls.client_ca_file = Some(ca);
+            }
+            let insecure_http = insecure_http || settings.insecure_http;
+            serve::run(&settings, &listen, insecure_http).await
         }
         Command::Demo { listen, people } => demo::run(&settings, &listen, people, json).await,
         Command::Collection(c) => admin::collection(&settings, c, json).await,

@@ -18,6 +18,8 @@ use utoipa::{Modify, OpenApi};
         api::list_users, api::create_user, api::disable_user, api::enable_user, api::activate_user,
         api::update_user, api::unlock_user, api::reset_mfa,
         api::verify_audit, api::query_audit, api::review_audit,
+        api::list_policies, api::get_policy, api::propose_policy, api::approve_policy, api::reject_policy,
+        api::dry_run_policy, api::request_break_glass, api::list_break_glass, api::decide_break_glass,
     ),
     modifiers(&BearerAuth)
 )]

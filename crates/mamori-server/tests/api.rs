@@ -41,6 +41,7 @@ impl TestServer {
                 ("staff", Role::Staff, false),
                 ("manager", Role::Manager, false),
                 ("admin", Role::SystemAdmin, false),
+                ("admin2", Role::SystemAdmin, false),
                 ("auditor", Role::Auditor, false),
                 ("privacy", Role::PrivacyOfficer, false),
                 ("newbie", Role::Staff, true),
@@ -398,4 +399,52 @@ fn audit_queries_reviews_and_fail_closed_over_http() {
     assert_eq!((status, problem_type(&body)), (503, "urn:mamori:problem:audit-unavailable"), "{body}");
     assert_eq!(ct, "application/problem+json");
     assert!(!body.to_string().contains(person.email.as_str()), "nothing of the record leaks: {body}");
+}
+
+/// Issue 5 over HTTP: four-eyes policy changes with a dry run, and break-glass for the
+/// system administrator, who otherwise reads nothing.
+#[test]
+fn policy_changes_and_break_glass_need_a_second_person() {
+    let s = TestServer::start();
+    let (staff, admin, admin2, privacy) = (s.login("staff"), s.login("admin"), s.login("admin2"), s.login("privacy"));
+    assert_eq!(s.call("GET", "/api/v1/policies", Some(&staff), None).0, 403);
+    let (status, _, active) = s.call("GET", "/api/v1/policies/active", Some(&admin), None);
+    assert_eq!((status, active["version"].as_u64(), active["active"].as_bool()), (200, Some(1), Some(true)));
+    let text = active["policies"].as_str().unwrap();
+    let start = text.find("@id(\"staff.search\")").unwrap();
+    let end = start + text[start..].find(";\n").unwrap() + 2;
+    let proposed = format!("{}{}", &text[..start], &text[end..]);
+
+    let bad = json!({"policies": "permit (principal, action, resource);", "summary": "no id"}).to_string();
+    let (status, _, body) = s.call("POST", "/api/v1/policies", Some(&admin), Some(&bad));
+    assert_eq!((status, problem_type(&body)), (422, "urn:mamori:problem:invalid-input"), "{body}");
+    let propose = json!({"policies": proposed, "summary": "staff search through managers only"}).to_string();
+    let (status, _, v2) = s.call("POST", "/api/v1/policies", Some(&admin), Some(&propose));
+    assert_eq!((status, v2["version"].as_u64(), v2["status"].as_str()), (201, Some(2), Some("pending")), "{v2}");
+    let (status, _, changes) = s.call("GET", "/api/v1/policies/2/dry-run?collection=customers", Some(&admin2), None);
+    assert_eq!(status, 200, "{changes}");
+    assert!(changes.as_array().unwrap().iter().any(|c| c["login"] == "staff" && c["action"] == "search"), "{changes}");
+    assert_eq!(s.call("POST", "/api/v1/policies/2/approve", Some(&admin), Some("{}")).0, 403, "own proposal");
+    let (status, _, approved) = s.call("POST", "/api/v1/policies/2/approve", Some(&admin2), Some("{}"));
+    assert_eq!((status, approved["active"].as_bool()), (200, Some(true)), "{approved}");
+    let search = json!({"field": "email", "value": "nobody@example.jp"}).to_string();
+    assert_eq!(s.call("POST", "/api/v1/collections/customers/search", Some(&staff), Some(&search)).0, 403);
+
+    // Break-glass.
+    assert_eq!(s.call("POST", "/api/v1/collections/customers/search", Some(&admin), Some(&search)).0, 403);
+    let too_long = json!({"collection": "customers", "minutes": 241, "reason": "障害調査のため確認する"}).to_string();
+    assert_eq!(s.call("POST", "/api/v1/break-glass", Some(&admin), Some(&too_long)).0, 422);
+    let ask = json!({"collection": "customers", "minutes": 30, "reason": "障害調査のため確認する"}).to_string();
+    let (status, _, grant) = s.call("POST", "/api/v1/break-glass", Some(&admin), Some(&ask));
+    assert_eq!((status, grant["status"].as_str()), (201, Some("pending")), "{grant}");
+    let id = grant["id"].as_str().unwrap();
+    assert_eq!(s.call("POST", &format!("/api/v1/break-glass/{id}/approve"), Some(&admin), Some("{}")).0, 403);
+    assert_eq!(s.call("POST", &format!("/api/v1/break-glass/{id}/approve"), Some(&staff), Some("{}")).0, 403);
+    let (status, _, open) = s.call("POST", &format!("/api/v1/break-glass/{id}/approve"), Some(&privacy), Some("{}"));
+    assert_eq!((status, open["active"].as_bool()), (200, Some(true)), "{open}");
+    let (status, _, found) = s.call("POST", "/api/v1/collections/customers/search", Some(&admin), Some(&search));
+    assert_eq!((status, found["count"].as_u64()), (200, Some(0)), "{found}");
+    assert_eq!(s.call("POST", &format!("/api/v1/break-glass/{id}/revoke"), Some(&admin), Some("{}")).0, 200);
+    assert_eq!(s.call("POST", "/api/v1/collections/customers/search", Some(&admin), Some(&search)).0, 403);
+    assert_eq!(s.call("POST", &format!("/api/v1/break-glass/{id}/bogus"), Some(&admin), Some("{}")).0, 404);
 }

@@ -57,6 +57,17 @@ pub(crate) struct CreateUserRequest {
     valid_until: Option<time::OffsetDateTime>,
     #[serde(default)]
     vendor: bool,
+    /// Highest tier cleared for: `public`, `confidential`, `secret`, `top_secret`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    clearance: Option<mamori_core::schema::Tier>,
+    /// Security training valid until (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    training_valid_until: Option<time::OffsetDateTime>,
+    /// The confidentiality pledge is signed (recorded as of now).
+    #[serde(default)]
+    pledge_signed: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -83,6 +94,9 @@ pub(crate) async fn create_user(
         title: req.title,
         valid_until: req.valid_until,
         vendor: req.vendor,
+        clearance: req.clearance,
+        training_valid_until: req.training_valid_until,
+        pledge_signed: req.pledge_signed,
         ..NewUser::new(req.login, req.display_name, role)
     };
     let (user, password) = state.vault.create_user(&caller.principal, new).await?;

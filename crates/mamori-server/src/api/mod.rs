@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod auth;
 mod collections;
+mod policies;
 mod records;
 
 use crate::AppState;
@@ -25,6 +26,7 @@ pub(crate) use admin::*;
 pub(crate) use audit::*;
 pub(crate) use auth::*;
 pub(crate) use collections::*;
+pub(crate) use policies::*;
 pub(crate) use records::*;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -54,6 +56,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/audit/verify", get(verify_audit))
         .route("/api/v1/audit/events", get(query_audit))
         .route("/api/v1/audit/reviews", post(review_audit))
+        .route("/api/v1/policies", get(list_policies).post(propose_policy))
+        .route("/api/v1/policies/{version}", get(get_policy))
+        .route("/api/v1/policies/{version}/approve", post(approve_policy))
+        .route("/api/v1/policies/{version}/reject", post(reject_policy))
+        .route("/api/v1/policies/{version}/dry-run", get(dry_run_policy))
+        .route("/api/v1/break-glass", get(list_break_glass).post(request_break_glass))
+        .route("/api/v1/break-glass/{id}/{decision}", post(decide_break_glass))
 }
 
 pub(crate) async fn home() -> Html<&'static str> {

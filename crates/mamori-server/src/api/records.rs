@@ -20,6 +20,10 @@ pub(crate) struct CreateRecordRequest {
     /// number, never a personal value. A new subject is created when omitted.
     #[serde(default)]
     subject_id: Option<String>,
+    /// Owning department (need-to-know); the caller's own when omitted. Policies decide
+    /// whether the caller may create records for another department.
+    #[serde(default)]
+    department: Option<String>,
     /// Field values by field name.
     fields: BTreeMap<String, String>,
 }
@@ -40,7 +44,8 @@ pub(crate) async fn create_record(
     Body(req): Body<CreateRecordRequest>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     let subject = req.subject_id.as_deref().map(SubjectId::new).transpose().map_err(VaultError::from)?;
-    let id = state.vault.create_record(&caller.principal, &name, subject, &req.fields).await?;
+    let department = req.department.as_deref();
+    let id = state.vault.create_record_in(&caller.principal, &name, subject, department, &req.fields).await?;
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
 

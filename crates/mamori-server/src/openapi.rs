@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         api::verify_audit, api::query_audit, api::review_audit,
         api::list_policies, api::get_policy, api::propose_policy, api::approve_policy, api::reject_policy,
         api::dry_run_policy, api::request_break_glass, api::list_break_glass, api::decide_break_glass,
+        api::access_review, api::review_access,
     ),
     modifiers(&BearerAuth)
 )]

@@ -447,4 +447,18 @@ fn policy_changes_and_break_glass_need_a_second_person() {
     assert_eq!(s.call("POST", &format!("/api/v1/break-glass/{id}/revoke"), Some(&admin), Some("{}")).0, 200);
     assert_eq!(s.call("POST", "/api/v1/collections/customers/search", Some(&admin), Some(&search)).0, 403);
     assert_eq!(s.call("POST", &format!("/api/v1/break-glass/{id}/bogus"), Some(&admin), Some("{}")).0, 404);
+
+    // Access review: the manager sees everyone's rights and revokes the staff account.
+    let manager = s.login("manager");
+    assert_eq!(s.call("GET", "/api/v1/access-review", Some(&staff), None).0, 403);
+    let (status, _, review) = s.call("GET", "/api/v1/access-review", Some(&manager), None);
+    assert_eq!(status, 200, "{review}");
+    let entry = review.as_array().unwrap().iter().find(|e| e["login"] == "admin").unwrap();
+    assert_eq!(entry["collections"][0]["own_department"], json!([]), "{entry}");
+    let bad = json!({"decision": "maybe"}).to_string();
+    assert_eq!(s.call("POST", "/api/v1/access-review/staff", Some(&manager), Some(&bad)).0, 400);
+    let revoke = json!({"decision": "revoke"}).to_string();
+    let (status, _, user) = s.call("POST", "/api/v1/access-review/staff", Some(&manager), Some(&revoke));
+    assert_eq!((status, user["disabled"].as_bool()), (200, Some(true)), "{user}");
+    assert_eq!(s.call("GET", "/api/v1/collections", Some(&staff), None).0, 401, "revoked at once");
 }

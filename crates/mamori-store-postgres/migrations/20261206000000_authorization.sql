@@ -5,7 +5,10 @@
 ALTER TABLE users
     ADD COLUMN clearance            TEXT,
     ADD COLUMN training_valid_until BIGINT,
-    ADD COLUMN pledge_signed_at     BIGINT;
+    ADD COLUMN pledge_signed_at     BIGINT,
+    -- The last access review (recertification) of the account: when and by whom.
+    ADD COLUMN reviewed_at          BIGINT,
+    ADD COLUMN reviewed_by          TEXT;
 ALTER TABLE sessions ADD COLUMN mfa BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE records ADD COLUMN department TEXT;
 

@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 
 const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
      department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
-     totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at";
+     totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at, reviewed_at, reviewed_by";
 const SESSION_COLUMNS: &str = "token_hash, user_id, created_at, expires_at, last_seen_at, password_change_only, mfa";
 
 fn user_row(r: &Row) -> Result<UserRow> {
@@ -36,6 +36,8 @@ fn user_row(r: &Row) -> Result<UserRow> {
         clearance: get(r, 18)?,
         training_valid_until: get_optional_time(r, 19)?,
         pledge_signed_at: get_optional_time(r, 20)?,
+        reviewed_at: get_optional_time(r, 21)?,
+        reviewed_by: get(r, 22)?,
     })
 }
 
@@ -78,7 +80,7 @@ impl PostgresStore {
             &format!(
                 "INSERT INTO users ({USER_COLUMNS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                         $19, $20, $21)"
+                         $19, $20, $21, $22, $23)"
             ),
             &[
                 u.id.as_uuid(),
@@ -103,6 +105,8 @@ impl PostgresStore {
                 &u.clearance,
                 &u.training_valid_until.map(to_micros),
                 &u.pledge_signed_at.map(to_micros),
+                &u.reviewed_at.map(to_micros),
+                &u.reviewed_by,
             ],
         )
         .await?;
@@ -181,6 +185,12 @@ impl PostgresStore {
     pub(crate) async fn update_disabled(&self, id: &UserId, disabled: bool) -> Result<()> {
         let conn = self.conn().await?;
         found(execute(&conn, "UPDATE users SET disabled = $2 WHERE id = $1", &[id.as_uuid(), &disabled]).await?)
+    }
+
+    pub(crate) async fn mark_reviewed(&self, id: &UserId, by: &str, at: OffsetDateTime) -> Result<()> {
+        let conn = self.conn().await?;
+        let sql = "UPDATE users SET reviewed_at = $2, reviewed_by = $3 WHERE id = $1";
+        found(execute(&conn, sql, &[id.as_uuid(), &to_micros(at), &by]).await?)
     }
 
     pub(crate) async fn update_profile(&self, id: &UserId, p: &UserProfile) -> Result<()> {

@@ -157,6 +157,10 @@ impl Store for PostgresStore {
         self.update_disabled(id, disabled).await
     }
 
+    async fn mark_user_reviewed(&self, id: &UserId, by: &str, at: OffsetDateTime) -> Result<()> {
+        self.mark_reviewed(id, by, at).await
+    }
+
     async fn update_user_profile(&self, id: &UserId, profile: &UserProfile) -> Result<()> {
         self.update_profile(id, profile).await
     }

@@ -5,6 +5,9 @@
 ALTER TABLE users ADD COLUMN clearance TEXT;
 ALTER TABLE users ADD COLUMN training_valid_until INTEGER;
 ALTER TABLE users ADD COLUMN pledge_signed_at INTEGER;
+-- The last access review (recertification) of the account: when and by whom.
+ALTER TABLE users ADD COLUMN reviewed_at INTEGER;
+ALTER TABLE users ADD COLUMN reviewed_by TEXT;
 ALTER TABLE sessions ADD COLUMN mfa INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE records ADD COLUMN department TEXT;
 

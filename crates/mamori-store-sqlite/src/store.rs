@@ -68,12 +68,14 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, UserRow)> {
             clearance: r.get(18)?,
             training_valid_until: optional_time(19)?,
             pledge_signed_at: optional_time(20)?,
+            reviewed_at: optional_time(21)?,
+            reviewed_by: r.get(22)?,
         },
     ))
 }
 const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
      department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
-     totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at";
+     totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at, reviewed_at, reviewed_by";
 
 fn finish_user((id, mut user): (Vec<u8>, UserRow)) -> Result<UserRow> {
     user.id = UserId::from_slice(&id).map_err(|_| StoreError::Corrupt("user id".into()))?;
@@ -680,7 +682,7 @@ impl Store for SqliteStore {
                 &format!(
                     "INSERT INTO users ({USER_COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                             ?19, ?20, ?21)"
+                             ?19, ?20, ?21, ?22, ?23)"
                 ),
                 params![
                     u.id.as_bytes(),
@@ -704,6 +706,8 @@ impl Store for SqliteStore {
                     u.clearance,
                     u.training_valid_until.map(to_micros),
                     u.pledge_signed_at.map(to_micros),
+                    u.reviewed_at.map(to_micros),
+                    u.reviewed_by,
                 ],
             )
             .map_err(|e| match map_err(e) {
@@ -787,6 +791,20 @@ impl Store for SqliteStore {
                 .map_err(map_err)?
                 .collect::<rusqlite::Result<_>>()
                 .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn mark_user_reviewed(&self, id: &UserId, by: &str, at: OffsetDateTime) -> Result<()> {
+        let (id, by) = (*id, by.to_owned());
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE users SET reviewed_at = ?1, reviewed_by = ?2 WHERE id = ?3",
+                    params![to_micros(at), by, id.as_bytes()],
+                )
+                .map_err(map_err)?;
+            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
         })
         .await
     }

@@ -380,6 +380,10 @@ pub async fn account_security_state(store: Arc<dyn Store>) {
         ("佐藤 一郎".into(), Some("総務部".into()), Some("課長".into()), "manager".into(), Some(t(1000)), true)
     );
     assert_eq!(store.update_user_profile(&missing, &profile).await, Err(StoreError::NotFound));
+    store.mark_user_reviewed(&user.id, "user:reviewer", t(9)).await.unwrap();
+    let u = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!((u.reviewed_at, u.reviewed_by.as_deref()), (Some(t(9)), Some("user:reviewer")));
+    assert_eq!(store.mark_user_reviewed(&missing, "user:reviewer", t(9)).await, Err(StoreError::NotFound));
 
     // Lockout: the third consecutive failure locks; success resets.
     assert_eq!(store.record_login_failure(&user.id, t(1), 3, t(900)).await.unwrap(), (1, None));

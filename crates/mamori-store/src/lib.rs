@@ -122,6 +122,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn password_history(&self, id: &UserId, limit: usize) -> Result<Vec<String>>;
     async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()>;
     async fn update_user_profile(&self, id: &UserId, profile: &UserProfile) -> Result<()>;
+    /// Records an access review of the account (`NotFound` for an unknown account).
+    async fn mark_user_reviewed(&self, id: &UserId, by: &str, at: OffsetDateTime) -> Result<()>;
     /// Counts a failed login at `at` atomically (several instances may count at once); from
     /// the `lock_after`-th consecutive failure the account is locked until `lock_until`. A
     /// failure during a lock leaves the lock as it is; the first failure after a lock expired

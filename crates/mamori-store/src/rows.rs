@@ -114,6 +114,9 @@ pub struct UserRow {
     pub training_valid_until: Option<OffsetDateTime>,
     /// When the confidentiality pledge (誓約書) was signed.
     pub pledge_signed_at: Option<OffsetDateTime>,
+    /// The last access review that confirmed this account, and who made it.
+    pub reviewed_at: Option<OffsetDateTime>,
+    pub reviewed_by: Option<String>,
 }
 
 impl UserRow {
@@ -148,6 +151,8 @@ impl UserRow {
             clearance: None,
             training_valid_until: None,
             pledge_signed_at: None,
+            reviewed_at: None,
+            reviewed_by: None,
         }
     }
 }

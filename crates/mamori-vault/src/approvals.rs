@@ -81,11 +81,61 @@ pub struct GrantInfo {
     pub active: bool,
 }
 
+/// An ordinary situation for questions about standing rights (dry runs, access reviews):
+/// office hours, a local source, MFA used, no break-glass.
+pub(crate) fn review_situation() -> Situation {
+    Situation {
+        hour: 10,
+        weekday: 2,
+        source: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        mfa: true,
+        auth_age: 0,
+        break_glass: false,
+    }
+}
+
+/// The resources an action is asked about on `collection`: the collection itself, or a
+/// record of the principal's own department and one of another department.
+pub(crate) fn probes(action: Action, collection: &str, tier: i64, department: &str) -> Vec<(&'static str, Resource)> {
+    let record = |department: String| Resource::Record {
+        collection: collection.to_owned(),
+        id: "probe".into(),
+        tier,
+        department,
+        subject: String::new(),
+    };
+    match action.target() {
+        Target::System => vec![("system", Resource::System)],
+        Target::Collection => vec![("collection", Resource::Collection { name: collection.to_owned(), tier })],
+        // A department name no account has: the NUL cannot be typed into a department.
+        Target::Record => vec![
+            ("own-department record", record(department.to_owned())),
+            ("other-department record", record(format!("{department}\u{0}other"))),
+        ],
+    }
+}
+
 fn grant_aad(id: &str) -> Vec<u8> {
     format!("mamori/v1/break-glass\0{id}").into_bytes()
 }
 
 impl Vault {
+    /// An account as policies see it (for questions asked about it, not by it).
+    pub(crate) fn policy_subject(&self, user: &mamori_store::UserRow) -> Result<mamori_policy::Principal> {
+        Ok(mamori_policy::Principal {
+            id: format!("user:{}", user.id),
+            role: user.role.parse().map_err(VaultError::Integrity)?,
+            department: user.department.clone().unwrap_or_default(),
+            clearance: match &user.clearance {
+                Some(t) => t.parse::<mamori_core::schema::Tier>()?.rank(),
+                None => self.config.authz.default_clearance.rank(),
+            },
+            training_valid: user.training_valid_until.is_some_and(|t| t > self.clock.now()),
+            pledge_signed: user.pledge_signed_at.is_some(),
+            vendor: user.vendor,
+        })
+    }
+
     fn version_info(&self, row: &PolicyVersionRow, active: u64) -> PolicyVersionInfo {
         let policy_ids = PolicyEngine::compile(&row.policies, row.version).map(|e| e.policy_ids()).unwrap_or_default();
         PolicyVersionInfo {
@@ -194,61 +244,18 @@ impl Vault {
         let current = self.policy_engine().await?;
         let state = self.collection(collection).await?;
         let tier = state.current().tier.rank();
-        let situation = Situation {
-            hour: 10,
-            weekday: 2,
-            source: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            mfa: true,
-            auth_age: 0,
-            break_glass: false,
-        };
+        let situation = review_situation();
         let mut changes = Vec::new();
         for user in self.store.list_users().await?.into_iter().filter(|u| !u.disabled) {
-            let role: Role = user.role.parse().map_err(VaultError::Integrity)?;
-            let subject = mamori_policy::Principal {
-                id: format!("user:{}", user.id),
-                role,
-                department: user.department.clone().unwrap_or_default(),
-                clearance: match &user.clearance {
-                    Some(t) => t.parse::<mamori_core::schema::Tier>()?.rank(),
-                    None => self.config.authz.default_clearance.rank(),
-                },
-                training_valid: user.training_valid_until.is_some_and(|t| t > self.clock.now()),
-                pledge_signed: user.pledge_signed_at.is_some(),
-                vendor: user.vendor,
-            };
+            let subject = self.policy_subject(&user)?;
             for action in ALL_ACTIONS {
-                let targets: Vec<(&str, Resource)> = match action.target() {
-                    Target::System => vec![("system", Resource::System)],
-                    Target::Collection => {
-                        vec![("collection", Resource::Collection { name: collection.to_owned(), tier })]
-                    }
-                    Target::Record => ["own-department record", "other-department record"]
-                        .into_iter()
-                        .map(|on| {
-                            let department = if on.starts_with("own") {
-                                subject.department.clone()
-                            } else {
-                                format!("{}\u{0}other", subject.department)
-                            };
-                            let resource = Resource::Record {
-                                collection: collection.to_owned(),
-                                id: "dry-run".into(),
-                                tier,
-                                department,
-                                subject: String::new(),
-                            };
-                            (on, resource)
-                        })
-                        .collect(),
-                };
-                for (on, resource) in targets {
+                for (on, resource) in probes(action, collection, tier, &subject.department) {
                     let before = current.decide(&subject, action, &resource, &situation).allowed;
                     let after = proposed.decide(&subject, action, &resource, &situation).allowed;
                     if before != after {
                         changes.push(PolicyChange {
                             login: user.login.clone(),
-                            role,
+                            role: subject.role,
                             department: user.department.clone(),
                             action: action.as_str().into(),
                             on: on.into(),

@@ -245,7 +245,7 @@ pub struct UserSummary {
     pub pledge_signed_at: Option<OffsetDateTime>,
 }
 
-fn summary(u: UserRow, now: OffsetDateTime) -> Result<UserSummary> {
+pub(crate) fn summary(u: UserRow, now: OffsetDateTime) -> Result<UserSummary> {
     Ok(UserSummary {
         role: u.role.parse().map_err(VaultError::Integrity)?,
         id: u.id,

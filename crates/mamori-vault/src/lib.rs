@@ -11,6 +11,7 @@
 //! - Authorization is checked before existence, so a denied caller learns nothing — not even
 //!   whether a record exists.
 
+mod access_review;
 mod approvals;
 mod audit;
 mod auth;
@@ -22,6 +23,7 @@ mod import;
 mod keys;
 mod records;
 
+pub use access_review::{AccessEntry, CollectionRights, ReviewDecision};
 pub use approvals::{GrantInfo, MAX_BREAK_GLASS_MINUTES, PolicyChange, PolicyVersionInfo};
 pub use audit::{
     AuditEntry, AuditFilter, AuditHealth, AuditLog, AuditPage, AuditSettings, MAX_QUERY_LIMIT, MIN_RETENTION_DAYS,

@@ -9,7 +9,7 @@ use common::Fixture;
 use mamori_core::access::Role;
 use mamori_core::audit::AuditEvent;
 use mamori_core::schema::Tier;
-use mamori_vault::{NewUser, Principal, VaultError, View};
+use mamori_vault::{NewUser, Principal, ReviewDecision, VaultError, View};
 use std::collections::BTreeMap;
 
 fn person(name: &str, phone: &str, email: &str) -> BTreeMap<String, String> {
@@ -225,4 +225,47 @@ async fn policy_changes_need_a_second_administrator_and_a_dry_run_shows_them() {
     let versions = f.vault.list_policy_versions(&ops1).await.unwrap();
     let states: Vec<(u64, &str, bool)> = versions.iter().map(|v| (v.version, v.status.as_str(), v.active)).collect();
     assert_eq!(states, [(1, "approved", false), (2, "approved", true), (3, "pending", false)]);
+}
+
+#[tokio::test]
+async fn access_review_lists_effective_rights_and_revoking_disables_at_once() {
+    let f = Fixture::new().await;
+    let (staff, staff_token) =
+        f.user_with(NewUser { department: Some("sales".into()), ..NewUser::new("staff1", "s", Role::Staff) }).await;
+    let manager = member(&f, "mgr1", Role::Manager, "sales").await;
+    member(&f, "ops1", Role::SystemAdmin, "it").await;
+
+    assert!(matches!(f.vault.access_review(&staff).await, Err(VaultError::Forbidden)));
+    let review = f.vault.access_review(&manager).await.unwrap();
+    let entry = |login: &str| review.iter().find(|e| e.login == login).unwrap().clone();
+    let s = entry("staff1");
+    assert_eq!((s.department.as_deref(), s.clearance.as_str(), s.pledge_signed), (Some("sales"), "secret", true));
+    assert_eq!(s.system, ["collection.read"]);
+    let c = &s.collections[0];
+    assert_eq!((c.collection.as_str(), c.tier.as_str()), ("customers", "secret"));
+    assert_eq!(c.collection_wide, ["search"]);
+    assert_eq!(c.own_department, ["view_masked", "create", "update"]);
+    assert!(c.other_departments.is_empty());
+    let ops = entry("ops1");
+    assert!(ops.system.contains(&"user.manage".to_owned()) && ops.system.contains(&"policy.manage".to_owned()));
+    assert!(ops.collections.iter().all(|c| c.collection_wide.is_empty() && c.own_department.is_empty()));
+
+    assert!(matches!(
+        f.vault.review_access(&manager, "mgr1", ReviewDecision::Confirm).await,
+        Err(VaultError::Forbidden)
+    ));
+    assert!(matches!(
+        f.vault.review_access(&f.admin, "staff1", ReviewDecision::Confirm).await,
+        Err(VaultError::Forbidden)
+    ));
+    let confirmed = f.vault.review_access(&manager, "staff1", ReviewDecision::Confirm).await.unwrap();
+    assert!(!confirmed.disabled);
+    let s = f.vault.access_review(&manager).await.unwrap().into_iter().find(|e| e.login == "staff1").unwrap();
+    assert_eq!(s.reviewed_by, Some(manager.actor()));
+    assert!(s.reviewed_at.is_some());
+
+    let revoked = f.vault.review_access(&manager, "staff1", ReviewDecision::Revoke).await.unwrap();
+    assert!(revoked.disabled);
+    assert!(matches!(f.vault.authenticate(&staff_token, None).await, Err(VaultError::Unauthenticated)));
+    assert!(last_event(&f, "access.review").await.reason.unwrap().contains("revoked"));
 }

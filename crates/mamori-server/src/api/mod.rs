@@ -63,6 +63,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/policies/{version}/dry-run", get(dry_run_policy))
         .route("/api/v1/break-glass", get(list_break_glass).post(request_break_glass))
         .route("/api/v1/break-glass/{id}/{decision}", post(decide_break_glass))
+        .route("/api/v1/access-review", get(access_review))
+        .route("/api/v1/access-review/{login}", post(review_access))
 }
 
 pub(crate) async fn home() -> Html<&'static str> {

@@ -1,4 +1,5 @@
-//! Authorization policies (four-eyes versions, dry run) and break-glass grants.
+//! Authorization policies (four-eyes versions, dry run), break-glass grants and access
+//! reviews.
 
 use super::{Body, Caller};
 use crate::AppState;
@@ -6,7 +7,7 @@ use crate::problem::{ApiError, Problem};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use mamori_vault::{GrantInfo, PolicyChange, PolicyVersionInfo};
+use mamori_vault::{AccessEntry, GrantInfo, PolicyChange, PolicyVersionInfo, ReviewDecision, UserSummary};
 use serde::{Deserialize, Serialize};
 
 #[utoipa::path(get, path = "/api/v1/policies", tag = "policies", security(("bearer" = [])),
@@ -161,4 +162,33 @@ pub(crate) async fn decide_break_glass(
         _ => return Err(mamori_vault::VaultError::NotFound("decision").into()),
     };
     Ok(Json(grant))
+}
+
+/// Every account's effective rights under the policies in force, for periodic review.
+#[utoipa::path(get, path = "/api/v1/access-review", tag = "policies", security(("bearer" = [])),
+    responses((status = 200, body = Vec<AccessEntry>), (status = 403, body = Problem)))]
+pub(crate) async fn access_review(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<AccessEntry>>, ApiError> {
+    Ok(Json(state.vault.access_review(&caller.principal).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReviewRequest {
+    decision: ReviewDecision,
+}
+
+/// Confirms an account's rights, or revokes them (the account is disabled at once).
+#[utoipa::path(post, path = "/api/v1/access-review/{login}", tag = "policies", security(("bearer" = [])),
+    params(("login" = String, Path)), request_body = ReviewRequest,
+    responses((status = 200, body = UserSummary), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn review_access(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(login): Path<String>,
+    Body(req): Body<ReviewRequest>,
+) -> Result<Json<UserSummary>, ApiError> {
+    Ok(Json(state.vault.review_access(&caller.principal, &login, req.decision).await?))
 }

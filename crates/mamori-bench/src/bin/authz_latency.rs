@@ -1,0 +1,92 @@
+//! Authorization decision latency with the policy set cached (issue 5 goal: p99 < 50 µs).
+//!
+//! Times single decisions of the built-in policies, one by one, and prints percentiles next
+//! to a baseline measured in the same run: a SHA-256 of 64 bytes (the cheapest thing every
+//! request already does). Run with `cargo run --release -p mamori-bench --bin authz_latency`.
+
+use mamori_core::access::{Action, Role};
+use mamori_policy::{PolicyEngine, Principal, Resource, Situation};
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+const SAMPLES: usize = 200_000;
+
+fn percentiles(mut samples: Vec<Duration>) -> [Duration; 4] {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    [at(0.5), at(0.99), at(0.999), *samples.last().expect("samples")]
+}
+
+fn time_each(mut f: impl FnMut()) -> [Duration; 4] {
+    for _ in 0..10_000 {
+        f();
+    }
+    let mut samples = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let start = Instant::now();
+        f();
+        samples.push(start.elapsed());
+    }
+    percentiles(samples)
+}
+
+fn main() {
+    let engine = PolicyEngine::builtin(1);
+    let situation = Situation {
+        hour: 10,
+        weekday: 2,
+        source: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
+        mfa: true,
+        auth_age: 300,
+        break_glass: false,
+    };
+    let principal = |role: Role| Principal {
+        id: "user:0190c1d2-0000-7000-8000-000000000001".into(),
+        role,
+        department: "sales".into(),
+        clearance: 2,
+        training_valid: true,
+        pledge_signed: true,
+        vendor: false,
+    };
+    let record = |department: &str| Resource::Record {
+        collection: "customers".into(),
+        id: "0190c1d2-0000-7000-8000-0000000000aa".into(),
+        tier: 2,
+        department: department.into(),
+        subject: "C-000123".into(),
+    };
+    let cases: [(&str, Principal, Action, Resource); 4] = [
+        ("manager full view, own department (allow)", principal(Role::Manager), Action::ViewFull, record("sales")),
+        ("staff masked view, other department (deny)", principal(Role::Staff), Action::ViewMasked, record("hr")),
+        (
+            "system admin masked view (guardrail deny)",
+            principal(Role::SystemAdmin),
+            Action::ViewMasked,
+            record("sales"),
+        ),
+        ("auditor audit.read on system (allow)", principal(Role::Auditor), Action::AuditRead, Resource::System),
+    ];
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    let baseline = time_each(|| {
+        black_box(<sha2::Sha256 as sha2::Digest>::digest(black_box([7u8; 64])));
+    });
+    println!("{:<46} {:>9} {:>9} {:>9} {:>9}", "case (µs)", "p50", "p99", "p99.9", "max");
+    println!(
+        "{:<46} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+        "baseline: SHA-256 of 64 bytes",
+        micros(baseline[0]),
+        micros(baseline[1]),
+        micros(baseline[2]),
+        micros(baseline[3])
+    );
+    for (name, p, action, resource) in cases {
+        let expect = engine.decide(&p, action, &resource, &situation).allowed;
+        let [p50, p99, p999, max] = time_each(|| {
+            let d = engine.decide(black_box(&p), action, black_box(&resource), &situation);
+            assert_eq!(d.allowed, expect);
+        });
+        println!("{name:<46} {:>9.2} {:>9.2} {:>9.2} {:>9.2}", micros(p50), micros(p99), micros(p999), micros(max));
+    }
+}

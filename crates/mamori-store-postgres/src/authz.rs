@@ -5,7 +5,7 @@ use crate::PostgresStore;
 use crate::db::{execute, get, get_time, get_u32, get_u64, query, query_opt};
 use crate::error::pg;
 use mamori_core::ids::UserId;
-use mamori_store::{Decision, GrantRow, PolicyVersionRow, Result, StoreError, from_micros, to_micros};
+use mamori_store::{Decision, GrantChange, GrantRow, PolicyVersionRow, Result, StoreError, from_micros, to_micros};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
@@ -163,22 +163,14 @@ impl PostgresStore {
         query(&conn, &sql, &[&id]).await?.iter().map(grant_row).collect()
     }
 
-    pub(crate) async fn update_grant(
-        &self,
-        id: &str,
-        from: Decision,
-        to: Decision,
-        by: &str,
-        at: OffsetDateTime,
-        expires_at: Option<OffsetDateTime>,
-    ) -> Result<bool> {
+    pub(crate) async fn update_grant(&self, id: &str, c: &GrantChange) -> Result<bool> {
         let conn = self.conn().await?;
         let n = execute(
             &conn,
             "UPDATE break_glass_grants
              SET status = $3, decided_by = $4, decided_at = $5, expires_at = coalesce($6, expires_at)
              WHERE id = $1 AND status = $2",
-            &[&id, &from.as_str(), &to.as_str(), &by, &to_micros(at), &expires_at.map(to_micros)],
+            &[&id, &c.from.as_str(), &c.to.as_str(), &c.by, &to_micros(c.at), &c.expires_at.map(to_micros)],
         )
         .await?;
         Ok(n == 1)

@@ -283,16 +283,8 @@ impl Store for PostgresStore {
         self.grants(None).await
     }
 
-    async fn decide_grant(
-        &self,
-        id: &str,
-        from: Decision,
-        to: Decision,
-        by: &str,
-        at: OffsetDateTime,
-        expires_at: Option<OffsetDateTime>,
-    ) -> Result<bool> {
-        self.update_grant(id, from, to, by, at, expires_at).await
+    async fn decide_grant(&self, id: &str, change: &GrantChange) -> Result<bool> {
+        self.update_grant(id, change).await
     }
 
     async fn active_grants(&self, user: &UserId, collection: &str, now: OffsetDateTime) -> Result<Vec<GrantRow>> {

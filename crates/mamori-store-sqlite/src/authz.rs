@@ -173,23 +173,15 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn update_grant(
-        &self,
-        id: &str,
-        from: Decision,
-        to: Decision,
-        by: &str,
-        at: OffsetDateTime,
-        expires_at: Option<OffsetDateTime>,
-    ) -> Result<bool> {
-        let (id, by) = (id.to_owned(), by.to_owned());
+    pub(crate) async fn update_grant(&self, id: &str, change: &GrantChange) -> Result<bool> {
+        let (id, c) = (id.to_owned(), change.clone());
         self.write(move |tx| {
             let n = tx
                 .execute(
                     "UPDATE break_glass_grants
                      SET status = ?3, decided_by = ?4, decided_at = ?5, expires_at = coalesce(?6, expires_at)
                      WHERE id = ?1 AND status = ?2",
-                    params![id, from.as_str(), to.as_str(), by, to_micros(at), expires_at.map(to_micros)],
+                    params![id, c.from.as_str(), c.to.as_str(), c.by, to_micros(c.at), c.expires_at.map(to_micros)],
                 )
                 .map_err(map_err)?;
             Ok(n == 1)

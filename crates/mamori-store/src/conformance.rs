@@ -721,16 +721,18 @@ pub async fn break_glass_grants(store: Arc<dyn Store>) {
     store.create_grant(&grant("g1", "customers")).await.unwrap();
     store.create_grant(&grant("g2", "employees")).await.unwrap();
     assert!(store.active_grants(&user.id, "customers", t(10)).await.unwrap().is_empty(), "pending is not active");
-    assert!(
-        store.decide_grant("g1", Decision::Pending, Decision::Approved, "user:b", t(10), Some(t(3610))).await.unwrap()
-    );
-    assert!(!store.decide_grant("g1", Decision::Pending, Decision::Rejected, "user:b", t(11), None).await.unwrap());
+    let change = |from, to, by: &str, at, expires_at| GrantChange { from, to, by: by.into(), at, expires_at };
+    let approve = change(Decision::Pending, Decision::Approved, "user:b", t(10), Some(t(3610)));
+    assert!(store.decide_grant("g1", &approve).await.unwrap());
+    let reject = change(Decision::Pending, Decision::Rejected, "user:b", t(11), None);
+    assert!(!store.decide_grant("g1", &reject).await.unwrap());
     let active = store.active_grants(&user.id, "customers", t(20)).await.unwrap();
     assert_eq!(active.len(), 1);
     assert_eq!((active[0].expires_at, active[0].decided_by.as_deref()), (Some(t(3610)), Some("user:b")));
     assert!(store.active_grants(&user.id, "customers", t(3610)).await.unwrap().is_empty(), "expired");
     assert!(store.active_grants(&user.id, "employees", t(20)).await.unwrap().is_empty());
-    assert!(store.decide_grant("g1", Decision::Approved, Decision::Revoked, "user:c", t(30), None).await.unwrap());
+    let revoke = change(Decision::Approved, Decision::Revoked, "user:c", t(30), None);
+    assert!(store.decide_grant("g1", &revoke).await.unwrap());
     assert!(store.active_grants(&user.id, "customers", t(40)).await.unwrap().is_empty(), "revoked");
     let g1 = store.get_grant("g1").await.unwrap().unwrap();
     assert_eq!((g1.status, g1.expires_at, g1.reason.len()), (Decision::Revoked, Some(t(3610)), 40));

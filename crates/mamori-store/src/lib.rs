@@ -202,17 +202,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_grant(&self, id: &str) -> Result<Option<GrantRow>>;
     /// Every grant, newest first.
     async fn list_grants(&self) -> Result<Vec<GrantRow>>;
-    /// Moves a grant from `from` to `to` (approve, reject, revoke), recording who and when;
-    /// `expires_at` is set on approval. `false` when the grant was not in state `from`.
-    async fn decide_grant(
-        &self,
-        id: &str,
-        from: Decision,
-        to: Decision,
-        by: &str,
-        at: OffsetDateTime,
-        expires_at: Option<OffsetDateTime>,
-    ) -> Result<bool>;
+    /// Moves a grant from `change.from` to `change.to` (approve, reject, revoke), recording
+    /// who and when; `expires_at` is set on approval. `false` when the grant was not in
+    /// state `from`.
+    async fn decide_grant(&self, id: &str, change: &GrantChange) -> Result<bool>;
     /// Approved grants of `user` on `collection` that have not expired at `now`.
     async fn active_grants(&self, user: &UserId, collection: &str, now: OffsetDateTime) -> Result<Vec<GrantRow>>;
 }

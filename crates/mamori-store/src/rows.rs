@@ -364,6 +364,17 @@ impl Decision {
     }
 }
 
+/// A decision on a break-glass grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantChange {
+    pub from: Decision,
+    pub to: Decision,
+    pub by: String,
+    pub at: OffsetDateTime,
+    /// Set on approval.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
 /// A break-glass grant: time-boxed read access to one collection for one user, effective
 /// only once a second administrator approved it.
 #[derive(Clone, Debug, PartialEq, Eq)]

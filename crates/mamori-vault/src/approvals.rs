@@ -15,7 +15,7 @@ use crate::{Principal, Vault};
 use mamori_core::access::{ALL_ACTIONS, Action, Role, Target};
 use mamori_core::audit::Outcome;
 use mamori_policy::{PolicyEngine, Resource, Situation};
-use mamori_store::{Decision as State, GrantRow, PolicyVersionRow};
+use mamori_store::{Decision as State, GrantChange, GrantRow, PolicyVersionRow};
 use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr};
 use time::OffsetDateTime;
@@ -370,7 +370,8 @@ impl Vault {
         } else {
             (State::Rejected, None)
         };
-        if !self.store.decide_grant(id, State::Pending, to, &p.actor(), now, expires).await? {
+        let change = GrantChange { from: State::Pending, to, by: p.actor(), at: now, expires_at: expires };
+        if !self.store.decide_grant(id, &change).await? {
             return Err(VaultError::Conflict(format!("grant {id} is not pending")));
         }
         let mut e = self.event(p, action, Outcome::Success);
@@ -395,7 +396,14 @@ impl Vault {
         if p.actor() != grant.requested_by {
             self.authorize(p, Action::Approve, "break_glass.revoke", None).await?;
         }
-        if !self.store.decide_grant(id, State::Approved, State::Revoked, &p.actor(), self.clock.now(), None).await? {
+        let change = GrantChange {
+            from: State::Approved,
+            to: State::Revoked,
+            by: p.actor(),
+            at: self.clock.now(),
+            expires_at: None,
+        };
+        if !self.store.decide_grant(id, &change).await? {
             return Err(VaultError::Conflict(format!("grant {id} is not approved")));
         }
         let mut e = self.event(p, "break_glass.revoke", Outcome::Success);

@@ -53,6 +53,18 @@ pub enum PiCategory {
     Ordinary,
 }
 
+impl PiCategory {
+    /// The name policies use (`identifier`, `individual_code`, `sensitive`, `ordinary`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PiCategory::Identifier => "identifier",
+            PiCategory::IndividualCode => "individual_code",
+            PiCategory::Sensitive => "sensitive",
+            PiCategory::Ordinary => "ordinary",
+        }
+    }
+}
+
 /// Classification tier (機密区分) of a collection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -42,6 +42,14 @@ pub enum Resource {
         department: String,
         subject: String,
     },
+    /// One field of a record: `category` is its personal-information category.
+    Field {
+        collection: String,
+        tier: i64,
+        department: String,
+        category: String,
+        name: String,
+    },
 }
 
 /// The circumstances of the request.
@@ -110,6 +118,17 @@ impl Resource {
                 ]);
                 let entity = entity(record.clone(), attrs, HashSet::from([parent]))?;
                 Ok((record, vec![entity, parent_entity]))
+            }
+            Resource::Field { collection, tier, department, category, name } => {
+                let field = uid("Field", &format!("{collection}/{department}/{name}"))?;
+                let attrs = HashMap::from([
+                    ("collection".to_owned(), string(collection)),
+                    ("tier".to_owned(), RestrictedExpression::new_long(*tier)),
+                    ("department".to_owned(), string(department)),
+                    ("category".to_owned(), string(category)),
+                    ("name".to_owned(), string(name)),
+                ]);
+                Ok((field.clone(), vec![entity(field, attrs, HashSet::new())?]))
             }
         }
     }

@@ -126,6 +126,26 @@ fn decisions_name_the_deciding_policies() {
 }
 
 #[test]
+fn staff_see_no_sensitive_field_even_masked() {
+    let engine = PolicyEngine::builtin(1);
+    let field = |category: &str, department: &str| Resource::Field {
+        collection: "customers".into(),
+        tier: 2,
+        department: department.into(),
+        category: category.into(),
+        name: "f".into(),
+    };
+    let staff = principal(Role::Staff, 2, true);
+    let d = engine.decide(&staff, Action::ViewMasked, &field("sensitive", OWN), &situation(false));
+    assert_eq!(d, Decision { allowed: false, policies: vec!["staff.no-sensitive-fields".into()] });
+    assert!(engine.decide(&staff, Action::ViewMasked, &field("identifier", OWN), &situation(false)).allowed);
+    assert!(!engine.decide(&staff, Action::ViewMasked, &field("identifier", OTHER), &situation(false)).allowed);
+    let manager = principal(Role::Manager, 2, true);
+    assert!(engine.decide(&manager, Action::ViewFull, &field("sensitive", OWN), &situation(false)).allowed);
+    assert!(!engine.decide(&manager, Action::ViewFull, &field("sensitive", OTHER), &situation(false)).allowed);
+}
+
+#[test]
 fn break_glass_opens_reads_only() {
     let engine = PolicyEngine::builtin(1);
     let admin = principal(Role::SystemAdmin, 2, true);

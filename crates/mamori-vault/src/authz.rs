@@ -311,6 +311,38 @@ impl Vault {
         self.decide(p, action, &resource, Some(&state.row.name)).await
     }
 
+    /// Names of the fields `p` may see with `action` (a view) on records of `department`:
+    /// one decision per field name of any schema version, at that field's latest category.
+    pub(crate) async fn visible_fields(
+        &self,
+        p: &Principal,
+        action: Action,
+        state: &CollectionState,
+        department: &str,
+    ) -> Result<std::collections::HashSet<String>> {
+        let tier = state.current().tier.rank();
+        let mut categories: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+        for schema in state.schemas.values() {
+            for f in &schema.fields {
+                categories.insert(&f.name, f.category.as_str());
+            }
+        }
+        let mut visible = std::collections::HashSet::with_capacity(categories.len());
+        for (name, category) in categories {
+            let resource = Resource::Field {
+                collection: state.row.name.clone(),
+                tier,
+                department: department.to_owned(),
+                category: category.to_owned(),
+                name: name.to_owned(),
+            };
+            if self.decide(p, action, &resource, Some(&state.row.name)).await?.0.allowed {
+                visible.insert(name.to_owned());
+            }
+        }
+        Ok(visible)
+    }
+
     /// Authorizes a record action on a stored record. A denial is audited and answered like
     /// a record that does not exist.
     pub(crate) async fn authorize_record(

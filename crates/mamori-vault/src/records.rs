@@ -18,7 +18,7 @@ use mamori_core::value;
 use mamori_crypto::{DataKey, FieldAad, FieldCipher};
 use mamori_store::{IndexToken, RecordRow, SubjectKeyRow};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -315,12 +315,22 @@ impl Vault {
     /// Shapes a decrypted record for the caller. Masking follows the collection's *current*
     /// schema, so tightening a mask protects old records at once; in the masked view, fields
     /// the current schema no longer declares are left out.
-    fn present(state: &CollectionState, row: &RecordRow, mut values: Values, view: View) -> Result<RecordView> {
+    /// Only the fields in `visible` (what policies let the caller see) are shown.
+    fn present(
+        state: &CollectionState,
+        row: &RecordRow,
+        mut values: Values,
+        view: View,
+        visible: &HashSet<String>,
+    ) -> Result<RecordView> {
         let schema = state.schema(row.schema_version)?;
         let current = state.current();
         let mut fields = IndexMap::with_capacity(values.len());
         for f in &schema.fields {
             let Some(v) = values.remove(&f.name) else { continue };
+            if !visible.contains(&f.name) {
+                continue;
+            }
             let shown = match view {
                 View::Full => v,
                 View::Masked => match current.field(&f.name) {
@@ -384,7 +394,9 @@ impl Vault {
         };
         let access = self.authorize_record(p, view.action(), "record.read", &state, &row).await?;
         let (state, values, _) = self.open_row(&state, &row, key).await?;
-        let record = Self::present(&state, &row, values, view)?;
+        let department = row.department.clone().unwrap_or_default();
+        let visible = self.visible_fields(p, view.action(), &state, &department).await?;
+        let record = Self::present(&state, &row, values, view, &visible)?;
         let mut e = self.record_event(p, "record.read", &state, id, &row.subject);
         e.fields = record.fields.keys().cloned().collect();
         e.purpose = purpose;
@@ -473,6 +485,8 @@ impl Vault {
         let mut found = Vec::with_capacity(ids.len());
         let mut events = Vec::with_capacity(ids.len() + 1);
         let mut withheld = 0;
+        // Field decisions depend on the record's department only: made once per department.
+        let mut visible_by_department: HashMap<String, HashSet<String>> = HashMap::new();
         for id in ids {
             let Some((row, key)) = self.store.get_record_with_key(state.row.id, &id).await? else { continue };
             // Hits the caller may not see are left out silently: not even their number
@@ -483,7 +497,12 @@ impl Vault {
                 continue;
             }
             let (state, values, _) = self.open_row(&state, &row, key).await?;
-            let record = Self::present(&state, &row, values, view)?;
+            let department = row.department.clone().unwrap_or_default();
+            if !visible_by_department.contains_key(&department) {
+                let visible = self.visible_fields(p, view.action(), &state, &department).await?;
+                visible_by_department.insert(department.clone(), visible);
+            }
+            let record = Self::present(&state, &row, values, view, &visible_by_department[&department])?;
             let mut e = self.record_event(p, "record.read", &state, &id, &row.subject);
             e.fields = record.fields.keys().cloned().collect();
             e.purpose = purpose.clone();

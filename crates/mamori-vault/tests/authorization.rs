@@ -13,7 +13,7 @@ use mamori_vault::{NewUser, Principal, ReviewDecision, VaultError, View};
 use std::collections::BTreeMap;
 
 fn person(name: &str, phone: &str, email: &str) -> BTreeMap<String, String> {
-    [("name", name), ("birth_date", "1985-06-15"), ("phone", phone), ("email", email)]
+    [("name", name), ("birth_date", "1985-06-15"), ("phone", phone), ("email", email), ("medical_history", "花粉症")]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
@@ -52,6 +52,9 @@ async fn staff_see_their_own_department_only_and_learn_nothing_else() {
     let own = f.vault.get_record(&sales, "customers", &id, View::Masked, None).await.unwrap();
     assert_eq!(own.department.as_deref(), Some("sales"));
     assert_eq!(own.fields["phone"], "090-****-2222");
+    // 要配慮個人情報 is not shown to staff at all, not even masked.
+    assert!(!own.fields.contains_key("medical_history"), "{own:?}");
+    assert!(!last_event(&f, "record.read").await.fields.contains(&"medical_history".to_owned()));
     assert_eq!(last_event(&f, "record.read").await.policy.as_deref(), Some("staff.own-department"));
 
     // Another department: the same answer as for a record that does not exist.
@@ -95,11 +98,8 @@ async fn full_view_needs_training_pledge_and_clearance() {
         .create_record(&manager, "customers", None, &person("試験 花子", "090-1111-2222", "h@example.jp"))
         .await
         .unwrap();
-    assert_eq!(
-        f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap().fields["phone"],
-        "090-1111-2222"
-    );
-
+    let full = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap();
+    assert_eq!((full.fields["phone"].as_str(), full.fields["medical_history"].as_str()), ("090-1111-2222", "花粉症"));
     let lapsed = NewUser {
         department: Some("sales".into()),
         training_valid_until: Some(f.vault.now() - time::Duration::days(1)),

@@ -269,3 +269,40 @@ async fn access_review_lists_effective_rights_and_revoking_disables_at_once() {
     assert!(matches!(f.vault.authenticate(&staff_token, None).await, Err(VaultError::Unauthenticated)));
     assert!(last_event(&f, "access.review").await.reason.unwrap().contains("revoked"));
 }
+
+/// Allowed hours and source networks (issue 4 item 5) are policies like any other: here an
+/// approved version forbids content outside 08:00–20:00 JST and from outside 10.0.0.0/8.
+#[tokio::test]
+async fn office_hours_and_networks_are_policies() {
+    use mamori_core::clock::ManualClock;
+    // 2026-12-07 10:00 JST (a Monday), as UTC.
+    let start = time::macros::datetime!(2026-12-07 01:00 UTC);
+    let clock = std::sync::Arc::new(ManualClock::new(start));
+    let f = Fixture::build(mamori_vault::VaultConfig::default(), clock.clone()).await;
+    let manager = member(&f, "mgr1", Role::Manager, "sales").await;
+    let ops1 = member(&f, "ops1", Role::SystemAdmin, "it").await;
+    let ops2 = member(&f, "ops2", Role::SystemAdmin, "it").await;
+    let id = f
+        .vault
+        .create_record(&manager, "customers", None, &person("試験 花子", "090-1111-2222", "h@example.jp"))
+        .await
+        .unwrap();
+
+    let (_, text) = f.vault.policy_version(&ops1, None).await.unwrap();
+    let rule = r#"
+@id("office-hours-and-network")
+forbid (principal, action in [Mamori::Action::"read_content", Mamori::Action::"write_content"], resource)
+unless { context.hour >= 8 && context.hour < 20 && context.source.isInRange(ip("10.0.0.0/8")) };
+"#;
+    let v = f.vault.propose_policy(&ops1, &format!("{text}{rule}"), "office hours, office network").await.unwrap();
+    f.vault.decide_policy(&ops2, v.version, true).await.unwrap();
+
+    let from = |source: &str| Principal { source: Some(source.into()), ..manager.clone() };
+    assert!(f.vault.get_record(&from("10.1.2.3"), "customers", &id, View::Masked, None).await.is_ok());
+    let err = f.vault.get_record(&from("203.0.113.9"), "customers", &id, View::Masked, None).await.unwrap_err();
+    assert!(matches!(err, VaultError::Forbidden), "{err:?}");
+    assert_eq!(last_event(&f, "record.read").await.policy.as_deref(), Some("office-hours-and-network"));
+    clock.advance(time::Duration::hours(11)); // 21:00 JST
+    let err = f.vault.get_record(&from("10.1.2.3"), "customers", &id, View::Masked, None).await.unwrap_err();
+    assert!(matches!(err, VaultError::Forbidden), "{err:?}");
+}

@@ -55,7 +55,7 @@ impl Fixture {
             password: Some(SecretString::new(PASSWORD.into())),
             must_change_password: false,
             // Trained and pledged, as everyone who handles personal data must be.
-            training_valid_until: new.training_valid_until.or(Some(SystemClock.now() + time::Duration::days(365))),
+            training_valid_until: new.training_valid_until.or(Some(self.vault.now() + time::Duration::days(365))),
             pledge_signed: true,
             ..new
         };
@@ -68,7 +68,7 @@ impl Fixture {
             let setup = self.vault.authenticate(&out.token, None).await.unwrap();
             let enrolment = self.vault.begin_totp_enrolment(&setup).await.unwrap();
             let secret = TotpSecret::from_base32(enrolment.secret_base32.expose()).unwrap();
-            let now = SystemClock.now().unix_timestamp() as u64;
+            let now = self.vault.now().unix_timestamp() as u64;
             let code = SecretString::new(secret.current_code(now));
             self.vault.confirm_totp_enrolment(&setup, &enrolment.enrolment, &code).await.unwrap();
             let next = SecretString::new(secret.current_code(now + 30));

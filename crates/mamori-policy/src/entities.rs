@@ -5,9 +5,11 @@
 use crate::{PolicyError, Result};
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use mamori_core::access::Role;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 /// Who asks: the account's attributes as policies see them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,10 +68,20 @@ pub struct Situation {
     pub break_glass: bool,
 }
 
+/// Entity type names, parsed once (parsing one costs more than the rest of a uid).
+fn type_name(kind: &str) -> Result<EntityTypeName> {
+    static NAMES: OnceLock<HashMap<&'static str, EntityTypeName>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        ["Role", "User", "Collection", "Record", "Field", "System", "Action"]
+            .into_iter()
+            .map(|k| (k, EntityTypeName::from_str(&format!("Mamori::{k}")).expect("a valid type name")))
+            .collect()
+    });
+    names.get(kind).cloned().ok_or_else(|| PolicyError::Request(format!("unknown entity type {kind}")))
+}
+
 pub(crate) fn uid(kind: &str, id: &str) -> Result<EntityUid> {
-    let type_name =
-        EntityTypeName::from_str(&format!("Mamori::{kind}")).map_err(|e| PolicyError::Request(e.to_string()))?;
-    Ok(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
+    Ok(EntityUid::from_type_name_and_id(type_name(kind)?, EntityId::new(id)))
 }
 
 fn entity(uid: EntityUid, attrs: HashMap<String, RestrictedExpression>, parents: HashSet<EntityUid>) -> Result<Entity> {
@@ -141,8 +153,26 @@ fn collection_entity(name: &str, tier: i64) -> Result<(EntityUid, Entity)> {
     Ok((collection.clone(), entity(collection, attrs, HashSet::new())?))
 }
 
+thread_local! {
+    /// The context last built on this thread. One request asks several questions in one
+    /// situation (the collection, the record, its fields), and building a Cedar context —
+    /// the source address above all — costs more than deciding.
+    static LAST_CONTEXT: RefCell<Option<(Situation, Context)>> = const { RefCell::new(None) };
+}
+
 impl Situation {
     pub(crate) fn context(&self) -> Result<Context> {
+        if let Some(context) = LAST_CONTEXT.with_borrow(|last| {
+            last.as_ref().filter(|(situation, _)| situation == self).map(|(_, context)| context.clone())
+        }) {
+            return Ok(context);
+        }
+        let context = self.build_context()?;
+        LAST_CONTEXT.with_borrow_mut(|last| *last = Some((self.clone(), context.clone())));
+        Ok(context)
+    }
+
+    fn build_context(&self) -> Result<Context> {
         Context::from_pairs([
             ("hour".to_owned(), RestrictedExpression::new_long(self.hour)),
             ("weekday".to_owned(), RestrictedExpression::new_long(self.weekday)),

@@ -70,14 +70,18 @@ impl Decision {
     }
 }
 
-/// The action entities of the schema, which carry the action groups (`read_content`, …):
-/// without them `action in [read_content]` would match nothing and a guardrail written that
-/// way would never fire.
-fn action_entities() -> &'static [cedar_policy::Entity] {
-    static ACTIONS: OnceLock<Vec<cedar_policy::Entity>> = OnceLock::new();
-    ACTIONS.get_or_init(|| {
-        schema().action_entities().expect("the schema's action entities are well formed").into_iter().collect()
-    })
+/// The action entity of each action as the schema declares it, with its groups
+/// (`read_content`, …) as parents: without them `action in [read_content]` would match
+/// nothing and a guardrail written that way would never fire. Only the requested action's
+/// entity goes into a request (copying all of them cost more than the decision itself).
+fn action_entity(action: Action) -> Option<&'static cedar_policy::Entity> {
+    static ACTIONS: OnceLock<std::collections::HashMap<String, cedar_policy::Entity>> = OnceLock::new();
+    ACTIONS
+        .get_or_init(|| {
+            let all = schema().action_entities().expect("the schema's action entities are well formed");
+            all.into_iter().map(|e| (e.uid().id().unescaped().to_owned(), e)).collect()
+        })
+        .get(action.as_str())
 }
 
 fn schema() -> &'static Schema {
@@ -165,8 +169,9 @@ impl PolicyEngine {
     ) -> Result<Decision> {
         let (principal_uid, principal_entities) = principal.entities()?;
         let (resource_uid, resource_entities) = resource.entities()?;
+        let action_entity = action_entity(action).ok_or_else(|| PolicyError::Request(format!("no action {action}")))?;
         let entities = Entities::from_entities(
-            action_entities().iter().cloned().chain(principal_entities).chain(resource_entities),
+            std::iter::once(action_entity.clone()).chain(principal_entities).chain(resource_entities),
             None,
         )
         .map_err(|e| PolicyError::Request(e.to_string()))?;

@@ -1,7 +1,8 @@
 //! The command-line interface. Commands that only administer (init, collections, keys,
 //! users) act as the local operator; commands that touch record content (import, record,
 //! search, subject erase) act as a user, who logs in with `--login` and `MAMORI_PASSWORD` or
-//! a prompt — whoever runs the CLI gets no more rights than their account has.
+//! a prompt (plus `MAMORI_TOTP` or a prompt where a second factor applies) — whoever runs the
+//! CLI gets no more rights than their account has.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -132,6 +133,9 @@ pub enum Command {
         #[command(flatten)]
         user: LoginArgs,
     },
+    /// Your own second factor (TOTP).
+    #[command(subcommand)]
+    Mfa(MfaCommand),
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -349,6 +353,17 @@ pub enum UsersCommand {
     Activate {
         /// The account to activate.
         account: String,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MfaCommand {
+    /// Enrol an authenticator app: prints a new secret and otpauth:// URI, reads the first
+    /// code from stdin (or a hidden prompt), then prints one-time recovery codes. Works from
+    /// the setup session of an account that must use a second factor.
+    Enrol {
         #[command(flatten)]
         user: LoginArgs,
     },

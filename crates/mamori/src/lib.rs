@@ -3,6 +3,8 @@
 
 pub mod cli;
 mod commands;
+mod input;
+mod login;
 mod open;
 mod output;
 pub mod settings;

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use mamori_core::clock::SystemClock;
 use mamori_crypto::{AuditSigningKey, MasterKey, SecretString};
 use mamori_store::Store;
-use mamori_vault::{Principal, Vault};
+use mamori_vault::Vault;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -144,23 +144,4 @@ pub async fn open_vault(settings: &Settings) -> anyhow::Result<Arc<Vault>> {
     let mut config = settings.vault_config();
     config.audit.signing_key = Some(Arc::new(key));
     Ok(Vault::open(store, &master, Arc::new(SystemClock), config).await?)
-}
-
-pub fn operator() -> Principal {
-    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
-    Principal::operator(&user)
-}
-
-/// Logs in as a user for a content command: password from `MAMORI_PASSWORD` or a prompt.
-pub async fn user_principal(vault: &Vault, login: &str) -> anyhow::Result<(Principal, mamori_crypto::SessionToken)> {
-    let password = match std::env::var("MAMORI_PASSWORD") {
-        Ok(p) => SecretString::new(p),
-        Err(_) => SecretString::new(rpassword::prompt_password(format!("password for {login}: "))?),
-    };
-    let out = vault.login(login, &password, Some("cli".into())).await.context("login failed")?;
-    if out.password_change_required {
-        bail!("the password of `{login}` must be changed first (POST /api/v1/auth/password)");
-    }
-    let principal = vault.authenticate(&out.token, Some("cli".into())).await?;
-    Ok((principal, out.token))
 }

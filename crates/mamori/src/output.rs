@@ -1,6 +1,8 @@
 //! Text and JSON output for commands.
 
 use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(value)?);
@@ -27,4 +29,9 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
+}
+
+/// A time for a table cell: RFC 3339 to the second.
+pub fn timestamp(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
 }

@@ -1,5 +1,6 @@
 use crate::cli::{CollectionCommand, KeysCommand, UsersCommand};
-use crate::open::{open_vault, operator, write_key_file};
+use crate::login::{Session, operator};
+use crate::open::{open_vault, write_key_file};
 use crate::output;
 use crate::settings::Settings;
 use anyhow::Context;
@@ -211,9 +212,9 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
             println!("enabled `{login}`");
         }
         UsersCommand::Activate { account, user } => {
-            let (officer, token) = crate::open::user_principal(&vault, &user.login).await?;
-            let result = vault.activate_user(&officer, &account).await;
-            vault.logout(&officer, &token).await?;
+            let officer = Session::user(&vault, &user.login).await?;
+            let result = vault.activate_user(officer.principal(), &account).await;
+            officer.end(&vault).await?;
             let password = result?;
             if json {
                 output::json(&serde_json::json!({"login": account, "one_time_password": password.expose()}))?;
@@ -225,24 +226,6 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn secret_from(var: &str, prompt: &str) -> anyhow::Result<mamori_crypto::SecretString> {
-    Ok(mamori_crypto::SecretString::new(match std::env::var(var) {
-        Ok(v) => v,
-        Err(_) => rpassword::prompt_password(prompt)?,
-    }))
-}
-
-pub async fn passwd(settings: &Settings, login: &str) -> anyhow::Result<ExitCode> {
-    let vault = open_vault(settings).await?;
-    let current = secret_from("MAMORI_PASSWORD", &format!("current password for {login}: "))?;
-    let new = secret_from("MAMORI_NEW_PASSWORD", "new password: ")?;
-    let out = vault.login(login, &current, Some("cli".into())).await.context("login failed")?;
-    let p = vault.authenticate(&out.token, Some("cli".into())).await?;
-    vault.change_password(&p, &current, &new).await?;
-    println!("password of `{login}` changed; all of its sessions have ended");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,7 +2,8 @@
 //! review act as a user (an auditor or privacy officer), whose search is itself audited.
 
 use crate::cli::{AuditCommand, AuditQueryArgs};
-use crate::open::{load_signing_key, open_store, open_vault, operator, user_principal};
+use crate::login::{Session, operator};
+use crate::open::{load_signing_key, open_store, open_vault};
 use crate::output;
 use crate::settings::Settings;
 use anyhow::{Context, bail};
@@ -33,9 +34,9 @@ pub async fn run(settings: &Settings, command: AuditCommand, json: bool) -> anyh
         AuditCommand::Query(args) => query(settings, *args, json).await,
         AuditCommand::Review { up_to, note, user } => {
             let vault = open_vault(settings).await?;
-            let (reviewer, token) = user_principal(&vault, &user.login).await?;
-            let result = vault.review_audit(&reviewer, up_to, &note).await;
-            vault.logout(&reviewer, &token).await?;
+            let reviewer = Session::user(&vault, &user.login).await?;
+            let result = vault.review_audit(reviewer.principal(), up_to, &note).await;
+            reviewer.end(&vault).await?;
             let mark = result?;
             if json {
                 output::json(&mark)?;
@@ -180,12 +181,13 @@ async fn query(settings: &Settings, args: AuditQueryArgs, json: bool) -> anyhow:
         limit: Some(args.limit),
     };
     let vault = open_vault(settings).await?;
-    let (p, token) = user_principal(&vault, &args.user.login).await?;
+    let session = Session::user(&vault, &args.user.login).await?;
+    let p = session.principal();
     let mut entries = Vec::new();
     let mut last_review = None;
     let result = async {
         loop {
-            let page = vault.query_audit(&p, &filter).await?;
+            let page = vault.query_audit(p, &filter).await?;
             entries.extend(page.events);
             last_review = last_review.take().or(page.last_review);
             match page.next_after_seq {
@@ -195,7 +197,7 @@ async fn query(settings: &Settings, args: AuditQueryArgs, json: bool) -> anyhow:
         }
     }
     .await;
-    vault.logout(&p, &token).await?;
+    session.end(&vault).await?;
     result?;
     match format {
         Format::Jsonl => {
@@ -250,10 +252,9 @@ fn detail(e: &AuditEntry) -> String {
 
 fn table_row(e: &AuditEntry) -> Vec<String> {
     let ev = &e.event;
-    let at = ev.at.replace_nanosecond(0).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default();
     vec![
         e.seq.to_string(),
-        at,
+        output::timestamp(ev.at),
         actor(e),
         ev.action.clone(),
         ev.outcome.as_str().to_owned(),

@@ -1,6 +1,7 @@
 use super::records::import_progress;
 use super::serve::{bind, run_server};
-use crate::open::{DB_FILE, create_signing_key, open_store, operator, write_key_file};
+use crate::login::operator;
+use crate::open::{DB_FILE, create_signing_key, open_store, write_key_file};
 use crate::output;
 use crate::settings::Settings;
 use mamori_core::access::{ALL_ROLES, Role};

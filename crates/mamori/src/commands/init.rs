@@ -1,4 +1,5 @@
-use crate::open::{DB_FILE, create_private_dir, create_signing_key, open_store, operator, write_key_file};
+use crate::login::operator;
+use crate::open::{DB_FILE, create_private_dir, create_signing_key, open_store, write_key_file};
 use crate::output;
 use crate::settings::Settings;
 use anyhow::{Context, bail};

@@ -1,3 +1,4 @@
+mod account;
 mod admin;
 mod audit;
 mod demo;
@@ -5,7 +6,7 @@ mod init;
 mod records;
 mod serve;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, MfaCommand};
 use crate::settings::Settings;
 use std::process::ExitCode;
 
@@ -37,13 +38,14 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
         Command::Record(r) => records::record(&settings, r, json).await,
         Command::Search { collection, field, value, view, user } => {
             let value = match value {
-                Some(v) => v,
+                Some(v) => mamori_crypto::SecretString::new(v),
                 None => records::read_search_value()?,
             };
-            records::search(&settings, &collection, &field, &value, &view, &user.login, json).await
+            records::search(&settings, &collection, &field, value.expose(), &view, &user.login, json).await
         }
         Command::Subject(s) => records::subject(&settings, s, json).await,
-        Command::Passwd { user } => admin::passwd(&settings, &user.login).await,
+        Command::Passwd { user } => account::passwd(&settings, &user.login).await,
+        Command::Mfa(MfaCommand::Enrol { user }) => account::enrol(&settings, &user.login, json).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
     }
 }

@@ -1,5 +1,6 @@
 use crate::cli::{RecordCommand, SubjectCommand, ViewArgs};
-use crate::open::{open_vault, user_principal};
+use crate::login::Session;
+use crate::open::open_vault;
 use crate::output;
 use crate::settings::Settings;
 use anyhow::Context;
@@ -40,11 +41,11 @@ pub async fn import(
 ) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(file.is_file(), "{} is not a readable file", file.display());
     let vault = open_vault(settings).await?;
-    let (p, token) = user_principal(&vault, login).await?;
+    let session = Session::user(&vault, login).await?;
     let (progress, bar) = import_progress(!json);
-    let result = vault.import_csv(&p, collection, Arc::new(file), progress).await;
+    let result = vault.import_csv(session.principal(), collection, Arc::new(file), progress).await;
     bar.finish_and_clear();
-    vault.logout(&p, &token).await?;
+    session.end(&vault).await?;
     match result {
         Ok(report) => {
             if json {
@@ -94,16 +95,9 @@ fn print_records(records: &[RecordView], json: bool) -> anyhow::Result<()> {
 }
 
 /// Reads the searched value from stdin, or from a hidden prompt on a terminal.
-pub fn read_search_value() -> anyhow::Result<String> {
-    use std::io::IsTerminal;
-    let value = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("value to search: ")?
-    } else {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
-        line.trim_end_matches(['\r', '\n']).to_owned()
-    };
-    anyhow::ensure!(!value.trim().is_empty(), "no value to search for");
+pub fn read_search_value() -> anyhow::Result<mamori_crypto::SecretString> {
+    let value = crate::input::line("value to search: ")?;
+    anyhow::ensure!(!value.expose().trim().is_empty(), "no value to search for");
     Ok(value)
 }
 
@@ -115,9 +109,9 @@ pub async fn record(settings: &Settings, command: RecordCommand, json: bool) -> 
     let RecordCommand::Get { collection, id, view: shown, user } = command;
     let id = id.parse().context("the record id must be a UUID")?;
     let vault = open_vault(settings).await?;
-    let (p, token) = user_principal(&vault, &user.login).await?;
-    let result = vault.get_record(&p, &collection, &id, view(&shown), shown.purpose.as_deref()).await;
-    vault.logout(&p, &token).await?;
+    let session = Session::user(&vault, &user.login).await?;
+    let result = vault.get_record(session.principal(), &collection, &id, view(&shown), shown.purpose.as_deref()).await;
+    session.end(&vault).await?;
     print_records(&[result?], json)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -132,9 +126,10 @@ pub async fn search(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let vault = open_vault(settings).await?;
-    let (p, token) = user_principal(&vault, login).await?;
-    let result = vault.search(&p, collection, field, value, view(shown), shown.purpose.as_deref()).await;
-    vault.logout(&p, &token).await?;
+    let session = Session::user(&vault, login).await?;
+    let result =
+        vault.search(session.principal(), collection, field, value, view(shown), shown.purpose.as_deref()).await;
+    session.end(&vault).await?;
     let records = result?;
     if !json {
         println!("{} record(s)", records.len());
@@ -147,9 +142,9 @@ pub async fn subject(settings: &Settings, command: SubjectCommand, json: bool) -
     let SubjectCommand::Erase { subject_id, user } = command;
     let subject = SubjectId::new(&subject_id)?;
     let vault = open_vault(settings).await?;
-    let (p, token) = user_principal(&vault, &user.login).await?;
-    let result = vault.erase_subject(&p, &subject).await;
-    vault.logout(&p, &token).await?;
+    let session = Session::user(&vault, &user.login).await?;
+    let result = vault.erase_subject(session.principal(), &subject).await;
+    session.end(&vault).await?;
     let cert = result?;
     if json {
         output::json(&cert)?;

@@ -2,7 +2,9 @@
 //! users) act as the local operator; commands that touch record content (import, record,
 //! search, subject erase) act as a user, who logs in with `--login` and `MAMORI_PASSWORD` or
 //! a prompt (plus `MAMORI_TOTP` or a prompt where a second factor applies) — whoever runs the
-//! CLI gets no more rights than their account has.
+//! CLI gets no more rights than their account has. Policy commands act as the operator unless
+//! `--login` is given; decisions (approve, reject) need a login, since the vault never lets
+//! the operator decide (four-eyes).
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -40,6 +42,15 @@ pub struct LoginArgs {
     /// Account to act as; the password comes from MAMORI_PASSWORD or a prompt.
     #[arg(long, env = "MAMORI_LOGIN")]
     pub login: String,
+}
+
+/// For commands the local operator may run too: `--login` acts as that account instead.
+#[derive(Args, Debug, Clone)]
+pub struct ActorArgs {
+    /// Act as this account instead of the local operator (password: MAMORI_PASSWORD or a
+    /// prompt; one-time code: MAMORI_TOTP or a prompt). Approving and rejecting need it.
+    #[arg(long, env = "MAMORI_LOGIN")]
+    pub login: Option<String>,
 }
 
 /// How much of a record to show, for the commands that show records.
@@ -136,6 +147,12 @@ pub enum Command {
     /// Your own second factor (TOTP).
     #[command(subcommand)]
     Mfa(MfaCommand),
+    /// Authorization policies (Cedar): versions, proposals, dry runs and four-eyes approval.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Time-boxed emergency read access beyond one's policies, approved by a second person.
+    #[command(subcommand)]
+    BreakGlass(BreakGlassCommand),
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -364,6 +381,101 @@ pub enum MfaCommand {
     /// code from stdin (or a hidden prompt), then prints one-time recovery codes. Works from
     /// the setup session of an account that must use a second factor.
     Enrol {
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Every policy version: status, the one in force (*), who proposed and decided it.
+    List {
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Print a version's Cedar text to stdout (the version in force by default).
+    Show {
+        #[arg(long)]
+        version: Option<u64>,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Propose the policies in a Cedar file as a new version. It must compile (every policy
+    /// with a unique @id) and takes effect only when another person approves it.
+    Propose {
+        file: PathBuf,
+        /// Why the change is made (1–500 characters; ids and rules, no personal data).
+        #[arg(long)]
+        summary: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Who would gain or lose which right on a collection under a version (nothing changes).
+    DryRun {
+        version: u64,
+        #[arg(long)]
+        collection: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Put a proposed version into force: a logged-in account other than the proposer.
+    Approve {
+        version: u64,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Reject a proposed version: a logged-in account other than the proposer.
+    Reject {
+        version: u64,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BreakGlassCommand {
+    /// Ask for read access to a collection for a few minutes. The reason (10–1000 characters)
+    /// is read from stdin or --reason-file, never from the command line, where `ps` would
+    /// show it. Nothing opens until another person approves.
+    Request {
+        #[arg(long)]
+        collection: String,
+        /// How long the access lasts once approved (at most 240 minutes).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(mamori_vault::MAX_BREAK_GLASS_MINUTES)))]
+        minutes: u32,
+        /// Read the reason from this file instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        reason_file: Option<PathBuf>,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// Approve a pending request: the access opens now for its minutes.
+    Approve {
+        id: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Reject a pending request.
+    Reject {
+        id: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// End an approved grant early (its requester, or anyone with the approve right).
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// Grants, newest first (approvers and auditors see all, others their own); reasons only
+    /// with --json.
+    List {
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// One grant with its reason.
+    Show {
+        id: String,
         #[command(flatten)]
         user: LoginArgs,
     },

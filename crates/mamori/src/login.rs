@@ -36,6 +36,10 @@ pub struct Session {
 }
 
 impl Session {
+    pub fn operator() -> Self {
+        Self { principal: operator(), token: None, password_change: false, mfa_enrolment: false }
+    }
+
     /// A full session of `login`; an account that must first change its password or enrol a
     /// second factor is told how, and nothing else happens.
     pub async fn user(vault: &Vault, login: &str) -> anyhow::Result<Self> {
@@ -55,6 +59,14 @@ impl Session {
             bail!(problem);
         }
         Ok(session)
+    }
+
+    /// `login` as a user when given, else the local operator.
+    pub async fn user_or_operator(vault: &Vault, login: Option<&str>) -> anyhow::Result<Self> {
+        match login {
+            Some(login) => Self::user(vault, login).await,
+            None => Ok(Self::operator()),
+        }
     }
 
     /// Any session of `login`, a setup session included (for changing the password and
@@ -82,6 +94,22 @@ impl Session {
 
     pub fn principal(&self) -> &Principal {
         &self.principal
+    }
+
+    pub fn is_operator(&self) -> bool {
+        self.token.is_none()
+    }
+
+    /// Runs `f` as this session's principal, then ends the session whatever `f` returned. The
+    /// vault's own error is handed back as it is, for the caller to explain.
+    pub async fn act<T>(
+        self,
+        vault: &Vault,
+        f: impl AsyncFnOnce(&Principal) -> mamori_vault::Result<T>,
+    ) -> anyhow::Result<mamori_vault::Result<T>> {
+        let result = f(&self.principal).await;
+        self.end(vault).await?;
+        Ok(result)
     }
 
     /// Logs a user out (and records it); nothing to do for the operator.

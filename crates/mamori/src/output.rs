@@ -35,3 +35,8 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 pub fn timestamp(t: OffsetDateTime) -> String {
     t.replace_nanosecond(0).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
 }
+
+/// An optional time for a table cell (empty when absent).
+pub fn maybe_timestamp(t: Option<OffsetDateTime>) -> String {
+    t.map(timestamp).unwrap_or_default()
+}

@@ -1,8 +1,10 @@
 mod account;
 mod admin;
 mod audit;
+mod break_glass;
 mod demo;
 mod init;
+mod policy;
 mod records;
 mod serve;
 
@@ -46,6 +48,8 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
         Command::Subject(s) => records::subject(&settings, s, json).await,
         Command::Passwd { user } => account::passwd(&settings, &user.login).await,
         Command::Mfa(MfaCommand::Enrol { user }) => account::enrol(&settings, &user.login, json).await,
+        Command::Policy(p) => policy::run(&settings, p, json).await,
+        Command::BreakGlass(b) => break_glass::run(&settings, b, json).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
     }
 }

@@ -1,6 +1,9 @@
 //! The `mamori` binary as an operator uses it: real processes, a real data directory.
 
+use mamori_core::clock::{Clock as _, SystemClock};
+use mamori_crypto::TotpSecret;
 use serde_json::Value;
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -400,4 +403,275 @@ fn serve_needs_tls_off_loopback() {
     let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(term.success());
     assert!(child.wait().unwrap().success());
+}
+
+/// An authenticator app for a test account. The vault accepts the code of the current
+/// 30-second step or one step either side, each step once per account; this hands out the
+/// next unused step still accepted, and waits for the clock when none is left.
+struct Authenticator {
+    secret: TotpSecret,
+    last_step: Option<u64>,
+}
+
+impl Authenticator {
+    fn next_code(&mut self) -> String {
+        loop {
+            let now = SystemClock.now().unix_timestamp() as u64;
+            let current = now / 30;
+            // The previous step only early in the current one: it must still be accepted when
+            // the command, started after this, checks it.
+            let earliest = if now % 30 < 20 { current - 1 } else { current };
+            let step = self.last_step.map_or(earliest, |last| (last + 1).max(earliest));
+            if step <= current + 1 {
+                self.last_step = Some(step);
+                return self.secret.current_code(step * 30);
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// `cmd` as the account's owner: password and the next one-time code.
+    fn login<'a>(&mut self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("MAMORI_PASSWORD", PASSWORD).env("MAMORI_TOTP", self.next_code())
+    }
+}
+
+/// A system administrator created by the operator, with its one-time password changed (its
+/// second factor is not enrolled yet).
+fn create_system_admin(dir: &Path, login: &str) {
+    let created: Value = serde_json::from_str(&ok(mamori(dir).args([
+        "--json",
+        "users",
+        "create",
+        "--login",
+        login,
+        "--name",
+        "システム管理者",
+        "--role",
+        "system_admin",
+    ])))
+    .unwrap();
+    let otp = created["one_time_password"].as_str().unwrap();
+    ok(mamori(dir).args(["passwd", "--login", login]).env("MAMORI_PASSWORD", otp).env("MAMORI_NEW_PASSWORD", PASSWORD));
+}
+
+/// `mamori mfa enrol` as a person does it: read the secret, type the first code.
+fn enrol(dir: &Path, login: &str) -> Authenticator {
+    let mut child = mamori(dir)
+        .args(["--json", "mfa", "enrol", "--login", login])
+        .env("MAMORI_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let shown: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert!(shown["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"), "{shown}");
+    let mut app =
+        Authenticator { secret: TotpSecret::from_base32(shown["secret"].as_str().unwrap()).unwrap(), last_step: None };
+    writeln!(child.stdin.take().unwrap(), "{}", app.next_code()).unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "enrol {login}: {}", String::from_utf8_lossy(&out.stderr));
+    let done: Value = serde_json::from_str(rest.trim()).unwrap();
+    assert_eq!(done["recovery_codes"].as_array().unwrap().len(), 10, "{done}");
+    app
+}
+
+/// A system administrator ready to act: created, password changed, authenticator enrolled.
+fn system_admin(dir: &Path, login: &str) -> Authenticator {
+    create_system_admin(dir, login);
+    enrol(dir, login)
+}
+
+fn json(out: String) -> Value {
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn failure(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(!out.status.success(), "{cmd:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Four-eyes on the policies (004-V-1-22-a): the operator reads the policies in force and
+/// proposes a change from a file, dry-runs it, and cannot approve it; a logged-in system
+/// administrator (with TOTP) approves it, and it is in force. A proposer cannot approve
+/// their own proposal.
+#[test]
+fn policy_change_needs_a_second_administrator() {
+    let (dir, _) = installation();
+    let d = dir.path();
+    let text = ok(mamori(d).args(["policy", "show"]));
+    assert!(text.contains(r#"@id("staff.search")"#), "{text}");
+    let active = json(ok(mamori(d).args(["--json", "policy", "show"])));
+    assert_eq!(active["version"], 1);
+    assert_eq!(active["active"], true);
+    assert_eq!(active["policies"].as_str().unwrap(), text, "stdout holds the text alone");
+
+    // Managers may no longer export.
+    let before = r#"action in [Mamori::Action::"search", Mamori::Action::"export"],"#;
+    assert!(text.contains(before));
+    let file = d.join("policies-v2.cedar");
+    std::fs::write(&file, text.replace(before, r#"action == Mamori::Action::"search","#)).unwrap();
+    let proposed = json(ok(mamori(d)
+        .args(["--json", "policy", "propose"])
+        .arg(&file)
+        .args(["--summary", "managers no longer export"])));
+    assert_eq!(proposed["version"], 2);
+    assert_eq!(proposed["base_version"], 1);
+    assert_eq!(proposed["status"], "pending");
+    assert_eq!(proposed["active"], false);
+
+    let changes = json(ok(mamori(d).args(["--json", "policy", "dry-run", "2", "--collection", "customers"])));
+    let changes = changes.as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["login"], "mgr");
+    assert_eq!(changes[0]["action"], "export");
+    assert_eq!((changes[0]["before"].clone(), changes[0]["after"].clone()), (true.into(), false.into()));
+    let table = ok(mamori(d).args(["policy", "dry-run", "2", "--collection", "customers"]));
+    assert!(table.lines().any(|l| l.starts_with("mgr") && l.contains("loses") && l.contains("export")), "{table}");
+
+    let refused = failure(mamori(d).args(["policy", "approve", "2"]));
+    assert!(refused.contains("the local operator cannot approve policy version 2"), "{refused}");
+    assert!(refused.contains("four-eyes") && refused.contains("--login"), "{refused}");
+
+    create_system_admin(d, "sysadmin1");
+    // Before enrolling a second factor, an administrator's login is a setup session only.
+    let refused =
+        failure(mamori(d).args(["policy", "approve", "2", "--login", "sysadmin1"]).env("MAMORI_PASSWORD", PASSWORD));
+    assert!(refused.contains("mamori mfa enrol --login sysadmin1"), "{refused}");
+    let mut first = enrol(d, "sysadmin1");
+    let mut second = system_admin(d, "sysadmin2");
+
+    let approved = json(ok(first.login(mamori(d).args(["--json", "policy", "approve", "2", "--login", "sysadmin1"]))));
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["active"], true);
+    let list = json(ok(mamori(d).args(["--json", "policy", "list"])));
+    let versions = list.as_array().unwrap();
+    let version = |n: u64| versions.iter().find(|v| v["version"] == n).unwrap();
+    assert_eq!(version(2)["active"], true);
+    assert_eq!(version(2)["status"], "approved");
+    assert_eq!(version(1)["active"], false);
+    let table = ok(mamori(d).args(["policy", "list"]));
+    assert!(table.lines().any(|l| l.starts_with("2 ") && l.contains('*') && l.contains("managers no longer")));
+
+    // A proposer never decides their own proposal.
+    std::fs::write(&file, &text).unwrap();
+    let proposed = json(ok(second.login(mamori(d).args(["--json", "policy", "propose"]).arg(&file).args([
+        "--summary",
+        "managers export again",
+        "--login",
+        "sysadmin2",
+    ]))));
+    assert_eq!(proposed["version"], 3);
+    let refused = failure(second.login(mamori(d).args(["policy", "approve", "3", "--login", "sysadmin2"])));
+    assert!(refused.contains("other than the one who asked"), "{refused}");
+    let rejected = json(ok(first.login(mamori(d).args(["--json", "policy", "reject", "3", "--login", "sysadmin1"]))));
+    assert_eq!(rejected["status"], "rejected");
+    let active = json(ok(mamori(d).args(["--json", "policy", "show"])));
+    assert_eq!(active["version"], 2, "a rejected version never comes into force");
+}
+
+const REASON: &str = "苦情調査 チケット4711: 山田太郎様の登録内容を確認するため";
+
+/// Break-glass between two system administrators (001-20-tech-2-8): one requests with the
+/// reason on stdin, the other approves, the grant shows as active, the requester ends it.
+#[test]
+fn break_glass_needs_a_second_administrator() {
+    let (dir, _) = installation();
+    let d = dir.path();
+    let mut requester = system_admin(d, "sysadmin1");
+    let mut approver = system_admin(d, "sysadmin2");
+
+    let mut request = mamori(d);
+    requester
+        .login(request.args([
+            "--json",
+            "break-glass",
+            "request",
+            "--collection",
+            "customers",
+            "--minutes",
+            "30",
+            "--login",
+            "sysadmin1",
+        ]))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = request.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{REASON}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let grant: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(grant["status"], "pending");
+    assert_eq!(grant["reason"], REASON, "the requester sees their own reason in --json");
+    let id = grant["id"].as_str().unwrap().to_owned();
+
+    let refused = failure(mamori(d).args(["break-glass", "approve", &id]));
+    assert!(refused.contains("the local operator cannot approve grant"), "{refused}");
+    let approved =
+        json(ok(approver.login(mamori(d).args(["--json", "break-glass", "approve", &id, "--login", "sysadmin2"]))));
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["active"], true);
+    assert!(approved["expires_at"].is_string());
+
+    let table = ok(approver.login(mamori(d).args(["break-glass", "list", "--login", "sysadmin2"])));
+    let row = table.lines().find(|l| l.starts_with(&id)).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("sysadmin1") && row.contains("approved") && row.contains('*'), "{row}");
+    assert!(!table.contains(REASON), "the table leaves reasons out: {table}");
+
+    let revoked =
+        json(ok(requester.login(mamori(d).args(["--json", "break-glass", "revoke", &id, "--login", "sysadmin1"]))));
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(revoked["active"], false);
+}
+
+/// The break-glass reason may name people: there is no flag for it (argv shows in `ps`), and
+/// only `show` and `--json` print it. Over-long grants are refused before anything is asked.
+#[test]
+fn break_glass_reason_stays_out_of_argv_and_tables() {
+    let (dir, _) = installation();
+    let d = dir.path();
+    let request = ["break-glass", "request", "--collection", "customers", "--login", "mgr"];
+    let err = failure(mamori(d).args(request).args(["--minutes", "30", "--reason", REASON]).stdin(Stdio::null()));
+    assert!(err.contains("unexpected argument '--reason'"), "{err}");
+    assert!(!err.contains(REASON), "{err}");
+    let err = failure(mamori(d).args(request).args(["--minutes", "241"]).stdin(Stdio::null()));
+    assert!(err.contains("241") && err.contains("1..=240"), "{err}");
+    let err = failure(mamori(d).args(request).args(["--minutes", "0"]).stdin(Stdio::null()));
+    assert!(err.contains("1..=240"), "{err}");
+
+    let file = d.join("reason.txt");
+    std::fs::write(&file, "too short").unwrap();
+    let err = failure(
+        mamori(d).args(request).args(["--minutes", "30", "--reason-file"]).arg(&file).env("MAMORI_PASSWORD", PASSWORD),
+    );
+    assert!(err.contains("10–1000 characters"), "{err}");
+    std::fs::write(&file, REASON).unwrap();
+    let text = ok(mamori(d)
+        .args(request)
+        .args(["--minutes", "240", "--reason-file"])
+        .arg(&file)
+        .env("MAMORI_PASSWORD", PASSWORD));
+    assert!(!text.contains(REASON), "{text}");
+    let id = text.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(text.starts_with(&format!("break-glass request {id} for `customers` (240 min) is pending")), "{text}");
+
+    let as_mgr = |args: &[&str]| ok(mamori(d).args(args).args(["--login", "mgr"]).env("MAMORI_PASSWORD", PASSWORD));
+    let table = as_mgr(&["break-glass", "list"]);
+    assert!(table.lines().any(|l| l.starts_with(&id) && l.contains("pending")), "{table}");
+    assert!(!table.contains(REASON), "{table}");
+    let listed = json(as_mgr(&["--json", "break-glass", "list"]));
+    assert_eq!(listed[0]["reason"], REASON);
+    assert!(as_mgr(&["break-glass", "show", &id]).contains(REASON));
+    // The requester cannot approve their own request.
+    let err =
+        failure(mamori(d).args(["break-glass", "approve", &id, "--login", "mgr"]).env("MAMORI_PASSWORD", PASSWORD));
+    assert!(err.contains("other than the one who asked"), "{err}");
 }

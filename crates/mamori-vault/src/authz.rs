@@ -144,7 +144,8 @@ struct Denied<'a> {
 
 fn source_ip(source: Option<&str>) -> IpAddr {
     match source {
-        Some("local") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        // The local operator and CLI logins run on the server itself.
+        Some("local" | "cli") => IpAddr::V4(Ipv4Addr::LOCALHOST),
         // An address we cannot read counts as "anywhere": policies on trusted networks
         // then do not match it.
         Some(s) => s.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),

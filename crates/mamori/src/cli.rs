@@ -153,6 +153,9 @@ pub enum Command {
     /// Time-boxed emergency read access beyond one's policies, approved by a second person.
     #[command(subcommand)]
     BreakGlass(BreakGlassCommand),
+    /// Periodic access review: every account's effective rights; confirm or revoke each.
+    #[command(subcommand)]
+    Access(AccessCommand),
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -429,6 +432,27 @@ pub enum PolicyCommand {
         version: u64,
         #[command(flatten)]
         actor: ActorArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccessCommand {
+    /// Every account with its rights under the policies in force (managers, privacy officers).
+    Review {
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// The account's rights are still needed: recorded with date and reviewer.
+    Confirm {
+        account: String,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// The account's rights are no longer needed: it is disabled and its sessions end now.
+    Revoke {
+        account: String,
+        #[command(flatten)]
+        user: LoginArgs,
     },
 }
 

@@ -675,3 +675,26 @@ fn break_glass_reason_stays_out_of_argv_and_tables() {
         failure(mamori(d).args(["break-glass", "approve", &id, "--login", "mgr"]).env("MAMORI_PASSWORD", PASSWORD));
     assert!(err.contains("other than the one who asked"), "{err}");
 }
+
+/// Issue 5 item 6: a manager reviews everyone's rights and confirms or revokes each.
+#[test]
+fn access_review_confirms_and_nobody_reviews_themselves() {
+    let (dir, _) = installation();
+    let review: Value = serde_json::from_str(&ok(mamori(dir.path())
+        .args(["--json", "access", "review", "--login", "mgr"])
+        .env("MAMORI_PASSWORD", PASSWORD)))
+    .unwrap();
+    let admin = review.as_array().unwrap().iter().find(|e| e["login"] == "admin").expect("the admin is listed");
+    assert!(admin["system"].as_array().unwrap().iter().any(|r| r == "user.manage"), "{admin}");
+    assert_eq!(admin["collections"][0]["own_department"], serde_json::json!([]), "no content for admins");
+    let table = ok(mamori(dir.path()).args(["access", "review", "--login", "mgr"]).env("MAMORI_PASSWORD", PASSWORD));
+    assert!(table.contains("content rights") && table.contains("mgr"), "{table}");
+
+    let confirmed =
+        ok(mamori(dir.path()).args(["access", "confirm", "admin", "--login", "mgr"]).env("MAMORI_PASSWORD", PASSWORD));
+    assert!(confirmed.contains("confirmed `admin`"), "{confirmed}");
+    let own =
+        run(mamori(dir.path()).args(["access", "revoke", "mgr", "--login", "mgr"]).env("MAMORI_PASSWORD", PASSWORD));
+    assert!(!own.status.success());
+    assert!(String::from_utf8_lossy(&own.stderr).contains("nobody reviews themselves"));
+}

@@ -1,3 +1,4 @@
+mod access;
 mod account;
 mod admin;
 mod audit;
@@ -50,6 +51,7 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
         Command::Mfa(MfaCommand::Enrol { user }) => account::enrol(&settings, &user.login, json).await,
         Command::Policy(p) => policy::run(&settings, p, json).await,
         Command::BreakGlass(b) => break_glass::run(&settings, b, json).await,
+        Command::Access(a) => access::run(&settings, a, json).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
     }
 }

@@ -1,4 +1,4 @@
-use crate::cli::{CollectionCommand, KeysCommand, UsersCommand};
+use crate::cli::{CollectionCommand, KeysCommand, ProfileArgs, UsersCommand};
 use crate::login::{Session, operator};
 use crate::open::{open_vault, write_key_file};
 use crate::output;
@@ -119,15 +119,11 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
                 role,
                 password: None,
                 must_change_password: true,
+                clearance: profile.clearance()?,
+                training_valid_until: profile.training_valid_until(settings.authz.utc_offset_hours)?,
+                pledge_signed: profile.pledge_signed,
                 department: profile.department,
                 title: profile.title,
-                clearance: profile.clearance.as_deref().map(str::parse).transpose()?,
-                training_valid_until: profile
-                    .training_until
-                    .as_deref()
-                    .map(|d| end_of_local_day(d, settings.authz.utc_offset_hours))
-                    .transpose()?,
-                pledge_signed: profile.pledge_signed,
                 ..Default::default()
             };
             let (user, password) = vault.create_user(&op, new).await?;
@@ -173,14 +169,10 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
             let change = mamori_vault::ProfileChange {
                 display_name: name,
                 role: role.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?,
+                clearance: profile.clearance()?,
+                training_valid_until: profile.training_valid_until(settings.authz.utc_offset_hours)?,
                 department: profile.department,
                 title: profile.title,
-                clearance: profile.clearance.as_deref().map(str::parse).transpose()?,
-                training_valid_until: profile
-                    .training_until
-                    .as_deref()
-                    .map(|d| end_of_local_day(d, settings.authz.utc_offset_hours))
-                    .transpose()?,
                 pledge_signed: match (profile.pledge_signed, pledge_withdrawn) {
                     (true, _) => Some(true),
                     (_, true) => Some(false),
@@ -227,6 +219,16 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl ProfileArgs {
+    fn clearance(&self) -> anyhow::Result<Option<mamori_core::schema::Tier>> {
+        Ok(self.clearance.as_deref().map(str::parse).transpose()?)
+    }
+
+    fn training_valid_until(&self, utc_offset_hours: i8) -> anyhow::Result<Option<time::OffsetDateTime>> {
+        self.training_until.as_deref().map(|d| end_of_local_day(d, utc_offset_hours)).transpose()
+    }
 }
 
 /// The instant a `YYYY-MM-DD` date ends in the organisation's local time: "valid through

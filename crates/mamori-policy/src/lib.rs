@@ -18,10 +18,11 @@ mod entities;
 pub use entities::{Principal, Resource, Situation};
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, EntityUid, Policy, PolicyId, PolicySet, Request, Schema,
-    ValidationMode, Validator,
+    Authorizer, Context, Decision as CedarDecision, Entities, EntityUid, Policy, PolicyId, PolicySet,
+    PrincipalConstraint, Request, Schema, ValidationMode, Validator,
 };
-use mamori_core::access::Action;
+use mamori_core::access::{ALL_ROLES, Action, Role};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
@@ -100,6 +101,10 @@ pub struct PolicyEngine {
     version: u64,
     text: String,
     set: PolicySet,
+    /// For each role, the policies that can apply to its members: a user is `in` its one role
+    /// only, so a policy scoped to `principal in Role::"other"` never matches and need not be
+    /// evaluated. Same decisions, less work.
+    by_role: HashMap<Role, PolicySet>,
     authorizer: Authorizer,
 }
 
@@ -129,7 +134,15 @@ impl PolicyEngine {
             let errors: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
             return Err(PolicyError::Invalid(errors.join("; ")));
         }
-        Ok(Self { version, text: text.to_owned(), set, authorizer: Authorizer::new() })
+        let mut by_role = HashMap::new();
+        for role in ALL_ROLES {
+            let mut subset = PolicySet::new();
+            for policy in set.policies().filter(|p| may_apply_to(p, role)) {
+                add(&mut subset, policy.clone())?;
+            }
+            by_role.insert(role, subset);
+        }
+        Ok(Self { version, text: text.to_owned(), set, by_role, authorizer: Authorizer::new() })
     }
 
     pub fn version(&self) -> u64 {
@@ -178,7 +191,8 @@ impl PolicyEngine {
         let context: Context = situation.context()?;
         let request = Request::new(principal_uid, action_uid(action)?, resource_uid, context, None)
             .map_err(|e| PolicyError::Request(e.to_string()))?;
-        let response = self.authorizer.is_authorized(&request, &self.set, &entities);
+        let set = self.by_role.get(&principal.role).unwrap_or(&self.set);
+        let response = self.authorizer.is_authorized(&request, set, &entities);
         let diagnostics = response.diagnostics();
         if diagnostics.errors().next().is_some() {
             return Ok(Decision { allowed: false, policies: vec!["evaluation-error".into()] });
@@ -191,6 +205,16 @@ impl PolicyEngine {
         }
         Ok(Decision { allowed, policies })
     }
+}
+
+/// Whether `policy` can match a member of `role`: false only when its principal scope names
+/// another role.
+fn may_apply_to(policy: &Policy, role: Role) -> bool {
+    let scope = match policy.principal_constraint() {
+        PrincipalConstraint::In(uid) | PrincipalConstraint::IsIn(_, uid) => uid,
+        _ => return true,
+    };
+    scope.type_name().to_string() != "Mamori::Role" || scope.id().unescaped() == role.as_str()
 }
 
 fn add(set: &mut PolicySet, policy: Policy) -> Result<()> {

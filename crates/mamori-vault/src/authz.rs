@@ -134,6 +134,10 @@ impl Access {
     }
 }
 
+/// The break-glass grant of one request, once looked up (`None`: not yet).
+#[derive(Debug, Default)]
+pub(crate) struct GrantMemo(Option<Option<String>>);
+
 /// What a denial audit event names.
 struct Denied<'a> {
     audit_action: &'a str,
@@ -193,13 +197,16 @@ impl Vault {
         }
     }
 
-    /// One decision, falling back to an approved break-glass grant for reads.
+    /// One decision, falling back to an approved break-glass grant for reads. The grant
+    /// lookup is remembered in `memo`, so that a search denied hit after hit asks the store
+    /// once, not once per hit.
     async fn decide(
         &self,
         p: &Principal,
         action: Action,
         resource: &Resource,
         collection: Option<&str>,
+        memo: &mut GrantMemo,
     ) -> Result<(Decision, Option<String>)> {
         let engine = self.policy_engine().await?;
         let subject = self.policy_principal(p);
@@ -209,12 +216,18 @@ impl Vault {
             return Ok((decision, None));
         }
         let (Some(user), Some(collection)) = (p.user_id, collection) else { return Ok((decision, None)) };
-        let Some(grant) = self.store.active_grants(&user, collection, self.clock.now()).await?.into_iter().next()
-        else {
-            return Ok((decision, None));
+        let grant = match &memo.0 {
+            Some(looked_up) => looked_up.clone(),
+            None => {
+                let found = self.store.active_grants(&user, collection, self.clock.now()).await?.into_iter().next();
+                let id = found.map(|g| g.id);
+                memo.0 = Some(id.clone());
+                id
+            }
         };
+        let Some(grant) = grant else { return Ok((decision, None)) };
         let opened = engine.decide(&subject, action, resource, &self.situation(p, true));
-        if opened.allowed { Ok((opened, Some(grant.id))) } else { Ok((decision, None)) }
+        if opened.allowed { Ok((opened, Some(grant))) } else { Ok((decision, None)) }
     }
 
     /// Records a denial and returns `err`.
@@ -252,7 +265,7 @@ impl Vault {
         if let Some(name) = collection {
             mamori_core::ids::CollectionName::new(name)?;
         }
-        let (decision, _) = self.decide(p, action, &Resource::System, None).await?;
+        let (decision, _) = self.decide(p, action, &Resource::System, None, &mut GrantMemo::default()).await?;
         if decision.allowed {
             return Ok(Access { policy: decision.policy_list(), grant: None });
         }
@@ -285,7 +298,7 @@ impl Vault {
                 subject: String::new(),
             },
         };
-        let (decision, grant) = self.decide(p, action, &resource, Some(collection)).await?;
+        let (decision, grant) = self.decide(p, action, &resource, Some(collection), &mut GrantMemo::default()).await?;
         if decision.allowed {
             return Ok((state, Access { policy: decision.policy_list(), grant }));
         }
@@ -301,6 +314,7 @@ impl Vault {
         action: Action,
         state: &CollectionState,
         row: &RecordRow,
+        memo: &mut GrantMemo,
     ) -> Result<(Decision, Option<String>)> {
         let resource = Resource::Record {
             collection: state.row.name.clone(),
@@ -309,7 +323,7 @@ impl Vault {
             department: row.department.clone().unwrap_or_default(),
             subject: row.subject.clone(),
         };
-        self.decide(p, action, &resource, Some(&state.row.name)).await
+        self.decide(p, action, &resource, Some(&state.row.name), memo).await
     }
 
     /// Names of the fields `p` may see with `action` (a view) on records of `department`:
@@ -320,6 +334,7 @@ impl Vault {
         action: Action,
         state: &CollectionState,
         department: &str,
+        memo: &mut GrantMemo,
     ) -> Result<std::collections::HashSet<String>> {
         let tier = state.current().tier.rank();
         let mut categories: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
@@ -337,7 +352,7 @@ impl Vault {
                 category: category.to_owned(),
                 name: name.to_owned(),
             };
-            if self.decide(p, action, &resource, Some(&state.row.name)).await?.0.allowed {
+            if self.decide(p, action, &resource, Some(&state.row.name), memo).await?.0.allowed {
                 visible.insert(name.to_owned());
             }
         }
@@ -354,7 +369,7 @@ impl Vault {
         state: &CollectionState,
         row: &RecordRow,
     ) -> Result<Access> {
-        let (decision, grant) = self.decide_record(p, action, state, row).await?;
+        let (decision, grant) = self.decide_record(p, action, state, row, &mut GrantMemo::default()).await?;
         if decision.allowed {
             return Ok(Access { policy: decision.policy_list(), grant });
         }
@@ -378,7 +393,8 @@ impl Vault {
             department: department.unwrap_or_default().to_owned(),
             subject: String::new(),
         };
-        let (decision, _) = self.decide(p, Action::Create, &resource, Some(&state.row.name)).await?;
+        let (decision, _) =
+            self.decide(p, Action::Create, &resource, Some(&state.row.name), &mut GrantMemo::default()).await?;
         if decision.allowed {
             return Ok(Access { policy: decision.policy_list(), grant: None });
         }

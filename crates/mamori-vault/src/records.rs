@@ -4,6 +4,7 @@
 //! 001-20-tech-4-1 and 000-8-access-7 (every access recorded, with who), 001-20-rule-4-2
 //! (stored personal data encrypted), 002-S-12 (entered values checked).
 
+use crate::authz::GrantMemo;
 use crate::codec;
 use crate::error::{Result, VaultError};
 use crate::keys::CollectionState;
@@ -395,7 +396,7 @@ impl Vault {
         let access = self.authorize_record(p, view.action(), "record.read", &state, &row).await?;
         let (state, values, _) = self.open_row(&state, &row, key).await?;
         let department = row.department.clone().unwrap_or_default();
-        let visible = self.visible_fields(p, view.action(), &state, &department).await?;
+        let visible = self.visible_fields(p, view.action(), &state, &department, &mut GrantMemo::default()).await?;
         let record = Self::present(&state, &row, values, view, &visible)?;
         let mut e = self.record_event(p, "record.read", &state, id, &row.subject);
         e.fields = record.fields.keys().cloned().collect();
@@ -487,11 +488,12 @@ impl Vault {
         let mut withheld = 0;
         // Field decisions depend on the record's department only: made once per department.
         let mut visible_by_department: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut grant = GrantMemo::default();
         for id in ids {
             let Some((row, key)) = self.store.get_record_with_key(state.row.id, &id).await? else { continue };
             // Hits the caller may not see are left out silently: not even their number
             // reaches the caller (the audit event keeps it).
-            let (decision, grant) = self.decide_record(p, view.action(), &state, &row).await?;
+            let (decision, opened_by) = self.decide_record(p, view.action(), &state, &row, &mut grant).await?;
             if !decision.allowed {
                 withheld += 1;
                 continue;
@@ -499,7 +501,7 @@ impl Vault {
             let (state, values, _) = self.open_row(&state, &row, key).await?;
             let department = row.department.clone().unwrap_or_default();
             if !visible_by_department.contains_key(&department) {
-                let visible = self.visible_fields(p, view.action(), &state, &department).await?;
+                let visible = self.visible_fields(p, view.action(), &state, &department, &mut grant).await?;
                 visible_by_department.insert(department.clone(), visible);
             }
             let record = Self::present(&state, &row, values, view, &visible_by_department[&department])?;
@@ -507,7 +509,7 @@ impl Vault {
             e.fields = record.fields.keys().cloned().collect();
             e.purpose = purpose.clone();
             e.reason = Some("via search".into());
-            crate::authz::Access { policy: decision.policy_list(), grant }.stamp(&mut e);
+            crate::authz::Access { policy: decision.policy_list(), grant: opened_by }.stamp(&mut e);
             events.push(e);
             found.push(record);
         }

@@ -24,6 +24,14 @@ async fn member(f: &Fixture, login: &str, role: Role, department: &str) -> Princ
     f.user_with(new).await.0
 }
 
+/// A manager of `sales` and one record they created.
+async fn sales_record(f: &Fixture) -> (Principal, mamori_core::ids::RecordId) {
+    let manager = member(f, "mgr1", Role::Manager, "sales").await;
+    let record = person("試験 花子", "090-1111-2222", "h@example.jp");
+    let id = f.vault.create_record(&manager, "customers", None, &record).await.unwrap();
+    (manager, id)
+}
+
 /// The audit events of `action`, in order.
 async fn events(f: &Fixture, action: &str) -> Vec<AuditEvent> {
     let rows = f.store().read_audit(1, 100_000).await.unwrap();
@@ -92,12 +100,7 @@ async fn staff_see_their_own_department_only_and_learn_nothing_else() {
 #[tokio::test]
 async fn full_view_needs_training_pledge_and_clearance() {
     let f = Fixture::new().await;
-    let manager = member(&f, "mgr1", Role::Manager, "sales").await;
-    let id = f
-        .vault
-        .create_record(&manager, "customers", None, &person("試験 花子", "090-1111-2222", "h@example.jp"))
-        .await
-        .unwrap();
+    let (manager, id) = sales_record(&f).await;
     let full = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap();
     assert_eq!((full.fields["phone"].as_str(), full.fields["medical_history"].as_str()), ("090-1111-2222", "花粉症"));
     let lapsed = NewUser {
@@ -125,12 +128,7 @@ async fn full_view_needs_training_pledge_and_clearance() {
 #[tokio::test]
 async fn system_admin_reads_nothing_until_a_second_admin_approves_break_glass() {
     let f = Fixture::new().await;
-    let manager = member(&f, "mgr1", Role::Manager, "sales").await;
-    let id = f
-        .vault
-        .create_record(&manager, "customers", None, &person("試験 花子", "090-1111-2222", "h@example.jp"))
-        .await
-        .unwrap();
+    let (_, id) = sales_record(&f).await;
     let ops = member(&f, "ops1", Role::SystemAdmin, "it").await;
     let ops2 = member(&f, "ops2", Role::SystemAdmin, "it").await;
 
@@ -279,14 +277,9 @@ async fn office_hours_and_networks_are_policies() {
     let start = time::macros::datetime!(2026-12-07 01:00 UTC);
     let clock = std::sync::Arc::new(ManualClock::new(start));
     let f = Fixture::build(mamori_vault::VaultConfig::default(), clock.clone()).await;
-    let manager = member(&f, "mgr1", Role::Manager, "sales").await;
+    let (manager, id) = sales_record(&f).await;
     let ops1 = member(&f, "ops1", Role::SystemAdmin, "it").await;
     let ops2 = member(&f, "ops2", Role::SystemAdmin, "it").await;
-    let id = f
-        .vault
-        .create_record(&manager, "customers", None, &person("試験 花子", "090-1111-2222", "h@example.jp"))
-        .await
-        .unwrap();
 
     let (_, text) = f.vault.policy_version(&ops1, None).await.unwrap();
     let rule = r#"

@@ -243,6 +243,11 @@ pub struct UserSummary {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub pledge_signed_at: Option<OffsetDateTime>,
+    /// The last access review that confirmed (or revoked) the account, and its reviewer.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub reviewed_at: Option<OffsetDateTime>,
+    pub reviewed_by: Option<String>,
 }
 
 pub(crate) fn summary(u: UserRow, now: OffsetDateTime) -> Result<UserSummary> {
@@ -264,6 +269,8 @@ pub(crate) fn summary(u: UserRow, now: OffsetDateTime) -> Result<UserSummary> {
         clearance: u.clearance,
         training_valid_until: u.training_valid_until,
         pledge_signed_at: u.pledge_signed_at,
+        reviewed_at: u.reviewed_at,
+        reviewed_by: u.reviewed_by,
     })
 }
 

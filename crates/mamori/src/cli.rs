@@ -352,9 +352,14 @@ pub enum UsersCommand {
         #[arg(long, conflicts_with = "pledge_signed")]
         pledge_withdrawn: bool,
     },
-    /// The access roster: every account with department, title, role, status, MFA and last
-    /// login (table, or JSON with --json).
-    List,
+    /// The access roster (004-II-2-5): every account with name, department, title, role, status,
+    /// MFA, clearance, training, pledge, granted on, last login and last review.
+    #[command(visible_alias = "roster")]
+    List {
+        /// table, csv or json (--json means json).
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     Disable {
         login: String,
     },

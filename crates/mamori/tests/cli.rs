@@ -693,8 +693,19 @@ fn access_review_confirms_and_nobody_reviews_themselves() {
     let confirmed =
         ok(mamori(dir.path()).args(["access", "confirm", "admin", "--login", "mgr"]).env("MAMORI_PASSWORD", PASSWORD));
     assert!(confirmed.contains("confirmed `admin`"), "{confirmed}");
+    // The roster shows the review, as CSV too (issue 4 item 6, 004-II-2-5).
+    let roster = ok(mamori(dir.path()).args(["users", "roster", "--format", "csv"]));
+    let mut lines = roster.lines();
+    assert!(lines.next().unwrap().starts_with("login,name,department,title,role,status,MFA,clearance"));
+    let admin_row = lines.find(|l| l.starts_with("admin,")).expect("admin in the roster");
+    assert!(admin_row.ends_with(&today()), "reviewed today: {admin_row}");
     let own =
         run(mamori(dir.path()).args(["access", "revoke", "mgr", "--login", "mgr"]).env("MAMORI_PASSWORD", PASSWORD));
     assert!(!own.status.success());
     assert!(String::from_utf8_lossy(&own.stderr).contains("nobody reviews themselves"));
+}
+
+fn today() -> String {
+    use mamori_core::clock::{Clock as _, SystemClock};
+    SystemClock.now().date().to_string()
 }

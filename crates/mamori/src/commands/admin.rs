@@ -137,32 +137,69 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
                 );
             }
         }
-        UsersCommand::List => {
+        UsersCommand::List { format } => {
+            let format = if json { "json" } else { format.as_str() };
+            anyhow::ensure!(
+                matches!(format, "table" | "csv" | "json"),
+                "unknown format `{format}` (table, csv or json)"
+            );
             let list = vault.list_users(&op).await?;
-            if json {
+            if format == "json" {
                 output::json(&list)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let date = |t: Option<time::OffsetDateTime>| t.map(|t| t.date().to_string()).unwrap_or_default();
+            let rows = list
+                .iter()
+                .map(|u| {
+                    let status = match (u.disabled, u.locked) {
+                        (true, _) => "disabled",
+                        (false, true) => "locked",
+                        (false, false) => "active",
+                    };
+                    vec![
+                        u.login.clone(),
+                        u.display_name.clone(),
+                        u.department.clone().unwrap_or_default(),
+                        u.title.clone().unwrap_or_default(),
+                        u.role.to_string(),
+                        status.into(),
+                        if u.mfa_enrolled { "TOTP".into() } else { String::new() },
+                        u.clearance
+                            .clone()
+                            .unwrap_or_else(|| format!("{} (default)", settings.authz.default_clearance.as_str())),
+                        date(u.training_valid_until),
+                        date(u.pledge_signed_at),
+                        u.created_at.date().to_string(),
+                        date(u.last_login_at),
+                        date(u.reviewed_at),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            let headers = [
+                "login",
+                "name",
+                "department",
+                "title",
+                "role",
+                "status",
+                "MFA",
+                "clearance",
+                "training until",
+                "pledge signed",
+                "granted on",
+                "last login",
+                "reviewed",
+            ];
+            if format == "csv" {
+                let mut out = csv::Writer::from_writer(std::io::stdout().lock());
+                out.write_record(headers)?;
+                for row in &rows {
+                    out.write_record(row)?;
+                }
+                out.flush()?;
             } else {
-                let rows = list
-                    .iter()
-                    .map(|u| {
-                        let status = match (u.disabled, u.locked) {
-                            (true, _) => "disabled",
-                            (false, true) => "locked",
-                            (false, false) => "active",
-                        };
-                        vec![
-                            u.login.clone(),
-                            u.display_name.clone(),
-                            u.department.clone().unwrap_or_default(),
-                            u.title.clone().unwrap_or_default(),
-                            u.role.to_string(),
-                            status.into(),
-                            if u.mfa_enrolled { "TOTP".into() } else { String::new() },
-                            u.last_login_at.map(|t| t.date().to_string()).unwrap_or_default(),
-                        ]
-                    })
-                    .collect::<Vec<_>>();
-                output::table(&["login", "name", "department", "title", "role", "status", "MFA", "last login"], &rows);
+                output::table(&headers, &rows);
             }
         }
         UsersCommand::Update { login, name, role, profile, pledge_withdrawn } => {

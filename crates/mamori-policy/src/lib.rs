@@ -217,6 +217,12 @@ fn may_apply_to(policy: &Policy, role: Role) -> bool {
     scope.type_name().to_string() != "Mamori::Role" || scope.id().unescaped() == role.as_str()
 }
 
+/// The `@id`s of policy text, in order, without compiling it (for listings of stored
+/// versions, which were validated when they were proposed).
+pub fn policy_ids_of(text: &str) -> Result<Vec<String>> {
+    Ok(parse_with_ids(text)?.iter().map(|p| p.id().to_string()).collect())
+}
+
 fn add(set: &mut PolicySet, policy: Policy) -> Result<()> {
     let id = policy.id().to_string();
     set.add(policy).map_err(|_| PolicyError::Id(format!("`{id}` is used twice")))

@@ -265,12 +265,50 @@ impl Vault {
         if let Some(name) = collection {
             mamori_core::ids::CollectionName::new(name)?;
         }
-        let (decision, _) = self.decide(p, action, &Resource::System, None, &mut GrantMemo::default()).await?;
-        if decision.allowed {
-            return Ok(Access { policy: decision.policy_list(), grant: None });
+        self.authorize_any(p, &[action], audit_action, collection).await
+    }
+
+    /// Authorizes a system action `p` may do under any of `actions` (reading policies:
+    /// managing them or auditing). The rights are decided silently one by one; only a
+    /// refusal of all of them is audited, so a caller let in by the second right leaves no
+    /// false denial in the log.
+    pub(crate) async fn authorize_any(
+        &self,
+        p: &Principal,
+        actions: &[Action],
+        audit_action: &str,
+        collection: Option<&str>,
+    ) -> Result<Access> {
+        Self::gate(p)?;
+        match self.first_allowed(p, actions).await? {
+            Ok(access) => Ok(access),
+            Err(decision) => {
+                let denied = Denied { audit_action, collection, record: None, action: actions[0] };
+                Err(self.deny(p, denied, &decision, VaultError::Forbidden).await)
+            }
         }
-        let denied = Denied { audit_action, collection, record: None, action };
-        Err(self.deny(p, denied, &decision, VaultError::Forbidden).await)
+    }
+
+    /// The first of `actions` on the system that `p` may do, or the last refusal; nothing
+    /// is audited.
+    pub(crate) async fn first_allowed(
+        &self,
+        p: &Principal,
+        actions: &[Action],
+    ) -> Result<std::result::Result<Access, Decision>> {
+        let mut refusal = Decision { allowed: false, policies: vec![mamori_policy::DEFAULT_DENY.into()] };
+        if p.password_change_only {
+            return Ok(Err(refusal));
+        }
+        for &action in actions {
+            debug_assert_eq!(action.target(), Target::System, "{action} is decided on a collection or record");
+            let (decision, _) = self.decide(p, action, &Resource::System, None, &mut GrantMemo::default()).await?;
+            if decision.allowed {
+                return Ok(Ok(Access { policy: decision.policy_list(), grant: None }));
+            }
+            refusal = decision;
+        }
+        Ok(Err(refusal))
     }
 
     /// Authorizes an action on a collection as a whole (`search`, `export`), or — for a

@@ -160,6 +160,7 @@ async fn system_admin_reads_nothing_until_a_second_admin_approves_break_glass() 
     let approved = f.vault.decide_break_glass(&ops2, &grant.id, true).await.unwrap();
     assert!(approved.active);
     assert_eq!(approved.reason, "障害調査のため顧客記録を確認");
+    assert!(!format!("{approved:?}").contains("障害調査"), "Debug never shows the reason");
 
     let seen = f.vault.get_record(&ops, "customers", &id, View::Full, None).await.unwrap();
     assert_eq!(seen.fields["phone"], "090-1111-2222");
@@ -298,4 +299,49 @@ unless { context.hour >= 8 && context.hour < 20 && context.source.isInRange(ip("
     clock.advance(time::Duration::hours(11)); // 21:00 JST
     let err = f.vault.get_record(&from("10.1.2.3"), "customers", &id, View::Masked, None).await.unwrap_err();
     assert!(matches!(err, VaultError::Forbidden), "{err:?}");
+}
+
+#[tokio::test]
+async fn bad_input_to_the_new_paths_is_refused_and_changes_nothing() {
+    let f = Fixture::new().await;
+    let (manager, _) = sales_record(&f).await;
+    let ops = member(&f, "ops1", Role::SystemAdmin, "it").await;
+    let records = |f: &Fixture| {
+        let store = f.store().clone();
+        async move {
+            let c = store.get_collection("customers").await.unwrap().unwrap();
+            store.count_records(c.id).await.unwrap()
+        }
+    };
+    let before = records(&f).await;
+    for department in ["", "\u{7}bell", &"部".repeat(65)] {
+        let err = f
+            .vault
+            .create_record_in(
+                &manager,
+                "customers",
+                None,
+                Some(department),
+                &person("試験 次郎", "090-5555-6666", "x@example.jp"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VaultError::Invalid(_)), "{department:?}: {err:?}");
+    }
+    assert_eq!(records(&f).await, before);
+
+    let (_, text) = f.vault.policy_version(&ops, None).await.unwrap();
+    for summary in ["", "   ", &"x".repeat(501)] {
+        assert!(matches!(f.vault.propose_policy(&ops, &text, summary).await, Err(VaultError::Invalid(_))));
+    }
+    assert_eq!(f.vault.list_policy_versions(&ops).await.unwrap().len(), 1);
+    assert!(matches!(f.vault.decide_policy(&ops, 99, true).await, Err(VaultError::NotFound(_))));
+    assert!(matches!(f.vault.decide_break_glass(&ops, "no-such-grant", true).await, Err(VaultError::NotFound(_))));
+
+    // An auditor reads policies through its second right: no false denial in the log.
+    let auditor = member(&f, "aud1", Role::Auditor, "audit").await;
+    assert_eq!(f.vault.list_policy_versions(&auditor).await.unwrap().len(), 1);
+    assert!(events(&f, "policy.list").await.iter().all(|e| e.outcome.as_str() != "denied"));
+    assert!(matches!(f.vault.list_policy_versions(&manager).await, Err(VaultError::Forbidden)));
+    assert_eq!(last_event(&f, "policy.list").await.outcome.as_str(), "denied");
 }

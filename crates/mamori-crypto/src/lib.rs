@@ -37,7 +37,7 @@ pub use field::{FieldAad, FieldCipher};
 pub use keys::{DataKey, IndexKey, Kek, KeyWrapper, MasterKey, SecretKey};
 pub use password::{PasswordHasher, SecretString};
 pub use signing::{AuditSigningKey, AuditVerifyingKey, SIGNATURE_LEN};
-pub use token::{SessionToken, sha256};
+pub use token::{SessionToken, constant_time_eq, sha256};
 pub use totp::{
     RECOVERY_CODE_COUNT, RecoveryCodes, TOTP_DIGITS, TOTP_ISSUER, TOTP_SECRET_LEN, TOTP_SKEW_STEPS, TOTP_STEP_SECS,
     TotpSecret, verify_recovery_code,

@@ -27,6 +27,23 @@ impl SessionToken {
     pub fn hash(&self) -> [u8; 32] {
         sha256(self.0.as_bytes())
     }
+
+    /// The anti-CSRF token of a browser session: derived from the session token, so it
+    /// needs no storage, differs per session, and cannot be computed without the token
+    /// (which the browser keeps in an HttpOnly cookie that scripts cannot read).
+    pub fn csrf_token(&self) -> String {
+        let mut input = b"mamori/v1/csrf\0".to_vec();
+        input.extend_from_slice(self.0.as_bytes());
+        let token = URL_SAFE_NO_PAD.encode(sha256(&input));
+        input.zeroize();
+        token
+    }
+}
+
+/// Equality of two secrets in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 impl fmt::Debug for SessionToken {

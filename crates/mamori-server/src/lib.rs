@@ -15,6 +15,7 @@ mod openapi;
 pub mod problem;
 pub mod throttle;
 pub mod tls;
+mod web;
 
 pub use openapi::openapi_json;
 
@@ -56,14 +57,15 @@ pub fn router(vault: Arc<Vault>, config: ServerConfig) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(metrics::routes())
-        .route("/", axum::routing::get(api::home))
+        .merge(web::routes().layer(axum::middleware::from_fn(web::csrf_guard)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         // Responses may carry personal data: never let a browser or proxy keep them.
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::overriding(
+        // The API's policy: nothing may load. Web pages set their own (see `web`).
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))

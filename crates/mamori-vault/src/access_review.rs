@@ -12,6 +12,8 @@ use crate::error::{Result, VaultError};
 use crate::{Principal, UserSummary, Vault};
 use mamori_core::access::{ALL_ACTIONS, Action, Role, Target};
 use mamori_core::audit::Outcome;
+use mamori_core::schema::Tier;
+use mamori_policy::{PolicyEngine, Situation};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -65,52 +67,80 @@ pub enum ReviewDecision {
     Revoke,
 }
 
+/// The rights `subject` has in `situation`: on mamori itself, and on each collection.
+pub(crate) fn effective_rights(
+    engine: &PolicyEngine,
+    subject: &mamori_policy::Principal,
+    situation: &Situation,
+    collections: &[(String, Tier)],
+) -> (Vec<String>, Vec<CollectionRights>) {
+    let allowed = |action: Action, resource: &mamori_policy::Resource| {
+        engine.decide(subject, action, resource, situation).allowed
+    };
+    let system = ALL_ACTIONS
+        .into_iter()
+        .filter(|a| a.target() == Target::System && allowed(*a, &mamori_policy::Resource::System))
+        .map(|a| a.as_str().to_owned())
+        .collect();
+    let mut rights = Vec::with_capacity(collections.len());
+    for (name, tier) in collections {
+        let mut entry = CollectionRights {
+            collection: name.clone(),
+            tier: tier.as_str().into(),
+            collection_wide: Vec::new(),
+            own_department: Vec::new(),
+            other_departments: Vec::new(),
+        };
+        for action in ALL_ACTIONS.into_iter().filter(|a| a.touches_content()) {
+            for (on, resource) in probes(action, name, tier.rank(), &subject.department) {
+                if !allowed(action, &resource) {
+                    continue;
+                }
+                let list = match on {
+                    "collection" => &mut entry.collection_wide,
+                    "own-department record" => &mut entry.own_department,
+                    _ => &mut entry.other_departments,
+                };
+                list.push(action.as_str().to_owned());
+            }
+        }
+        rights.push(entry);
+    }
+    (system, rights)
+}
+
+impl CollectionRights {
+    /// Whether `action` is allowed on this collection at all (as a whole, or on records of
+    /// some department).
+    pub fn allows(&self, action: Action) -> bool {
+        let name = action.as_str();
+        [&self.collection_wide, &self.own_department, &self.other_departments]
+            .into_iter()
+            .any(|list| list.iter().any(|a| a == name))
+    }
+}
+
 impl Vault {
-    /// Every account with its effective rights under the policies in force.
-    pub async fn access_review(&self, p: &Principal) -> Result<Vec<AccessEntry>> {
-        self.authorize(p, Action::AccessReview, "access.review_list", None).await?;
-        let engine = self.policy_engine().await?;
-        let situation = review_situation();
+    /// Every collection with its current tier.
+    pub(crate) async fn collection_tiers(&self) -> Result<Vec<(String, Tier)>> {
         let mut collections = Vec::new();
         for row in self.store.list_collections().await? {
             let state = self.collection(&row.name).await?;
             collections.push((row.name, state.current().tier));
         }
+        Ok(collections)
+    }
+
+    /// Every account with its effective rights under the policies in force.
+    pub async fn access_review(&self, p: &Principal) -> Result<Vec<AccessEntry>> {
+        self.authorize(p, Action::AccessReview, "access.review_list", None).await?;
+        let engine = self.policy_engine().await?;
+        let situation = review_situation();
+        let collections = self.collection_tiers().await?;
         let mut out = Vec::new();
         for user in self.store.list_users().await? {
             let subject = self.policy_subject(&user)?;
-            let allowed = |action: Action, resource: &mamori_policy::Resource| {
-                engine.decide(&subject, action, resource, &situation).allowed
-            };
-            let system = ALL_ACTIONS
-                .into_iter()
-                .filter(|a| a.target() == Target::System && allowed(*a, &mamori_policy::Resource::System))
-                .map(|a| a.as_str().to_owned())
-                .collect();
-            let mut rights = Vec::new();
-            for (name, tier) in &collections {
-                let mut entry = CollectionRights {
-                    collection: name.clone(),
-                    tier: tier.as_str().into(),
-                    collection_wide: Vec::new(),
-                    own_department: Vec::new(),
-                    other_departments: Vec::new(),
-                };
-                for action in ALL_ACTIONS.into_iter().filter(|a| a.touches_content()) {
-                    for (on, resource) in probes(action, name, tier.rank(), &subject.department) {
-                        if !allowed(action, &resource) {
-                            continue;
-                        }
-                        let list = match on {
-                            "collection" => &mut entry.collection_wide,
-                            "own-department record" => &mut entry.own_department,
-                            _ => &mut entry.other_departments,
-                        };
-                        list.push(action.as_str().to_owned());
-                    }
-                }
-                rights.push(entry);
-            }
+            let (system, rights) = effective_rights(&engine, &subject, &situation, &collections);
             out.push(AccessEntry {
                 login: user.login,
                 display_name: user.display_name,

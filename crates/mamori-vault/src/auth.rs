@@ -617,6 +617,19 @@ impl Vault {
     ) -> Result<LoginOutcome> {
         let user = if valid_login(login) { self.store.get_user_by_login(login).await? } else { None };
         let verified = self.verify_password(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        self.complete_login(user, verified, code, source, device).await
+    }
+
+    /// The part of a login after the password was checked (`verified`): account checks,
+    /// second factor, session. Also the second step of a two-step login (see `login_ticket`).
+    pub(crate) async fn complete_login(
+        &self,
+        user: Option<UserRow>,
+        verified: bool,
+        code: Option<&SecretString>,
+        source: Option<String>,
+        device: Option<&str>,
+    ) -> Result<LoginOutcome> {
         let now = self.clock.now();
         // An unknown login string is not logged: people type passwords into it by mistake.
         let actor = user.as_ref().map_or_else(|| "anonymous".to_owned(), |u| format!("user:{}", u.id));

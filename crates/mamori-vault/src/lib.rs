@@ -21,6 +21,8 @@ mod erase;
 mod error;
 mod import;
 mod keys;
+mod login_ticket;
+mod menu;
 mod records;
 
 pub use access_review::{AccessEntry, CollectionRights, ReviewDecision};
@@ -37,6 +39,8 @@ pub use error::{Result, RowError, VaultError};
 pub use import::{CsvSource, ImportProgress, ImportReport, MemorySource, ProgressFn};
 pub use keys::CollectionInfo;
 pub use keys::RotationReport;
+pub use login_ticket::{LoginStep, LoginTicket, TICKET_LIFETIME};
+pub use menu::Capabilities;
 pub use records::{RecordView, View};
 
 use mamori_core::access::{Action, Role};
@@ -209,6 +213,11 @@ impl Vault {
     /// The vault's clock reading (the time every decision and event uses).
     pub fn now(&self) -> time::OffsetDateTime {
         self.clock.now()
+    }
+
+    /// The settings this vault was opened with (session timeouts, time zone, …).
+    pub fn config(&self) -> &VaultConfig {
+        &self.config
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -407,6 +407,28 @@ impl Vault {
         Ok(record)
     }
 
+    /// A record for printing: the caller needs the print right on the record as well as
+    /// the view, and the print is audited beside the read (000-8-takeout-2: printing is
+    /// monitored; 001-20-tech-2-3: no print for view-only users).
+    pub async fn print_record(
+        &self,
+        p: &Principal,
+        collection: &str,
+        id: &RecordId,
+        view: View,
+        purpose: Option<&str>,
+    ) -> Result<RecordView> {
+        let (state, _) = self.authorize_collection(p, Action::Print, "record.print", collection).await?;
+        let row = self.store.get_record(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
+        let access = self.authorize_record(p, Action::Print, "record.print", &state, &row).await?;
+        let record = self.get_record(p, collection, id, view, purpose).await?;
+        let mut e = self.record_event(p, "record.print", &state, id, &row.subject);
+        e.fields = record.fields.keys().cloned().collect();
+        access.stamp(&mut e);
+        self.audit.record(vec![e]).await?;
+        Ok(record)
+    }
+
     /// Replaces the given fields (others keep their values); the record is re-encrypted under
     /// the collection's current schema version.
     pub async fn update_record(

@@ -15,7 +15,7 @@ use crate::tls::Peer;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use mamori_crypto::SessionToken;
 use mamori_vault::{Principal, VaultError};
 use serde::de::DeserializeOwned;
@@ -67,16 +67,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/access-review/{login}", post(review_access))
 }
 
-pub(crate) async fn home() -> Html<&'static str> {
-    Html(include_str!("home.html"))
-}
-
 /// The caller's address as seen on the socket, for the audit log.
-fn source(parts: &Parts) -> Option<String> {
+pub(crate) fn source(parts: &Parts) -> Option<String> {
     peer_ip(parts).map(|ip| ip.to_string())
 }
 
-fn peer_ip(parts: &Parts) -> Option<IpAddr> {
+pub(crate) fn peer_ip(parts: &Parts) -> Option<IpAddr> {
     parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0.addr.ip())
 }
 

@@ -1,0 +1,253 @@
+//! Pages for administrators, reviewers and auditors: accounts, the access roster, the audit
+//! viewer (filters, "who saw this person", verification).
+
+use super::templates::{error_page, local_time, render, role_slug, signed_in};
+use super::{WebUser, redirect};
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use mamori_core::audit::Outcome;
+use mamori_vault::AuditFilter;
+use minijinja::{Value, context};
+use serde::Deserialize;
+use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
+
+pub(crate) async fn users(State(state): State<AppState>, user: WebUser) -> Response {
+    let lang = user.lang;
+    let p = &user.principal;
+    let (caps, list) = match (state.vault.capabilities(p).await, state.vault.list_users(p).await) {
+        (Ok(c), Ok(l)) => (c, l),
+        (Err(e), _) | (_, Err(e)) => return error_page(lang, e),
+    };
+    let offset = state.vault.config().authz.utc_offset;
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|u| {
+            context! {
+                login => u.login.clone(),
+                name => u.display_name.clone(),
+                role => role_slug(u.role),
+                department => u.department.clone(),
+                title => u.title.clone(),
+                disabled => u.disabled,
+                locked => u.locked,
+                mfa => u.mfa_enrolled,
+                vendor => u.vendor,
+                last_login => u.last_login_at.map(|t| local_time(lang, offset, t)),
+                valid_until => u.valid_until.map(|t| local_time(lang, offset, t)),
+                is_me => u.login == p.login,
+            }
+        })
+        .collect();
+    render(lang, "users.html", signed_in(&state, &user, &caps), context! { users => rows })
+}
+
+/// Disable, enable or unlock an account; disabling takes effect on the account's very next
+/// request.
+pub(crate) async fn change_user(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    Path((login, change)): Path<(String, String)>,
+) -> Response {
+    let p = &user.principal;
+    let result = match change.as_str() {
+        "disable" => state.vault.set_user_disabled(p, &login, true).await,
+        "enable" => state.vault.set_user_disabled(p, &login, false).await,
+        "unlock" => state.vault.unlock_user(p, &login).await,
+        _ => Err(mamori_vault::VaultError::NotFound("operation")),
+    };
+    match result {
+        Ok(()) => redirect(&headers, "/users"),
+        Err(e) => error_page(user.lang, e),
+    }
+}
+
+pub(crate) async fn access_review(State(state): State<AppState>, user: WebUser) -> Response {
+    let lang = user.lang;
+    let p = &user.principal;
+    let (caps, entries) = match (state.vault.capabilities(p).await, state.vault.access_review(p).await) {
+        (Ok(c), Ok(l)) => (c, l),
+        (Err(e), _) | (_, Err(e)) => return error_page(lang, e),
+    };
+    let offset = state.vault.config().authz.utc_offset;
+    let rows: Vec<Value> = entries
+        .iter()
+        .map(|a| {
+            let collections: Vec<Value> = a
+                .collections
+                .iter()
+                .filter(|c| {
+                    !(c.collection_wide.is_empty() && c.own_department.is_empty() && c.other_departments.is_empty())
+                })
+                .map(|c| {
+                    context! {
+                        name => c.collection.clone(),
+                        wide => c.collection_wide.join(", "),
+                        own => c.own_department.join(", "),
+                        other => c.other_departments.join(", "),
+                    }
+                })
+                .collect();
+            context! {
+                login => a.login.clone(),
+                name => a.display_name.clone(),
+                role => role_slug(a.role),
+                department => a.department.clone(),
+                clearance => lang.t(&format!("tier_{}", a.clearance)),
+                training => a.training_valid_until.map(|t| local_time(lang, offset, t)),
+                pledge => a.pledge_signed,
+                disabled => a.disabled,
+                reviewed => a.reviewed_at.map(|t| local_time(lang, offset, t)),
+                system => a.system.join(", "),
+                collections => collections,
+            }
+        })
+        .collect();
+    render(lang, "access_review.html", signed_in(&state, &user, &caps), context! { entries => rows })
+}
+
+/// The audit viewer's filter form: plain strings as typed; dates as `YYYY-MM-DD` in the
+/// configured time zone.
+#[derive(Deserialize, Default)]
+pub(crate) struct AuditQuery {
+    login: Option<String>,
+    subject: Option<String>,
+    collection: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    after: Option<u64>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+fn day_start(s: &Option<String>, offset: time::UtcOffset, days_after: i64) -> Result<Option<OffsetDateTime>, String> {
+    let Some(s) = non_empty(s) else { return Ok(None) };
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = Date::parse(&s, format)
+        .map_err(|_| format!("dates are YYYY-MM-DD: `{}`", s.chars().take(20).collect::<String>()))?;
+    Ok(Some(PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_offset(offset) + time::Duration::days(days_after)))
+}
+
+pub(crate) const AUDIT_PAGE: usize = 50;
+
+pub(crate) async fn audit(State(state): State<AppState>, user: WebUser, Query(q): Query<AuditQuery>) -> Response {
+    let lang = user.lang;
+    let p = &user.principal;
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return error_page(lang, e),
+    };
+    let offset = state.vault.config().authz.utc_offset;
+    let range = day_start(&q.from, offset, 0).and_then(|from| Ok((from, day_start(&q.until, offset, 1)?)));
+    let (from, until) = match range {
+        Ok(r) => r,
+        Err(m) => return error_page(lang, mamori_vault::VaultError::Invalid(m)),
+    };
+    let outcome = match non_empty(&q.outcome).as_deref() {
+        None => None,
+        Some("success") => Some(Outcome::Success),
+        Some("denied") => Some(Outcome::Denied),
+        Some("failure") => Some(Outcome::Failure),
+        Some(_) => return error_page(lang, mamori_vault::VaultError::Invalid("unknown outcome".into())),
+    };
+    let filter = AuditFilter {
+        from,
+        until,
+        login: non_empty(&q.login),
+        subject: non_empty(&q.subject),
+        collection: non_empty(&q.collection),
+        action: non_empty(&q.action),
+        outcome,
+        after_seq: q.after.unwrap_or(0),
+        limit: Some(AUDIT_PAGE),
+        ..AuditFilter::default()
+    };
+    let page = match state.vault.query_audit(p, &filter).await {
+        Ok(page) => page,
+        Err(e) => return error_page(lang, e),
+    };
+    let events: Vec<Value> = page
+        .events
+        .iter()
+        .map(|e| {
+            let ev = &e.event;
+            context! {
+                seq => e.seq,
+                at => local_time(lang, offset, ev.at),
+                actor => e.login.clone().unwrap_or_else(|| ev.actor.clone()),
+                action => ev.action.clone(),
+                outcome => serde_json::to_value(ev.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)),
+                collection => ev.collection.clone(),
+                record => ev.record.clone(),
+                subject => ev.subject.clone(),
+                fields => ev.fields.join(", "),
+                source => ev.source.clone(),
+                reason => ev.reason.clone(),
+                purpose => ev.purpose.clone(),
+                policy => ev.policy.clone(),
+            }
+        })
+        .collect();
+    // The filters again, for the form and the next-page link.
+    let query = context! {
+        login => non_empty(&q.login), subject => non_empty(&q.subject), collection => non_empty(&q.collection),
+        action => non_empty(&q.action), outcome => non_empty(&q.outcome), from => non_empty(&q.from), until => non_empty(&q.until),
+    };
+    let next = page.next_after_seq.map(|after| next_link(&q, after));
+    let body = context! { events => events, q => query, next => next, verified => Value::from(()) };
+    render(lang, "audit.html", signed_in(&state, &user, &caps), body)
+}
+
+fn next_link(q: &AuditQuery, after: u64) -> String {
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    for (k, v) in [
+        ("login", &q.login),
+        ("subject", &q.subject),
+        ("collection", &q.collection),
+        ("action", &q.action),
+        ("outcome", &q.outcome),
+        ("from", &q.from),
+        ("until", &q.until),
+    ] {
+        if let Some(v) = non_empty(v) {
+            pairs.push((k, v));
+        }
+    }
+    pairs.push(("after", after.to_string()));
+    format!("/audit?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
+}
+
+/// Verifies the whole chain and its signed checkpoints, as `mamori audit verify` does.
+pub(crate) async fn verify(State(state): State<AppState>, user: WebUser) -> Response {
+    let lang = user.lang;
+    let p = &user.principal;
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return error_page(lang, e),
+    };
+    if let Err(e) = state.vault.authorize_audit_read(p).await {
+        return error_page(lang, e);
+    }
+    let report = match state.vault.verify_audit().await {
+        Ok(r) => r,
+        Err(e) => return error_page(lang, e),
+    };
+    let verified = context! {
+        ok => report.ok,
+        events => report.events,
+        head_seq => report.head_seq,
+        head_hash => report.head_hash.clone(),
+        checkpoints => report.checkpoints,
+        first_bad_seq => report.first_bad_seq,
+        problem => report.problem.clone(),
+    };
+    let body =
+        context! { events => Vec::<Value>::new(), q => context! {}, next => Value::from(()), verified => verified };
+    render(lang, "audit.html", signed_in(&state, &user, &caps), body)
+}

@@ -1,0 +1,368 @@
+//! The pages of everyday work: home (tasks and alerts), collections, blind-index search,
+//! record view (masked or full, per permission), edit and print.
+
+use super::templates::{error_page, local_time, render, signed_in};
+use super::{Lang, WebUser, redirect};
+use crate::AppState;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use mamori_core::access::Action;
+use mamori_core::ids::RecordId;
+use mamori_core::schema::CollectionSchema;
+use mamori_vault::{CollectionInfo, RecordView, View};
+use minijinja::{Value, context};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Response {
+    let lang = user.lang;
+    let p = &user.principal;
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return error_page(lang, e),
+    };
+    let mut alerts = Vec::new();
+    if p.role.reads_content() {
+        if !p.training_valid {
+            alerts.push(lang.t("alert_training"));
+        }
+        if !p.pledge_signed {
+            alerts.push(lang.t("alert_pledge"));
+        }
+    }
+    if !p.mfa {
+        alerts.push(lang.t("alert_no_mfa"));
+    }
+    let mut tasks: Vec<Value> = Vec::new();
+    if caps.can(Action::Approve) {
+        match state.vault.list_break_glass(p).await {
+            Ok(grants) => {
+                for g in grants.iter().filter(|g| g.status == "pending" && g.requested_by != p.login) {
+                    tasks.push(context! { kind => lang.t("task_break_glass"), text => format!("{} — {} ({} min)", g.login, g.collection, g.minutes) });
+                }
+            }
+            Err(e) => return error_page(lang, e),
+        }
+    }
+    if caps.can(Action::PolicyManage) {
+        match state.vault.list_policy_versions(p).await {
+            Ok(versions) => {
+                for v in versions.iter().filter(|v| v.status == "pending" && v.proposed_by != p.login) {
+                    tasks.push(
+                        context! { kind => lang.t("task_policy"), text => format!("v{} — {}", v.version, v.summary) },
+                    );
+                }
+            }
+            Err(e) => return error_page(lang, e),
+        }
+    }
+    let collections: Vec<Value> = caps
+        .collections
+        .iter()
+        .filter(|c| c.allows(Action::Search))
+        .map(|c| context! { name => c.collection.clone(), tier => lang.t(&format!("tier_{}", c.tier)) })
+        .collect();
+    let page = context! { alerts => alerts, tasks => tasks, collections => collections };
+    render(lang, "home.html", signed_in(&state, &user, &caps), page)
+}
+
+pub(crate) async fn collections(State(state): State<AppState>, user: WebUser) -> Response {
+    let lang = user.lang;
+    let caps = match state.vault.capabilities(&user.principal).await {
+        Ok(c) => c,
+        Err(e) => return error_page(lang, e),
+    };
+    let infos = if caps.can(Action::CollectionRead) {
+        match state.vault.list_collections(&user.principal).await {
+            Ok(list) => list,
+            Err(e) => return error_page(lang, e),
+        }
+    } else {
+        Vec::new()
+    };
+    let rows: Vec<Value> = caps
+        .collections
+        .iter()
+        .map(|c| {
+            let info = infos.iter().find(|i| i.name == c.collection);
+            context! {
+                name => c.collection.clone(),
+                label => info.and_then(|i| i.schema.label.clone()),
+                tier => lang.t(&format!("tier_{}", c.tier)),
+                records => info.map(|i| i.records),
+                purpose => info.map(|i| i.schema.purpose.clone()),
+                search => c.allows(Action::Search),
+                create => c.allows(Action::Create),
+            }
+        })
+        .collect();
+    render(lang, "collections.html", signed_in(&state, &user, &caps), context! { collections => rows })
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct SearchQuery {
+    field: Option<String>,
+    value: Option<String>,
+    view: Option<String>,
+    purpose: Option<String>,
+}
+
+fn view_of(s: Option<&str>) -> View {
+    if s == Some("full") { View::Full } else { View::Masked }
+}
+
+fn view_slug(v: View) -> &'static str {
+    match v {
+        View::Full => "full",
+        View::Masked => "masked",
+    }
+}
+
+/// The fields a form offers, with their labels.
+fn field_list(schema: &CollectionSchema, only_searchable: bool) -> Vec<Value> {
+    schema
+        .fields
+        .iter()
+        .filter(|f| !only_searchable || f.is_indexed())
+        .map(|f| context! { name => f.name.clone(), label => f.label.clone().unwrap_or_else(|| f.name.clone()) })
+        .collect()
+}
+
+fn label_of(schema: &CollectionSchema, field: &str) -> String {
+    schema.fields.iter().find(|f| f.name == field).and_then(|f| f.label.clone()).unwrap_or_else(|| field.to_owned())
+}
+
+/// A record as a page shows it: labelled values in schema order.
+fn record_value(lang: Lang, state: &AppState, schema: &CollectionSchema, r: &RecordView) -> Value {
+    let fields: Vec<Value> = r
+        .fields
+        .iter()
+        .map(|(name, value)| context! { name => name.clone(), label => label_of(schema, name), value => value.clone() })
+        .collect();
+    context! {
+        id => r.id.to_string(),
+        subject => r.subject_id.clone(),
+        department => r.department.clone(),
+        view => view_slug(r.view),
+        updated => local_time(lang, state.vault.config().authz.utc_offset, r.updated_at),
+        fields => fields,
+    }
+}
+
+/// The purposes a collection accepts, and whether a full view asks for one.
+fn purpose_info(schema: &CollectionSchema) -> Value {
+    context! { required => schema.purpose_required_for_full_view, choices => schema.access_purposes.clone() }
+}
+
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<SearchQuery>,
+) -> Response {
+    let lang = user.lang;
+    let p = &user.principal;
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return error_page(lang, e),
+    };
+    let info: CollectionInfo = match state.vault.collection_info(p, &name).await {
+        Ok(i) => i,
+        Err(e) => return error_page(lang, e),
+    };
+    let view = view_of(q.view.as_deref());
+    let value = q.value.as_deref().map(str::trim).filter(|v| !v.is_empty());
+    let field = q.field.clone().or_else(|| info.schema.fields.iter().find(|f| f.is_indexed()).map(|f| f.name.clone()));
+    let mut results: Option<Vec<Value>> = None;
+    if let (Some(field), Some(value)) = (field.as_deref(), value) {
+        let purpose = q.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        match state.vault.search(p, &name, field, value, view, purpose).await {
+            Ok(found) => results = Some(found.iter().map(|r| record_value(lang, &state, &info.schema, r)).collect()),
+            Err(e) => return error_page(lang, e),
+        }
+    }
+    let page = context! {
+        collection => name.clone(),
+        label => info.schema.label.clone().unwrap_or(name.clone()),
+        fields => field_list(&info.schema, true),
+        field => field,
+        value => value,
+        view => view_slug(view),
+        full_allowed => caps.can_in(&name, Action::ViewFull),
+        purpose => purpose_info(&info.schema),
+        columns => field_list(&info.schema, false),
+        results => results,
+    };
+    // htmx asks for the results only; a plain request (or a bookmark) gets the whole page.
+    let template = if headers.contains_key("hx-request") { "results.html" } else { "search.html" };
+    render(lang, template, signed_in(&state, &user, &caps), page)
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct RecordQuery {
+    view: Option<String>,
+    purpose: Option<String>,
+}
+
+fn record_id(lang: Lang, id: &str) -> Result<RecordId, Response> {
+    id.parse::<RecordId>().map_err(|_| error_page(lang, mamori_vault::VaultError::NotFound("record")))
+}
+
+pub(crate) async fn record(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path((name, id)): Path<(String, String)>,
+    Query(q): Query<RecordQuery>,
+) -> Response {
+    let lang = user.lang;
+    let p = &user.principal;
+    let id = match record_id(lang, &id) {
+        Ok(id) => id,
+        Err(res) => return res,
+    };
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return error_page(lang, e),
+    };
+    let info = match state.vault.collection_info(p, &name).await {
+        Ok(i) => i,
+        Err(e) => return error_page(lang, e),
+    };
+    let view = view_of(q.view.as_deref());
+    let purpose = q.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    // A collection that asks for a purpose gets the question before anything is read.
+    if view == View::Full && info.schema.purpose_required_for_full_view && purpose.is_none() {
+        let page = context! {
+            collection => name.clone(), record => Value::from(()), ask_purpose => true,
+            id => id.to_string(), purpose => purpose_info(&info.schema),
+            full_allowed => true, edit_allowed => false, print_allowed => false,
+        };
+        return render(lang, "record.html", signed_in(&state, &user, &caps), page);
+    }
+    match state.vault.get_record(p, &name, &id, view, purpose).await {
+        Ok(r) => {
+            let page = context! {
+                collection => name.clone(),
+                record => record_value(lang, &state, &info.schema, &r),
+                ask_purpose => false,
+                id => id.to_string(),
+                purpose => purpose_info(&info.schema),
+                stated_purpose => purpose,
+                full_allowed => caps.can_in(&name, Action::ViewFull),
+                edit_allowed => caps.can_in(&name, Action::Update),
+                print_allowed => caps.can_in(&name, Action::Print),
+            };
+            render(lang, "record.html", signed_in(&state, &user, &caps), page)
+        }
+        Err(e) => error_page(lang, e),
+    }
+}
+
+pub(crate) async fn edit_page(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path((name, id)): Path<(String, String)>,
+) -> Response {
+    let lang = user.lang;
+    let p = &user.principal;
+    let id = match record_id(lang, &id) {
+        Ok(id) => id,
+        Err(res) => return res,
+    };
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return error_page(lang, e),
+    };
+    let info = match state.vault.collection_info(p, &name).await {
+        Ok(i) => i,
+        Err(e) => return error_page(lang, e),
+    };
+    // The form shows the masked values as hints and sends only what was typed: editing
+    // does not need (or expose) the full values.
+    match state.vault.get_record(p, &name, &id, View::Masked, None).await {
+        Ok(r) => {
+            let page = context! {
+                collection => name.clone(),
+                id => id.to_string(),
+                record => record_value(lang, &state, &info.schema, &r),
+                fields => info.schema.fields.iter().map(|f| context! {
+                    name => f.name.clone(),
+                    label => f.label.clone().unwrap_or_else(|| f.name.clone()),
+                    hint => r.fields.get(&f.name).cloned().unwrap_or_default(),
+                    required => f.required,
+                }).collect::<Vec<_>>(),
+            };
+            render(lang, "edit.html", signed_in(&state, &user, &caps), page)
+        }
+        Err(e) => error_page(lang, e),
+    }
+}
+
+pub(crate) async fn edit(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    Path((name, id)): Path<(String, String)>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let lang = user.lang;
+    let id = match record_id(lang, &id) {
+        Ok(id) => id,
+        Err(res) => return res,
+    };
+    let changes: BTreeMap<String, String> = form
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix("f.").map(|k| (k.to_owned(), v)))
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect();
+    if changes.is_empty() {
+        return redirect(&headers, &format!("/collections/{name}/records/{id}"));
+    }
+    match state.vault.update_record(&user.principal, &name, &id, &changes).await {
+        Ok(()) => redirect(&headers, &format!("/collections/{name}/records/{id}?saved=1")),
+        Err(e) => error_page(lang, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PrintForm {
+    view: Option<String>,
+    purpose: Option<String>,
+}
+
+/// Printing is its own right and its own audit event; the print page opens the browser's
+/// print dialogue by itself.
+pub(crate) async fn print(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path((name, id)): Path<(String, String)>,
+    Form(form): Form<PrintForm>,
+) -> Response {
+    let lang = user.lang;
+    let p = &user.principal;
+    let id = match record_id(lang, &id) {
+        Ok(id) => id,
+        Err(res) => return res,
+    };
+    let info = match state.vault.collection_info(p, &name).await {
+        Ok(i) => i,
+        Err(e) => return error_page(lang, e),
+    };
+    let purpose = form.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    match state.vault.print_record(p, &name, &id, view_of(form.view.as_deref()), purpose).await {
+        Ok(r) => {
+            let printed = local_time(lang, state.vault.config().authz.utc_offset, state.vault.now());
+            let page = context! {
+                collection => info.schema.label.clone().unwrap_or(name.clone()),
+                record => record_value(lang, &state, &info.schema, &r),
+                printed_by => p.login.clone(),
+                printed_at => printed,
+            };
+            render(lang, "print.html", context! {}, page)
+        }
+        Err(e) => error_page(lang, e),
+    }
+}

@@ -1,0 +1,156 @@
+//! Page rendering: the embedded templates, the context every page shares (strings of the
+//! language, the signed-in person, the menus they may use, the CSRF token), dates in the
+//! configured time zone, and error pages.
+
+use super::{Lang, WebUser};
+use crate::AppState;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use mamori_vault::{Capabilities, VaultError};
+use minijinja::{Environment, UndefinedBehavior, Value, context};
+use std::sync::OnceLock;
+use time::{OffsetDateTime, UtcOffset};
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../web/templates/base.html")),
+    ("login.html", include_str!("../../web/templates/login.html")),
+    ("code.html", include_str!("../../web/templates/code.html")),
+    ("password.html", include_str!("../../web/templates/password.html")),
+    ("home.html", include_str!("../../web/templates/home.html")),
+    ("collections.html", include_str!("../../web/templates/collections.html")),
+    ("search.html", include_str!("../../web/templates/search.html")),
+    ("results.html", include_str!("../../web/templates/results.html")),
+    ("record.html", include_str!("../../web/templates/record.html")),
+    ("edit.html", include_str!("../../web/templates/edit.html")),
+    ("print.html", include_str!("../../web/templates/print.html")),
+    ("users.html", include_str!("../../web/templates/users.html")),
+    ("access_review.html", include_str!("../../web/templates/access_review.html")),
+    ("audit.html", include_str!("../../web/templates/audit.html")),
+    ("account.html", include_str!("../../web/templates/account.html")),
+    ("error.html", include_str!("../../web/templates/error.html")),
+];
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        // A missing string or variable fails the page (and its test) instead of rendering
+        // an empty label.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source).expect("embedded templates compile (covered by tests)");
+        }
+        env
+    })
+}
+
+/// The menus of the navigation bar.
+pub(crate) fn nav(caps: &Capabilities) -> Value {
+    use mamori_core::access::Action as A;
+    context! {
+        collections => caps.collections.iter().any(|c| c.allows(A::Search) || c.allows(A::Create)),
+        users => caps.can(A::UserManage),
+        access_review => caps.can(A::AccessReview),
+        audit => caps.can(A::AuditRead),
+    }
+}
+
+/// Everything a page of a signed-in person shares.
+pub(crate) fn signed_in(state: &AppState, user: &WebUser, caps: &Capabilities) -> Value {
+    let p = &user.principal;
+    context! {
+        me => context! {
+            login => p.login.clone(),
+            role => role_slug(p.role),
+            department => p.department.clone(),
+            setup => p.password_change_only,
+        },
+        nav => nav(caps),
+        csrf => user.csrf(),
+        idle_seconds => state.vault.config().session_idle.whole_seconds(),
+    }
+}
+
+pub(crate) fn role_slug(role: mamori_core::access::Role) -> String {
+    serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// Renders `name` with the language's strings, `base` (see [`signed_in`]) and `page`.
+pub(crate) fn render(lang: Lang, name: &str, base: Value, page: Value) -> Response {
+    let result = environment().get_template(name).and_then(|t| {
+        t.render(minijinja::value::merge_maps([
+            context! { tr => Value::from_serialize(lang.strings()), lang => lang.code() },
+            base,
+            page,
+        ]))
+    });
+    match result {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            // A template error is a defect; the message names a template, never a value.
+            tracing::error!(template = name, error = %e, "page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, Html(lang.t("error_internal").to_owned())).into_response()
+        }
+    }
+}
+
+/// An error page with a message from the locale files (`key`).
+pub(crate) fn error_response(lang: Lang, status: StatusCode, key: &str) -> Response {
+    let page = context! { status => status.as_u16(), message => lang.t(key), detail => Value::from(()) };
+    let mut res = render(lang, "error.html", context! {}, page);
+    *res.status_mut() = status;
+    res
+}
+
+/// The page for a vault error: its status as the API reports it, the message of its kind,
+/// and the vault's own detail where it is meant for people (invalid input, conflicts).
+pub(crate) fn error_page(lang: Lang, e: VaultError) -> Response {
+    let detail = match &e {
+        VaultError::Invalid(m) | VaultError::Conflict(m) => Some(m.clone()),
+        VaultError::PasswordRejected(r) => Some(match lang {
+            Lang::Ja => r.violations().iter().map(|v| v.message_ja()).collect::<Vec<_>>().join(" / "),
+            Lang::En => r.message_en(),
+        }),
+        _ => None,
+    };
+    let (status, slug) = super::session::status_of(e);
+    let key = format!("error_{}", slug.replace('-', "_"));
+    let message = lang.strings().get(&key).map_or(lang.t("error_internal"), String::as_str);
+    let page = context! { status => status.as_u16(), message => message, detail => detail };
+    let mut res = render(lang, "error.html", context! {}, page);
+    *res.status_mut() = status;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut().insert(header::RETRY_AFTER, 5.into());
+    }
+    res
+}
+
+/// A time as people here read it: in the configured zone (JST by default), Japanese style
+/// for `ja`.
+pub(crate) fn local_time(lang: Lang, offset: UtcOffset, t: OffsetDateTime) -> String {
+    let t = t.to_offset(offset);
+    match lang {
+        Lang::Ja => format!("{}年{}月{}日 {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()),
+        Lang::En => format!("{}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        for (name, _) in TEMPLATES {
+            environment().get_template(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn times_are_local_and_japanese_by_default() {
+        let t = time::macros::datetime!(2026-12-06 15:30 UTC);
+        let jst = UtcOffset::from_hms(9, 0, 0).unwrap();
+        assert_eq!(local_time(Lang::Ja, jst, t), "2026年12月7日 00:30");
+        assert_eq!(local_time(Lang::En, jst, t), "2026-12-07 00:30");
+    }
+}

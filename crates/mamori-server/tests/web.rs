@@ -1,0 +1,310 @@
+//! The web UI over plain HTTP: headers, cookies, CSRF, redirects, menus and escaping — what
+//! a browser relies on, checked without one (the browser tests are in `e2e.rs`).
+//! Measures: 000-8-takeout-6 (no-store), 001-20-tech-2-7 (only the menus a user needs),
+//! 001-20-tech-1-1 (authentication), 004-V-1-42 (idle logout).
+
+mod common;
+use common::{PASSWORD, SEED, TestServer};
+
+struct Page {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn cookies(&self) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()).collect()
+    }
+    /// `name=value` of a cookie the response sets.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(|c| c.split(';').next().unwrap().to_owned())
+    }
+    fn csrf(&self) -> String {
+        let start = self.body.find("name=\"csrf\" value=\"").expect("a form with a CSRF field") + 19;
+        self.body[start..].split('"').next().unwrap().to_owned()
+    }
+}
+
+/// A browser-like client: no automatic redirects, cookies passed by hand.
+struct Browser<'a> {
+    server: &'a TestServer,
+    agent: ureq::Agent,
+    cookies: Vec<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(server: &'a TestServer) -> Self {
+        Self { server, agent: ureq::AgentBuilder::new().redirects(0).build(), cookies: Vec::new() }
+    }
+
+    fn send(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>, extra: &[(&str, &str)]) -> Page {
+        let mut req = self.agent.request(method, &format!("{}{path}", self.server.url));
+        if !self.cookies.is_empty() {
+            req = req.set("cookie", &self.cookies.join("; "));
+        }
+        for (k, v) in extra {
+            req = req.set(k, v);
+        }
+        let res = match form {
+            Some(f) => req.send_form(f),
+            None => req.call(),
+        };
+        let res = match res {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let headers = res
+            .headers_names()
+            .into_iter()
+            .flat_map(|n| res.all(&n).into_iter().map(|v| (n.clone(), v.to_owned())).collect::<Vec<_>>())
+            .collect();
+        let page = Page { status: res.status(), headers, body: String::new() };
+        let body = res.into_string().unwrap();
+        let page = Page { body, ..page };
+        for c in page.cookies() {
+            let pair = c.split(';').next().unwrap().to_owned();
+            let name = pair.split('=').next().unwrap().to_owned();
+            self.cookies.retain(|old| !old.starts_with(&format!("{name}=")));
+            if !c.contains("Max-Age=0") {
+                self.cookies.push(pair);
+            }
+        }
+        page
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, None, &[])
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send("POST", path, Some(form), &[])
+    }
+
+    fn log_in(&mut self, login: &str, password: &str) -> Page {
+        let form = self.get("/login");
+        let csrf = form.csrf();
+        self.post("/login", &[("csrf", &csrf), ("login", login), ("password", password), ("next", "/")])
+    }
+}
+
+#[test]
+fn pages_forbid_caching_framing_and_inline_script() {
+    let s = TestServer::start();
+    let mut b = Browser::new(&s);
+    let page = b.get("/login");
+    assert_eq!(page.status, 200);
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert!(!page.body.contains("<script>") && !page.body.contains(" onclick="), "no inline script");
+    // The API keeps its own, stricter policy.
+    let (_, _, _) = s.call("GET", "/api/v1/openapi.json", None, None);
+    let res = ureq::get(&format!("{}/api/v1/openapi.json", s.url)).call().unwrap();
+    assert_eq!(res.header("content-security-policy"), Some("default-src 'none'; frame-ancestors 'none'"));
+    // Assets are embedded.
+    for asset in ["/static/htmx.min.js", "/static/app.js", "/static/app.css", "/static/favicon.svg"] {
+        assert_eq!(b.get(asset).status, 200, "{asset}");
+    }
+    assert_eq!(b.get("/static/../Cargo.toml").status, 404);
+}
+
+#[test]
+fn session_cookie_is_secure_httponly_strict_and_pages_need_it() {
+    let s = TestServer::start();
+    let mut b = Browser::new(&s);
+    let page = b.get("/collections");
+    assert_eq!(page.status, 303);
+    assert_eq!(page.header("location"), Some("/login?next=/collections"));
+    let page = b.log_in("staff", PASSWORD);
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.header("location"), Some("/"));
+    let session = page.cookies().into_iter().find(|c| c.starts_with("mamori_session=")).unwrap().to_owned();
+    for flag in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(session.contains(flag), "{session} lacks {flag}");
+    }
+    let home = b.get("/");
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("staff"));
+    assert!(home.body.contains("data-idle-seconds=\"900\""), "the idle timeout reaches the page");
+}
+
+#[test]
+fn wrong_password_and_unknown_user_get_the_same_page() {
+    let s = TestServer::start();
+    let mut b = Browser::new(&s);
+    let wrong = b.log_in("staff", "not-the-password");
+    let unknown = b.log_in("nobody", "not-the-password");
+    assert_eq!(wrong.status, 401);
+    assert_eq!(unknown.status, 401);
+    let message = |p: &Page| p.body.split("id=\"login-error\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert_eq!(message(&wrong), message(&unknown));
+    assert!(wrong.cookie("mamori_session").is_none());
+}
+
+#[test]
+fn posts_without_the_csrf_token_or_from_another_site_are_refused() {
+    let s = TestServer::start();
+    let mut b = Browser::new(&s);
+    assert_eq!(b.log_in("admin", PASSWORD).status, 303);
+    let users = b.get("/users");
+    assert_eq!(users.status, 200);
+    let csrf = users.csrf();
+    // No token, a wrong token, a token from another session: refused, nothing changes.
+    assert_eq!(b.post("/users/staff/disable", &[]).status, 403);
+    assert_eq!(b.post("/users/staff/disable", &[("csrf", "x")]).status, 403);
+    let mut other = Browser::new(&s);
+    other.log_in("admin2", PASSWORD);
+    let other_csrf = other.get("/users").csrf();
+    assert_eq!(b.post("/users/staff/disable", &[("csrf", &other_csrf)]).status, 403);
+    // The right token from another origin.
+    let cross = b.send("POST", "/users/staff/disable", Some(&[("csrf", &csrf)]), &[("origin", "https://evil.example")]);
+    assert_eq!(cross.status, 403);
+    let cross = b.send("POST", "/users/staff/disable", Some(&[("csrf", &csrf)]), &[("sec-fetch-site", "cross-site")]);
+    assert_eq!(cross.status, 403);
+    let mut staff = Browser::new(&s);
+    assert_eq!(staff.log_in("staff", PASSWORD).status, 303, "staff is still enabled");
+    // The login form has its own token.
+    let mut fresh = Browser::new(&s);
+    let forged = fresh.post("/login", &[("csrf", "forged"), ("login", "staff"), ("password", PASSWORD)]);
+    assert_eq!(forged.status, 403);
+    assert!(forged.cookie("mamori_session").is_none());
+
+    // With the token, from the same origin: done, and the staff member is out at once.
+    let ok = b.send("POST", "/users/staff/disable", Some(&[("csrf", &csrf)]), &[("sec-fetch-site", "same-origin")]);
+    assert_eq!(ok.status, 303);
+    let thrown_out = staff.get("/collections");
+    assert_eq!(thrown_out.status, 303);
+    assert!(thrown_out.header("location").unwrap().starts_with("/login"));
+}
+
+#[test]
+fn menus_follow_the_role_and_the_server_enforces_them_anyway() {
+    let s = TestServer::start();
+    let mut staff = Browser::new(&s);
+    staff.log_in("staff", PASSWORD);
+    let home = staff.get("/");
+    assert!(home.body.contains("href=\"/collections\""));
+    assert!(!home.body.contains("href=\"/users\"") && !home.body.contains("href=\"/audit\""));
+    assert_eq!(staff.get("/users").status, 403);
+    assert_eq!(staff.get("/audit").status, 403);
+
+    let mut admin = Browser::new(&s);
+    admin.log_in("admin", PASSWORD);
+    let home = admin.get("/");
+    assert!(home.body.contains("href=\"/users\""));
+    assert!(!home.body.contains("href=\"/collections/customers/search\""), "no content menus for administrators");
+    assert_eq!(admin.get("/collections/customers/search?field=email&value=x").status, 403);
+
+    let mut auditor = Browser::new(&s);
+    auditor.log_in("auditor", PASSWORD);
+    let home = auditor.get("/");
+    assert!(home.body.contains("href=\"/audit\"") && !home.body.contains("href=\"/users\""));
+}
+
+#[test]
+fn staff_see_masked_values_and_managers_full_ones() {
+    let s = TestServer::start();
+    let person = mamori_synth::Generator::new(SEED).nth(7).unwrap();
+    let mut staff = Browser::new(&s);
+    staff.log_in("staff", PASSWORD);
+    let email = person.email.to_uppercase();
+    let page = staff.get(&format!("/collections/customers/search?field=email&value={}", urlencode(&email)));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"results-table\""), "{}", page.body);
+    assert!(!page.body.contains(&person.name) && !page.body.contains(&person.email), "staff see masked values only");
+    assert!(!page.body.contains(&person.medical_history), "staff never see sensitive fields");
+    // htmx asks for the results alone.
+    let partial = staff.send(
+        "GET",
+        &format!("/collections/customers/search?field=email&value={}", urlencode(&email)),
+        None,
+        &[("hx-request", "true")],
+    );
+    assert!(partial.body.contains("results-table") && !partial.body.contains("<html"));
+    let id = page.body.split("/collections/customers/records/").nth(1).unwrap().split('?').next().unwrap().to_owned();
+    let full = staff.get(&format!("/collections/customers/records/{id}?view=full"));
+    assert_eq!(full.status, 403, "staff may not ask for the full view");
+
+    let mut manager = Browser::new(&s);
+    manager.log_in("manager", PASSWORD);
+    let full = manager.get(&format!("/collections/customers/records/{id}?view=full"));
+    assert_eq!(full.status, 200);
+    assert!(full.body.contains(&person.name) && full.body.contains(&person.medical_history));
+    assert_eq!(full.header("cache-control"), Some("no-store"));
+}
+
+#[test]
+fn typed_text_is_escaped_not_executed() {
+    let s = TestServer::start();
+    let mut staff = Browser::new(&s);
+    staff.log_in("staff", PASSWORD);
+    let page = staff.get("/collections/customers/search?field=email&value=%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<script>alert(1)"), "reflected value must be escaped");
+    assert!(page.body.contains("&lt;script&gt;alert(1)"));
+    // Only local redirect targets.
+    let mut b = Browser::new(&s);
+    let form = b.get("/login");
+    let done = b.post(
+        "/login",
+        &[("csrf", &form.csrf()), ("login", "staff"), ("password", PASSWORD), ("next", "//evil.example/x")],
+    );
+    assert_eq!(done.header("location"), Some("/"));
+}
+
+#[test]
+fn first_login_must_change_the_password_before_anything_else() {
+    let s = TestServer::start();
+    let mut b = Browser::new(&s);
+    let page = b.log_in("newbie", PASSWORD);
+    assert_eq!(page.header("location"), Some("/password"));
+    let blocked = b.get("/collections");
+    assert_eq!(blocked.status, 303);
+    assert_eq!(blocked.header("location"), Some("/account"));
+    let form = b.get("/password");
+    assert!(form.body.contains("id=\"forced-notice\""));
+    let csrf = form.csrf();
+    let weak =
+        b.post("/password", &[("csrf", &csrf), ("current", PASSWORD), ("new", "password"), ("confirm", "password")]);
+    assert_eq!(weak.status, 422);
+    assert!(weak.body.contains("id=\"password-error\""));
+    let new = "Kawa-Nagare-7-Sakura!";
+    let done = b.post("/password", &[("csrf", &csrf), ("current", PASSWORD), ("new", new), ("confirm", new)]);
+    assert_eq!(done.status, 303);
+    assert_eq!(done.header("location"), Some("/login?m=password_changed"));
+    assert_eq!(b.get("/").status, 303, "the old session ended");
+    assert_eq!(b.log_in("newbie", new).header("location"), Some("/"));
+}
+
+#[test]
+fn japanese_by_default_english_on_request() {
+    let s = TestServer::start();
+    let mut b = Browser::new(&s);
+    assert!(b.get("/login").body.contains("<html lang=\"ja\">"));
+    let switch = b.get("/lang/en?next=/login");
+    assert_eq!(switch.header("location"), Some("/login"));
+    let page = b.get("/login");
+    assert!(page.body.contains("<html lang=\"en\">") && page.body.contains("Log in"));
+    assert_eq!(b.get("/lang/en?next=https://evil.example").header("location"), Some("/"));
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -308,3 +308,61 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Every page renders (templates run in strict mode: a missing string or variable is a 500)
+/// for a role that may open it, in both languages.
+#[test]
+fn every_page_renders_for_its_users_in_both_languages() {
+    let s = TestServer::start();
+    let person = mamori_synth::Generator::new(SEED).nth(2).unwrap();
+    for lang in ["ja", "en"] {
+        let mut manager = Browser::new(&s);
+        manager.get(&format!("/lang/{lang}"));
+        manager.log_in("manager", PASSWORD);
+        let found =
+            manager.get(&format!("/collections/customers/search?field=email&value={}", urlencode(&person.email)));
+        assert_eq!(found.status, 200);
+        let id =
+            found.body.split("/collections/customers/records/").nth(1).unwrap().split('?').next().unwrap().to_owned();
+        let record = format!("/collections/customers/records/{id}");
+        for path in ["/", "/collections", "/collections/customers/search", "/account", "/password", &record] {
+            let page = manager.get(path);
+            assert_eq!(page.status, 200, "{lang} {path}: {}", page.body);
+        }
+        let edit = manager.get(&format!("{record}/edit"));
+        assert_eq!(edit.status, 200);
+        let csrf = edit.csrf();
+        let printed = manager.post(&format!("{record}/print"), &[("csrf", &csrf), ("view", "full")]);
+        assert_eq!(printed.status, 200, "{}", printed.body);
+        assert!(printed.body.contains("data-autoprint") && printed.body.contains(&person.name));
+        let totp = manager.post("/account/totp", &[("csrf", &csrf)]);
+        assert_eq!(totp.status, 200);
+        assert!(
+            totp.body.contains("class=\"qr\" src=\"data:image"),
+            "the QR code is an image the CSP allows: {}",
+            totp.body
+        );
+
+        let mut auditor = Browser::new(&s);
+        auditor.get(&format!("/lang/{lang}"));
+        auditor.log_in("auditor", PASSWORD);
+        let audit = auditor.get("/audit?action=record.print");
+        assert_eq!(audit.status, 200);
+        assert!(audit.body.contains("record.print"), "the print was audited");
+        let verified = auditor.post("/audit/verify", &[("csrf", &audit.csrf())]);
+        assert_eq!(verified.status, 200, "{}", verified.body);
+        assert!(verified.body.contains("id=\"verify-result\""));
+        assert_eq!(auditor.get("/audit?from=2026-13-01").status, 422);
+
+        let mut admin = Browser::new(&s);
+        admin.get(&format!("/lang/{lang}"));
+        admin.log_in("admin", PASSWORD);
+        assert_eq!(admin.get("/users").status, 200);
+        let mut privacy = Browser::new(&s);
+        privacy.get(&format!("/lang/{lang}"));
+        privacy.log_in("privacy", PASSWORD);
+        let roster = privacy.get("/access-review");
+        assert_eq!(roster.status, 200, "{}", roster.body);
+        assert!(roster.body.contains("newbie"));
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::WebUser;
 use super::session::{SESSION_COOKIE, expired_cookie};
-use super::templates::{error_page, render, role_slug, signed_in};
+use super::templates::{render, role_slug, signed_in};
 use crate::AppState;
 use axum::Form;
 use axum::extract::State;
@@ -40,7 +40,7 @@ fn account_page(
 }
 
 async fn capabilities(state: &AppState, user: &WebUser) -> Result<Capabilities, Response> {
-    state.vault.capabilities(&user.principal).await.map_err(|e| error_page(user.lang, e))
+    state.vault.capabilities(&user.principal).await.map_err(|e| user.fail(state, e))
 }
 
 pub(crate) async fn page(State(state): State<AppState>, user: WebUser) -> Response {
@@ -59,7 +59,7 @@ pub(crate) async fn begin_totp(State(state): State<AppState>, user: WebUser) -> 
     };
     match state.vault.begin_totp_enrolment(&user.principal).await {
         Ok(e) => account_page(&state, &user, &caps, enrolment_value(&e), None, None),
-        Err(e) => error_page(user.lang, e),
+        Err(e) => user.fail(&state, e),
     }
 }
 
@@ -101,6 +101,6 @@ pub(crate) async fn confirm_totp(
             let enrolment = context! { qr => Value::from(()), secret => Value::from(()), token => form.enrolment };
             account_page(&state, &user, &caps, enrolment, Some("totp_wrong_code"), None)
         }
-        Err(e) => error_page(user.lang, e),
+        Err(e) => user.fail(&state, e),
     }
 }

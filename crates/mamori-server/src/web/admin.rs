@@ -1,7 +1,7 @@
 //! Pages for administrators, reviewers and auditors: accounts, the access roster, the audit
 //! viewer (filters, "who saw this person", verification).
 
-use super::templates::{error_page, local_time, render, role_slug, signed_in};
+use super::templates::{local_time, render, role_slug, signed_in};
 use super::{WebUser, redirect};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
@@ -18,7 +18,7 @@ pub(crate) async fn users(State(state): State<AppState>, user: WebUser) -> Respo
     let p = &user.principal;
     let (caps, list) = match (state.vault.capabilities(p).await, state.vault.list_users(p).await) {
         (Ok(c), Ok(l)) => (c, l),
-        (Err(e), _) | (_, Err(e)) => return error_page(lang, e),
+        (Err(e), _) | (_, Err(e)) => return user.fail(&state, e),
     };
     let offset = state.vault.config().authz.utc_offset;
     let rows: Vec<Value> = list
@@ -60,7 +60,7 @@ pub(crate) async fn change_user(
     };
     match result {
         Ok(()) => redirect(&headers, "/users"),
-        Err(e) => error_page(user.lang, e),
+        Err(e) => user.fail(&state, e),
     }
 }
 
@@ -69,7 +69,7 @@ pub(crate) async fn access_review(State(state): State<AppState>, user: WebUser) 
     let p = &user.principal;
     let (caps, entries) = match (state.vault.capabilities(p).await, state.vault.access_review(p).await) {
         (Ok(c), Ok(l)) => (c, l),
-        (Err(e), _) | (_, Err(e)) => return error_page(lang, e),
+        (Err(e), _) | (_, Err(e)) => return user.fail(&state, e),
     };
     let offset = state.vault.config().authz.utc_offset;
     let rows: Vec<Value> = entries
@@ -141,20 +141,20 @@ pub(crate) async fn audit(State(state): State<AppState>, user: WebUser, Query(q)
     let p = &user.principal;
     let caps = match state.vault.capabilities(p).await {
         Ok(c) => c,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     let offset = state.vault.config().authz.utc_offset;
     let range = day_start(&q.from, offset, 0).and_then(|from| Ok((from, day_start(&q.until, offset, 1)?)));
     let (from, until) = match range {
         Ok(r) => r,
-        Err(m) => return error_page(lang, mamori_vault::VaultError::Invalid(m)),
+        Err(m) => return user.fail(&state, mamori_vault::VaultError::Invalid(m)),
     };
     let outcome = match non_empty(&q.outcome).as_deref() {
         None => None,
         Some("success") => Some(Outcome::Success),
         Some("denied") => Some(Outcome::Denied),
         Some("failure") => Some(Outcome::Failure),
-        Some(_) => return error_page(lang, mamori_vault::VaultError::Invalid("unknown outcome".into())),
+        Some(_) => return user.fail(&state, mamori_vault::VaultError::Invalid("unknown outcome".into())),
     };
     let filter = AuditFilter {
         from,
@@ -170,7 +170,7 @@ pub(crate) async fn audit(State(state): State<AppState>, user: WebUser, Query(q)
     };
     let page = match state.vault.query_audit(p, &filter).await {
         Ok(page) => page,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     let events: Vec<Value> = page
         .events
@@ -194,14 +194,18 @@ pub(crate) async fn audit(State(state): State<AppState>, user: WebUser, Query(q)
             }
         })
         .collect();
-    // The filters again, for the form and the next-page link.
-    let query = context! {
-        login => non_empty(&q.login), subject => non_empty(&q.subject), collection => non_empty(&q.collection),
-        action => non_empty(&q.action), outcome => non_empty(&q.outcome), from => non_empty(&q.from), until => non_empty(&q.until),
-    };
     let next = page.next_after_seq.map(|after| next_link(&q, after));
-    let body = context! { events => events, q => query, next => next, verified => Value::from(()) };
+    let body = context! { events => events, q => query_value(&q), next => next, verified => Value::from(()) };
     render(lang, "audit.html", signed_in(&state, &user, &caps), body)
+}
+
+/// The filters again, for the form.
+fn query_value(q: &AuditQuery) -> Value {
+    context! {
+        login => non_empty(&q.login), subject => non_empty(&q.subject), collection => non_empty(&q.collection),
+        action => non_empty(&q.action), outcome => non_empty(&q.outcome), from => non_empty(&q.from),
+        until => non_empty(&q.until),
+    }
 }
 
 fn next_link(q: &AuditQuery, after: u64) -> String {
@@ -229,14 +233,14 @@ pub(crate) async fn verify(State(state): State<AppState>, user: WebUser) -> Resp
     let p = &user.principal;
     let caps = match state.vault.capabilities(p).await {
         Ok(c) => c,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     if let Err(e) = state.vault.authorize_audit_read(p).await {
-        return error_page(lang, e);
+        return user.fail(&state, e);
     }
     let report = match state.vault.verify_audit().await {
         Ok(r) => r,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     let verified = context! {
         ok => report.ok,
@@ -247,7 +251,6 @@ pub(crate) async fn verify(State(state): State<AppState>, user: WebUser) -> Resp
         first_bad_seq => report.first_bad_seq,
         problem => report.problem.clone(),
     };
-    let body =
-        context! { events => Vec::<Value>::new(), q => context! {}, next => Value::from(()), verified => verified };
+    let body = context! { events => Vec::<Value>::new(), q => query_value(&AuditQuery::default()), next => Value::from(()), verified => verified };
     render(lang, "audit.html", signed_in(&state, &user, &caps), body)
 }

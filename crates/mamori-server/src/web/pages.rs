@@ -21,7 +21,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
     let p = &user.principal;
     let caps = match state.vault.capabilities(p).await {
         Ok(c) => c,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     let mut alerts = Vec::new();
     if p.role.reads_content() {
@@ -43,7 +43,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
                     tasks.push(context! { kind => lang.t("task_break_glass"), text => format!("{} — {} ({} min)", g.login, g.collection, g.minutes) });
                 }
             }
-            Err(e) => return error_page(lang, e),
+            Err(e) => return user.fail(&state, e),
         }
     }
     if caps.can(Action::PolicyManage) {
@@ -55,7 +55,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
                     );
                 }
             }
-            Err(e) => return error_page(lang, e),
+            Err(e) => return user.fail(&state, e),
         }
     }
     let collections: Vec<Value> = caps
@@ -72,12 +72,12 @@ pub(crate) async fn collections(State(state): State<AppState>, user: WebUser) ->
     let lang = user.lang;
     let caps = match state.vault.capabilities(&user.principal).await {
         Ok(c) => c,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     let infos = if caps.can(Action::CollectionRead) {
         match state.vault.list_collections(&user.principal).await {
             Ok(list) => list,
-            Err(e) => return error_page(lang, e),
+            Err(e) => return user.fail(&state, e),
         }
     } else {
         Vec::new()
@@ -167,11 +167,11 @@ pub(crate) async fn search(
     let p = &user.principal;
     let caps = match state.vault.capabilities(p).await {
         Ok(c) => c,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     let info: CollectionInfo = match state.vault.collection_info(p, &name).await {
         Ok(i) => i,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     let view = view_of(q.view.as_deref());
     let value = q.value.as_deref().map(str::trim).filter(|v| !v.is_empty());
@@ -181,7 +181,7 @@ pub(crate) async fn search(
         let purpose = q.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
         match state.vault.search(p, &name, field, value, view, purpose).await {
             Ok(found) => results = Some(found.iter().map(|r| record_value(lang, &state, &info.schema, r)).collect()),
-            Err(e) => return error_page(lang, e),
+            Err(e) => return user.fail(&state, e),
         }
     }
     let page = context! {
@@ -225,11 +225,11 @@ pub(crate) async fn record(
     };
     let caps = match state.vault.capabilities(p).await {
         Ok(c) => c,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     let info = match state.vault.collection_info(p, &name).await {
         Ok(i) => i,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     let view = view_of(q.view.as_deref());
     let purpose = q.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
@@ -257,7 +257,7 @@ pub(crate) async fn record(
             };
             render(lang, "record.html", signed_in(&state, &user, &caps), page)
         }
-        Err(e) => error_page(lang, e),
+        Err(e) => user.fail(&state, e),
     }
 }
 
@@ -274,11 +274,11 @@ pub(crate) async fn edit_page(
     };
     let caps = match state.vault.capabilities(p).await {
         Ok(c) => c,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     let info = match state.vault.collection_info(p, &name).await {
         Ok(i) => i,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     // The form shows the masked values as hints and sends only what was typed: editing
     // does not need (or expose) the full values.
@@ -297,7 +297,7 @@ pub(crate) async fn edit_page(
             };
             render(lang, "edit.html", signed_in(&state, &user, &caps), page)
         }
-        Err(e) => error_page(lang, e),
+        Err(e) => user.fail(&state, e),
     }
 }
 
@@ -323,7 +323,7 @@ pub(crate) async fn edit(
     }
     match state.vault.update_record(&user.principal, &name, &id, &changes).await {
         Ok(()) => redirect(&headers, &format!("/collections/{name}/records/{id}?saved=1")),
-        Err(e) => error_page(lang, e),
+        Err(e) => user.fail(&state, e),
     }
 }
 
@@ -349,7 +349,7 @@ pub(crate) async fn print(
     };
     let info = match state.vault.collection_info(p, &name).await {
         Ok(i) => i,
-        Err(e) => return error_page(lang, e),
+        Err(e) => return user.fail(&state, e),
     };
     let purpose = form.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
     match state.vault.print_record(p, &name, &id, view_of(form.view.as_deref()), purpose).await {
@@ -363,6 +363,6 @@ pub(crate) async fn print(
             };
             render(lang, "print.html", context! {}, page)
         }
-        Err(e) => error_page(lang, e),
+        Err(e) => user.fail(&state, e),
     }
 }

@@ -105,6 +105,10 @@ pub(crate) fn error_response(lang: Lang, status: StatusCode, key: &str) -> Respo
 /// The page for a vault error: its status as the API reports it, the message of its kind,
 /// and the vault's own detail where it is meant for people (invalid input, conflicts).
 pub(crate) fn error_page(lang: Lang, e: VaultError) -> Response {
+    error_page_with(lang, e, context! {})
+}
+
+fn error_page_with(lang: Lang, e: VaultError, base: Value) -> Response {
     let detail = match &e {
         VaultError::Invalid(m) | VaultError::Conflict(m) => Some(m.clone()),
         VaultError::PasswordRejected(r) => Some(match lang {
@@ -117,12 +121,20 @@ pub(crate) fn error_page(lang: Lang, e: VaultError) -> Response {
     let key = format!("error_{}", slug.replace('-', "_"));
     let message = lang.strings().get(&key).map_or(lang.t("error_internal"), String::as_str);
     let page = context! { status => status.as_u16(), message => message, detail => detail };
-    let mut res = render(lang, "error.html", context! {}, page);
+    let mut res = render(lang, "error.html", base, page);
     *res.status_mut() = status;
     if status == StatusCode::SERVICE_UNAVAILABLE {
         res.headers_mut().insert(header::RETRY_AFTER, 5.into());
     }
     res
+}
+
+impl WebUser {
+    /// The error page for a signed-in person: their name and the logout button stay (the
+    /// menus are left out: working them out is what may just have failed).
+    pub(crate) fn fail(&self, state: &AppState, e: VaultError) -> Response {
+        error_page_with(self.lang, e, signed_in(state, self, &Capabilities::default()))
+    }
 }
 
 /// A time as people here read it: in the configured zone (JST by default), Japanese style

@@ -219,7 +219,7 @@ fn staff_and_manager_work_in_a_real_browser() {
         b.wait_for("#results-table").await;
         let results = b.text("#results-table").await;
         assert!(!results.contains(&person.name) && !results.contains(&person.email), "masked for staff");
-        assert!(b.path().await.contains("value="), "htmx pushed the search into the address bar");
+        assert!(!b.path().await.contains('@'), "the searched value stays out of the address bar");
         b.shot("05-search-staff-masked").await;
         b.click("#results-table a.button").await;
         b.wait_for("#record-fields").await;

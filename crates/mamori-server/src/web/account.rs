@@ -39,14 +39,14 @@ fn account_page(
     render(user.lang, "account.html", signed_in(state, user, caps), page)
 }
 
-async fn capabilities(state: &AppState, user: &WebUser) -> Result<Capabilities, Response> {
-    state.vault.capabilities(&user.principal).await.map_err(|e| user.fail(state, e))
+async fn capabilities(state: &AppState, user: &WebUser) -> Result<Capabilities, Box<Response>> {
+    state.vault.capabilities(&user.principal).await.map_err(|e| Box::new(user.fail(state, e)))
 }
 
 pub(crate) async fn page(State(state): State<AppState>, user: WebUser) -> Response {
     match capabilities(&state, &user).await {
         Ok(caps) => account_page(&state, &user, &caps, Value::from(()), None, None),
-        Err(res) => res,
+        Err(res) => *res,
     }
 }
 
@@ -55,7 +55,7 @@ pub(crate) async fn page(State(state): State<AppState>, user: WebUser) -> Respon
 pub(crate) async fn begin_totp(State(state): State<AppState>, user: WebUser) -> Response {
     let caps = match capabilities(&state, &user).await {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     match state.vault.begin_totp_enrolment(&user.principal).await {
         Ok(e) => account_page(&state, &user, &caps, enrolment_value(&e), None, None),
@@ -87,7 +87,7 @@ pub(crate) async fn confirm_totp(
 ) -> Response {
     let caps = match capabilities(&state, &user).await {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     match state.vault.confirm_totp_enrolment(&user.principal, &form.enrolment, &form.code).await {
         Ok(codes) => {

@@ -1,7 +1,7 @@
 //! The pages of everyday work: home (tasks and alerts), collections, blind-index search,
 //! record view (masked or full, per permission), edit and print.
 
-use super::templates::{error_page, local_time, render, signed_in};
+use super::templates::{local_time, render, signed_in};
 use super::{Lang, WebUser, redirect};
 use crate::AppState;
 use axum::Form;
@@ -156,19 +156,41 @@ fn purpose_info(schema: &CollectionSchema) -> Value {
     context! { required => schema.purpose_required_for_full_view, choices => schema.access_purposes.clone() }
 }
 
+/// The empty search form.
+pub(crate) async fn search_page(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    search_with(state, user, headers, name, SearchQuery::default()).await
+}
+
+/// A search is a POST, like the API's: the searched value (a name, an e-mail address) never
+/// goes into a URL, so it stays out of the browser's history and of access logs
+/// (000-8-takeout-6).
 pub(crate) async fn search(
     State(state): State<AppState>,
     user: WebUser,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Query(q): Query<SearchQuery>,
+    Form(q): Form<SearchQuery>,
 ) -> Response {
+    search_with(state, user, headers, name, q).await
+}
+
+async fn search_with(state: AppState, user: WebUser, headers: HeaderMap, name: String, q: SearchQuery) -> Response {
     let lang = user.lang;
     let p = &user.principal;
     let caps = match state.vault.capabilities(p).await {
         Ok(c) => c,
         Err(e) => return user.fail(&state, e),
     };
+    // The empty form is not offered to those who may not search here; a search they send
+    // anyway goes to the vault, which refuses it and audits the refusal.
+    if q.value.is_none() && !caps.can_in(&name, Action::Search) {
+        return user.fail(&state, mamori_vault::VaultError::Forbidden);
+    }
     let info: CollectionInfo = match state.vault.collection_info(p, &name).await {
         Ok(i) => i,
         Err(e) => return user.fail(&state, e),
@@ -207,8 +229,9 @@ pub(crate) struct RecordQuery {
     purpose: Option<String>,
 }
 
-fn record_id(lang: Lang, id: &str) -> Result<RecordId, Response> {
-    id.parse::<RecordId>().map_err(|_| error_page(lang, mamori_vault::VaultError::NotFound("record")))
+/// A record id from the path; a malformed one is a record that does not exist.
+fn record_id(user: &WebUser, state: &AppState, id: &str) -> Result<RecordId, Box<Response>> {
+    id.parse::<RecordId>().map_err(|_| Box::new(user.fail(state, mamori_vault::VaultError::NotFound("record"))))
 }
 
 pub(crate) async fn record(
@@ -219,9 +242,9 @@ pub(crate) async fn record(
 ) -> Response {
     let lang = user.lang;
     let p = &user.principal;
-    let id = match record_id(lang, &id) {
+    let id = match record_id(&user, &state, &id) {
         Ok(id) => id,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let caps = match state.vault.capabilities(p).await {
         Ok(c) => c,
@@ -268,9 +291,9 @@ pub(crate) async fn edit_page(
 ) -> Response {
     let lang = user.lang;
     let p = &user.principal;
-    let id = match record_id(lang, &id) {
+    let id = match record_id(&user, &state, &id) {
         Ok(id) => id,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let caps = match state.vault.capabilities(p).await {
         Ok(c) => c,
@@ -308,10 +331,9 @@ pub(crate) async fn edit(
     Path((name, id)): Path<(String, String)>,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    let lang = user.lang;
-    let id = match record_id(lang, &id) {
+    let id = match record_id(&user, &state, &id) {
         Ok(id) => id,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let changes: BTreeMap<String, String> = form
         .into_iter()
@@ -343,9 +365,9 @@ pub(crate) async fn print(
 ) -> Response {
     let lang = user.lang;
     let p = &user.principal;
-    let id = match record_id(lang, &id) {
+    let id = match record_id(&user, &state, &id) {
         Ok(id) => id,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let info = match state.vault.collection_info(p, &name).await {
         Ok(i) => i,

@@ -18,16 +18,11 @@ pub const PASSWORD: &str = "Api-Test-Password-1";
 /// The synthetic data's seed: `mamori_synth::Generator::new(SEED).nth(i)` is the i-th person.
 pub const SEED: u64 = 11;
 
+#[derive(Default)]
 pub struct Options {
     /// Roles that must use a second factor (none by default, so that one test can log in
     /// many times; the identity tests cover the rule).
     pub mfa_roles: Vec<Role>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { mfa_roles: Vec::new() }
-    }
 }
 
 pub struct TestServer {

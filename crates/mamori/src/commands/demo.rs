@@ -105,7 +105,8 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
         println!("mamori demo: {people} synthetic people (架空の人物) in collection `customers`");
         println!("data directory (deleted on exit): {}", dir.path().display());
         println!("signed audit checkpoints: {}", checkpoint_file.display());
-        println!("URL: {url}   API: {url}/api/v1   OpenAPI: {url}/api/v1/openapi.json");
+        println!("Web UI: {url}/  (日本語; English from the header)");
+        println!("API: {url}/api/v1   OpenAPI: {url}/api/v1/openapi.json");
         println!();
         output::table(
             &["login", "password", "role", "TOTP secret"],

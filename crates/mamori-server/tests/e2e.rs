@@ -246,6 +246,16 @@ fn staff_and_manager_work_in_a_real_browser() {
         assert!(fields.contains(&person.name) && fields.contains(&person.medical_history), "full view for managers");
         assert!(b.exists("#print").await && b.exists("#edit").await);
         b.shot("07-record-manager-full").await;
+        // Everything held about this person, masked (the 本人 view), and the open sessions.
+        b.click("#subject-link").await;
+        b.wait_for(".subject-group").await;
+        assert!(!b.text("main").await.contains(&person.name), "the subject view is masked");
+        b.shot("07b-subject-view").await;
+        b.go("/account").await;
+        b.click("#calendar-wareki").await;
+        b.wait_for("#calendar-western").await;
+        assert!(b.text("#sessions").await.contains("令和"), "dates in the Japanese era once chosen");
+        b.shot("07c-account-sessions-wareki").await;
         b.log_out().await;
     });
 }

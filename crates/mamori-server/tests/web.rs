@@ -361,3 +361,89 @@ fn every_page_renders_for_its_users_in_both_languages() {
         assert!(roster.body.contains("newbie"));
     }
 }
+
+/// The subject id a record page shows.
+fn subject_of(record_page: &Page) -> String {
+    let start = record_page.body.find("href=\"/subjects/").expect("a link to the subject view") + 16;
+    record_page.body[start..].split('"').next().unwrap().to_owned()
+}
+
+#[test]
+fn the_subject_view_shows_a_persons_records_masked_and_is_audited() {
+    let s = TestServer::start();
+    let person = mamori_synth::Generator::new(SEED).nth(4).unwrap();
+    let mut manager = Browser::new(&s);
+    manager.log_in("manager", PASSWORD);
+    let found = manager.search(&person.email, &[]);
+    let id = found.body.split("/collections/customers/records/").nth(1).unwrap().split('?').next().unwrap().to_owned();
+    let subject = subject_of(&manager.get(&format!("/collections/customers/records/{id}")));
+
+    let page = manager.get(&format!("/subjects/{subject}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert!(page.body.contains(&format!("/collections/customers/records/{id}")), "the record is listed");
+    assert!(!page.body.contains(&person.name) && !page.body.contains(&person.email), "masked, like search results");
+    assert_eq!(manager.get("/subjects/%00bad").status, 404, "a malformed subject id is no subject");
+    let nobody = manager.get("/subjects/no-such-person");
+    assert!(nobody.status == 200 && nobody.body.contains("id=\"subject-none\""));
+
+    // The system administrator has no read path to content: the view is empty for them.
+    let mut admin = Browser::new(&s);
+    admin.log_in("admin", PASSWORD);
+    let empty = admin.get(&format!("/subjects/{subject}"));
+    assert!(empty.body.contains("id=\"subject-none\"") && !empty.body.contains(&id), "{}", empty.body);
+
+    let mut auditor = Browser::new(&s);
+    auditor.log_in("auditor", PASSWORD);
+    let audit = auditor.get(&format!("/audit?subject={subject}"));
+    assert!(audit.body.contains("subject.view"), "{}", audit.body);
+    assert!(audit.body.contains("via subject view") || audit.body.contains("record.read"));
+}
+
+#[test]
+fn people_see_their_sessions_and_end_one_left_open_elsewhere() {
+    let s = TestServer::start();
+    let mut office = Browser::new(&s);
+    office.log_in("manager", PASSWORD);
+    let mut meeting_room = Browser::new(&s);
+    meeting_room.log_in("manager", PASSWORD);
+
+    let account = office.get("/account");
+    // The test server's own set-up logins may still be open too.
+    assert!(account.body.matches("data-session=").count() >= 2, "{}", account.body);
+    assert_eq!(account.body.matches("class=\"current\"").count(), 1);
+    let others: Vec<String> = account
+        .body
+        .split("action=\"/account/sessions/")
+        .skip(1)
+        .map(|rest| rest.split('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(others.len(), account.body.matches("data-session=").count() - 1, "no end button on this session");
+    for other in &others {
+        let ended = office.post(&format!("/account/sessions/{other}/end"), &[("csrf", &account.csrf())]);
+        assert_eq!(ended.status, 303, "{}", ended.body);
+    }
+    assert_eq!(meeting_room.get("/").status, 303, "the other session is over: back to the login page");
+    assert_eq!(office.get("/").status, 200, "this one goes on");
+    let again = office.post(&format!("/account/sessions/{}/end", others[0]), &[("csrf", &account.csrf())]);
+    assert_eq!(again.status, 404);
+    let current = office.get("/account");
+    assert_eq!(current.body.matches("data-session=").count(), 1);
+}
+
+#[test]
+fn dates_in_the_japanese_era_on_request() {
+    let s = TestServer::start();
+    let mut auditor = Browser::new(&s);
+    auditor.log_in("auditor", PASSWORD);
+    let western = auditor.get("/audit");
+    let year = s.vault.now().to_offset(time::UtcOffset::from_hms(9, 0, 0).unwrap()).year();
+    assert!(western.body.contains(&format!("{year}年")), "Western years by default");
+    let switched = auditor.get("/calendar/wareki?next=/audit");
+    assert_eq!(switched.header("location"), Some("/audit"));
+    let era = auditor.get("/audit");
+    assert!(era.body.contains(&format!("令和{}年", year - 2018)), "{}", era.body);
+    assert!(!era.body.contains(&format!("{year}年")));
+    auditor.get("/calendar/western?next=/");
+    assert!(auditor.get("/audit").body.contains(&format!("{year}年")));
+}

@@ -167,19 +167,16 @@ impl PostgresStore {
         Ok(true)
     }
 
+    /// Record ids selected by `sql`, whose parameters are the collection, one key and a limit.
     pub(crate) async fn find_record_ids(
         &self,
+        sql: &str,
         collection_id: i64,
-        token: &[u8],
+        key: &(dyn tokio_postgres::types::ToSql + Sync),
         limit: usize,
     ) -> Result<Vec<RecordId>> {
         let conn = self.conn().await?;
-        let rows = query(
-            &conn,
-            "SELECT record_id FROM blind_index WHERE collection_id = $1 AND token = $2 ORDER BY record_id LIMIT $3",
-            &[&collection_id, &token, &db::limit(limit)],
-        )
-        .await?;
+        let rows = query(&conn, sql, &[&collection_id, key, &db::limit(limit)]).await?;
         rows.iter().map(|r| Ok(RecordId::from_uuid(get(r, 0)?))).collect()
     }
 

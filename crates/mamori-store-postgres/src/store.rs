@@ -100,7 +100,23 @@ impl Store for PostgresStore {
     }
 
     async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>> {
-        self.find_record_ids(collection_id, token, limit).await
+        self.find_record_ids(
+            "SELECT record_id FROM blind_index WHERE collection_id = $1 AND token = $2 ORDER BY record_id LIMIT $3",
+            collection_id,
+            &token,
+            limit,
+        )
+        .await
+    }
+
+    async fn find_by_subject(&self, collection_id: i64, subject: &str, limit: usize) -> Result<Vec<RecordId>> {
+        self.find_record_ids(
+            "SELECT id FROM records WHERE collection_id = $1 AND subject = $2 ORDER BY id LIMIT $3",
+            collection_id,
+            &subject,
+            limit,
+        )
+        .await
     }
 
     async fn unique_tokens_taken(&self, collection_id: i64, tokens: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {

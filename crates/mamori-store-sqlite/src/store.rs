@@ -212,6 +212,26 @@ impl SqliteStore {
     ) -> Result<()> {
         self.write(move |tx| if f(tx, sql).map_err(map_err)? == 0 { Err(StoreError::NotFound) } else { Ok(()) }).await
     }
+
+    /// Record ids selected by `sql`, whose parameters are the collection, one key and a limit.
+    async fn record_ids(
+        &self,
+        sql: &'static str,
+        collection_id: i64,
+        key: rusqlite::types::Value,
+        limit: usize,
+    ) -> Result<Vec<RecordId>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(sql).map_err(map_err)?;
+            let ids: Vec<Vec<u8>> = stmt
+                .query_map(params![collection_id, key, limit as i64], |r| r.get(0))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)?;
+            ids.into_iter().map(record_id).collect()
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -543,17 +563,22 @@ impl Store for SqliteStore {
 
     async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>> {
         let token = token.to_vec();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached("SELECT record_id FROM blind_index WHERE collection_id = ?1 AND token = ?2 LIMIT ?3")
-                .map_err(map_err)?;
-            let ids: Vec<Vec<u8>> = stmt
-                .query_map(params![collection_id, token, limit as i64], |r| r.get(0))
-                .map_err(map_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(map_err)?;
-            ids.into_iter().map(record_id).collect()
-        })
+        self.record_ids(
+            "SELECT record_id FROM blind_index WHERE collection_id = ?1 AND token = ?2 LIMIT ?3",
+            collection_id,
+            rusqlite::types::Value::Blob(token),
+            limit,
+        )
+        .await
+    }
+
+    async fn find_by_subject(&self, collection_id: i64, subject: &str, limit: usize) -> Result<Vec<RecordId>> {
+        self.record_ids(
+            "SELECT id FROM records WHERE collection_id = ?1 AND subject = ?2 ORDER BY id LIMIT ?3",
+            collection_id,
+            rusqlite::types::Value::Text(subject.to_owned()),
+            limit,
+        )
         .await
     }
 

@@ -165,6 +165,10 @@ pub async fn records_and_index(store: Arc<dyn Store>) {
     assert_eq!(store.find_by_token(c.id, &token(1), 1).await.unwrap().len(), 1);
     assert_eq!(store.find_by_token(c.id, &token(2), 10).await.unwrap(), [r.id]);
     assert!(store.find_by_token(other.id, &token(1), 10).await.unwrap().is_empty());
+    assert_eq!(store.find_by_subject(c.id, "S1", 10).await.unwrap(), [r.id]);
+    assert!(store.find_by_subject(c.id, "S1", 0).await.unwrap().is_empty());
+    assert!(store.find_by_subject(other.id, "S1", 10).await.unwrap().is_empty(), "subjects are per collection");
+    assert!(store.find_by_subject(c.id, "S9", 10).await.unwrap().is_empty());
     assert_eq!(store.count_records(c.id).await.unwrap(), 2);
 
     let mut changed = r.clone();

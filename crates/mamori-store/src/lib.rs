@@ -95,6 +95,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn update_record(&self, record: &RecordRow) -> Result<()>;
     async fn delete_record(&self, collection_id: i64, id: &RecordId) -> Result<bool>;
     async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>>;
+    /// Up to `limit` ids of one data subject's records in a collection, in id order.
+    async fn find_by_subject(&self, collection_id: i64, subject: &str, limit: usize) -> Result<Vec<RecordId>>;
     /// Which of `tokens` are already taken as unique values in the collection.
     async fn unique_tokens_taken(&self, collection_id: i64, tokens: &[Vec<u8>]) -> Result<Vec<Vec<u8>>>;
     async fn count_records(&self, collection_id: i64) -> Result<u64>;

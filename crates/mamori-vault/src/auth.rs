@@ -308,7 +308,7 @@ fn one_time_password() -> SecretString {
     SecretString::new((0..16).map(|_| OTP_ALPHABET[rng.gen_range(0..OTP_ALPHABET.len())] as char).collect())
 }
 
-fn session_ref(hash: &[u8; 32]) -> String {
+pub(crate) fn session_ref(hash: &[u8; 32]) -> String {
     crate::audit::hex(&hash[..6])
 }
 

@@ -24,6 +24,7 @@ mod keys;
 mod login_ticket;
 mod menu;
 mod records;
+mod sessions;
 
 pub use access_review::{AccessEntry, CollectionRights, ReviewDecision};
 pub use approvals::{GrantInfo, MAX_BREAK_GLASS_MINUTES, PolicyChange, PolicyVersionInfo};
@@ -42,6 +43,7 @@ pub use keys::RotationReport;
 pub use login_ticket::{LoginStep, LoginTicket, TICKET_LIFETIME};
 pub use menu::Capabilities;
 pub use records::{RecordView, View};
+pub use sessions::SessionInfo;
 
 use mamori_core::access::{Action, Role};
 use mamori_core::audit::{AuditEvent, Outcome};

@@ -505,36 +505,7 @@ impl Vault {
             .ok_or_else(|| VaultError::Invalid(format!("field `{field}` is not searchable")))?;
         let token = state.indexer(field)?.token(&blind_index_form(def.field_type, value.trim()));
         let ids = self.store.find_by_token(state.row.id, &token, self.config.search_limit).await?;
-        let mut found = Vec::with_capacity(ids.len());
-        let mut events = Vec::with_capacity(ids.len() + 1);
-        let mut withheld = 0;
-        // Field decisions depend on the record's department only: made once per department.
-        let mut visible_by_department: HashMap<String, HashSet<String>> = HashMap::new();
-        let mut grant = GrantMemo::default();
-        for id in ids {
-            let Some((row, key)) = self.store.get_record_with_key(state.row.id, &id).await? else { continue };
-            // Hits the caller may not see are left out silently: not even their number
-            // reaches the caller (the audit event keeps it).
-            let (decision, opened_by) = self.decide_record(p, view.action(), &state, &row, &mut grant).await?;
-            if !decision.allowed {
-                withheld += 1;
-                continue;
-            }
-            let (state, values, _) = self.open_row(&state, &row, key).await?;
-            let department = row.department.clone().unwrap_or_default();
-            if !visible_by_department.contains_key(&department) {
-                let visible = self.visible_fields(p, view.action(), &state, &department, &mut grant).await?;
-                visible_by_department.insert(department.clone(), visible);
-            }
-            let record = Self::present(&state, &row, values, view, &visible_by_department[&department])?;
-            let mut e = self.record_event(p, "record.read", &state, &id, &row.subject);
-            e.fields = record.fields.keys().cloned().collect();
-            e.purpose = purpose.clone();
-            e.reason = Some("via search".into());
-            crate::authz::Access { policy: decision.policy_list(), grant: opened_by }.stamp(&mut e);
-            events.push(e);
-            found.push(record);
-        }
+        let Hits { found, mut events, withheld } = self.open_hits(p, &state, ids, view, &purpose, "via search").await?;
         let mut e = self.event(p, "record.search", Outcome::Success);
         e.collection = Some(collection.to_owned());
         e.fields = vec![field.to_owned()];
@@ -548,4 +519,104 @@ impl Vault {
         self.audit.record(events).await?;
         Ok(found)
     }
+
+    /// Every record of one data subject that the caller may read, in every collection
+    /// where the caller may search (the 本人 view used to answer a disclosure request, and to
+    /// check what is held about someone before erasure). Collections where the caller has no
+    /// such right are skipped without a denial; each record shown is audited as a read, and
+    /// one `subject.view` event counts them.
+    pub async fn subject_records(
+        &self,
+        p: &Principal,
+        subject: &SubjectId,
+        view: View,
+        purpose: Option<&str>,
+    ) -> Result<Vec<RecordView>> {
+        let capabilities = self.capabilities(p).await?;
+        let mut found = Vec::new();
+        let mut events = Vec::new();
+        let mut withheld = 0;
+        let mut collections = Vec::new();
+        let mut names: Vec<&str> = capabilities.collections.iter().map(|c| c.collection.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            if !(capabilities.can_in(name, Action::Search) && capabilities.can_in(name, view.action())) {
+                continue;
+            }
+            let (state, _) = self.authorize_collection(p, Action::Search, "subject.view", name).await?;
+            let purpose = Self::check_purpose(state.current(), view, purpose)?;
+            let ids = self.store.find_by_subject(state.row.id, subject.as_str(), self.config.search_limit).await?;
+            let hits = self.open_hits(p, &state, ids, view, &purpose, "via subject view").await?;
+            if !hits.found.is_empty() {
+                collections.push(name.to_owned());
+            }
+            found.extend(hits.found);
+            events.extend(hits.events);
+            withheld += hits.withheld;
+        }
+        let mut e = self.event(p, "subject.view", Outcome::Success);
+        e.subject = Some(subject.as_str().to_owned());
+        e.rows = Some(found.len() as u64);
+        e.purpose = purpose.map(str::to_owned);
+        e.fields = collections;
+        if withheld > 0 {
+            e.reason = Some(format!("{withheld} records withheld by policy"));
+        }
+        events.insert(0, e);
+        self.audit.record(events).await?;
+        Ok(found)
+    }
+
+    /// Opens the records behind a list of hits for a caller who passed the collection-level
+    /// checks, leaving out those the caller may not see, with one audit event per record shown.
+    async fn open_hits(
+        &self,
+        p: &Principal,
+        state: &Arc<CollectionState>,
+        ids: Vec<RecordId>,
+        view: View,
+        purpose: &Option<String>,
+        via: &str,
+    ) -> Result<Hits> {
+        let mut found = Vec::with_capacity(ids.len());
+        let mut events = Vec::with_capacity(ids.len() + 1);
+        let mut withheld = 0;
+        // Field decisions depend on the record's department only: made once per department.
+        let mut visible_by_department: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut grant = GrantMemo::default();
+        for id in ids {
+            let Some((row, key)) = self.store.get_record_with_key(state.row.id, &id).await? else { continue };
+            // Hits the caller may not see are left out silently: not even their number
+            // reaches the caller (the audit event keeps it).
+            let (decision, opened_by) = self.decide_record(p, view.action(), state, &row, &mut grant).await?;
+            if !decision.allowed {
+                withheld += 1;
+                continue;
+            }
+            let (state, values, _) = self.open_row(state, &row, key).await?;
+            let department = row.department.clone().unwrap_or_default();
+            if !visible_by_department.contains_key(&department) {
+                let visible = self.visible_fields(p, view.action(), &state, &department, &mut grant).await?;
+                visible_by_department.insert(department.clone(), visible);
+            }
+            let record = Self::present(&state, &row, values, view, &visible_by_department[&department])?;
+            let mut e = self.record_event(p, "record.read", &state, &id, &row.subject);
+            e.fields = record.fields.keys().cloned().collect();
+            e.purpose = purpose.clone();
+            e.reason = Some(via.into());
+            crate::authz::Access { policy: decision.policy_list(), grant: opened_by }.stamp(&mut e);
+            events.push(e);
+            found.push(record);
+        }
+        Ok(Hits { found, events, withheld })
+    }
+}
+
+/// What [`Vault::open_hits`] returns: the records shown, their audit events, and how many
+/// hits policy withheld.
+struct Hits {
+    found: Vec<RecordView>,
+    events: Vec<AuditEvent>,
+    withheld: usize,
 }

@@ -1,12 +1,13 @@
 //! The account page: who I am, password change, TOTP enrolment with a QR code and the
-//! one-time recovery codes.
+//! one-time recovery codes, my open sessions (ending one left open elsewhere), and how
+//! dates are shown.
 
 use super::WebUser;
 use super::session::{SESSION_COOKIE, expired_cookie};
-use super::templates::{render, role_slug, signed_in};
+use super::templates::{Dates, render, role_slug, signed_in};
 use crate::AppState;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::Response;
 use base64::Engine as _;
@@ -15,7 +16,7 @@ use mamori_vault::{Capabilities, VaultError};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
-fn account_page(
+async fn account_page(
     state: &AppState,
     user: &WebUser,
     caps: &Capabilities,
@@ -24,7 +25,26 @@ fn account_page(
     recovery: Option<Vec<String>>,
 ) -> Response {
     let p = &user.principal;
+    let dates = Dates::of(state, user);
+    let sessions = match state.vault.my_sessions(p).await {
+        Ok(list) => list
+            .iter()
+            .map(|s| {
+                context! {
+                    reference => s.reference.clone(),
+                    created => dates.show(s.created_at),
+                    last_seen => dates.show(s.last_seen_at),
+                    expires => dates.show(s.expires_at),
+                    mfa => s.mfa,
+                    current => s.current,
+                }
+            })
+            .collect::<Vec<_>>(),
+        Err(e) => return user.fail(state, e),
+    };
     let page = context! {
+        sessions => sessions,
+        wareki => user.wareki,
         login => p.login.clone(),
         role => role_slug(p.role),
         department => p.department.clone(),
@@ -45,7 +65,7 @@ async fn capabilities(state: &AppState, user: &WebUser) -> Result<Capabilities, 
 
 pub(crate) async fn page(State(state): State<AppState>, user: WebUser) -> Response {
     match capabilities(&state, &user).await {
-        Ok(caps) => account_page(&state, &user, &caps, Value::from(()), None, None),
+        Ok(caps) => account_page(&state, &user, &caps, Value::from(()), None, None).await,
         Err(res) => *res,
     }
 }
@@ -58,7 +78,7 @@ pub(crate) async fn begin_totp(State(state): State<AppState>, user: WebUser) -> 
         Err(res) => return *res,
     };
     match state.vault.begin_totp_enrolment(&user.principal).await {
-        Ok(e) => account_page(&state, &user, &caps, enrolment_value(&e), None, None),
+        Ok(e) => account_page(&state, &user, &caps, enrolment_value(&e), None, None).await,
         Err(e) => user.fail(&state, e),
     }
 }
@@ -92,15 +112,28 @@ pub(crate) async fn confirm_totp(
     match state.vault.confirm_totp_enrolment(&user.principal, &form.enrolment, &form.code).await {
         Ok(codes) => {
             let codes: Vec<String> = codes.iter().map(|c| c.expose().to_owned()).collect();
-            let mut res = account_page(&state, &user, &caps, Value::from(()), None, Some(codes));
+            let mut res = account_page(&state, &user, &caps, Value::from(()), None, Some(codes)).await;
             res.headers_mut().append(header::SET_COOKIE, expired_cookie(SESSION_COOKIE));
             res
         }
         // A wrong code: the same enrolment may be tried again while it is valid.
         Err(VaultError::Invalid(_)) => {
             let enrolment = context! { qr => Value::from(()), secret => Value::from(()), token => form.enrolment };
-            account_page(&state, &user, &caps, enrolment, Some("totp_wrong_code"), None)
+            account_page(&state, &user, &caps, enrolment, Some("totp_wrong_code"), None).await
         }
+        Err(e) => user.fail(&state, e),
+    }
+}
+
+/// Ends one of my other sessions (say, one left open on a shared terminal).
+pub(crate) async fn end_session(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: axum::http::HeaderMap,
+    Path(reference): Path<String>,
+) -> Response {
+    match state.vault.end_my_session(&user.principal, &reference).await {
+        Ok(()) => super::redirect(&headers, "/account#sessions"),
         Err(e) => user.fail(&state, e),
     }
 }

@@ -1,7 +1,7 @@
 //! Pages for administrators, reviewers and auditors: accounts, the access roster, the audit
 //! viewer (filters, "who saw this person", verification).
 
-use super::templates::{local_time, render, role_slug, signed_in};
+use super::templates::{Dates, render, role_slug, signed_in};
 use super::{WebUser, redirect};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
@@ -20,7 +20,7 @@ pub(crate) async fn users(State(state): State<AppState>, user: WebUser) -> Respo
         (Ok(c), Ok(l)) => (c, l),
         (Err(e), _) | (_, Err(e)) => return user.fail(&state, e),
     };
-    let offset = state.vault.config().authz.utc_offset;
+    let dates = Dates::of(&state, &user);
     let rows: Vec<Value> = list
         .iter()
         .map(|u| {
@@ -34,8 +34,8 @@ pub(crate) async fn users(State(state): State<AppState>, user: WebUser) -> Respo
                 locked => u.locked,
                 mfa => u.mfa_enrolled,
                 vendor => u.vendor,
-                last_login => u.last_login_at.map(|t| local_time(lang, offset, t)),
-                valid_until => u.valid_until.map(|t| local_time(lang, offset, t)),
+                last_login => u.last_login_at.map(|t| dates.show(t)),
+                valid_until => u.valid_until.map(|t| dates.show(t)),
                 is_me => u.login == p.login,
             }
         })
@@ -71,7 +71,7 @@ pub(crate) async fn access_review(State(state): State<AppState>, user: WebUser) 
         (Ok(c), Ok(l)) => (c, l),
         (Err(e), _) | (_, Err(e)) => return user.fail(&state, e),
     };
-    let offset = state.vault.config().authz.utc_offset;
+    let dates = Dates::of(&state, &user);
     let rows: Vec<Value> = entries
         .iter()
         .map(|a| {
@@ -96,10 +96,10 @@ pub(crate) async fn access_review(State(state): State<AppState>, user: WebUser) 
                 role => role_slug(a.role),
                 department => a.department.clone(),
                 clearance => lang.t(&format!("tier_{}", a.clearance)),
-                training => a.training_valid_until.map(|t| local_time(lang, offset, t)),
+                training => a.training_valid_until.map(|t| dates.show(t)),
                 pledge => a.pledge_signed,
                 disabled => a.disabled,
-                reviewed => a.reviewed_at.map(|t| local_time(lang, offset, t)),
+                reviewed => a.reviewed_at.map(|t| dates.show(t)),
                 system => a.system.join(", "),
                 collections => collections,
             }
@@ -143,8 +143,8 @@ pub(crate) async fn audit(State(state): State<AppState>, user: WebUser, Query(q)
         Ok(c) => c,
         Err(e) => return user.fail(&state, e),
     };
-    let offset = state.vault.config().authz.utc_offset;
-    let range = day_start(&q.from, offset, 0).and_then(|from| Ok((from, day_start(&q.until, offset, 1)?)));
+    let dates = Dates::of(&state, &user);
+    let range = day_start(&q.from, dates.offset, 0).and_then(|from| Ok((from, day_start(&q.until, dates.offset, 1)?)));
     let (from, until) = match range {
         Ok(r) => r,
         Err(m) => return user.fail(&state, mamori_vault::VaultError::Invalid(m)),
@@ -179,7 +179,7 @@ pub(crate) async fn audit(State(state): State<AppState>, user: WebUser, Query(q)
             let ev = &e.event;
             context! {
                 seq => e.seq,
-                at => local_time(lang, offset, ev.at),
+                at => dates.show(ev.at),
                 actor => e.login.clone().unwrap_or_else(|| ev.actor.clone()),
                 action => ev.action.clone(),
                 outcome => serde_json::to_value(ev.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)),

@@ -229,10 +229,20 @@ pub(crate) struct NextQuery {
 /// Sets the language (a preference, not a secret: readable cookie, kept a year).
 pub(crate) async fn switch_language(Path(code): Path<String>, Query(q): Query<NextQuery>) -> Response {
     let lang = Lang::parse(&code).unwrap_or(Lang::Ja);
-    let mut res =
-        (StatusCode::SEE_OTHER, [(header::LOCATION, local_path(q.next.as_deref()).to_owned())]).into_response();
-    let cookie =
-        format!("{}={}; Path=/; Secure; SameSite=Lax; Max-Age=31536000", super::i18n::LANG_COOKIE, lang.code());
+    remember_preference(super::i18n::LANG_COOKIE, lang.code(), q.next.as_deref())
+}
+
+/// Western (`western`) or Japanese-era (`wareki`) dates.
+pub(crate) async fn switch_calendar(Path(style): Path<String>, Query(q): Query<NextQuery>) -> Response {
+    let style = if style == "wareki" { "wareki" } else { "western" };
+    remember_preference(super::i18n::CALENDAR_COOKIE, style, q.next.as_deref())
+}
+
+/// Back to the page the person was on, with a display preference in a year-long cookie.
+/// The value is one of a fixed set, never what the request carried.
+fn remember_preference(name: &str, value: &'static str, next: Option<&str>) -> Response {
+    let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, local_path(next).to_owned())]).into_response();
+    let cookie = format!("{name}={value}; Path=/; Secure; SameSite=Lax; Max-Age=31536000");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         res.headers_mut().append(header::SET_COOKIE, v);
     }

@@ -13,6 +13,13 @@ pub(crate) enum Lang {
 }
 
 pub(crate) const LANG_COOKIE: &str = "mamori_lang";
+/// `wareki` for dates in the Japanese era (令和8年); anything else is the Western year.
+pub(crate) const CALENDAR_COOKIE: &str = "mamori_calendar";
+
+/// Whether the person chose Japanese-era dates.
+pub(crate) fn wareki(headers: &HeaderMap) -> bool {
+    super::cookie(headers, CALENDAR_COOKIE).as_deref() == Some("wareki")
+}
 
 impl Lang {
     pub(crate) fn code(self) -> &'static str {

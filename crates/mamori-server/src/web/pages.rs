@@ -1,8 +1,8 @@
 //! The pages of everyday work: home (tasks and alerts), collections, blind-index search,
 //! record view (masked or full, per permission), edit and print.
 
-use super::templates::{local_time, render, signed_in};
-use super::{Lang, WebUser, redirect};
+use super::templates::{Dates, render, signed_in};
+use super::{WebUser, redirect};
 use crate::AppState;
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -135,7 +135,7 @@ fn label_of(schema: &CollectionSchema, field: &str) -> String {
 }
 
 /// A record as a page shows it: labelled values in schema order.
-fn record_value(lang: Lang, state: &AppState, schema: &CollectionSchema, r: &RecordView) -> Value {
+fn record_value(dates: Dates, schema: &CollectionSchema, r: &RecordView) -> Value {
     let fields: Vec<Value> = r
         .fields
         .iter()
@@ -146,7 +146,7 @@ fn record_value(lang: Lang, state: &AppState, schema: &CollectionSchema, r: &Rec
         subject => r.subject_id.clone(),
         department => r.department.clone(),
         view => view_slug(r.view),
-        updated => local_time(lang, state.vault.config().authz.utc_offset, r.updated_at),
+        updated => dates.show(r.updated_at),
         fields => fields,
     }
 }
@@ -202,7 +202,9 @@ async fn search_with(state: AppState, user: WebUser, headers: HeaderMap, name: S
     if let (Some(field), Some(value)) = (field.as_deref(), value) {
         let purpose = q.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
         match state.vault.search(p, &name, field, value, view, purpose).await {
-            Ok(found) => results = Some(found.iter().map(|r| record_value(lang, &state, &info.schema, r)).collect()),
+            Ok(found) => {
+                results = Some(found.iter().map(|r| record_value(Dates::of(&state, &user), &info.schema, r)).collect())
+            }
             Err(e) => return user.fail(&state, e),
         }
     }
@@ -269,7 +271,7 @@ pub(crate) async fn record(
         Ok(r) => {
             let page = context! {
                 collection => name.clone(),
-                record => record_value(lang, &state, &info.schema, &r),
+                record => record_value(Dates::of(&state, &user), &info.schema, &r),
                 ask_purpose => false,
                 id => id.to_string(),
                 purpose => purpose_info(&info.schema),
@@ -310,7 +312,7 @@ pub(crate) async fn edit_page(
             let page = context! {
                 collection => name.clone(),
                 id => id.to_string(),
-                record => record_value(lang, &state, &info.schema, &r),
+                record => record_value(Dates::of(&state, &user), &info.schema, &r),
                 fields => info.schema.fields.iter().map(|f| context! {
                     name => f.name.clone(),
                     label => f.label.clone().unwrap_or_else(|| f.name.clone()),
@@ -376,10 +378,10 @@ pub(crate) async fn print(
     let purpose = form.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
     match state.vault.print_record(p, &name, &id, view_of(form.view.as_deref()), purpose).await {
         Ok(r) => {
-            let printed = local_time(lang, state.vault.config().authz.utc_offset, state.vault.now());
+            let printed = Dates::of(&state, &user).show(state.vault.now());
             let page = context! {
                 collection => info.schema.label.clone().unwrap_or(name.clone()),
-                record => record_value(lang, &state, &info.schema, &r),
+                record => record_value(Dates::of(&state, &user), &info.schema, &r),
                 printed_by => p.login.clone(),
                 printed_at => printed,
             };
@@ -387,4 +389,37 @@ pub(crate) async fn print(
         }
         Err(e) => user.fail(&state, e),
     }
+}
+
+/// The data-subject view (本人の記録): every record of one person that the caller may see,
+/// masked, grouped by collection, for answering a disclosure request or checking what is
+/// held before an erasure. The subject id is an opaque id, not a personal value, so it may
+/// stand in the URL.
+pub(crate) async fn subject(State(state): State<AppState>, user: WebUser, Path(subject): Path<String>) -> Response {
+    let lang = user.lang;
+    let p = &user.principal;
+    let Ok(subject) = mamori_core::ids::SubjectId::new(&subject) else {
+        return user.fail(&state, mamori_vault::VaultError::NotFound("data subject"));
+    };
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return user.fail(&state, e),
+    };
+    let records = match state.vault.subject_records(p, &subject, View::Masked, None).await {
+        Ok(r) => r,
+        Err(e) => return user.fail(&state, e),
+    };
+    let dates = Dates::of(&state, &user);
+    let mut groups: Vec<Value> = Vec::new();
+    for chunk in records.chunk_by(|a, b| a.collection == b.collection) {
+        let name = chunk[0].collection.clone();
+        let info = match state.vault.collection_info(p, &name).await {
+            Ok(i) => i,
+            Err(e) => return user.fail(&state, e),
+        };
+        let list: Vec<Value> = chunk.iter().map(|r| record_value(dates, &info.schema, r)).collect();
+        groups.push(context! { collection => name, title => info.schema.label.clone(), records => list });
+    }
+    let page = context! { subject => subject.as_str(), groups => groups, total => records.len() };
+    render(lang, "subject.html", signed_in(&state, &user, &caps), page)
 }

@@ -35,6 +35,8 @@ pub(crate) struct WebUser {
     pub principal: Principal,
     pub token: SessionToken,
     pub lang: Lang,
+    /// Dates in the Japanese era (a preference kept in a cookie, like the language).
+    pub wareki: bool,
 }
 
 impl WebUser {
@@ -62,7 +64,7 @@ impl FromRequestParts<AppState> for WebUser {
                 if principal.password_change_only && !setup_page(parts.uri.path()) {
                     return Err(redirect(&parts.headers, "/account"));
                 }
-                Ok(WebUser { principal, token, lang })
+                Ok(WebUser { principal, token, lang, wareki: super::i18n::wareki(&parts.headers) })
             }
             Err(VaultError::Unauthenticated) => Err(to_login(parts)),
             Err(e) => Err(super::templates::error_page(lang, e)),

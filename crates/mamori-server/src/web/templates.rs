@@ -21,6 +21,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("search.html", include_str!("../../web/templates/search.html")),
     ("results.html", include_str!("../../web/templates/results.html")),
     ("record.html", include_str!("../../web/templates/record.html")),
+    ("subject.html", include_str!("../../web/templates/subject.html")),
     ("edit.html", include_str!("../../web/templates/edit.html")),
     ("print.html", include_str!("../../web/templates/print.html")),
     ("users.html", include_str!("../../web/templates/users.html")),
@@ -137,13 +138,39 @@ impl WebUser {
     }
 }
 
-/// A time as people here read it: in the configured zone (JST by default), Japanese style
-/// for `ja`.
-pub(crate) fn local_time(lang: Lang, offset: UtcOffset, t: OffsetDateTime) -> String {
-    let t = t.to_offset(offset);
-    match lang {
-        Lang::Ja => format!("{}年{}月{}日 {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()),
-        Lang::En => format!("{}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()),
+/// How one person reads times: in the configured zone (JST by default), Japanese style for
+/// `ja`, and with the Japanese era (和暦) for those who chose it on their account page.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dates {
+    pub lang: Lang,
+    pub offset: UtcOffset,
+    pub wareki: bool,
+}
+
+/// The modern eras and the Gregorian day each began, newest first. Older dates, which no
+/// timestamp in mamori can carry, are written in the Western calendar.
+const ERAS: &[(&str, i32, u8, u8)] = &[("令和", 2019, 5, 1), ("平成", 1989, 1, 8), ("昭和", 1926, 12, 25)];
+
+impl Dates {
+    pub(crate) fn of(state: &AppState, user: &WebUser) -> Self {
+        Dates { lang: user.lang, offset: state.vault.config().authz.utc_offset, wareki: user.wareki }
+    }
+
+    pub(crate) fn show(self, t: OffsetDateTime) -> String {
+        let t = t.to_offset(self.offset);
+        let (year, month, day) = (t.year(), u8::from(t.month()), t.day());
+        match self.lang {
+            Lang::Ja => {
+                let era = ERAS.iter().find(|(_, y, m, d)| (year, month, day) >= (*y, *m, *d)).filter(|_| self.wareki);
+                let year = match era {
+                    Some((name, first, ..)) if year == *first => format!("{name}元"),
+                    Some((name, first, ..)) => format!("{name}{}", year - first + 1),
+                    None => year.to_string(),
+                };
+                format!("{year}年{month}月{day}日 {:02}:{:02}", t.hour(), t.minute())
+            }
+            Lang::En => format!("{year}-{month:02}-{day:02} {:02}:{:02}", t.hour(), t.minute()),
+        }
     }
 }
 
@@ -158,11 +185,28 @@ mod tests {
         }
     }
 
+    fn dates(lang: Lang, wareki: bool) -> Dates {
+        Dates { lang, offset: UtcOffset::from_hms(9, 0, 0).unwrap(), wareki }
+    }
+
     #[test]
     fn times_are_local_and_japanese_by_default() {
         let t = time::macros::datetime!(2026-12-06 15:30 UTC);
-        let jst = UtcOffset::from_hms(9, 0, 0).unwrap();
-        assert_eq!(local_time(Lang::Ja, jst, t), "2026年12月7日 00:30");
-        assert_eq!(local_time(Lang::En, jst, t), "2026-12-07 00:30");
+        assert_eq!(dates(Lang::Ja, false).show(t), "2026年12月7日 00:30");
+        assert_eq!(dates(Lang::En, false).show(t), "2026-12-07 00:30");
+        assert_eq!(dates(Lang::En, true).show(t), "2026-12-07 00:30", "eras are a Japanese style");
+    }
+
+    #[test]
+    fn japanese_eras_begin_on_their_first_day_in_local_time() {
+        use time::macros::datetime;
+        let ja = dates(Lang::Ja, true);
+        assert_eq!(ja.show(datetime!(2026-12-06 15:30 UTC)), "令和8年12月7日 00:30");
+        // 2019-04-30 23:59 JST is still 平成; midnight JST starts 令和 (元年, not 1年).
+        assert_eq!(ja.show(datetime!(2019-04-30 14:59 UTC)), "平成31年4月30日 23:59");
+        assert_eq!(ja.show(datetime!(2019-04-30 15:00 UTC)), "令和元年5月1日 00:00");
+        assert_eq!(ja.show(datetime!(1989-01-07 12:00 UTC)), "昭和64年1月7日 21:00");
+        assert_eq!(ja.show(datetime!(1989-01-08 00:00 UTC)), "平成元年1月8日 09:00");
+        assert_eq!(ja.show(datetime!(1926-12-24 00:00 UTC)), "1926年12月24日 09:00");
     }
 }

@@ -87,7 +87,8 @@ pub struct AuditEvent {
     /// `audit.review`: the last sequence number whose administrator operations were reviewed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reviewed_to: Option<u64>,
-    /// `audit.review`: the reviewer's remark (ids and findings, never personal values).
+    /// `audit.review`: the reviewer's remark (ids and findings, never personal values);
+    /// `store.migrate`: the source and the rows copied per table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

@@ -12,9 +12,27 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
 pub(crate) struct PgImport {
+    tx: PgTransaction,
+    collection_id: i64,
+}
+
+impl std::fmt::Debug for PgImport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgImport").field("collection_id", &self.collection_id).field("failed", &self.tx.failed).finish()
+    }
+}
+
+impl PgImport {
+    pub(crate) async fn begin(conn: Object, collection_id: i64) -> Result<Self> {
+        Ok(Self { tx: PgTransaction::begin(conn).await?, collection_id })
+    }
+}
+
+/// One pooled connection with one open transaction, for the long transactions of imports
+/// and copies. Dropped without `commit`, it rolls back.
+pub(crate) struct PgTransaction {
     /// `None` once committed or abandoned.
     conn: Option<Object>,
-    collection_id: i64,
     /// Set while an operation is under way and left set when it fails or is cancelled. After
     /// an error PostgreSQL has aborted the transaction, and a COMMIT of an aborted
     /// transaction *succeeds* as a rollback, so without this flag `commit` would report
@@ -22,29 +40,28 @@ pub(crate) struct PgImport {
     failed: bool,
 }
 
-impl std::fmt::Debug for PgImport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgImport").field("collection_id", &self.collection_id).field("failed", &self.failed).finish()
-    }
-}
-
-impl PgImport {
-    pub(crate) async fn begin(conn: Object, collection_id: i64) -> Result<Self> {
+impl PgTransaction {
+    pub(crate) async fn begin(conn: Object) -> Result<Self> {
         // The transaction is opened by hand because a `tokio_postgres::Transaction` borrows the
         // connection and could not live in the session alongside it.
-        let mut session = Self { conn: Some(conn), collection_id, failed: false };
-        session.client()?.batch_execute("BEGIN").await.map_err(pg)?;
-        session.failed = false;
-        Ok(session)
+        let mut tx = Self { conn: Some(conn), failed: false };
+        tx.client()?.batch_execute("BEGIN").await.map_err(pg)?;
+        tx.done();
+        Ok(tx)
     }
 
-    /// The connection, marking the session failed until the caller's operation completes.
-    fn client(&mut self) -> Result<&Object> {
+    /// The connection, marking the transaction failed until the caller's operation
+    /// completes and calls [`PgTransaction::done`].
+    pub(crate) fn client(&mut self) -> Result<&Object> {
         if self.failed {
-            return Err(StoreError::Backend("import aborted by an earlier error; start a new one".into()));
+            return Err(StoreError::Backend("transaction aborted by an earlier error; start a new one".into()));
         }
         self.failed = true;
-        self.conn.as_ref().ok_or_else(|| StoreError::Backend("import already finished".into()))
+        self.conn.as_ref().ok_or_else(|| StoreError::Backend("transaction already finished".into()))
+    }
+
+    pub(crate) fn done(&mut self) {
+        self.failed = false;
     }
 
     fn abandon(&mut self) {
@@ -55,9 +72,27 @@ impl PgImport {
             drop(Object::take(conn));
         }
     }
+
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        let result = match self.client() {
+            Ok(client) => client.batch_execute("COMMIT").await.map_err(pg),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                // Transaction closed: the connection may go back to the pool.
+                self.conn = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.abandon();
+                Err(e)
+            }
+        }
+    }
 }
 
-impl Drop for PgImport {
+impl Drop for PgTransaction {
     fn drop(&mut self) {
         self.abandon();
     }
@@ -67,7 +102,7 @@ impl Drop for PgImport {
 impl ImportSession for PgImport {
     async fn insert_subject_keys(&mut self, keys: Vec<SubjectKeyRow>) -> Result<()> {
         let collection_id = self.collection_id;
-        let client = self.client()?;
+        let client = self.tx.client()?;
         let sink = client
             .copy_in("COPY subject_keys (collection_id, subject, kek_version, wrapped_dek) FROM STDIN (FORMAT binary)")
             .await
@@ -81,7 +116,7 @@ impl ImportSession for PgImport {
         // silently keeping the stored key would leave the records of this import encrypted
         // under a key that is thrown away.
         writer.finish().await.map_err(pg)?;
-        self.failed = false;
+        self.tx.done();
         Ok(())
     }
 
@@ -93,7 +128,7 @@ impl ImportSession for PgImport {
                 r.collection_id
             )));
         }
-        let client = self.client()?;
+        let client = self.tx.client()?;
         // Every subject must still have its key, locked until this import commits: an erasure
         // that committed after the caller read the key would otherwise get its records back.
         let mut subjects: Vec<&str> = records.iter().map(|r| r.subject.as_str()).collect();
@@ -161,13 +196,13 @@ impl ImportSession for PgImport {
         // COPY cannot say which value collided, and the violation aborts the transaction: the
         // caller gets Conflict and the whole import rolls back.
         writer.finish().await.map_err(pg)?;
-        self.failed = false;
+        self.tx.done();
         Ok(())
     }
 
     async fn get_subject_key(&mut self, subject: &str) -> Result<Option<SubjectKeyRow>> {
         let collection_id = self.collection_id;
-        let client = self.client()?;
+        let client = self.tx.client()?;
         let row = client
             .query_opt(
                 "SELECT subject, kek_version, wrapped_dek FROM subject_keys WHERE collection_id = $1 AND subject = $2",
@@ -176,25 +211,11 @@ impl ImportSession for PgImport {
             .await
             .map_err(pg)?;
         let key = row.as_ref().map(subject_key_row).transpose()?;
-        self.failed = false;
+        self.tx.done();
         Ok(key)
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<()> {
-        let result = match self.client() {
-            Ok(client) => client.batch_execute("COMMIT").await.map_err(pg),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                // Transaction closed: the connection may go back to the pool.
-                self.conn = None;
-                Ok(())
-            }
-            Err(e) => {
-                self.abandon();
-                Err(e)
-            }
-        }
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await
     }
 }

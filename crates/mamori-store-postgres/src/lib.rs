@@ -9,6 +9,7 @@ mod accounts;
 mod audit;
 mod authz;
 mod collections;
+mod copy;
 mod db;
 mod error;
 mod import;

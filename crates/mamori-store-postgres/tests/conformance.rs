@@ -229,3 +229,33 @@ async fn audit_columns_are_back_filled() {
     let q = mamori_store::AuditQuery { subject: Some("S1".into()), limit: 10, ..Default::default() };
     assert_eq!(store.query_audit(&q).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
 }
+
+/// `mamori migrate` copies the tables of `mamori_store::TABLES`; a table or column that a
+/// migration adds without listing it there would be left behind silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copied_tables_cover_the_schema() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    PostgresStore::connect_with_schema(&url, &schema).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT table_name::text, string_agg(column_name::text, ' ')
+             FROM information_schema.columns WHERE table_schema = $1 AND table_name <> 'schema_migrations'
+             GROUP BY table_name",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    let mut found: Vec<(String, Vec<String>)> = rows
+        .iter()
+        .map(|r| {
+            let mut columns: Vec<String> = r.get::<_, String>(1).split(' ').map(str::to_owned).collect();
+            columns.sort();
+            (r.get(0), columns)
+        })
+        .collect();
+    found.sort();
+    assert_eq!(found, mamori_store::conformance::listed_tables());
+}

@@ -9,6 +9,7 @@
 
 mod audit;
 mod authz;
+mod copy;
 mod import;
 mod migrate;
 mod store;

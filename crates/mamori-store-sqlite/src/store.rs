@@ -1139,4 +1139,21 @@ impl Store for SqliteStore {
     async fn active_grants(&self, user: &UserId, collection: &str, now: OffsetDateTime) -> Result<Vec<GrantRow>> {
         self.live_grants(user, collection, now).await
     }
+
+    async fn read_table(
+        &self,
+        table: &'static Table,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<Value>>> {
+        self.table_page(table, after, limit).await
+    }
+
+    async fn count_rows(&self, table: &'static Table) -> Result<u64> {
+        self.table_count(table).await
+    }
+
+    async fn begin_copy(&self) -> Result<Box<dyn CopySession>> {
+        Ok(Box::new(self.begin_copy_session().await?))
+    }
 }

@@ -57,3 +57,31 @@ async fn audit_columns_are_back_filled() {
     // The chain goes on from the old head.
     assert_eq!(store.append_audit(&events()[..1]).await.unwrap(), 5);
 }
+
+/// `mamori migrate` copies the tables of `mamori_store::TABLES`; a table or column that a
+/// migration adds without listing it there would be left behind silently.
+#[tokio::test]
+async fn copied_tables_cover_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mamori.db");
+    SqliteStore::open(&path).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mut schema: Vec<(String, Vec<String>)> = conn
+        .prepare(
+            "SELECT m.name, group_concat(c.name, ' ') FROM sqlite_master m, pragma_table_info(m.name) c
+             WHERE m.type = 'table' AND m.name NOT IN ('schema_migrations') AND m.name NOT LIKE 'sqlite_%'
+             GROUP BY m.name",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(|row| {
+            let (table, columns) = row.unwrap();
+            let mut columns: Vec<String> = columns.split(' ').map(str::to_owned).collect();
+            columns.sort();
+            (table, columns)
+        })
+        .collect();
+    schema.sort();
+    assert_eq!(schema, mamori_store::conformance::listed_tables());
+}

@@ -8,12 +8,14 @@
 //! Two backends implement [`Store`]: `mamori-store-sqlite` (embedded default) and
 //! `mamori-store-postgres`; both run the same [`conformance`] suite.
 
+mod copy;
 mod error;
 mod rows;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use copy::{CopyProgress, CopySession, TABLES, Table, TableCount, Value, copy_store};
 pub use error::{Result, StoreError};
 pub use rows::*;
 
@@ -210,6 +212,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn decide_grant(&self, id: &str, change: &GrantChange) -> Result<bool>;
     /// Approved grants of `user` on `collection` that have not expired at `now`.
     async fn active_grants(&self, user: &UserId, collection: &str, now: OffsetDateTime) -> Result<Vec<GrantRow>>;
+
+    // --- whole-store copy (`mamori migrate`, see [`copy_store`]) ------------------------------
+    /// Rows of `table`, columns in [`Table::columns`] order, in key order, starting after
+    /// the row whose key columns are `after`; at most `limit`.
+    async fn read_table(&self, table: &'static Table, after: Option<&[Value]>, limit: usize)
+    -> Result<Vec<Vec<Value>>>;
+    async fn count_rows(&self, table: &'static Table) -> Result<u64>;
+    /// Starts filling this store from another, in one transaction that keeps other writers
+    /// out. `Conflict` unless every table of [`TABLES`] is empty.
+    async fn begin_copy(&self) -> Result<Box<dyn CopySession>>;
 }
 
 /// An open bulk load. Dropping it without `commit` rolls everything back.

@@ -23,6 +23,7 @@ mod import;
 mod keys;
 mod login_ticket;
 mod menu;
+mod migrate;
 mod records;
 mod sessions;
 
@@ -42,6 +43,7 @@ pub use keys::CollectionInfo;
 pub use keys::RotationReport;
 pub use login_ticket::{LoginStep, LoginTicket, TICKET_LIFETIME};
 pub use menu::Capabilities;
+pub use migrate::check_master_key;
 pub use records::{RecordView, View};
 pub use sessions::SessionInfo;
 

@@ -156,6 +156,18 @@ pub enum Command {
     /// Periodic access review: every account's effective rights; confirm or revoke each.
     #[command(subcommand)]
     Access(AccessCommand),
+    /// Copy a SQLite data directory into an empty PostgreSQL database, byte for byte (nothing
+    /// is decrypted: the master key stays the same), then verify the copy.
+    Migrate {
+        /// The SQLite data directory to copy; it is only read. Its master key file and audit
+        /// signing key file are used unless configured elsewhere.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database to fill (postgres://…); every mamori table in it must be
+        /// empty.
+        #[arg(long, value_name = "URL", env = "MAMORI_MIGRATE_TO", hide_env_values = true)]
+        to: String,
+    },
     /// Configuration.
     Config {
         #[command(subcommand)]

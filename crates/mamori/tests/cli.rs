@@ -5,80 +5,10 @@ use mamori_crypto::TotpSecret;
 use serde_json::Value;
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn mamori(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mamori"));
-    cmd.arg("--data-dir").arg(dir.join("data")).env_remove("MAMORI_MASTER_KEY").env_remove("MAMORI_DATABASE_URL");
-    cmd.env("MAMORI_LOG", "warn").current_dir(dir);
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap()
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(out.status.success(), "{:?} failed: {}", cmd, String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-const PASSWORD: &str = "Operator-Test-77";
-
-/// init, a manager with a changed password, and the demo collection.
-fn installation() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let init: Value = serde_json::from_str(&ok(mamori(dir.path()).args(["--json", "init"]))).unwrap();
-    assert_eq!(init["admin"]["login"], "admin");
-    let schema = dir.path().join("customers.toml");
-    std::fs::write(&schema, mamori_synth_schema()).unwrap();
-    ok(mamori(dir.path()).args(["collection", "create", "--schema"]).arg(&schema));
-    let created: Value = serde_json::from_str(&ok(mamori(dir.path()).args([
-        "--json",
-        "users",
-        "create",
-        "--login",
-        "mgr",
-        "--name",
-        "責任者",
-        "--role",
-        "manager",
-    ])))
-    .unwrap();
-    let otp = created["one_time_password"].as_str().unwrap().to_owned();
-    // Full views need valid training and a signed pledge (004-I-5-5, 004-II-3-1).
-    let updated: Value = serde_json::from_str(&ok(mamori(dir.path()).args([
-        "--json",
-        "users",
-        "update",
-        "mgr",
-        "--training-until",
-        "2099-12-31",
-        "--pledge-signed",
-        "--clearance",
-        "secret",
-    ])))
-    .unwrap();
-    assert_eq!(updated["clearance"], "secret");
-    assert_eq!(updated["training_valid_until"], "2099-12-31T15:00:00Z", "the end of that day in JST");
-    assert!(updated["pledge_signed_at"].is_string());
-    ok(mamori(dir.path())
-        .args(["passwd", "--login", "mgr"])
-        .env("MAMORI_PASSWORD", &otp)
-        .env("MAMORI_NEW_PASSWORD", PASSWORD));
-    (dir, otp)
-}
-
-fn mamori_synth_schema() -> &'static str {
-    include_str!("../../mamori-synth/customers.toml")
-}
-
-/// Synthetic people as a CSV file (test input, outside the data directory).
-fn write_people(path: &Path, count: usize, seed: u64) {
-    let out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    mamori_synth::write_customers_csv(out, count, seed).unwrap();
-}
+mod common;
+use common::*;
 
 #[test]
 fn init_creates_private_files_and_refuses_to_run_twice() {
@@ -226,8 +156,7 @@ fn demo_prints_json_and_serves() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let line = first_line(&mut child);
     let info: Value = serde_json::from_str(&line).unwrap();
     let url = info["url"].as_str().unwrap();
     let users = info["users"].as_array().unwrap();
@@ -390,8 +319,7 @@ fn serve_needs_tls_off_loopback() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let line = first_line(&mut child);
     let port = line.trim().strip_prefix("mamori listening on https://0.0.0.0:").expect(&line).to_owned();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der().clone()).unwrap();
@@ -439,20 +367,7 @@ impl Authenticator {
 /// A system administrator created by the operator, with its one-time password changed (its
 /// second factor is not enrolled yet).
 fn create_system_admin(dir: &Path, login: &str) {
-    let created: Value = serde_json::from_str(&ok(mamori(dir).args([
-        "--json",
-        "users",
-        "create",
-        "--login",
-        login,
-        "--name",
-        "システム管理者",
-        "--role",
-        "system_admin",
-    ])))
-    .unwrap();
-    let otp = created["one_time_password"].as_str().unwrap();
-    ok(mamori(dir).args(["passwd", "--login", login]).env("MAMORI_PASSWORD", otp).env("MAMORI_NEW_PASSWORD", PASSWORD));
+    create_user(dir, None, login, "system_admin");
 }
 
 /// `mamori mfa enrol` as a person does it: read the secret, type the first code.
@@ -486,16 +401,6 @@ fn enrol(dir: &Path, login: &str) -> Authenticator {
 fn system_admin(dir: &Path, login: &str) -> Authenticator {
     create_system_admin(dir, login);
     enrol(dir, login)
-}
-
-fn json(out: String) -> Value {
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-fn failure(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(!out.status.success(), "{cmd:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8(out.stderr).unwrap()
 }
 
 /// Four-eyes on the policies (004-V-1-22-a): the operator reads the policies in force and

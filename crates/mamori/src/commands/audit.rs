@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Exit status of `audit verify` when anything is wrong.
-const TAMPERED: u8 = 3;
+pub(crate) const TAMPERED: u8 = 3;
 
 pub async fn run(settings: &Settings, command: AuditCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {

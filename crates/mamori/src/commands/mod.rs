@@ -5,6 +5,7 @@ mod audit;
 mod break_glass;
 mod demo;
 mod init;
+mod migrate;
 mod policy;
 mod records;
 mod serve;
@@ -52,6 +53,7 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
         Command::Policy(p) => policy::run(&settings, p, json).await,
         Command::BreakGlass(b) => break_glass::run(&settings, b, json).await,
         Command::Access(a) => access::run(&settings, a, json).await,
+        Command::Migrate { from, to } => migrate::run(&settings, from, to, json).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
     }
 }

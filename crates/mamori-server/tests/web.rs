@@ -26,6 +26,11 @@ impl Page {
             .find(|c| c.starts_with(&format!("{name}=")))
             .map(|c| c.split(';').next().unwrap().to_owned())
     }
+    /// The id of the first record a results page links to.
+    fn first_record_id(&self) -> String {
+        let rest = self.body.split("/collections/customers/records/").nth(1).expect("a record link");
+        rest.split(['?', '"']).next().unwrap().to_owned()
+    }
     fn csrf(&self) -> String {
         let start = self.body.find("name=\"csrf\" value=\"").expect("a form with a CSRF field") + 19;
         self.body[start..].split('"').next().unwrap().to_owned()
@@ -238,7 +243,7 @@ fn staff_see_masked_values_and_managers_full_ones() {
     // htmx asks for the results alone.
     let partial = staff.search(&email, &[("hx-request", "true")]);
     assert!(partial.body.contains("results-table") && !partial.body.contains("<html"));
-    let id = page.body.split("/collections/customers/records/").nth(1).unwrap().split('?').next().unwrap().to_owned();
+    let id = page.first_record_id();
     let full = staff.get(&format!("/collections/customers/records/{id}?view=full"));
     assert_eq!(full.status, 403, "staff may not ask for the full view");
 
@@ -317,8 +322,7 @@ fn every_page_renders_for_its_users_in_both_languages() {
         manager.log_in("manager", PASSWORD);
         let found = manager.search(&person.email, &[]);
         assert_eq!(found.status, 200);
-        let id =
-            found.body.split("/collections/customers/records/").nth(1).unwrap().split('?').next().unwrap().to_owned();
+        let id = found.first_record_id();
         let record = format!("/collections/customers/records/{id}");
         for path in ["/", "/collections", "/collections/customers/search", "/account", "/password", &record] {
             let page = manager.get(path);
@@ -375,7 +379,7 @@ fn the_subject_view_shows_a_persons_records_masked_and_is_audited() {
     let mut manager = Browser::new(&s);
     manager.log_in("manager", PASSWORD);
     let found = manager.search(&person.email, &[]);
-    let id = found.body.split("/collections/customers/records/").nth(1).unwrap().split('?').next().unwrap().to_owned();
+    let id = found.first_record_id();
     let subject = subject_of(&manager.get(&format!("/collections/customers/records/{id}")));
 
     let page = manager.get(&format!("/subjects/{subject}"));

@@ -431,6 +431,12 @@ fn people_see_their_sessions_and_end_one_left_open_elsewhere() {
     assert_eq!(office.get("/").status, 200, "this one goes on");
     let again = office.post(&format!("/account/sessions/{}/end", others[0]), &[("csrf", &account.csrf())]);
     assert_eq!(again.status, 404);
+    let mine = account.body.split("class=\"current\" data-session=\"").nth(1).unwrap().split('"').next().unwrap();
+    let refused = office.post(&format!("/account/sessions/{mine}/end"), &[("csrf", &account.csrf())]);
+    assert_eq!(refused.status, 422, "the current session ends by logging out, not here");
+    assert_eq!(office.get("/").status, 200, "and it is still open");
+    let unknown = office.post("/account/sessions/not-a-session/end", &[("csrf", &account.csrf())]);
+    assert_eq!(unknown.status, 404);
     let current = office.get("/account");
     assert_eq!(current.body.matches("data-session=").count(), 1);
 }

@@ -46,8 +46,7 @@ const NOTES: &[&str] = &["", "要連絡", "住所変更あり（2025年）", "�
 /// Deterministic made-up records.
 fn synthetic_table() -> Table {
     let headers = ["氏名", "フリガナ", "生年月日", "電話番号", "住所", "備考"];
-    let mut t = Table::with_capacity(headers.iter().map(|s| (*s).to_owned()).collect(), ROWS)
-        .expect("headers");
+    let mut t = Table::with_capacity(headers.iter().map(|s| (*s).to_owned()).collect(), ROWS).expect("headers");
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
         // xorshift64: a fixed pattern generator for test data, not for anything secret.

@@ -37,9 +37,7 @@ impl FromStr for AgeRecipient {
 /// # Errors
 /// [`ExportError::AgeRecipient`] for anything else (the message does not echo the input).
 pub fn parse_age_recipient(recipient: &str) -> Result<AgeRecipient> {
-    age::x25519::Recipient::from_str(recipient.trim())
-        .map(AgeRecipient)
-        .map_err(|_| ExportError::AgeRecipient)
+    age::x25519::Recipient::from_str(recipient.trim()).map(AgeRecipient).map_err(|_| ExportError::AgeRecipient)
 }
 
 /// Encrypts `plain` to one age X25519 recipient (see [`parse_age_recipient`]).

@@ -55,10 +55,7 @@ pub fn write_csv(table: &Table) -> Result<Zeroizing<Vec<u8>>> {
     out[..UTF8_BOM.len()].copy_from_slice(UTF8_BOM);
     let mut pos = UTF8_BOM.len();
     let mut scratch = Zeroizing::new(Vec::with_capacity(widest + 1));
-    let mut writer = WriterBuilder::new()
-        .terminator(Terminator::CRLF)
-        .quote_style(QuoteStyle::Necessary)
-        .build();
+    let mut writer = WriterBuilder::new().terminator(Terminator::CRLF).quote_style(QuoteStyle::Necessary).build();
 
     for row in std::iter::once(table.headers()).chain(table.rows().iter().map(Vec::as_slice)) {
         for (i, cell) in row.iter().enumerate() {
@@ -114,12 +111,8 @@ mod tests {
 
     fn read_back(bytes: &[u8]) -> Vec<Vec<String>> {
         assert!(bytes.starts_with(UTF8_BOM));
-        let mut r = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(&bytes[UTF8_BOM.len()..]);
-        r.records()
-            .map(|rec| rec.unwrap().iter().map(str::to_owned).collect())
-            .collect()
+        let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(&bytes[UTF8_BOM.len()..]);
+        r.records().map(|rec| rec.unwrap().iter().map(str::to_owned).collect()).collect()
     }
 
     #[test]

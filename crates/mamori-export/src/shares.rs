@@ -75,10 +75,7 @@ pub struct ShareFile {
 
 impl fmt::Debug for ShareFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShareFile")
-            .field("index", &self.index)
-            .field("len", &self.bytes.len())
-            .finish_non_exhaustive()
+        f.debug_struct("ShareFile").field("index", &self.index).field("len", &self.bytes.len()).finish_non_exhaustive()
     }
 }
 
@@ -90,10 +87,7 @@ pub struct Combined {
 
 impl fmt::Debug for Combined {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Combined")
-            .field("label", &self.label)
-            .field("plain", &"[REDACTED]")
-            .finish()
+        f.debug_struct("Combined").field("label", &self.label).field("plain", &"[REDACTED]").finish()
     }
 }
 
@@ -138,13 +132,8 @@ pub fn split(plain: &[u8], threshold: u8, shares: u8, label: &str) -> Result<Vec
         .map_err(|_| ExportError::Internal("AES-GCM encryption failed"))?;
     ciphertext.extend_from_slice(&tag);
 
-    let key_shares = Gf256::split_bytes(
-        usize::from(threshold),
-        usize::from(shares),
-        &key[..],
-        UnwrapErr(SysRng),
-    )
-    .map_err(|_| ExportError::Internal("Shamir split failed"))?;
+    let key_shares = Gf256::split_bytes(usize::from(threshold), usize::from(shares), &key[..], UnwrapErr(SysRng))
+        .map_err(|_| ExportError::Internal("Shamir split failed"))?;
     let key_shares: Vec<Zeroizing<Vec<u8>>> = key_shares.into_iter().map(Zeroizing::new).collect();
 
     let mut files = Vec::with_capacity(usize::from(shares));
@@ -184,11 +173,8 @@ pub fn combine(shares: &[&[u8]]) -> Result<Combined> {
     if shares.is_empty() {
         return Err(ExportError::NoShares);
     }
-    let parsed = shares
-        .iter()
-        .enumerate()
-        .map(|(i, bytes)| ParsedShare::parse(bytes, i + 1))
-        .collect::<Result<Vec<_>>>()?;
+    let parsed =
+        shares.iter().enumerate().map(|(i, bytes)| ParsedShare::parse(bytes, i + 1)).collect::<Result<Vec<_>>>()?;
     let first = &parsed[0];
     if parsed.iter().any(|p| p.set_id != first.set_id) {
         return Err(ExportError::MixedShareSets);
@@ -223,19 +209,12 @@ pub fn combine(shares: &[&[u8]]) -> Result<Combined> {
         return Err(ExportError::ShareAuthentication);
     }
 
-    let (body, tag) = first
-        .ciphertext
-        .split_at_checked(first.ciphertext.len() - TAG_LEN)
-        .ok_or(ExportError::ShareAuthentication)?;
+    let (body, tag) =
+        first.ciphertext.split_at_checked(first.ciphertext.len() - TAG_LEN).ok_or(ExportError::ShareAuthentication)?;
     let mut plain = Zeroizing::new(body.to_vec());
     let cipher = Aes256Gcm::new_from_slice(&key).map_err(|_| ExportError::ShareAuthentication)?;
     cipher
-        .decrypt_in_place_detached(
-            Nonce::from_slice(first.nonce),
-            first.header,
-            &mut plain,
-            Tag::from_slice(tag),
-        )
+        .decrypt_in_place_detached(Nonce::from_slice(first.nonce), first.header, &mut plain, Tag::from_slice(tag))
         .map_err(|_| ExportError::ShareAuthentication)?;
     Ok(Combined { label: first.label.to_owned(), plain })
 }

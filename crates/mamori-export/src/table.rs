@@ -34,10 +34,7 @@ impl Table {
         if headers.is_empty() {
             return Err(ExportError::NoColumns);
         }
-        Ok(Self {
-            headers,
-            rows: Vec::with_capacity(rows),
-        })
+        Ok(Self { headers, rows: Vec::with_capacity(rows) })
     }
 
     /// Appends a row.
@@ -49,11 +46,7 @@ impl Table {
         if row.len() != self.headers.len() {
             let got = row.len();
             row.zeroize();
-            return Err(ExportError::RowWidth {
-                row: self.rows.len() + 1,
-                expected: self.headers.len(),
-                got,
-            });
+            return Err(ExportError::RowWidth { row: self.rows.len() + 1, expected: self.headers.len(), got });
         }
         self.rows.push(row);
         Ok(())

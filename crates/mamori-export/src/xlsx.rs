@@ -56,9 +56,7 @@ pub fn write_xlsx(table: &Table, sheet_name: &str) -> Result<Zeroizing<Vec<u8>>>
     for (col, header) in table.headers().iter().enumerate() {
         let col = col_num(col)?;
         check_cell(header)?;
-        sheet
-            .write_string_with_format(0, col, header.as_str(), &bold)
-            .map_err(map_err)?;
+        sheet.write_string_with_format(0, col, header.as_str(), &bold).map_err(map_err)?;
     }
     for (r, row) in table.rows().iter().enumerate() {
         let r = row_num(r + 1)?;
@@ -67,9 +65,7 @@ pub fn write_xlsx(table: &Table, sheet_name: &str) -> Result<Zeroizing<Vec<u8>>>
                 continue;
             }
             check_cell(cell)?;
-            sheet
-                .write_string(r, col_num(col)?, cell.as_str())
-                .map_err(map_err)?;
+            sheet.write_string(r, col_num(col)?, cell.as_str()).map_err(map_err)?;
         }
     }
 
@@ -82,9 +78,7 @@ pub fn write_xlsx(table: &Table, sheet_name: &str) -> Result<Zeroizing<Vec<u8>>>
             .clamp(MIN_WIDTH, MAX_WIDTH);
         // usize → f64: width is at most MAX_WIDTH + 2, exact.
         let width = u32::try_from(width + 2).map_err(|_| ExportError::Xlsx)?;
-        sheet
-            .set_column_width(col_num(col)?, f64::from(width))
-            .map_err(map_err)?;
+        sheet.set_column_width(col_num(col)?, f64::from(width)).map_err(map_err)?;
     }
     sheet.set_freeze_panes(1, 0).map_err(map_err)?;
     let last_row = row_num(table.row_count())?;
@@ -115,9 +109,7 @@ fn col_num(c: usize) -> Result<u16> {
 fn map_err(e: XlsxError) -> ExportError {
     match e {
         XlsxError::RowColumnLimitError => ExportError::XlsxLimit("row or column out of range"),
-        XlsxError::MaxStringLengthExceeded => {
-            ExportError::XlsxLimit("a cell longer than 32,767 characters")
-        }
+        XlsxError::MaxStringLengthExceeded => ExportError::XlsxLimit("a cell longer than 32,767 characters"),
         _ => ExportError::Xlsx,
     }
 }
@@ -176,7 +168,8 @@ mod tests {
         let x = write_xlsx(&t, "顧客一覧").unwrap();
         assert!(x.starts_with(b"PK"));
         let strings = part(&x, "xl/sharedStrings.xml");
-        for v in ["氏名", "山田 太郎", "ヤマダ タロウ", "東京都千代田区千代田1-1", "鈴木花子"] {
+        for v in ["氏名", "山田 太郎", "ヤマダ タロウ", "東京都千代田区千代田1-1", "鈴木花子"]
+        {
             assert!(strings.contains(v), "{v} missing");
         }
         let workbook = part(&x, "xl/workbook.xml");

@@ -10,10 +10,8 @@ pub(super) const STORAGE_TRANSFORMS: &str = "/\u{6}DataSpaces/TransformInfo";
 pub(super) const STORAGE_TRANSFORM: &str = "/\u{6}DataSpaces/TransformInfo/StrongEncryptionTransform";
 pub(super) const STREAM_VERSION: &str = "/\u{6}DataSpaces/Version";
 pub(super) const STREAM_MAP: &str = "/\u{6}DataSpaces/DataSpaceMap";
-pub(super) const STREAM_DEFINITION: &str =
-    "/\u{6}DataSpaces/DataSpaceInfo/StrongEncryptionDataSpace";
-pub(super) const STREAM_PRIMARY: &str =
-    "/\u{6}DataSpaces/TransformInfo/StrongEncryptionTransform/\u{6}Primary";
+pub(super) const STREAM_DEFINITION: &str = "/\u{6}DataSpaces/DataSpaceInfo/StrongEncryptionDataSpace";
+pub(super) const STREAM_PRIMARY: &str = "/\u{6}DataSpaces/TransformInfo/StrongEncryptionTransform/\u{6}Primary";
 
 const DATA_SPACE_NAME: &str = "StrongEncryptionDataSpace";
 const TRANSFORM_NAME: &str = "StrongEncryptionTransform";

@@ -113,33 +113,17 @@ pub fn encrypt_ooxml(package: &[u8], password: &SecretPassword) -> Result<Vec<u8
     let mut mac = <HmacSha512 as Mac>::new_from_slice(&hmac_key[..]).map_err(|_| ExportError::Container)?;
     mac.update(&encrypted_package);
     let hmac_value = Zeroizing::new(<[u8; HASH_LEN]>::from(mac.finalize().into_bytes()));
-    let encrypted_hmac_key = cbc_encrypt(
-        &secret_key,
-        &salted_iv(&key_data_salt, &BLOCK_KEY_HMAC_KEY),
-        &hmac_key[..],
-    )?;
-    let encrypted_hmac_value = cbc_encrypt(
-        &secret_key,
-        &salted_iv(&key_data_salt, &BLOCK_KEY_HMAC_VALUE),
-        &hmac_value[..],
-    )?;
+    let encrypted_hmac_key = cbc_encrypt(&secret_key, &salted_iv(&key_data_salt, &BLOCK_KEY_HMAC_KEY), &hmac_key[..])?;
+    let encrypted_hmac_value =
+        cbc_encrypt(&secret_key, &salted_iv(&key_data_salt, &BLOCK_KEY_HMAC_VALUE), &hmac_value[..])?;
 
     // Password key encryptor
     let h = password_hash(password, &password_salt, SPIN_COUNT);
     let iv: [u8; BLOCK] = password_salt;
     let verifier_hash = Zeroizing::new(<[u8; HASH_LEN]>::from(Sha512::digest(&verifier_input[..])));
-    let encrypted_verifier_input = cbc_encrypt(
-        &derive_key(&h, &BLOCK_KEY_VERIFIER_INPUT),
-        &iv,
-        &verifier_input[..],
-    )?;
-    let encrypted_verifier_hash = cbc_encrypt(
-        &derive_key(&h, &BLOCK_KEY_VERIFIER_VALUE),
-        &iv,
-        &verifier_hash[..],
-    )?;
-    let encrypted_key_value =
-        cbc_encrypt(&derive_key(&h, &BLOCK_KEY_SECRET_KEY), &iv, &secret_key[..])?;
+    let encrypted_verifier_input = cbc_encrypt(&derive_key(&h, &BLOCK_KEY_VERIFIER_INPUT), &iv, &verifier_input[..])?;
+    let encrypted_verifier_hash = cbc_encrypt(&derive_key(&h, &BLOCK_KEY_VERIFIER_VALUE), &iv, &verifier_hash[..])?;
+    let encrypted_key_value = cbc_encrypt(&derive_key(&h, &BLOCK_KEY_SECRET_KEY), &iv, &secret_key[..])?;
 
     let xml = format!(
         concat!(
@@ -180,16 +164,10 @@ pub fn encrypt_ooxml(package: &[u8], password: &SecretPassword) -> Result<Vec<u8
 
 fn write_compound_file(info: &[u8], package: &[u8]) -> std::io::Result<Vec<u8>> {
     let capacity = package.len() + info.len() + 64 * 1024;
-    let mut cf = cfb::CompoundFile::create_with_version(
-        cfb::Version::V3,
-        Cursor::new(Vec::with_capacity(capacity)),
-    )?;
-    for storage in [
-        dataspaces::STORAGE,
-        dataspaces::STORAGE_INFO,
-        dataspaces::STORAGE_TRANSFORMS,
-        dataspaces::STORAGE_TRANSFORM,
-    ] {
+    let mut cf = cfb::CompoundFile::create_with_version(cfb::Version::V3, Cursor::new(Vec::with_capacity(capacity)))?;
+    for storage in
+        [dataspaces::STORAGE, dataspaces::STORAGE_INFO, dataspaces::STORAGE_TRANSFORMS, dataspaces::STORAGE_TRANSFORM]
+    {
         cf.create_storage(storage)?;
     }
     for (path, data) in [
@@ -243,40 +221,21 @@ pub fn decrypt_ooxml(file: &[u8], password: &SecretPassword) -> Result<Zeroizing
     // Password verifier
     let h = password_hash(password, &params.password_salt, params.spin_count);
     let iv = params.password_salt;
-    let verifier_input = cbc_decrypt(
-        &derive_key(&h, &BLOCK_KEY_VERIFIER_INPUT),
-        &iv,
-        &params.encrypted_verifier_input,
-        SALT_LEN,
-    )?;
-    let verifier_hash = cbc_decrypt(
-        &derive_key(&h, &BLOCK_KEY_VERIFIER_VALUE),
-        &iv,
-        &params.encrypted_verifier_hash,
-        HASH_LEN,
-    )?;
+    let verifier_input =
+        cbc_decrypt(&derive_key(&h, &BLOCK_KEY_VERIFIER_INPUT), &iv, &params.encrypted_verifier_input, SALT_LEN)?;
+    let verifier_hash =
+        cbc_decrypt(&derive_key(&h, &BLOCK_KEY_VERIFIER_VALUE), &iv, &params.encrypted_verifier_hash, HASH_LEN)?;
     let expected = Sha512::digest(&verifier_input[..]);
     if !bool::from(expected.as_slice().ct_eq(&verifier_hash[..])) {
         return Err(ExportError::WrongPassword);
     }
-    let secret_key = cbc_decrypt(
-        &derive_key(&h, &BLOCK_KEY_SECRET_KEY),
-        &iv,
-        &params.encrypted_key_value,
-        KEY_LEN,
-    )?;
+    let secret_key = cbc_decrypt(&derive_key(&h, &BLOCK_KEY_SECRET_KEY), &iv, &params.encrypted_key_value, KEY_LEN)?;
     let secret_key: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
-        secret_key[..]
-            .try_into()
-            .map_err(|_| ExportError::MalformedEncryptionInfo("encryptedKeyValue"))?,
+        secret_key[..].try_into().map_err(|_| ExportError::MalformedEncryptionInfo("encryptedKeyValue"))?,
     );
 
     // dataIntegrity, before any decryption of content
-    let hmac_key_len = if params.encrypted_hmac_key.len() >= HASH_LEN {
-        HASH_LEN
-    } else {
-        SALT_LEN
-    };
+    let hmac_key_len = if params.encrypted_hmac_key.len() >= HASH_LEN { HASH_LEN } else { SALT_LEN };
     let hmac_key = cbc_decrypt(
         &secret_key,
         &salted_iv(&params.key_data_salt, &BLOCK_KEY_HMAC_KEY),
@@ -289,18 +248,13 @@ pub fn decrypt_ooxml(file: &[u8], password: &SecretPassword) -> Result<Zeroizing
         &params.encrypted_hmac_value,
         HASH_LEN,
     )?;
-    let mut mac = <HmacSha512 as Mac>::new_from_slice(&hmac_key[..])
-        .map_err(|_| ExportError::IntegrityCheckFailed)?;
+    let mut mac = <HmacSha512 as Mac>::new_from_slice(&hmac_key[..]).map_err(|_| ExportError::IntegrityCheckFailed)?;
     mac.update(&package);
-    mac.verify_slice(&hmac_value[..])
-        .map_err(|_| ExportError::IntegrityCheckFailed)?;
+    mac.verify_slice(&hmac_value[..]).map_err(|_| ExportError::IntegrityCheckFailed)?;
 
     // EncryptedPackage
-    let (size, data) = package
-        .split_first_chunk::<8>()
-        .ok_or(ExportError::IntegrityCheckFailed)?;
-    let size = usize::try_from(u64::from_le_bytes(*size))
-        .map_err(|_| ExportError::IntegrityCheckFailed)?;
+    let (size, data) = package.split_first_chunk::<8>().ok_or(ExportError::IntegrityCheckFailed)?;
+    let size = usize::try_from(u64::from_le_bytes(*size)).map_err(|_| ExportError::IntegrityCheckFailed)?;
     let needed = round_up(size);
     if size > data.len() || needed > data.len() {
         return Err(ExportError::IntegrityCheckFailed);
@@ -319,11 +273,7 @@ pub fn decrypt_ooxml(file: &[u8], password: &SecretPassword) -> Result<Zeroizing
     Ok(plain)
 }
 
-fn read_stream<F: Read + std::io::Seek>(
-    cf: &mut cfb::CompoundFile<F>,
-    path: &str,
-    max: u64,
-) -> Option<Vec<u8>> {
+fn read_stream<F: Read + std::io::Seek>(cf: &mut cfb::CompoundFile<F>, path: &str, max: u64) -> Option<Vec<u8>> {
     let mut stream = cf.open_stream(path).ok()?;
     if stream.len() > max {
         return None;
@@ -347,9 +297,7 @@ struct AgileInfo {
 
 impl AgileInfo {
     fn parse(info: &[u8]) -> Result<Self> {
-        let (header, xml) = info
-            .split_first_chunk::<8>()
-            .ok_or(ExportError::MalformedEncryptionInfo("too short"))?;
+        let (header, xml) = info.split_first_chunk::<8>().ok_or(ExportError::MalformedEncryptionInfo("too short"))?;
         let major = u16::from_le_bytes([header[0], header[1]]);
         let minor = u16::from_le_bytes([header[2], header[3]]);
         let flags = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
@@ -368,36 +316,31 @@ impl AgileInfo {
         if flags != 0x40 {
             return Err(ExportError::MalformedEncryptionInfo("agile flags must be 0x40"));
         }
-        let xml = std::str::from_utf8(xml)
-            .map_err(|_| ExportError::MalformedEncryptionInfo("XML is not UTF-8"))?;
+        let xml = std::str::from_utf8(xml).map_err(|_| ExportError::MalformedEncryptionInfo("XML is not UTF-8"))?;
         // Some writers leave NULs or whitespace after the XML.
         let xml = xml.trim_end_matches(['\0', '\r', '\n', ' ']);
-        let doc = roxmltree::Document::parse(xml)
-            .map_err(|_| ExportError::MalformedEncryptionInfo("XML does not parse"))?;
+        let doc =
+            roxmltree::Document::parse(xml).map_err(|_| ExportError::MalformedEncryptionInfo("XML does not parse"))?;
         let root = doc.root_element();
         if !root.has_tag_name((NS_ENCRYPTION, "encryption")) {
             return Err(ExportError::MalformedEncryptionInfo("no <encryption> element"));
         }
-        let key_data = child(root, NS_ENCRYPTION, "keyData")
-            .ok_or(ExportError::MalformedEncryptionInfo("no <keyData>"))?;
+        let key_data =
+            child(root, NS_ENCRYPTION, "keyData").ok_or(ExportError::MalformedEncryptionInfo("no <keyData>"))?;
         check_cipher_params(key_data)?;
-        let integrity = child(root, NS_ENCRYPTION, "dataIntegrity").ok_or(
-            ExportError::UnsupportedEncryption("no <dataIntegrity>: the file cannot be verified"),
-        )?;
+        let integrity = child(root, NS_ENCRYPTION, "dataIntegrity")
+            .ok_or(ExportError::UnsupportedEncryption("no <dataIntegrity>: the file cannot be verified"))?;
         let encrypted_key = child(root, NS_ENCRYPTION, "keyEncryptors")
             .into_iter()
             .flat_map(|k| k.children())
             .filter(|k| k.has_tag_name((NS_ENCRYPTION, "keyEncryptor")))
             .filter(|k| k.attribute("uri") == Some(NS_PASSWORD))
             .find_map(|k| child(k, NS_PASSWORD, "encryptedKey"))
-            .ok_or(ExportError::UnsupportedEncryption(
-                "no password key encryptor (certificate-only protection)",
-            ))?;
+            .ok_or(ExportError::UnsupportedEncryption("no password key encryptor (certificate-only protection)"))?;
         check_cipher_params(encrypted_key)?;
 
-        let spin_count: u32 = attr(encrypted_key, "spinCount")?
-            .parse()
-            .map_err(|_| ExportError::MalformedEncryptionInfo("spinCount"))?;
+        let spin_count: u32 =
+            attr(encrypted_key, "spinCount")?.parse().map_err(|_| ExportError::MalformedEncryptionInfo("spinCount"))?;
         if spin_count > MAX_SPIN_COUNT {
             return Err(ExportError::UnsupportedEncryption("spinCount above 10,000,000"));
         }
@@ -421,31 +364,21 @@ impl AgileInfo {
     }
 }
 
-fn child<'a, 'i>(
-    node: roxmltree::Node<'a, 'i>,
-    ns: &str,
-    name: &str,
-) -> Option<roxmltree::Node<'a, 'i>> {
+fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, ns: &str, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
     node.children().find(|n| n.has_tag_name((ns, name)))
 }
 
 fn attr<'a>(node: roxmltree::Node<'a, '_>, name: &'static str) -> Result<&'a str> {
-    node.attribute(name)
-        .ok_or(ExportError::MalformedEncryptionInfo(name))
+    node.attribute(name).ok_or(ExportError::MalformedEncryptionInfo(name))
 }
 
 fn b64(node: roxmltree::Node<'_, '_>, name: &'static str) -> Result<Vec<u8>> {
-    B64.decode(attr(node, name)?.trim())
-        .map_err(|_| ExportError::MalformedEncryptionInfo(name))
+    B64.decode(attr(node, name)?.trim()).map_err(|_| ExportError::MalformedEncryptionInfo(name))
 }
 
 fn check_cipher_params(node: roxmltree::Node<'_, '_>) -> Result<()> {
     let expect = |name: &'static str, value: &str, what: &'static str| -> Result<()> {
-        if attr(node, name)? == value {
-            Ok(())
-        } else {
-            Err(ExportError::UnsupportedEncryption(what))
-        }
+        if attr(node, name)? == value { Ok(()) } else { Err(ExportError::UnsupportedEncryption(what)) }
     };
     expect("cipherAlgorithm", "AES", "cipher other than AES")?;
     expect("cipherChaining", "ChainingModeCBC", "chaining other than CBC")?;
@@ -458,13 +391,8 @@ fn check_cipher_params(node: roxmltree::Node<'_, '_>) -> Result<()> {
 
 /// H₀ = SHA-512(salt ‖ UTF-16LE(password)); Hᵢ₊₁ = SHA-512(i as u32 LE ‖ Hᵢ).
 fn password_hash(password: &SecretPassword, salt: &[u8], spin_count: u32) -> Zeroizing<[u8; HASH_LEN]> {
-    let utf16: Zeroizing<Vec<u8>> = Zeroizing::new(
-        password
-            .expose()
-            .encode_utf16()
-            .flat_map(u16::to_le_bytes)
-            .collect(),
-    );
+    let utf16: Zeroizing<Vec<u8>> =
+        Zeroizing::new(password.expose().encode_utf16().flat_map(u16::to_le_bytes).collect());
     let mut h = Zeroizing::new([0u8; HASH_LEN]);
     let mut hasher = Sha512::new();
     hasher.update(salt);
@@ -519,13 +447,8 @@ fn cbc_encrypt(key: &[u8; KEY_LEN], iv: &[u8; BLOCK], data: &[u8]) -> Result<Vec
 }
 
 /// AES-256-CBC decryption of a whole number of blocks; the first `keep` bytes are returned.
-fn cbc_decrypt(
-    key: &[u8; KEY_LEN],
-    iv: &[u8; BLOCK],
-    data: &[u8],
-    keep: usize,
-) -> Result<Zeroizing<Vec<u8>>> {
-    if data.len() % BLOCK != 0 || data.len() < keep {
+fn cbc_decrypt(key: &[u8; KEY_LEN], iv: &[u8; BLOCK], data: &[u8], keep: usize) -> Result<Zeroizing<Vec<u8>>> {
+    if !data.len().is_multiple_of(BLOCK) || data.len() < keep {
         return Err(ExportError::MalformedEncryptionInfo("encrypted value has a bad length"));
     }
     let mut buf = Zeroizing::new(data.to_vec());

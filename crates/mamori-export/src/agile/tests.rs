@@ -75,10 +75,7 @@ fn flipped_byte_in_encrypted_package_is_detected() {
     let file = encrypt_ooxml(&package(), &password).unwrap();
     for at in [0, 8, 100, 2 * SEGMENT + 8, 3 * SEGMENT + 1240] {
         let tampered = edit_stream(&file, STREAM_PACKAGE, |d| d[at] ^= 0x01);
-        assert!(
-            matches!(decrypt_ooxml(&tampered, &password), Err(ExportError::IntegrityCheckFailed)),
-            "flip at {at}"
-        );
+        assert!(matches!(decrypt_ooxml(&tampered, &password), Err(ExportError::IntegrityCheckFailed)), "flip at {at}");
     }
 }
 
@@ -119,10 +116,7 @@ fn edited_integrity_values_are_detected() {
             d.truncate(8);
             d.extend_from_slice(new_xml.as_bytes());
         });
-        assert!(
-            matches!(decrypt_ooxml(&tampered, &password), Err(ExportError::IntegrityCheckFailed)),
-            "{attr_name}"
-        );
+        assert!(matches!(decrypt_ooxml(&tampered, &password), Err(ExportError::IntegrityCheckFailed)), "{attr_name}");
     }
 }
 
@@ -148,10 +142,7 @@ fn compound_file_without_the_streams_is_a_clear_error() {
 fn standard_encryption_is_reported_as_unsupported() {
     let file = encrypt_ooxml(&package(), &pw("pw")).unwrap();
     let tampered = edit_stream(&file, STREAM_INFO, |d| d[..4].copy_from_slice(&[3, 0, 2, 0]));
-    assert!(matches!(
-        decrypt_ooxml(&tampered, &pw("pw")),
-        Err(ExportError::UnsupportedEncryption(_))
-    ));
+    assert!(matches!(decrypt_ooxml(&tampered, &pw("pw")), Err(ExportError::UnsupportedEncryption(_))));
 }
 
 #[test]
@@ -163,10 +154,7 @@ fn huge_spin_count_is_refused() {
         d.truncate(8);
         d.extend_from_slice(s.as_bytes());
     });
-    assert!(matches!(
-        decrypt_ooxml(&tampered, &pw("pw")),
-        Err(ExportError::UnsupportedEncryption(_))
-    ));
+    assert!(matches!(decrypt_ooxml(&tampered, &pw("pw")), Err(ExportError::UnsupportedEncryption(_))));
 }
 
 #[test]

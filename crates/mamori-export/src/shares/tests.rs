@@ -95,10 +95,7 @@ fn corrupted_share_is_named_by_its_checksum() {
         assert!(matches!(e, ExportError::CorruptShare { position: 2 }), "byte {at}: {e}");
     }
     let truncated = &files[2].bytes[..len - 10];
-    assert!(matches!(
-        combine(&[truncated, &files[0].bytes]),
-        Err(ExportError::CorruptShare { position: 1 })
-    ));
+    assert!(matches!(combine(&[truncated, &files[0].bytes]), Err(ExportError::CorruptShare { position: 1 })));
 }
 
 #[test]
@@ -175,17 +172,11 @@ fn lowered_threshold_in_one_share_is_inconsistent() {
 #[test]
 fn split_parameters_are_checked() {
     for (k, n) in [(1, 3), (0, 0), (4, 3), (2, 17), (17, 17)] {
-        assert!(
-            matches!(split(PLAIN, k, n, "x"), Err(ExportError::ShareParameters { .. })),
-            "{k}-of-{n}"
-        );
+        assert!(matches!(split(PLAIN, k, n, "x"), Err(ExportError::ShareParameters { .. })), "{k}-of-{n}");
     }
     assert_eq!(split(PLAIN, 16, 16, "x").unwrap().len(), 16);
     assert_eq!(split(PLAIN, 2, 2, "x").unwrap().len(), 2);
-    assert!(matches!(
-        split(PLAIN, 2, 2, &"a".repeat(MAX_LABEL_LEN + 1)),
-        Err(ExportError::LabelTooLong)
-    ));
+    assert!(matches!(split(PLAIN, 2, 2, &"a".repeat(MAX_LABEL_LEN + 1)), Err(ExportError::LabelTooLong)));
 }
 
 #[test]

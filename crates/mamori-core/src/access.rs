@@ -37,6 +37,9 @@ pub enum Action {
     Print,
     Copy,
     Export,
+    /// Takes an export out without encryption: a right of its own, held by no built-in role
+    /// (issue 9: unencrypted export only behind an explicit, separately granted right).
+    ExportPlain,
     Create,
     Update,
     Delete,
@@ -68,13 +71,14 @@ pub enum Target {
     System,
 }
 
-pub const ALL_ACTIONS: [Action; 19] = [
+pub const ALL_ACTIONS: [Action; 20] = [
     Action::Search,
     Action::ViewMasked,
     Action::ViewFull,
     Action::Print,
     Action::Copy,
     Action::Export,
+    Action::ExportPlain,
     Action::Create,
     Action::Update,
     Action::Delete,
@@ -100,6 +104,7 @@ impl Action {
             Action::Print => "print",
             Action::Copy => "copy",
             Action::Export => "export",
+            Action::ExportPlain => "export.plain",
             Action::Create => "create",
             Action::Update => "update",
             Action::Delete => "delete",
@@ -125,7 +130,7 @@ impl Action {
             | Action::Create
             | Action::Update
             | Action::Delete => Target::Record,
-            Action::Search | Action::Export => Target::Collection,
+            Action::Search | Action::Export | Action::ExportPlain => Target::Collection,
             _ => Target::System,
         }
     }

@@ -121,4 +121,7 @@ pub enum ExportError {
     /// The operating system's random source failed.
     #[error("the operating system's random number generator failed")]
     Random,
+    /// The ZIP bundle of share files could not be written.
+    #[error("the ZIP bundle could not be written")]
+    Bundle,
 }

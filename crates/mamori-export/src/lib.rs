@@ -56,6 +56,7 @@
 
 mod age;
 pub mod agile;
+mod bundle;
 mod csv;
 mod error;
 mod password;
@@ -65,6 +66,7 @@ mod xlsx;
 
 pub use crate::age::{AgeRecipient, age_encrypt, age_encrypt_to, parse_age_recipient};
 pub use crate::agile::{decrypt_ooxml, encrypt_ooxml};
+pub use crate::bundle::zip_files;
 pub use crate::csv::{UTF8_BOM, needs_formula_guard, write_csv};
 pub use crate::error::{ExportError, Result};
 pub use crate::password::{PASSWORD_ALPHABET, PASSWORD_LENGTH, SecretPassword, generate_password};

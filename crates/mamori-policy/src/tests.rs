@@ -49,8 +49,9 @@ fn resource(action: Action, tier: i64, department: &str) -> Resource {
 /// The intended rights of the built-in roles, written independently of the policy text.
 fn expected(role: Role, action: Action, clearance: i64, tier: i64, own_department: bool, trained: bool) -> bool {
     use Action::*;
-    let plaintext = matches!(action, ViewFull | Print | Copy | Export);
-    if plaintext && !trained {
+    let plaintext = matches!(action, ViewFull | Print | Copy | Export | ExportPlain);
+    // Unencrypted export is a right no built-in role holds (issue 9).
+    if (plaintext && !trained) || action == ExportPlain {
         return false;
     }
     match action.target() {

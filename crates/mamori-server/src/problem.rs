@@ -109,6 +109,9 @@ impl From<VaultError> for ApiError {
                 p
             }
             VaultError::Conflict(m) => Problem::new(S::CONFLICT, "conflict", "Conflict", Some(m)),
+            VaultError::TakeoutLimit(m) => {
+                Problem::new(S::FORBIDDEN, "takeout-limit", "Take-out limit reached", Some(m))
+            }
             VaultError::ImportRejected { errors, truncated } => {
                 let mut p = Problem::new(
                     S::UNPROCESSABLE_ENTITY,

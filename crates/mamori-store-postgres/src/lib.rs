@@ -12,6 +12,7 @@ mod collections;
 mod copy;
 mod db;
 mod error;
+mod exports;
 mod import;
 mod migrate;
 mod records;

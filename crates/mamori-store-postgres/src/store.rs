@@ -307,6 +307,54 @@ impl Store for PostgresStore {
         self.live_grants(user, collection, now).await
     }
 
+    async fn create_export(&self, export: &ExportRow, entry: &LedgerRow) -> Result<()> {
+        self.insert_export(export, entry).await
+    }
+
+    async fn get_export(&self, id: &str) -> Result<Option<ExportRow>> {
+        Ok(self.exports(Some(id)).await?.pop())
+    }
+
+    async fn list_exports(&self) -> Result<Vec<ExportRow>> {
+        self.exports(None).await
+    }
+
+    async fn change_export(&self, id: &str, change: &ExportChange, entry: &LedgerRow) -> Result<bool> {
+        self.update_export(id, change, entry).await
+    }
+
+    async fn take_export_download(&self, id: &str, entry: &LedgerRow) -> Result<Option<u32>> {
+        self.use_export_download(id, entry).await
+    }
+
+    async fn add_ledger(&self, entry: &LedgerRow) -> Result<()> {
+        self.append_ledger(entry).await
+    }
+
+    async fn list_ledger(&self, export_id: Option<&str>, since: Option<OffsetDateTime>) -> Result<Vec<LedgerRow>> {
+        self.ledger(export_id, since).await
+    }
+
+    async fn takeout_rows_since(&self, user: &UserId, since: OffsetDateTime) -> Result<u64> {
+        self.rows_taken_out(user, since).await
+    }
+
+    async fn page_record_ids(
+        &self,
+        collection_id: i64,
+        after: Option<&RecordId>,
+        limit: usize,
+    ) -> Result<Vec<RecordId>> {
+        let after = after.map(|a| *a.as_uuid()).unwrap_or(uuid::Uuid::nil());
+        self.find_record_ids(
+            "SELECT id FROM records WHERE collection_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            collection_id,
+            &after,
+            limit,
+        )
+        .await
+    }
+
     async fn read_table(
         &self,
         table: &'static Table,

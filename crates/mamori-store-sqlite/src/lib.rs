@@ -10,6 +10,7 @@
 mod audit;
 mod authz;
 mod copy;
+mod exports;
 mod import;
 mod migrate;
 mod store;

@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20261123000100, "audit_checkpoints", include_str!("../migrations/20261123000100_audit_checkpoints.sql")),
     (20261123000200, "identity", include_str!("../migrations/20261123000200_identity.sql")),
     (20261206000000, "authorization", include_str!("../migrations/20261206000000_authorization.sql")),
+    (20261207000000, "takeout", include_str!("../migrations/20261207000000_takeout.sql")),
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

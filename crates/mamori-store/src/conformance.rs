@@ -18,7 +18,8 @@ macro_rules! conformance_tests {
             users_and_sessions, account_security_state, audit_chain, concurrent_audit_appends, master_rewrap,
             record_needs_its_subject_key, subject_key_needs_its_kek, master_rewrap_must_cover_every_key,
             audit_query_filters, audit_checkpoints, audit_prune_keeps_the_chain,
-            policy_versions_four_eyes, break_glass_grants);
+            policy_versions_four_eyes, break_glass_grants, exports_and_ledger,
+            record_ids_page_through_a_collection);
         $crate::conformance_tests!(@pairs $make; copy_store_copies_everything);
     };
     // Cases that need two fresh stores of the backend: a source and a target.
@@ -755,6 +756,126 @@ pub async fn break_glass_grants(store: Arc<dyn Store>) {
     assert_eq!(store.get_grant("nope").await.unwrap(), None);
 }
 
+pub async fn exports_and_ledger(store: Arc<dyn Store>) {
+    let user = UserRow::new(UserId::generate(), "clerk".into(), "事務".into(), "staff".into(), "$x".into(), t(0));
+    store.create_user(&user).await.unwrap();
+    let export = |id: &str| ExportRow {
+        id: id.into(),
+        user_id: user.id,
+        requested_by: format!("user:{}", user.id),
+        requested_at: t(0),
+        collection: "customers".into(),
+        spec: vec![5; 50],
+        rows: 120,
+        protection: "password".into(),
+        status: ExportStatus::Pending,
+        decided_by: None,
+        decided_at: None,
+        download_until: None,
+        downloads_allowed: 2,
+        downloads_used: 0,
+        due_at: t(86_400),
+        secret: None,
+    };
+    let line = |id: &str, kind: &str, at, rows| LedgerRow {
+        seq: 0,
+        export_id: Some(id.into()),
+        kind: kind.into(),
+        at,
+        actor: "user:x".into(),
+        user_id: Some(user.id),
+        rows,
+        detail: "{}".into(),
+    };
+    store.create_export(&export("x1"), &line("x1", "request", t(0), 0)).await.unwrap();
+    store.create_export(&export("x2"), &line("x2", "request", t(1), 0)).await.unwrap();
+    assert!(store.create_export(&export("x1"), &line("x1", "request", t(2), 0)).await.is_err(), "ids are unique");
+    assert_eq!(store.list_ledger(None, None).await.unwrap().len(), 2, "a failed create adds no ledger line");
+    assert_eq!(store.take_export_download("x1", &line("x1", "download", t(5), 120)).await.unwrap(), None, "pending");
+
+    let change = |from, to, at, until: Option<OffsetDateTime>| ExportChange {
+        from,
+        to,
+        by: "user:boss".into(),
+        at,
+        download_until: until,
+        secret: until.map(|_| vec![6; 40]),
+    };
+    let approve = change(ExportStatus::Pending, ExportStatus::Approved, t(10), Some(t(1000)));
+    assert!(store.change_export("x1", &approve, &line("x1", "approve", t(10), 0)).await.unwrap());
+    assert!(!store.change_export("x1", &approve, &line("x1", "approve", t(11), 0)).await.unwrap(), "only once");
+    let x1 = store.get_export("x1").await.unwrap().unwrap();
+    assert_eq!(
+        (x1.status, x1.decided_by.as_deref(), x1.decided_at),
+        (ExportStatus::Approved, Some("user:boss"), Some(t(10)))
+    );
+    assert_eq!((x1.download_until, x1.secret.as_deref()), (Some(t(1000)), Some(&[6u8; 40][..])));
+
+    // Downloads: counted atomically, refused once used up or after the window.
+    assert_eq!(store.take_export_download("x1", &line("x1", "download", t(20), 120)).await.unwrap(), Some(1));
+    assert_eq!(store.take_export_download("x1", &line("x1", "download", t(1000), 120)).await.unwrap(), None, "window");
+    assert_eq!(store.take_export_download("x1", &line("x1", "download", t(30), 120)).await.unwrap(), Some(2));
+    assert_eq!(store.take_export_download("x1", &line("x1", "download", t(40), 120)).await.unwrap(), None, "used up");
+    assert_eq!(store.get_export("x1").await.unwrap().unwrap().downloads_used, 2);
+
+    // Closing keeps the decider; other requests are untouched.
+    let close = change(ExportStatus::Approved, ExportStatus::Closed, t(50), None);
+    assert!(store.change_export("x1", &close, &line("x1", "dispose", t(50), 0)).await.unwrap());
+    let x1 = store.get_export("x1").await.unwrap().unwrap();
+    assert_eq!(
+        (x1.status, x1.decided_by.as_deref(), x1.decided_at),
+        (ExportStatus::Closed, Some("user:boss"), Some(t(10)))
+    );
+    let cancel = change(ExportStatus::Pending, ExportStatus::Cancelled, t(60), None);
+    assert!(store.change_export("x2", &cancel, &line("x2", "cancel", t(60), 0)).await.unwrap());
+    let ids: Vec<String> = store.list_exports().await.unwrap().into_iter().map(|x| x.id).collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(store.get_export("nope").await.unwrap(), None);
+
+    // The ledger: in order, per request, and the per-user count of rows taken out.
+    store
+        .add_ledger(&LedgerRow { export_id: None, kind: "print".into(), rows: 1, ..line("", "", t(70), 0) })
+        .await
+        .unwrap();
+    let kinds: Vec<String> = store.list_ledger(Some("x1"), None).await.unwrap().into_iter().map(|l| l.kind).collect();
+    assert_eq!(kinds, ["request", "approve", "download", "download", "dispose"]);
+    assert_eq!(store.list_ledger(Some("x1"), Some(t(30))).await.unwrap().len(), 2, "since");
+    let all = store.list_ledger(None, None).await.unwrap();
+    assert_eq!(all.len(), 8);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "in sequence");
+    assert_eq!(all.last().unwrap().export_id, None);
+    assert_eq!(store.takeout_rows_since(&user.id, t(0)).await.unwrap(), 241, "two downloads and a print");
+    assert_eq!(store.takeout_rows_since(&user.id, t(25)).await.unwrap(), 121);
+    assert_eq!(store.takeout_rows_since(&UserId::generate(), t(0)).await.unwrap(), 0);
+}
+
+pub async fn record_ids_page_through_a_collection(store: Arc<dyn Store>) {
+    let c = collection(&*store, "customers").await;
+    let other = collection(&*store, "employees").await;
+    store.ensure_subject_key(c.id, &key("s1", 1, 1)).await.unwrap();
+    store.ensure_subject_key(other.id, &key("s1", 1, 1)).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        let r = record(&c, "s1", &[]);
+        store.insert_record(&r).await.unwrap();
+        ids.push(r.id);
+    }
+    store.insert_record(&record(&other, "s1", &[])).await.unwrap();
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.page_record_ids(c.id, after.as_ref(), 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().copied();
+        seen.extend(page);
+    }
+    assert_eq!(seen, ids, "every record once, in id order, none of the other collection");
+}
+
 /// Every table, read in pages of three (so that paging after composite keys is exercised).
 async fn dump(store: &dyn Store) -> Vec<Vec<Vec<Value>>> {
     let mut tables = Vec::new();
@@ -784,6 +905,7 @@ pub async fn copy_store_copies_everything(from: Arc<dyn Store>, to: Arc<dyn Stor
     audit_prune_keeps_the_chain(from.clone()).await;
     policy_versions_four_eyes(from.clone()).await;
     break_glass_grants(from.clone()).await;
+    exports_and_ledger(from.clone()).await;
     let customers = from.get_collection("customers").await.unwrap().unwrap();
     from.add_kek(customers.id, &WrappedKek { version: 2, wrapped: vec![4; 60] }).await.unwrap();
     let sato = from.get_user_by_login("sato").await.unwrap().unwrap();

@@ -193,6 +193,32 @@ pub const TABLES: &[Table] = &[
         ],
         &["id"],
     ),
+    table(
+        "export_requests",
+        &[
+            "id",
+            "user_id",
+            "requested_by",
+            "requested_at",
+            "collection",
+            "spec",
+            "rows",
+            "protection",
+            "status",
+            "decided_by",
+            "decided_at",
+            "download_until",
+            "downloads_allowed",
+            "downloads_used",
+            "due_at",
+            "secret",
+        ],
+        &["id"],
+    ),
+    Table {
+        generated: Some("seq"),
+        ..table("takeout_ledger", &["seq", "export_id", "kind", "at", "actor", "user_id", "rows", "detail"], &["seq"])
+    },
 ];
 
 /// An open copy into an empty store: one transaction. Dropping it without `commit` rolls

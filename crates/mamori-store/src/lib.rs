@@ -213,6 +213,35 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Approved grants of `user` on `collection` that have not expired at `now`.
     async fn active_grants(&self, user: &UserId, collection: &str, now: OffsetDateTime) -> Result<Vec<GrantRow>>;
 
+    // --- take-out (exports) ----------------------------------------------------------------------
+    /// Stores a new request and its ledger line in one transaction.
+    async fn create_export(&self, export: &ExportRow, entry: &LedgerRow) -> Result<()>;
+    async fn get_export(&self, id: &str) -> Result<Option<ExportRow>>;
+    /// Every request, newest first.
+    async fn list_exports(&self) -> Result<Vec<ExportRow>>;
+    /// Moves a request from `change.from` to `change.to` and adds the ledger line, in one
+    /// transaction. Leaving `Pending` records the decider; `download_until` and `secret` are
+    /// set when given. `false`, and nothing changes, when the request was not in `from`.
+    async fn change_export(&self, id: &str, change: &ExportChange, entry: &LedgerRow) -> Result<bool>;
+    /// Uses up one download of an approved request whose window is open at `entry.at`, and
+    /// adds the ledger line, atomically (two instances cannot both take the last download).
+    /// The number of downloads used, or `None` when none is left or the window is closed.
+    async fn take_export_download(&self, id: &str, entry: &LedgerRow) -> Result<Option<u32>>;
+    /// Adds a ledger line that changes no request (a print, an alert, a share issued).
+    async fn add_ledger(&self, entry: &LedgerRow) -> Result<()>;
+    /// Ledger lines, oldest first: of one request or all, from `since` on or all.
+    async fn list_ledger(&self, export_id: Option<&str>, since: Option<OffsetDateTime>) -> Result<Vec<LedgerRow>>;
+    /// Rows taken out (downloads and prints) counted towards `user` since `since`.
+    async fn takeout_rows_since(&self, user: &UserId, since: OffsetDateTime) -> Result<u64>;
+    /// Up to `limit` record ids of a collection after `after`, in id order: paging through a
+    /// whole collection for an export.
+    async fn page_record_ids(
+        &self,
+        collection_id: i64,
+        after: Option<&RecordId>,
+        limit: usize,
+    ) -> Result<Vec<RecordId>>;
+
     // --- whole-store copy (`mamori migrate`, see [`copy_store`]) ------------------------------
     /// Rows of `table`, columns in [`Table::columns`] order, in key order, starting after
     /// the row whose key columns are `after`; at most `limit`.

@@ -393,3 +393,95 @@ pub struct GrantRow {
     /// Set on approval: `decided_at + minutes`.
     pub expires_at: Option<OffsetDateTime>,
 }
+
+/// Where an export request stands. `Closed` means every copy taken out was returned or
+/// disposed of, and confirmed in the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportStatus {
+    Pending,
+    Approved,
+    Rejected,
+    /// Withdrawn by the requester before a decision.
+    Cancelled,
+    Closed,
+}
+
+impl ExportStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportStatus::Pending => "pending",
+            ExportStatus::Approved => "approved",
+            ExportStatus::Rejected => "rejected",
+            ExportStatus::Cancelled => "cancelled",
+            ExportStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, crate::StoreError> {
+        Ok(match s {
+            "pending" => ExportStatus::Pending,
+            "approved" => ExportStatus::Approved,
+            "rejected" => ExportStatus::Rejected,
+            "cancelled" => ExportStatus::Cancelled,
+            "closed" => ExportStatus::Closed,
+            other => return Err(crate::StoreError::Corrupt(format!("export status `{other}`"))),
+        })
+    }
+}
+
+/// A take-out (export) request. What is asked for (fields, filter, purpose, recipient) is
+/// sealed under the master key in `spec`: the filter may hold a searched value and the
+/// recipient names a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportRow {
+    pub id: String,
+    pub user_id: UserId,
+    pub requested_by: String,
+    pub requested_at: OffsetDateTime,
+    pub collection: String,
+    pub spec: Vec<u8>,
+    /// Records the filter matched when the request was made.
+    pub rows: u64,
+    /// `password` (encrypted XLSX/CSV), `age`, `split` (秘密分散) or `none` (unencrypted).
+    pub protection: String,
+    pub status: ExportStatus,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
+    /// Set on approval: the end of the download window.
+    pub download_until: Option<OffsetDateTime>,
+    pub downloads_allowed: u32,
+    pub downloads_used: u32,
+    /// When the data must be returned or disposed of.
+    pub due_at: OffsetDateTime,
+    /// Set on approval for password-protected files: the file password, sealed.
+    pub secret: Option<Vec<u8>>,
+}
+
+/// A move of an export request from one status to another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportChange {
+    pub from: ExportStatus,
+    pub to: ExportStatus,
+    /// Recorded as the decider when leaving `Pending`.
+    pub by: String,
+    pub at: OffsetDateTime,
+    pub download_until: Option<OffsetDateTime>,
+    pub secret: Option<Vec<u8>>,
+}
+
+/// One line of the take-out ledger (持ち出し管理台帳). `detail` is JSON holding ids, counts,
+/// methods and logins only, never a personal value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerRow {
+    /// Assigned by the store on insert (ignored when adding).
+    pub seq: u64,
+    pub export_id: Option<String>,
+    /// request, approve, reject, cancel, download, share, return, dispose, print, alert.
+    pub kind: String,
+    pub at: OffsetDateTime,
+    pub actor: String,
+    /// The account whose take-out this line counts towards (daily thresholds).
+    pub user_id: Option<UserId>,
+    pub rows: u64,
+    pub detail: String,
+}

@@ -287,7 +287,13 @@ impl Vault {
     }
 
     /// Four-eyes: the decider is a logged-in account other than the one who asked.
-    async fn check_second_person(&self, p: &Principal, action: &str, asked_by: &str, what: &str) -> Result<()> {
+    pub(crate) async fn check_second_person(
+        &self,
+        p: &Principal,
+        action: &str,
+        asked_by: &str,
+        what: &str,
+    ) -> Result<()> {
         let reason = if p.user_id.is_none() {
             "decisions need a logged-in account, not the local operator"
         } else if p.actor() == asked_by {
@@ -319,7 +325,7 @@ impl Vault {
         })
     }
 
-    async fn login_of(&self, user: &mamori_core::ids::UserId) -> Result<String> {
+    pub(crate) async fn login_of(&self, user: &mamori_core::ids::UserId) -> Result<String> {
         Ok(self.store.get_user(user).await?.map(|u| u.login).unwrap_or_default())
     }
 

@@ -45,6 +45,9 @@ pub enum VaultError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// A take-out threshold blocks the operation (e.g. the daily print limit).
+    #[error("take-out limit reached: {0}")]
+    TakeoutLimit(String),
     #[error("import rejected: {} problem(s), nothing was written", .errors.len())]
     ImportRejected { errors: Vec<RowError>, truncated: bool },
     #[error("the master key does not match this data directory")]

@@ -26,6 +26,7 @@ mod menu;
 mod migrate;
 mod records;
 mod sessions;
+mod takeout;
 
 pub use access_review::{AccessEntry, CollectionRights, ReviewDecision};
 pub use approvals::{GrantInfo, MAX_BREAK_GLASS_MINUTES, PolicyChange, PolicyVersionInfo};
@@ -46,6 +47,10 @@ pub use menu::Capabilities;
 pub use migrate::check_master_key;
 pub use records::{RecordView, View};
 pub use sessions::SessionInfo;
+pub use takeout::{
+    ExportFile, ExportFilter, ExportFormat, ExportInfo, ExportRequest, LedgerEntry, OutFile, Protection, Settlement,
+    TakeoutAlert, TakeoutSettings,
+};
 
 use mamori_core::access::{Action, Role};
 use mamori_core::audit::{AuditEvent, Outcome};
@@ -76,6 +81,8 @@ pub struct VaultConfig {
     /// Signed checkpoints of the audit trail.
     pub audit: AuditSettings,
     pub authz: AuthzSettings,
+    /// Exports: download limits and bulk thresholds.
+    pub takeout: TakeoutSettings,
 }
 
 impl Default for VaultConfig {
@@ -87,6 +94,7 @@ impl Default for VaultConfig {
             auth: auth::AuthPolicy::default(),
             audit: AuditSettings::default(),
             authz: AuthzSettings::default(),
+            takeout: TakeoutSettings::default(),
         }
     }
 }

@@ -205,7 +205,7 @@ impl Vault {
         VaultError::Conflict("a unique value is already registered".into())
     }
 
-    fn record_event(
+    pub(crate) fn record_event(
         &self,
         p: &Principal,
         action: &str,
@@ -285,7 +285,7 @@ impl Vault {
 
     /// Decrypts a stored row, returning the cipher too so that an update re-encrypts with the
     /// same subject key without fetching it again.
-    async fn open_row(
+    pub(crate) async fn open_row(
         &self,
         state: &Arc<CollectionState>,
         row: &RecordRow,
@@ -357,7 +357,11 @@ impl Vault {
         })
     }
 
-    fn check_purpose(schema: &CollectionSchema, view: View, purpose: Option<&str>) -> Result<Option<String>> {
+    pub(crate) fn check_purpose(
+        schema: &CollectionSchema,
+        view: View,
+        purpose: Option<&str>,
+    ) -> Result<Option<String>> {
         let purpose = purpose.map(str::trim).filter(|s| !s.is_empty());
         if let Some(p) = purpose {
             if !schema.access_purposes.is_empty() && !schema.access_purposes.iter().any(|allowed| allowed == p) {
@@ -409,7 +413,9 @@ impl Vault {
 
     /// A record for printing: the caller needs the print right on the record as well as
     /// the view, and the print is audited beside the read (000-8-takeout-2: printing is
-    /// monitored; 001-20-tech-2-3: no print for view-only users).
+    /// monitored; 001-20-tech-2-3: no print for view-only users). A print counts as one row
+    /// taken out: refused above the daily hard limit, and a warning (returned beside the
+    /// record) above the warning threshold (002-S-11-a).
     pub async fn print_record(
         &self,
         p: &Principal,
@@ -417,16 +423,17 @@ impl Vault {
         id: &RecordId,
         view: View,
         purpose: Option<&str>,
-    ) -> Result<RecordView> {
+    ) -> Result<(RecordView, Option<String>)> {
         let (state, _) = self.authorize_collection(p, Action::Print, "record.print", collection).await?;
         let row = self.store.get_record(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
         let access = self.authorize_record(p, Action::Print, "record.print", &state, &row).await?;
+        let warning = self.count_print(p, &state.row.name).await?;
         let record = self.get_record(p, collection, id, view, purpose).await?;
         let mut e = self.record_event(p, "record.print", &state, id, &row.subject);
         e.fields = record.fields.keys().cloned().collect();
         access.stamp(&mut e);
         self.audit.record(vec![e]).await?;
-        Ok(record)
+        Ok((record, warning))
     }
 
     /// Replaces the given fields (others keep their values); the record is re-encrypted under

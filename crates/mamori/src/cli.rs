@@ -156,6 +156,13 @@ pub enum Command {
     /// Periodic access review: every account's effective rights; confirm or revoke each.
     #[command(subcommand)]
     Access(AccessCommand),
+    /// Take-out (持ち出し): export requests, approval, protected download, return and
+    /// disposal, and the take-out ledger.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Secret-split exports (秘密分散): restore a file from its share files.
+    #[command(subcommand)]
+    Shares(SharesCommand),
     /// Copy a SQLite data directory into an empty PostgreSQL database, byte for byte (nothing
     /// is decrypted: the master key stays the same), then verify the copy.
     Migrate {
@@ -526,4 +533,103 @@ pub enum BreakGlassCommand {
 pub enum ConfigCommand {
     /// Print a commented default mamori.toml.
     Default,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// Ask to export records. The request is JSON (the API's ExportRequest: collection,
+    /// fields, filter, purpose, recipient, due_date, format, protection) read from --spec or
+    /// stdin, never from the command line: it may hold a searched value or a person's name.
+    Request {
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// Approve a pending request (another account with the approve right).
+    Approve {
+        id: String,
+        /// Confirm a request above the per-request hard limit.
+        #[arg(long)]
+        confirm_bulk: bool,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// Reject a pending request.
+    Reject {
+        id: String,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// Withdraw your own pending request.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// Requests, newest first (approvers and auditors see all, others their own).
+    List {
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// One request.
+    Show {
+        id: String,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// Show the file password of your approved, password-protected export. Send it to the
+    /// recipient over a different channel than the file.
+    Password {
+        id: String,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// Download your approved export into a directory (each share of a secret-split export
+    /// as its own file). Existing files are never overwritten.
+    Download {
+        id: String,
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// Record that the data came back.
+    Return {
+        id: String,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// Record that the data was destroyed, how, and who witnessed it.
+    Dispose {
+        id: String,
+        /// How, e.g. "shredded" or "secure erase of the USB stick".
+        #[arg(long)]
+        method: String,
+        /// Login of the witness: another active account.
+        #[arg(long)]
+        witness: String,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// The take-out ledger (持ち出し管理台帳): of one request, or all (approvers, auditors).
+    Ledger {
+        id: Option<String>,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SharesCommand {
+    /// Restore a secret-split export from at least `threshold` of its share files. Works
+    /// offline: no data directory and no login are needed.
+    Combine {
+        /// The share files.
+        #[arg(required = true, num_args = 2..)]
+        shares: Vec<PathBuf>,
+        /// Where to write the restored file (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }

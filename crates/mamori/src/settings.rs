@@ -28,7 +28,55 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub audit: AuditConfig,
     pub authz: AuthzConfig,
+    pub takeout: TakeoutConfig,
     pub tls: TlsSettings,
+}
+
+/// `[takeout]`: export download limits and bulk thresholds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TakeoutConfig {
+    pub download_window_hours: u32,
+    pub max_downloads: u32,
+    pub default_due_days: u32,
+    pub max_due_days: u32,
+    pub warn_rows_per_request: u64,
+    pub hard_rows_per_request: u64,
+    pub warn_rows_per_day: u64,
+    pub hard_rows_per_day: u64,
+}
+
+impl Default for TakeoutConfig {
+    fn default() -> Self {
+        let d = mamori_vault::TakeoutSettings::default();
+        Self {
+            download_window_hours: d.download_window.whole_hours() as u32,
+            max_downloads: d.max_downloads,
+            default_due_days: d.default_due_days,
+            max_due_days: d.max_due_days,
+            warn_rows_per_request: d.warn_rows_per_request,
+            hard_rows_per_request: d.hard_rows_per_request,
+            warn_rows_per_day: d.warn_rows_per_day,
+            hard_rows_per_day: d.hard_rows_per_day,
+        }
+    }
+}
+
+impl TakeoutConfig {
+    fn settings(&self) -> anyhow::Result<mamori_vault::TakeoutSettings> {
+        let s = mamori_vault::TakeoutSettings {
+            download_window: time::Duration::hours(self.download_window_hours.into()),
+            max_downloads: self.max_downloads,
+            default_due_days: self.default_due_days,
+            max_due_days: self.max_due_days,
+            warn_rows_per_request: self.warn_rows_per_request,
+            hard_rows_per_request: self.hard_rows_per_request,
+            warn_rows_per_day: self.warn_rows_per_day,
+            hard_rows_per_day: self.hard_rows_per_day,
+        };
+        s.validate().map_err(anyhow::Error::msg)?;
+        Ok(s)
+    }
 }
 
 /// `[authz]`: how the policies in force are found and what they are told.
@@ -232,6 +280,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             audit: AuditConfig::default(),
             authz: AuthzConfig::default(),
+            takeout: TakeoutConfig::default(),
             tls: TlsSettings::default(),
         }
     }
@@ -305,6 +354,7 @@ impl Settings {
         anyhow::ensure!(settings.max_body_bytes >= 1024, "max_body_bytes must be at least 1024");
         settings.auth.policy()?;
         settings.authz.settings()?;
+        settings.takeout.settings()?;
         anyhow::ensure!(
             settings.audit.retention_days >= mamori_vault::MIN_RETENTION_DAYS,
             "audit.retention_days must be at least {} (audit logs are kept at least three months)",
@@ -376,6 +426,8 @@ impl Settings {
             },
             // Checked when the settings were loaded.
             authz: self.authz.settings().unwrap_or_default(),
+            // Checked when the settings were loaded.
+            takeout: self.takeout.settings().unwrap_or_default(),
         }
     }
 }

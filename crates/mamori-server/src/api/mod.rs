@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod auth;
 mod collections;
+mod exports;
 mod policies;
 mod records;
 
@@ -26,6 +27,7 @@ pub(crate) use admin::*;
 pub(crate) use audit::*;
 pub(crate) use auth::*;
 pub(crate) use collections::*;
+pub(crate) use exports::*;
 pub(crate) use policies::*;
 pub(crate) use records::*;
 
@@ -65,6 +67,15 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/break-glass/{id}/{decision}", post(decide_break_glass))
         .route("/api/v1/access-review", get(access_review))
         .route("/api/v1/access-review/{login}", post(review_access))
+        .route("/api/v1/exports", get(list_exports).post(request_export))
+        .route("/api/v1/exports/{id}", get(get_export))
+        .route("/api/v1/exports/{id}/password", get(export_password))
+        .route("/api/v1/exports/{id}/download", post(download_export))
+        .route("/api/v1/exports/{id}/settle", post(settle_export))
+        .route("/api/v1/exports/{id}/ledger", get(export_ledger))
+        .route("/api/v1/exports/{id}/{decision}", post(decide_export))
+        .route("/api/v1/takeout/ledger", get(takeout_ledger))
+        .route("/api/v1/takeout/alerts", get(takeout_alerts))
 }
 
 /// The caller's address as seen on the socket, for the audit log.

@@ -18,6 +18,7 @@
 mod account;
 mod admin;
 mod auth;
+mod exports;
 mod i18n;
 mod pages;
 mod session;
@@ -59,6 +60,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/access-review", get(admin::access_review))
         .route("/audit", get(admin::audit))
         .route("/audit/verify", post(admin::verify))
+        .route("/exports", get(exports::list).post(exports::create))
+        .route("/exports/new", get(exports::new_page))
+        .route("/exports/{id}", get(exports::detail))
+        .route("/exports/{id}/password", post(exports::password))
+        .route("/exports/{id}/download", post(exports::download))
+        .route("/exports/{id}/{action}", post(exports::act))
+        .route("/takeout/ledger", get(exports::ledger))
         .route("/account", get(account::page))
         .route("/account/totp", post(account::begin_totp))
         .route("/account/sessions/{reference}/end", post(account::end_session))

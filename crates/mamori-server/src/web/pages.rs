@@ -40,7 +40,25 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
         match state.vault.list_break_glass(p).await {
             Ok(grants) => {
                 for g in grants.iter().filter(|g| g.status == "pending" && g.requested_by != p.login) {
-                    tasks.push(context! { kind => lang.t("task_break_glass"), text => format!("{} — {} ({} min)", g.login, g.collection, g.minutes) });
+                    tasks.push(context! { kind => lang.t("task_break_glass"), text => format!("{} — {} ({} min)", g.login, g.collection, g.minutes), href => None::<String> });
+                }
+            }
+            Err(e) => return user.fail(&state, e),
+        }
+    }
+    if caps.can(Action::Approve) {
+        match state.vault.takeout_alerts(p).await {
+            Ok(alerts) => {
+                for a in alerts.iter().filter(|a| a.kind != "pending" || a.login != p.login) {
+                    let kind = if a.kind == "pending" {
+                        lang.t("task_export")
+                    } else {
+                        lang.t(&format!("takeout_alert_{}", a.kind))
+                    };
+                    tasks.push(
+                        context! { kind => kind, text => format!("{} — {} {}", a.login, a.rows, lang.t("rows_unit")),
+                        href => a.export_id.as_ref().map(|id| format!("/exports/{id}")) },
+                    );
                 }
             }
             Err(e) => return user.fail(&state, e),
@@ -51,7 +69,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
             Ok(versions) => {
                 for v in versions.iter().filter(|v| v.status == "pending" && v.proposed_by != p.login) {
                     tasks.push(
-                        context! { kind => lang.t("task_policy"), text => format!("v{} — {}", v.version, v.summary) },
+                        context! { kind => lang.t("task_policy"), text => format!("v{} — {}", v.version, v.summary), href => None::<String> },
                     );
                 }
             }
@@ -377,13 +395,14 @@ pub(crate) async fn print(
     };
     let purpose = form.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
     match state.vault.print_record(p, &name, &id, view_of(form.view.as_deref()), purpose).await {
-        Ok(r) => {
+        Ok((r, warning)) => {
             let printed = Dates::of(&state, &user).show(state.vault.now());
             let page = context! {
                 collection => info.schema.label.clone().unwrap_or(name.clone()),
                 record => record_value(Dates::of(&state, &user), &info.schema, &r),
                 printed_by => p.login.clone(),
                 printed_at => printed,
+                warning => warning,
             };
             render(lang, "print.html", context! {}, page)
         }

@@ -29,6 +29,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("audit.html", include_str!("../../web/templates/audit.html")),
     ("account.html", include_str!("../../web/templates/account.html")),
     ("error.html", include_str!("../../web/templates/error.html")),
+    ("exports.html", include_str!("../../web/templates/exports.html")),
+    ("export_new.html", include_str!("../../web/templates/export_new.html")),
+    ("export.html", include_str!("../../web/templates/export.html")),
+    ("ledger_table.html", include_str!("../../web/templates/ledger_table.html")),
+    ("takeout_ledger.html", include_str!("../../web/templates/takeout_ledger.html")),
 ];
 
 fn environment() -> &'static Environment<'static> {
@@ -53,6 +58,7 @@ pub(crate) fn nav(caps: &Capabilities) -> Value {
         users => caps.can(A::UserManage),
         access_review => caps.can(A::AccessReview),
         audit => caps.can(A::AuditRead),
+        exports => caps.can(A::Approve) || caps.can(A::AuditRead) || caps.collections.iter().any(|c| c.allows(A::Export)),
     }
 }
 

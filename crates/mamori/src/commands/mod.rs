@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 mod break_glass;
 mod demo;
+mod exports;
 mod init;
 mod migrate;
 mod policy;
@@ -53,6 +54,8 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
         Command::Policy(p) => policy::run(&settings, p, json).await,
         Command::BreakGlass(b) => break_glass::run(&settings, b, json).await,
         Command::Access(a) => access::run(&settings, a, json).await,
+        Command::Export(e) => exports::run(&settings, e, json).await,
+        Command::Shares(s) => exports::shares(s, json),
         Command::Migrate { from, to } => migrate::run(&settings, from, to, json).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
     }

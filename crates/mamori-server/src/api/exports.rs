@@ -1,0 +1,187 @@
+//! `/api/v1/exports`: take-out requests, decisions, password, download, return/disposal,
+//! and the take-out ledger (issue 9).
+
+use super::{Body, Caller};
+use crate::AppState;
+use crate::problem::{ApiError, Problem, bad_request};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mamori_vault::{ExportInfo, ExportRequest, LedgerEntry, Settlement, TakeoutAlert};
+use serde::{Deserialize, Serialize};
+
+/// Asks to take records out. Nothing leaves until a second person with the approve right
+/// approves. The response carries warnings when a bulk threshold is crossed.
+#[utoipa::path(post, path = "/api/v1/exports", tag = "exports", security(("bearer" = [])),
+    request_body = ExportRequest,
+    responses((status = 201, body = ExportInfo), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn request_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<ExportRequest>,
+) -> Result<(StatusCode, Json<ExportInfo>), ApiError> {
+    Ok((StatusCode::CREATED, Json(state.vault.request_export(&caller.principal, &req).await?)))
+}
+
+/// Requests, newest first: approvers and auditors see all (auditors without filter and
+/// recipient), everyone else their own.
+#[utoipa::path(get, path = "/api/v1/exports", tag = "exports", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ExportInfo>)))]
+pub(crate) async fn list_exports(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<ExportInfo>>, ApiError> {
+    Ok(Json(state.vault.list_exports(&caller.principal).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/exports/{id}", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = ExportInfo), (status = 404, body = Problem)))]
+pub(crate) async fn get_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ExportInfo>, ApiError> {
+    Ok(Json(state.vault.get_export(&caller.principal, &id).await?))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecisionBody {
+    /// Needed to approve a request above the per-request hard limit.
+    #[serde(default)]
+    confirm_bulk: bool,
+}
+
+/// `approve` or `reject` (a second person with the approve right, never the requester), or
+/// `cancel` (the requester, while pending). The body is optional.
+#[utoipa::path(post, path = "/api/v1/exports/{id}/{decision}", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path), ("decision" = String, Path, description = "approve, reject or cancel")),
+    request_body(content = Option<DecisionBody>),
+    responses((status = 200, body = ExportInfo), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
+pub(crate) async fn decide_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, decision)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<ExportInfo>, ApiError> {
+    let p = &caller.principal;
+    let body: DecisionBody = if body.iter().all(u8::is_ascii_whitespace) {
+        DecisionBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|_| {
+            bad_request("invalid-body", "the body must be {\"confirm_bulk\": true|false} or empty".into())
+        })?
+    };
+    let confirm_bulk = body.confirm_bulk;
+    let info = match decision.as_str() {
+        "approve" => state.vault.decide_export(p, &id, true, confirm_bulk).await?,
+        "reject" => state.vault.decide_export(p, &id, false, false).await?,
+        "cancel" => state.vault.cancel_export(p, &id).await?,
+        _ => return Err(mamori_vault::VaultError::NotFound("decision").into()),
+    };
+    Ok(Json(info))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ExportPassword {
+    /// Give it to the recipient over a different channel than the file (002-T-11).
+    password: String,
+}
+
+/// The file password of an approved, password-protected export: the requester only; each
+/// showing is audited.
+#[utoipa::path(get, path = "/api/v1/exports/{id}/password", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = ExportPassword), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub(crate) async fn export_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ExportPassword>, ApiError> {
+    let password = state.vault.export_password(&caller.principal, &id).await?;
+    Ok(Json(ExportPassword { password: password.as_str().to_owned() }))
+}
+
+/// Downloads an approved export (the requester, within the window, at most the allowed
+/// number of times). The body is the protected file; a secret-split export comes as a ZIP
+/// of its share files. `Mamori-Rows`, `Mamori-Download` (`n/max`), `Mamori-Encrypted` and
+/// `Mamori-Warning` describe it.
+#[utoipa::path(post, path = "/api/v1/exports/{id}/download", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The protected file", content_type = "application/octet-stream"),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub(crate) async fn download_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let export = state.vault.download_export(&caller.principal, &id).await?;
+    let (rows, download, allowed, encrypted) =
+        (export.rows, export.download, export.downloads_allowed, export.encrypted);
+    let warning = export.warnings.join("; ");
+    let file = export.bundle()?;
+    let mut response = file.bytes.into_response();
+    let headers = response.headers_mut();
+    let mut set = |name: HeaderName, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    set(header::CONTENT_TYPE, file.content_type.to_owned());
+    set(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", file.name));
+    set(HeaderName::from_static("mamori-rows"), rows.to_string());
+    set(HeaderName::from_static("mamori-download"), format!("{download}/{allowed}"));
+    set(HeaderName::from_static("mamori-encrypted"), encrypted.to_string());
+    if !warning.is_empty() {
+        set(HeaderName::from_static("mamori-warning"), warning);
+    }
+    Ok(response)
+}
+
+/// Closes an approved export: returned, or disposed of with method and witness.
+#[utoipa::path(post, path = "/api/v1/exports/{id}/settle", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = Settlement,
+    responses((status = 200, body = ExportInfo), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn settle_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(how): Body<Settlement>,
+) -> Result<Json<ExportInfo>, ApiError> {
+    Ok(Json(state.vault.settle_export(&caller.principal, &id, &how).await?))
+}
+
+/// One request's ledger lines (its requester, approvers, auditors).
+#[utoipa::path(get, path = "/api/v1/exports/{id}/ledger", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Vec<LedgerEntry>), (status = 404, body = Problem)))]
+pub(crate) async fn export_ledger(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<LedgerEntry>>, ApiError> {
+    Ok(Json(state.vault.takeout_ledger(&caller.principal, Some(&id)).await?))
+}
+
+/// The whole take-out ledger (持ち出し管理台帳), oldest first: approvers and auditors.
+#[utoipa::path(get, path = "/api/v1/takeout/ledger", tag = "exports", security(("bearer" = [])),
+    responses((status = 200, body = Vec<LedgerEntry>), (status = 403, body = Problem)))]
+pub(crate) async fn takeout_ledger(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<LedgerEntry>>, ApiError> {
+    Ok(Json(state.vault.takeout_ledger(&caller.principal, None).await?))
+}
+
+/// What approvers should act on: pending requests, overdue returns, thresholds crossed.
+#[utoipa::path(get, path = "/api/v1/takeout/alerts", tag = "exports", security(("bearer" = [])),
+    responses((status = 200, body = Vec<TakeoutAlert>)))]
+pub(crate) async fn takeout_alerts(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<TakeoutAlert>>, ApiError> {
+    Ok(Json(state.vault.takeout_alerts(&caller.principal).await?))
+}

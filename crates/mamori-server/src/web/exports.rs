@@ -1,0 +1,295 @@
+//! Take-out pages (持ち出し): asking for an export, deciding it, showing the file password,
+//! downloading the protected file, recording return or disposal, and the ledger (issue 9).
+//! Every rule is the vault's; these pages only show people what they may do.
+
+use super::templates::{Dates, render, signed_in};
+use super::{WebUser, redirect};
+use crate::AppState;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use mamori_core::access::Action;
+use mamori_vault::{ExportFilter, ExportFormat, ExportInfo, ExportRequest, Protection, Settlement, VaultError};
+use minijinja::{Value, context};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+fn export_value(dates: Dates, x: &ExportInfo) -> Value {
+    let protection = match &x.protection {
+        Protection::Split { threshold, shares } => format!("split {threshold}/{shares}"),
+        other => other.kind().to_owned(),
+    };
+    context! {
+        id => x.id.clone(),
+        collection => x.collection.clone(),
+        requested_by => x.requested_by.clone(),
+        requested_at => dates.show(x.requested_at),
+        fields => x.fields.join(", "),
+        purpose => x.purpose.clone(),
+        recipient => x.recipient.clone(),
+        filter => match &x.filter {
+            Some(ExportFilter::All) => Some("*".to_owned()),
+            Some(ExportFilter::Field { field, value }) => Some(format!("{field} = {value}")),
+            Some(ExportFilter::Subjects { ids }) => Some(ids.join(", ")),
+            None => None,
+        },
+        format => if x.format == ExportFormat::Xlsx { "XLSX" } else { "CSV" },
+        protection => protection,
+        protection_kind => x.protection.kind(),
+        encrypted => x.encrypted,
+        rows => x.rows,
+        status => x.status.clone(),
+        decided_by => x.decided_by.clone(),
+        download_until => x.download_until.map(|t| dates.show(t)),
+        downloads => format!("{}/{}", x.downloads_used, x.downloads_allowed),
+        due => dates.show(x.due_at),
+        overdue => x.overdue,
+        bulk => x.bulk,
+        over_limit => x.over_limit,
+    }
+}
+
+/// `/exports`: the caller's requests (approvers and auditors: all), and a way to ask.
+pub(crate) async fn list(State(state): State<AppState>, user: WebUser) -> Response {
+    let p = &user.principal;
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return user.fail(&state, e),
+    };
+    let exports = match state.vault.list_exports(p).await {
+        Ok(x) => x,
+        Err(e) => return user.fail(&state, e),
+    };
+    let alerts = match state.vault.takeout_alerts(p).await {
+        Ok(a) => a,
+        Err(e) => return user.fail(&state, e),
+    };
+    let dates = Dates::of(&state, &user);
+    let rows: Vec<Value> = exports.iter().map(|x| export_value(dates, x)).collect();
+    let alerts: Vec<Value> = alerts
+        .iter()
+        .map(|a| {
+            context! { kind => a.kind.clone(), export_id => a.export_id.clone(), login => a.login.clone(),
+            at => dates.show(a.at), rows => a.rows }
+        })
+        .collect();
+    let exportable: Vec<String> =
+        caps.collections.iter().filter(|c| c.allows(Action::Export)).map(|c| c.collection.clone()).collect();
+    let page = context! { exports => rows, alerts => alerts, exportable => exportable,
+    ledger => caps.can(Action::Approve) || caps.can(Action::AuditRead) };
+    render(user.lang, "exports.html", signed_in(&state, &user, &caps), page)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewQuery {
+    collection: Option<String>,
+}
+
+/// `/exports/new?collection=…`: the request form.
+pub(crate) async fn new_page(State(state): State<AppState>, user: WebUser, Query(q): Query<NewQuery>) -> Response {
+    let p = &user.principal;
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return user.fail(&state, e),
+    };
+    let Some(name) = q.collection else { return redirect(&HeaderMap::new(), "/exports") };
+    let info = match state.vault.collection_info(p, &name).await {
+        Ok(i) => i,
+        Err(e) => return user.fail(&state, e),
+    };
+    let fields: Vec<Value> = info
+        .schema
+        .fields
+        .iter()
+        .map(|f| {
+            context! { name => f.name.clone(), label => f.label.clone().unwrap_or(f.name.clone()),
+            searchable => f.is_indexed() }
+        })
+        .collect();
+    let limits = &state.vault.config().takeout;
+    let page = context! {
+        collection => name,
+        fields => fields,
+        purposes => info.schema.access_purposes.clone(),
+        max_due_days => limits.max_due_days,
+        default_due_days => limits.default_due_days,
+        warn_rows => limits.warn_rows_per_request,
+    };
+    render(user.lang, "export_new.html", signed_in(&state, &user, &caps), page)
+}
+
+/// The request form as posted: `f.<name>` checkboxes for the fields, the rest by name.
+fn request_of(form: &BTreeMap<String, String>) -> Result<ExportRequest, VaultError> {
+    let get = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let number = |k: &str| get(k).parse::<u8>().map_err(|_| VaultError::Invalid(format!("{k} must be a number")));
+    let filter = match get("filter").as_str() {
+        "field" => ExportFilter::Field { field: get("filter_field"), value: get("filter_value") },
+        "subjects" => {
+            ExportFilter::Subjects { ids: get("filter_subjects").split_whitespace().map(str::to_owned).collect() }
+        }
+        _ => ExportFilter::All,
+    };
+    let protection = match get("protection").as_str() {
+        "age" => Protection::Age { recipient: get("age_recipient") },
+        "split" => Protection::Split { threshold: number("threshold")?, shares: number("shares")? },
+        "none" => Protection::None,
+        _ => Protection::Password,
+    };
+    Ok(ExportRequest {
+        collection: get("collection"),
+        fields: form
+            .iter()
+            .filter(|(k, v)| k.starts_with("f.") && v.as_str() == "on")
+            .map(|(k, _)| k[2..].to_owned())
+            .collect(),
+        filter,
+        purpose: get("purpose"),
+        recipient: get("recipient"),
+        due_date: Some(get("due_date")).filter(|d| !d.is_empty()),
+        format: if get("format") == "csv" { ExportFormat::Csv } else { ExportFormat::Xlsx },
+        protection,
+    })
+}
+
+/// POST `/exports`: files the request and shows it.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let request = match request_of(&form) {
+        Ok(r) => r,
+        Err(e) => return user.fail(&state, e),
+    };
+    match state.vault.request_export(&user.principal, &request).await {
+        Ok(x) => {
+            redirect(&headers, &format!("/exports/{}{}", x.id, if x.warnings.is_empty() { "" } else { "?bulk=1" }))
+        }
+        Err(e) => user.fail(&state, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DetailQuery {
+    bulk: Option<String>,
+}
+
+/// `/exports/{id}`: the request, what the caller may do with it, and its ledger.
+pub(crate) async fn detail(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    Query(q): Query<DetailQuery>,
+) -> Response {
+    show(&state, &user, &id, None, q.bulk.is_some()).await
+}
+
+async fn show(state: &AppState, user: &WebUser, id: &str, password: Option<String>, bulk: bool) -> Response {
+    let p = &user.principal;
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return user.fail(state, e),
+    };
+    let x = match state.vault.get_export(p, id).await {
+        Ok(x) => x,
+        Err(e) => return user.fail(state, e),
+    };
+    let ledger = match state.vault.takeout_ledger(p, Some(id)).await {
+        Ok(l) => l,
+        Err(e) => return user.fail(state, e),
+    };
+    let dates = Dates::of(state, user);
+    let mine = x.requested_by == p.login;
+    let approver = caps.can(Action::Approve);
+    let open = x.status == "approved";
+    let lines: Vec<Value> = ledger.iter().map(|l| ledger_value(dates, l)).collect();
+    let page = context! {
+        x => export_value(dates, &x),
+        ledger => lines,
+        can_decide => approver && !mine && x.status == "pending",
+        can_cancel => mine && x.status == "pending",
+        can_download => mine && open && x.downloads_used < x.downloads_allowed,
+        can_password => mine && open && x.protection == Protection::Password,
+        can_settle => open && (mine || approver),
+        password => password,
+        bulk_warning => bulk || (mine && x.bulk && x.status == "pending"),
+    };
+    render(user.lang, "export.html", signed_in(state, user, &caps), page)
+}
+
+/// POST `/exports/{id}/password`: shows the file password once on the page (a POST, so it
+/// is never cached, prefetched or left in the history as a URL).
+pub(crate) async fn password(State(state): State<AppState>, user: WebUser, Path(id): Path<String>) -> Response {
+    match state.vault.export_password(&user.principal, &id).await {
+        Ok(password) => show(&state, &user, &id, Some(password.as_str().to_owned()), false).await,
+        Err(e) => user.fail(&state, e),
+    }
+}
+
+/// POST `/exports/{id}/download`: the protected file as an attachment (a ZIP of the share
+/// files for a secret-split export).
+pub(crate) async fn download(State(state): State<AppState>, user: WebUser, Path(id): Path<String>) -> Response {
+    let file = match state.vault.download_export(&user.principal, &id).await.and_then(|x| x.bundle()) {
+        Ok(f) => f,
+        Err(e) => return user.fail(&state, e),
+    };
+    let mut response = file.bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(file.content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", file.name)) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    response
+}
+
+/// POST `/exports/{id}/{action}`: approve, approve-bulk, reject, cancel, return, dispose.
+pub(crate) async fn act(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let p = &user.principal;
+    let vault = &state.vault;
+    let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let result = match action.as_str() {
+        "approve" => vault.decide_export(p, &id, true, form.get("confirm_bulk").is_some_and(|v| v == "on")).await,
+        "reject" => vault.decide_export(p, &id, false, false).await,
+        "cancel" => vault.cancel_export(p, &id).await,
+        "return" => vault.settle_export(p, &id, &Settlement::Return { note: Some(field("note")) }).await,
+        "dispose" => {
+            vault
+                .settle_export(p, &id, &Settlement::Dispose { method: field("method"), witness: field("witness") })
+                .await
+        }
+        _ => Err(VaultError::NotFound("action")),
+    };
+    match result {
+        Ok(_) => redirect(&headers, &format!("/exports/{id}")),
+        Err(e) => user.fail(&state, e),
+    }
+}
+
+/// `/takeout/ledger`: the whole take-out ledger (approvers and auditors).
+pub(crate) async fn ledger(State(state): State<AppState>, user: WebUser) -> Response {
+    let p = &user.principal;
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return user.fail(&state, e),
+    };
+    let ledger = match state.vault.takeout_ledger(p, None).await {
+        Ok(l) => l,
+        Err(e) => return user.fail(&state, e),
+    };
+    let dates = Dates::of(&state, &user);
+    let lines: Vec<Value> = ledger.iter().rev().map(|l| ledger_value(dates, l)).collect();
+    render(user.lang, "takeout_ledger.html", signed_in(&state, &user, &caps), context! { ledger => lines })
+}
+
+fn ledger_value(dates: Dates, l: &mamori_vault::LedgerEntry) -> Value {
+    context! { seq => l.seq, export_id => l.export_id.clone(), kind => l.kind.clone(), at => dates.show(l.at),
+    actor => l.actor.clone(), rows => l.rows, detail => l.detail.to_string() }
+}

@@ -1,0 +1,307 @@
+//! Downloading an approved export: the records read in full, shaped into XLSX or CSV,
+//! protected, counted, and recorded in the ledger and the audit log before a byte leaves.
+
+use super::requests::{ExportFilter, ExportFormat, ExportRequest, Protection, secret_aad};
+use crate::authz::GrantMemo;
+use crate::error::{Result, VaultError};
+use crate::keys::CollectionState;
+use crate::{Principal, Vault};
+use mamori_core::access::Action;
+use mamori_core::audit::{AuditEvent, Outcome};
+use mamori_core::ids::RecordId;
+use mamori_core::normalize::blind_index_form;
+use mamori_export::{SecretPassword, Table};
+use mamori_store::{ExportRow, ExportStatus};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Records read per page when an export walks a whole collection.
+const PAGE: usize = 1_000;
+/// Most records one export can hold, whatever the filter (a guard against runaway memory).
+const MAX_ROWS: usize = 1_000_000;
+
+/// One file handed to the requester.
+pub struct OutFile {
+    pub name: String,
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for OutFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutFile").field("name", &self.name).field("bytes", &self.bytes.len()).finish()
+    }
+}
+
+/// The result of a download: one file, or the n share files of a secret-split export.
+#[derive(Debug)]
+pub struct ExportFile {
+    pub export_id: String,
+    pub files: Vec<OutFile>,
+    /// Records in the file.
+    pub rows: u64,
+    /// Records the filter matched that the requester may no longer read in full.
+    pub withheld: u64,
+    pub encrypted: bool,
+    /// Which download this was (1-based) and how many are allowed.
+    pub download: u32,
+    pub downloads_allowed: u32,
+    pub warnings: Vec<String>,
+}
+
+fn export_error(e: mamori_export::ExportError) -> VaultError {
+    VaultError::Internal(format!("export file: {e}"))
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+impl Vault {
+    /// Ids of the records a filter matches, in a stable order, at most `MAX_ROWS`.
+    pub(super) async fn matching_ids(&self, state: &CollectionState, filter: &ExportFilter) -> Result<Vec<RecordId>> {
+        let id = state.row.id;
+        let mut ids = Vec::new();
+        match filter {
+            ExportFilter::All => loop {
+                let page = self.store.page_record_ids(id, ids.last(), PAGE).await?;
+                let done = page.len() < PAGE;
+                ids.extend(page);
+                if done || ids.len() > MAX_ROWS {
+                    break;
+                }
+            },
+            ExportFilter::Field { field, value } => {
+                let def = state
+                    .current()
+                    .field(field)
+                    .ok_or_else(|| VaultError::Invalid(format!("field `{field}` is no longer in the schema")))?;
+                let token = state.indexer(field)?.token(&blind_index_form(def.field_type, value));
+                ids = self.store.find_by_token(id, &token, MAX_ROWS + 1).await?;
+            }
+            ExportFilter::Subjects { ids: subjects } => {
+                for s in subjects {
+                    ids.extend(self.store.find_by_subject(id, s, MAX_ROWS + 1).await?);
+                    if ids.len() > MAX_ROWS {
+                        break;
+                    }
+                }
+            }
+        }
+        if ids.len() > MAX_ROWS {
+            return Err(VaultError::Invalid(format!("an export holds at most {MAX_ROWS} records; narrow the filter")));
+        }
+        Ok(ids)
+    }
+
+    /// Refuses (and audits) a download that is not possible now.
+    async fn refuse_download(&self, p: &Principal, row: &ExportRow, why: String) -> VaultError {
+        let mut e = self.event(p, "export.download", Outcome::Denied);
+        e.collection = Some(row.collection.clone());
+        e.reason = Some(format!("export {}: {why}", row.id));
+        if let Err(err) = self.audit.record(vec![e]).await {
+            return err;
+        }
+        VaultError::Conflict(why)
+    }
+
+    /// Reads the matched records in full into a table, with one audit event per record.
+    async fn export_table(
+        &self,
+        p: &Principal,
+        state: &Arc<CollectionState>,
+        row: &ExportRow,
+        spec: &ExportRequest,
+    ) -> Result<(Table, Vec<AuditEvent>, u64)> {
+        let ids = self.matching_ids(state, &spec.filter).await?;
+        let mut table = Table::new(spec.fields.clone()).map_err(export_error)?;
+        let mut events = Vec::with_capacity(ids.len());
+        let mut withheld = 0;
+        let mut visible_by_department: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut memo = GrantMemo::default();
+        let via = format!("via export {}", row.id);
+        for id in ids {
+            let Some((record, key)) = self.store.get_record_with_key(state.row.id, &id).await? else { continue };
+            let (decision, _) = self.decide_record(p, Action::ViewFull, state, &record, &mut memo).await?;
+            if !decision.allowed {
+                withheld += 1;
+                continue;
+            }
+            let (state, values, _) = self.open_row(state, &record, key).await?;
+            let department = record.department.clone().unwrap_or_default();
+            if !visible_by_department.contains_key(&department) {
+                let visible = self.visible_fields(p, Action::ViewFull, &state, &department, &mut memo).await?;
+                visible_by_department.insert(department.clone(), visible);
+            }
+            let visible = &visible_by_department[&department];
+            let cells: Vec<String> = spec
+                .fields
+                .iter()
+                .map(|f| if visible.contains(f) { values.get(f).cloned().unwrap_or_default() } else { String::new() })
+                .collect();
+            table.push_row(cells).map_err(export_error)?;
+            let mut e = self.record_event(p, "record.read", &state, &id, &record.subject);
+            e.fields = spec.fields.iter().filter(|f| visible.contains(*f)).cloned().collect();
+            e.purpose = Some(spec.purpose.clone());
+            e.reason = Some(via.clone());
+            e.policy = Some(decision.policy_list());
+            events.push(e);
+        }
+        Ok((table, events, withheld))
+    }
+
+    /// The file password of a password-protected export, unsealed.
+    fn file_password(&self, row: &ExportRow) -> Result<SecretPassword> {
+        let sealed = row.secret.as_ref().ok_or_else(|| VaultError::Integrity("export password missing".into()))?;
+        let plain = self.master.open_secret(sealed, &secret_aad(&row.id))?;
+        let text = Zeroizing::new(
+            String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Integrity("export password".into()))?,
+        );
+        Ok(SecretPassword::new(text.as_str()))
+    }
+
+    /// Shapes and protects the table. Returns the files and the protection method's name.
+    fn protect(&self, row: &ExportRow, spec: &ExportRequest, table: &Table) -> Result<(Vec<OutFile>, &'static str)> {
+        let export_err = export_error;
+        let (plain, extension, content_type) = match spec.format {
+            ExportFormat::Xlsx => (
+                mamori_export::write_xlsx(table, &spec.collection).map_err(export_err)?,
+                "xlsx",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            ),
+            ExportFormat::Csv => {
+                (mamori_export::write_csv(table).map_err(export_err)?, "csv", "text/csv; charset=utf-8")
+            }
+        };
+        let stem = format!("mamori-{}-{}", spec.collection, &row.id[row.id.len() - 12..]);
+        let name = format!("{stem}.{extension}");
+        Ok(match &spec.protection {
+            Protection::Password => {
+                let password = self.file_password(row)?;
+                let bytes = mamori_export::encrypt_ooxml(&plain, &password).map_err(export_err)?;
+                (vec![OutFile { name, content_type, bytes }], "ECMA-376 agile encryption, AES-256-CBC, SHA-512")
+            }
+            Protection::Age { recipient } => {
+                let bytes = mamori_export::age_encrypt(&plain, recipient).map_err(export_err)?;
+                let file = OutFile { name: format!("{name}.age"), content_type: "application/octet-stream", bytes };
+                (vec![file], "age X25519, ChaCha20-Poly1305")
+            }
+            Protection::Split { threshold, shares } => {
+                let files = mamori_export::split(&plain, *threshold, *shares, &name)
+                    .map_err(export_err)?
+                    .into_iter()
+                    .map(|mut s| OutFile {
+                        name: format!("{stem}.share-{}-of-{shares}.mamori", s.index),
+                        content_type: "application/octet-stream",
+                        bytes: std::mem::take(&mut *s.bytes),
+                    })
+                    .collect();
+                (files, "AES-256-GCM, key split by Shamir secret sharing")
+            }
+            Protection::None => (vec![OutFile { name, content_type, bytes: plain.to_vec() }], "none (UNENCRYPTED)"),
+        })
+    }
+
+    /// Downloads an approved export: the requester only, within the window, at most the
+    /// allowed number of times (counted atomically, so concurrent downloads cannot overrun).
+    /// The requester must still hold the export right, and each record must still be
+    /// readable in full; records that are not are left out and counted. Every record is
+    /// audited as a read, and the download is in the ledger, before the file is returned.
+    pub async fn download_export(&self, p: &Principal, id: &str) -> Result<ExportFile> {
+        let row = self.own_export(p, id, "export.download").await?;
+        let now = self.clock.now();
+        if row.status != ExportStatus::Approved {
+            return Err(self
+                .refuse_download(p, &row, format!("export {id} is {}, not approved", row.status.as_str()))
+                .await);
+        }
+        if row.download_until.is_none_or(|until| until <= now) {
+            return Err(self.refuse_download(p, &row, format!("the download window of export {id} has closed")).await);
+        }
+        if row.downloads_used >= row.downloads_allowed {
+            let why = format!("export {id} was already downloaded {} times, the most allowed", row.downloads_used);
+            return Err(self.refuse_download(p, &row, why).await);
+        }
+        let (state, _) = self.authorize_collection(p, Action::Export, "export.download", &row.collection).await?;
+        let spec = self.open_spec(&row)?;
+        if !spec.protection.encrypted() {
+            self.authorize_collection(p, Action::ExportPlain, "export.download", &row.collection).await?;
+        }
+        let (table, mut events, withheld) = self.export_table(p, &state, &row, &spec).await?;
+        let rows = table.row_count() as u64;
+        let (files, method) = self.protect(&row, &spec, &table)?;
+        drop(table);
+
+        let encrypted = spec.protection.encrypted();
+        let detail = serde_json::json!({
+            "format": spec.format, "protection": spec.protection.kind(), "encrypted": encrypted, "method": method,
+            "withheld": withheld, "files": files.iter().map(|f| serde_json::json!({
+                "name": f.name, "bytes": f.bytes.len(), "sha256": hex_digest(&f.bytes) })).collect::<Vec<_>>(),
+        });
+        let line = self.ledger_line(p, Some(id), "download", rows, detail);
+        let Some(download) = self.store.take_export_download(id, &line).await? else {
+            return Err(self.refuse_download(p, &row, format!("export {id} has no download left")).await);
+        };
+        if let Protection::Split { threshold, shares } = spec.protection {
+            for (i, f) in files.iter().enumerate() {
+                let detail = serde_json::json!({
+                    "share": i + 1, "of": shares, "threshold": threshold, "name": f.name, "sha256": hex_digest(&f.bytes),
+                });
+                self.store.add_ledger(&self.ledger_line(p, Some(id), "share", 0, detail)).await?;
+            }
+        }
+        let mut e = self.event(p, "export.download", Outcome::Success);
+        e.collection = Some(row.collection.clone());
+        e.fields = spec.fields.clone();
+        e.rows = Some(rows);
+        e.purpose = Some(spec.purpose.clone());
+        e.note = Some(format!(
+            "export {id}, download {download} of {}, {}{}",
+            row.downloads_allowed,
+            if encrypted { "encrypted: " } else { "UNENCRYPTED: " },
+            method
+        ));
+        if withheld > 0 {
+            e.reason = Some(format!("{withheld} records withheld by policy"));
+        }
+        events.insert(0, e);
+        // Durable before the file leaves (fail closed).
+        for chunk in events.chunks(10_000) {
+            self.audit.record(chunk.to_vec()).await?;
+        }
+        let mut warnings = Vec::new();
+        let today = self.rows_taken_out_today(p).await?;
+        let limits = &self.config.takeout;
+        if today > limits.warn_rows_per_day {
+            let what = format!("{today} rows taken out today (warning above {})", limits.warn_rows_per_day);
+            warnings.push(self.bulk_warning(p, Some(id), today, what).await?);
+        }
+        Ok(ExportFile {
+            export_id: id.to_owned(),
+            files,
+            rows,
+            withheld,
+            encrypted,
+            download,
+            downloads_allowed: row.downloads_allowed,
+            warnings,
+        })
+    }
+}
+
+impl ExportFile {
+    /// One file to hand over: the file itself, or for a secret-split export a ZIP of its
+    /// share files (stored, not compressed: shares are ciphertext).
+    pub fn bundle(mut self) -> Result<OutFile> {
+        if self.files.len() == 1 {
+            return Ok(self.files.remove(0));
+        }
+        let entries: Vec<(&str, &[u8])> = self.files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice())).collect();
+        let bytes =
+            mamori_export::zip_files(&entries).map_err(|e| VaultError::Internal(format!("share bundle: {e}")))?;
+        let short = &self.export_id[self.export_id.len().saturating_sub(12)..];
+        Ok(OutFile { name: format!("mamori-export-{short}-shares.zip"), content_type: "application/zip", bytes })
+    }
+}

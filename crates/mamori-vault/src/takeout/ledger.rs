@@ -1,0 +1,210 @@
+//! The take-out ledger (持ち出し管理台帳): returns and witnessed disposals, the ledger itself,
+//! and the alerts approvers see (overdue returns, thresholds crossed).
+
+use crate::error::{Result, VaultError};
+use crate::{Principal, Vault};
+use mamori_core::access::Action;
+use mamori_core::audit::Outcome;
+use mamori_store::{ExportChange, ExportStatus, LedgerRow};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// How data taken out came to an end.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Settlement {
+    /// The media or files came back (and were erased from wherever they travelled).
+    Return { note: Option<String> },
+    /// Destroyed: how (e.g. "shredded", "secure erase"), confirmed by a witness — the login
+    /// of another active account (000-8-takeout-12).
+    Dispose { method: String, witness: String },
+}
+
+/// One ledger line as shown to people: ids, counts and logins, never a personal value.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct LedgerEntry {
+    pub seq: u64,
+    pub export_id: Option<String>,
+    /// request, approve, reject, cancel, download, share, return, dispose, print or alert.
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    /// Login of who acted.
+    pub actor: String,
+    pub rows: u64,
+    /// Details of the line (format, protection, `encrypted`, file digests, share numbers,
+    /// disposal method and witness, warnings).
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// Something an approver should act on.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct TakeoutAlert {
+    /// `overdue` (not returned or disposed of by its due date), `pending` (awaiting a
+    /// decision) or `threshold` (a take-out crossed a warning threshold).
+    pub kind: String,
+    pub export_id: Option<String>,
+    pub login: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    pub rows: u64,
+}
+
+/// How far back threshold alerts are shown.
+const ALERT_DAYS: i64 = 7;
+
+impl Vault {
+    /// Closes an approved export: returned, or disposed of with method and witness. The
+    /// requester or an approver may record it.
+    pub async fn settle_export(&self, p: &Principal, id: &str, how: &Settlement) -> Result<crate::ExportInfo> {
+        let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
+        if Some(row.user_id) != p.user_id {
+            self.authorize(p, Action::Approve, "export.settle", None).await?;
+        }
+        if p.user_id.is_none() {
+            return Err(VaultError::Invalid("returns and disposals are recorded by a logged-in account".into()));
+        }
+        let (kind, detail) = match how {
+            Settlement::Return { note } => {
+                let note = note.as_deref().map(str::trim).filter(|n| !n.is_empty());
+                if note.is_some_and(|n| n.chars().count() > 500 || n.chars().any(char::is_control)) {
+                    return Err(VaultError::Invalid("note: at most 500 printable characters".into()));
+                }
+                ("return", serde_json::json!({ "note": note }))
+            }
+            Settlement::Dispose { method, witness } => {
+                let method = method.trim();
+                if method.is_empty() || method.chars().count() > 200 || method.chars().any(char::is_control) {
+                    return Err(VaultError::Invalid("method: how the data was destroyed, 1–200 characters".into()));
+                }
+                let witness = self
+                    .store
+                    .get_user_by_login(witness.trim())
+                    .await?
+                    .filter(|w| !w.disabled && Some(w.id) != p.user_id && w.id != row.user_id)
+                    .ok_or_else(|| {
+                        VaultError::Invalid(
+                            "witness: the login of another active account (not the requester, not you)".into(),
+                        )
+                    })?;
+                ("dispose", serde_json::json!({ "method": method, "witness": witness.login }))
+            }
+        };
+        let change = ExportChange {
+            from: ExportStatus::Approved,
+            to: ExportStatus::Closed,
+            by: p.actor(),
+            at: self.clock.now(),
+            download_until: None,
+            secret: None,
+        };
+        if !self.store.change_export(id, &change, &self.ledger_line(p, Some(id), kind, 0, detail)).await? {
+            return Err(VaultError::Conflict(format!("export {id} is not approved and open")));
+        }
+        let mut e = self.event(p, &format!("export.{kind}"), Outcome::Success);
+        e.collection = Some(row.collection.clone());
+        e.note = Some(format!("export {id}"));
+        self.audit.record(vec![e]).await?;
+        let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
+        self.export_info(&row, true).await
+    }
+
+    /// Who may read the whole ledger: approvers and auditors.
+    async fn reads_ledger(&self, p: &Principal) -> Result<bool> {
+        Ok(self.first_allowed(p, &[Action::Approve, Action::AuditRead]).await?.is_ok())
+    }
+
+    /// The ledger, oldest first: of one request (its requester may read that), or all
+    /// (approvers and auditors).
+    pub async fn takeout_ledger(&self, p: &Principal, export_id: Option<&str>) -> Result<Vec<LedgerEntry>> {
+        let everything = self.reads_ledger(p).await?;
+        match export_id {
+            Some(id) if !everything => {
+                self.own_export(p, id, "export.ledger").await?;
+            }
+            None if !everything => {
+                self.authorize_any(p, &[Action::Approve, Action::AuditRead], "export.ledger", None).await?;
+            }
+            _ => {}
+        }
+        let mut logins = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for line in self.store.list_ledger(export_id, None).await? {
+            out.push(self.ledger_entry(line, &mut logins).await?);
+        }
+        let mut e = self.event(p, "export.ledger", Outcome::Success);
+        e.rows = Some(out.len() as u64);
+        e.note = export_id.map(|id| format!("export {id}"));
+        self.audit.record(vec![e]).await?;
+        Ok(out)
+    }
+
+    async fn ledger_entry(
+        &self,
+        line: LedgerRow,
+        logins: &mut std::collections::HashMap<String, String>,
+    ) -> Result<LedgerEntry> {
+        let actor = match logins.get(&line.actor) {
+            Some(login) => login.clone(),
+            None => {
+                let user = line.actor.strip_prefix("user:").and_then(|id| id.parse::<mamori_core::ids::UserId>().ok());
+                let login = match user {
+                    Some(user) => self.login_of(&user).await?,
+                    None => line.actor.clone(),
+                };
+                logins.insert(line.actor.clone(), login.clone());
+                login
+            }
+        };
+        Ok(LedgerEntry {
+            seq: line.seq,
+            export_id: line.export_id,
+            kind: line.kind,
+            at: line.at,
+            actor,
+            rows: line.rows,
+            detail: serde_json::from_str(&line.detail).unwrap_or(serde_json::Value::Null),
+        })
+    }
+
+    /// What approvers should act on: requests awaiting a decision, take-outs past their due
+    /// date, and thresholds crossed in the last week. Empty for everyone else (not an error:
+    /// the home page asks on behalf of every user).
+    pub async fn takeout_alerts(&self, p: &Principal) -> Result<Vec<TakeoutAlert>> {
+        if !self.first_allowed(p, &[Action::Approve]).await?.is_ok() {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now();
+        let mut alerts = Vec::new();
+        for row in self.store.list_exports().await? {
+            let kind = match row.status {
+                ExportStatus::Pending => "pending",
+                ExportStatus::Approved if row.due_at < now => "overdue",
+                _ => continue,
+            };
+            let at = if kind == "overdue" { row.due_at } else { row.requested_at };
+            let login = self.login_of(&row.user_id).await?;
+            alerts.push(TakeoutAlert { kind: kind.into(), export_id: Some(row.id), login, at, rows: row.rows });
+        }
+        let since = now - time::Duration::days(ALERT_DAYS);
+        let mut logins = std::collections::HashMap::new();
+        for line in self.store.list_ledger(None, Some(since)).await?.into_iter().filter(|l| l.kind == "alert") {
+            let rows = serde_json::from_str::<serde_json::Value>(&line.detail)
+                .ok()
+                .and_then(|d| d["rows"].as_u64())
+                .unwrap_or(0);
+            let entry = self.ledger_entry(line, &mut logins).await?;
+            alerts.push(TakeoutAlert {
+                kind: "threshold".into(),
+                export_id: entry.export_id,
+                login: entry.actor,
+                at: entry.at,
+                rows,
+            });
+        }
+        Ok(alerts)
+    }
+}

@@ -1,0 +1,522 @@
+//! Export requests: asked for, decided by a second person, cancelled, listed.
+
+use crate::error::{Result, VaultError};
+use crate::{Principal, Vault};
+use mamori_core::access::Action;
+use mamori_core::audit::Outcome;
+use mamori_core::ids::SubjectId;
+use mamori_store::{ExportChange, ExportRow, ExportStatus};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+/// Most subject ids one request may name.
+const MAX_SUBJECTS: usize = 1_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    Xlsx,
+    Csv,
+}
+
+/// How the file is protected on its way out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Protection {
+    /// XLSX with ECMA-376 agile encryption (AES-256) under a password mamori generates on
+    /// approval and shows to the requester only. Opens in office software without add-ons.
+    Password,
+    /// Encrypted to an `age` X25519 recipient (`age1…`), for technical recipients.
+    Age { recipient: String },
+    /// 秘密分散: AES-256-GCM under a random key split into `shares` Shamir shares, any
+    /// `threshold` of which restore the file (`mamori shares combine`).
+    Split { threshold: u8, shares: u8 },
+    /// Not encrypted: needs the separately granted `export.plain` right; flagged in the ledger.
+    None,
+}
+
+impl Protection {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Protection::Password => "password",
+            Protection::Age { .. } => "age",
+            Protection::Split { .. } => "split",
+            Protection::None => "none",
+        }
+    }
+
+    pub fn encrypted(&self) -> bool {
+        !matches!(self, Protection::None)
+    }
+}
+
+/// Which records of the collection. Values here may be personal (a searched name), so the
+/// filter is sealed at rest and its `Debug` prints no value.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExportFilter {
+    /// Every record of the collection the requester may read in full.
+    All,
+    /// Records whose searchable `field` equals `value` (through the blind index).
+    Field { field: String, value: String },
+    /// The records of these data subjects.
+    Subjects { ids: Vec<String> },
+}
+
+impl std::fmt::Debug for ExportFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportFilter::All => f.write_str("All"),
+            ExportFilter::Field { field, .. } => write!(f, "Field({field} = [REDACTED])"),
+            ExportFilter::Subjects { ids } => write!(f, "Subjects({} ids)", ids.len()),
+        }
+    }
+}
+
+/// What a requester asks to take out.
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExportRequest {
+    pub collection: String,
+    /// The fields to include, in this order: only what the task needs (000-8-takeout-8).
+    pub fields: Vec<String>,
+    pub filter: ExportFilter,
+    /// Why (利用目的); one of the collection's `access_purposes` where it declares them.
+    pub purpose: String,
+    /// To whom the data goes (a person or organisation).
+    pub recipient: String,
+    /// When the data must be returned or disposed of (`YYYY-MM-DD`, organisation-local);
+    /// the `[takeout]` default when absent.
+    #[serde(default)]
+    pub due_date: Option<String>,
+    pub format: ExportFormat,
+    pub protection: Protection,
+}
+
+impl std::fmt::Debug for ExportRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportRequest")
+            .field("collection", &self.collection)
+            .field("fields", &self.fields)
+            .field("filter", &self.filter)
+            .field("format", &self.format)
+            .field("protection", &self.protection.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An export request as its requester, approvers and auditors see it. Auditors get no
+/// filter and no recipient (`null`): they may name people.
+#[derive(Clone, Serialize, utoipa::ToSchema)]
+pub struct ExportInfo {
+    pub id: String,
+    pub collection: String,
+    pub requested_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub requested_at: OffsetDateTime,
+    pub fields: Vec<String>,
+    pub filter: Option<ExportFilter>,
+    pub purpose: String,
+    pub recipient: Option<String>,
+    pub format: ExportFormat,
+    pub protection: Protection,
+    /// Whether the file is encrypted (the incident risk note: a lost encrypted file may fall
+    /// under the high-standard-encryption exemption from breach reporting).
+    pub encrypted: bool,
+    /// Records the filter matched when the request was made.
+    pub rows: u64,
+    /// pending, approved, rejected, cancelled or closed.
+    pub status: String,
+    pub decided_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub decided_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub download_until: Option<OffsetDateTime>,
+    pub downloads_allowed: u32,
+    pub downloads_used: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub due_at: OffsetDateTime,
+    /// Approved, past its due date, and not yet returned or disposed of.
+    pub overdue: bool,
+    /// More rows than the per-request warning threshold.
+    pub bulk: bool,
+    /// More rows than the per-request hard limit: approval needs an explicit confirmation.
+    pub over_limit: bool,
+    /// Warnings for the requester (thresholds crossed), on the response to the request only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for ExportInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportInfo")
+            .field("id", &self.id)
+            .field("collection", &self.collection)
+            .field("status", &self.status)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+fn spec_aad(id: &str) -> Vec<u8> {
+    format!("mamori/v1/export-spec\0{id}").into_bytes()
+}
+
+pub(super) fn secret_aad(id: &str) -> Vec<u8> {
+    format!("mamori/v1/export-password\0{id}").into_bytes()
+}
+
+fn text(what: &str, value: &str, max: usize) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > max || v.chars().any(|c| c.is_control()) {
+        return Err(VaultError::Invalid(format!("{what}: 1–{max} printable characters")));
+    }
+    Ok(v.to_owned())
+}
+
+impl Vault {
+    pub(super) fn open_spec(&self, row: &ExportRow) -> Result<ExportRequest> {
+        let json = self.master.open_secret(&row.spec, &spec_aad(&row.id))?;
+        serde_json::from_slice(&json).map_err(|_| VaultError::Integrity("export request".into()))
+    }
+
+    pub(super) async fn export_info(&self, row: &ExportRow, full: bool) -> Result<ExportInfo> {
+        let spec = self.open_spec(row)?;
+        let limits = &self.config.takeout;
+        let status = row.status;
+        Ok(ExportInfo {
+            id: row.id.clone(),
+            collection: row.collection.clone(),
+            requested_by: self.login_of(&row.user_id).await?,
+            requested_at: row.requested_at,
+            fields: spec.fields,
+            filter: full.then_some(spec.filter),
+            purpose: spec.purpose,
+            recipient: full.then_some(spec.recipient),
+            format: spec.format,
+            encrypted: spec.protection.encrypted(),
+            protection: spec.protection,
+            rows: row.rows,
+            status: status.as_str().into(),
+            decided_by: row.decided_by.clone(),
+            decided_at: row.decided_at,
+            download_until: row.download_until,
+            downloads_allowed: row.downloads_allowed,
+            downloads_used: row.downloads_used,
+            due_at: row.due_at,
+            overdue: status == ExportStatus::Approved && row.due_at < self.clock.now(),
+            bulk: row.rows > limits.warn_rows_per_request,
+            over_limit: row.rows > limits.hard_rows_per_request,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Checks a request and works out how many records it matches.
+    async fn check_request(&self, p: &Principal, req: &ExportRequest) -> Result<(ExportRequest, u64)> {
+        let (state, _) = self.authorize_collection(p, Action::Export, "export.request", &req.collection).await?;
+        if !req.protection.encrypted() {
+            self.authorize_collection(p, Action::ExportPlain, "export.request", &req.collection).await?;
+        }
+        let schema = state.current();
+        if req.fields.is_empty() || req.fields.len() > schema.fields.len() {
+            return Err(VaultError::Invalid("fields: name the fields the task needs (at least one)".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in &req.fields {
+            if schema.field(f).is_none() {
+                return Err(mamori_core::CoreError::UnknownField(f.clone()).into());
+            }
+            if !seen.insert(f) {
+                return Err(VaultError::Invalid(format!("field `{f}` is named twice")));
+            }
+        }
+        let own = p.department.clone().unwrap_or_default();
+        let visible = self.visible_fields(p, Action::ViewFull, &state, &own, &mut Default::default()).await?;
+        if let Some(hidden) = req.fields.iter().find(|f| !visible.contains(*f)) {
+            return Err(VaultError::Invalid(format!(
+                "you may not read field `{hidden}` in full, so you cannot export it"
+            )));
+        }
+        let purpose = Self::check_purpose(schema, crate::View::Full, Some(&req.purpose))?
+            .ok_or_else(|| VaultError::Invalid("purpose: say why the data is taken out (利用目的)".into()))?;
+        let recipient = text("recipient", &req.recipient, 200)?;
+        match (&req.protection, req.format) {
+            (Protection::Password, ExportFormat::Csv) => {
+                return Err(VaultError::Invalid(
+                    "password protection is for XLSX; protect a CSV with age or secret splitting".into(),
+                ));
+            }
+            (Protection::Age { recipient }, _) => {
+                mamori_export::parse_age_recipient(recipient)
+                    .map_err(|_| VaultError::Invalid("protection.recipient is not an age public key (age1…)".into()))?;
+            }
+            (Protection::Split { threshold, shares }, _) => {
+                if !(2..=mamori_export::MAX_SHARES).contains(shares) || !(2..=*shares).contains(threshold) {
+                    return Err(VaultError::Invalid(format!(
+                        "secret splitting needs 2 <= threshold <= shares <= {}",
+                        mamori_export::MAX_SHARES
+                    )));
+                }
+            }
+            _ => {}
+        }
+        let filter = match &req.filter {
+            ExportFilter::All => ExportFilter::All,
+            ExportFilter::Field { field, value } => {
+                schema
+                    .field(field)
+                    .filter(|f| f.is_indexed())
+                    .ok_or_else(|| VaultError::Invalid(format!("field `{field}` is not searchable")))?;
+                let value = text("filter.value", value, 500)?;
+                ExportFilter::Field { field: field.clone(), value }
+            }
+            ExportFilter::Subjects { ids } => {
+                if ids.is_empty() || ids.len() > MAX_SUBJECTS {
+                    return Err(VaultError::Invalid(format!("filter.ids: 1–{MAX_SUBJECTS} subject ids")));
+                }
+                let mut checked = Vec::with_capacity(ids.len());
+                for id in ids {
+                    checked.push(SubjectId::new(id.trim())?.as_str().to_owned());
+                }
+                checked.sort();
+                checked.dedup();
+                ExportFilter::Subjects { ids: checked }
+            }
+        };
+        let checked = ExportRequest {
+            collection: state.row.name.clone(),
+            fields: req.fields.clone(),
+            filter,
+            purpose,
+            recipient,
+            due_date: req.due_date.clone(),
+            format: req.format,
+            protection: req.protection.clone(),
+        };
+        let rows = self.matching_ids(&state, &checked.filter).await?.len() as u64;
+        Ok((checked, rows))
+    }
+
+    fn due_at(&self, due_date: Option<&str>) -> Result<OffsetDateTime> {
+        let limits = &self.config.takeout;
+        let offset = self.config.authz.utc_offset;
+        let today = self.clock.now().to_offset(offset).date();
+        let date = match due_date.map(str::trim).filter(|s| !s.is_empty()) {
+            None => today + time::Duration::days(limits.default_due_days.into()),
+            Some(s) => {
+                let format = time::macros::format_description!("[year]-[month]-[day]");
+                time::Date::parse(s, format).map_err(|_| VaultError::Invalid("due_date must be YYYY-MM-DD".into()))?
+            }
+        };
+        if date <= today || date > today + time::Duration::days(limits.max_due_days.into()) {
+            return Err(VaultError::Invalid(format!(
+                "due_date must be after today and at most {} days ahead",
+                limits.max_due_days
+            )));
+        }
+        // Due at the end of that local day.
+        Ok(date.next_day().unwrap_or(date).midnight().assume_offset(offset).to_offset(time::UtcOffset::UTC))
+    }
+
+    /// Asks to take records out. Nothing leaves until a second person approves.
+    pub async fn request_export(&self, p: &Principal, req: &ExportRequest) -> Result<ExportInfo> {
+        if p.password_change_only {
+            return Err(VaultError::PasswordChangeRequired);
+        }
+        let user = p.user_id.ok_or(VaultError::Invalid("exports are requested by a logged-in account".into()))?;
+        let (spec, rows) = self.check_request(p, req).await?;
+        let due_at = self.due_at(spec.due_date.as_deref())?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let json = Zeroizing::new(serde_json::to_vec(&spec).map_err(|e| VaultError::Internal(e.to_string()))?);
+        let row = ExportRow {
+            spec: self.master.seal_secret(&json, &spec_aad(&id)),
+            id,
+            user_id: user,
+            requested_by: p.actor(),
+            requested_at: self.clock.now(),
+            collection: spec.collection.clone(),
+            rows,
+            protection: spec.protection.kind().into(),
+            status: ExportStatus::Pending,
+            decided_by: None,
+            decided_at: None,
+            download_until: None,
+            downloads_allowed: self.config.takeout.max_downloads,
+            downloads_used: 0,
+            due_at,
+            secret: None,
+        };
+        let detail = serde_json::json!({
+            "collection": row.collection, "fields": spec.fields, "format": spec.format,
+            "protection": row.protection, "encrypted": spec.protection.encrypted(), "due_at": due_at.unix_timestamp(),
+        });
+        let mut e = self.event(p, "export.request", Outcome::Success);
+        e.collection = Some(row.collection.clone());
+        e.fields = spec.fields.clone();
+        e.rows = Some(rows);
+        e.purpose = Some(spec.purpose.clone());
+        e.note = Some(format!(
+            "export {} ({}, {})",
+            row.id,
+            row.protection,
+            if spec.protection.encrypted() { "encrypted" } else { "UNENCRYPTED" }
+        ));
+        self.store.create_export(&row, &self.ledger_line(p, Some(&row.id), "request", rows, detail)).await?;
+        self.audit.record(vec![e]).await?;
+        let mut info = self.export_info(&row, true).await?;
+        let limits = &self.config.takeout;
+        if rows > limits.warn_rows_per_request {
+            let what = format!("{rows} records requested (warning above {})", limits.warn_rows_per_request);
+            info.warnings.push(self.bulk_warning(p, Some(&row.id), rows, what).await?);
+        }
+        let today = self.rows_taken_out_today(p).await?;
+        if today + rows > limits.warn_rows_per_day {
+            let what =
+                format!("{} rows today with this export (warning above {})", today + rows, limits.warn_rows_per_day);
+            info.warnings.push(self.bulk_warning(p, Some(&row.id), today + rows, what).await?);
+        }
+        Ok(info)
+    }
+
+    /// Approves or rejects a pending request: someone with the approve right, never the
+    /// requester. A request above the hard per-request limit is approved only with
+    /// `confirm_bulk`. Approval opens the download window and, for password protection,
+    /// generates the file password.
+    pub async fn decide_export(
+        &self,
+        p: &Principal,
+        id: &str,
+        approve: bool,
+        confirm_bulk: bool,
+    ) -> Result<ExportInfo> {
+        let action = if approve { "export.approve" } else { "export.reject" };
+        self.authorize(p, Action::Approve, action, None).await?;
+        let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
+        self.check_second_person(p, action, &row.requested_by, &format!("export {id}")).await?;
+        if row.status != ExportStatus::Pending {
+            return Err(VaultError::Conflict(format!("export {id} is already {}", row.status.as_str())));
+        }
+        let limits = &self.config.takeout;
+        if approve && row.rows > limits.hard_rows_per_request && !confirm_bulk {
+            return Err(VaultError::Conflict(format!(
+                "export {id} asks for {} records, above the limit of {}: approve with the bulk confirmation",
+                row.rows, limits.hard_rows_per_request
+            )));
+        }
+        let now = self.clock.now();
+        let spec = self.open_spec(&row)?;
+        let (to, until, secret) = if approve {
+            let secret = (spec.protection == Protection::Password).then(|| {
+                let password = mamori_export::generate_password();
+                self.master.seal_secret(password.expose().as_bytes(), &secret_aad(id))
+            });
+            (ExportStatus::Approved, Some(now + limits.download_window), secret)
+        } else {
+            (ExportStatus::Rejected, None, None)
+        };
+        let change =
+            ExportChange { from: ExportStatus::Pending, to, by: p.actor(), at: now, download_until: until, secret };
+        let kind = if approve { "approve" } else { "reject" };
+        let detail = serde_json::json!({ "bulk_confirmed": approve && row.rows > limits.hard_rows_per_request });
+        let mut e = self.event(p, action, Outcome::Success);
+        e.collection = Some(row.collection.clone());
+        e.rows = Some(row.rows);
+        e.note = Some(format!("export {id} of {}", row.requested_by));
+        if !self.store.change_export(id, &change, &self.ledger_line(p, Some(id), kind, 0, detail)).await? {
+            return Err(VaultError::Conflict(format!("export {id} is not pending")));
+        }
+        self.audit.record(vec![e]).await?;
+        let decided = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
+        self.export_info(&decided, true).await
+    }
+
+    /// Withdraws one's own pending request.
+    pub async fn cancel_export(&self, p: &Principal, id: &str) -> Result<ExportInfo> {
+        let row = self.own_export(p, id, "export.cancel").await?;
+        let change = ExportChange {
+            from: ExportStatus::Pending,
+            to: ExportStatus::Cancelled,
+            by: p.actor(),
+            at: self.clock.now(),
+            download_until: None,
+            secret: None,
+        };
+        let mut e = self.event(p, "export.cancel", Outcome::Success);
+        e.collection = Some(row.collection.clone());
+        e.note = Some(format!("export {id}"));
+        let line = self.ledger_line(p, Some(id), "cancel", 0, serde_json::json!({}));
+        if !self.store.change_export(id, &change, &line).await? {
+            return Err(VaultError::Conflict(format!("export {id} is not pending")));
+        }
+        self.audit.record(vec![e]).await?;
+        let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
+        self.export_info(&row, true).await
+    }
+
+    /// A request of the caller's own; anyone else's is "not found" (and the attempt audited).
+    pub(super) async fn own_export(&self, p: &Principal, id: &str, action: &str) -> Result<ExportRow> {
+        let row = self.store.get_export(id).await?;
+        match row {
+            Some(row) if Some(row.user_id) == p.user_id => Ok(row),
+            _ => {
+                let mut e = self.event(p, action, Outcome::Denied);
+                e.reason = Some(format!("export {id}: not the requester's"));
+                self.audit.record(vec![e]).await?;
+                Err(VaultError::NotFound("export request"))
+            }
+        }
+    }
+
+    /// Requests, newest first: approvers see all with their details, auditors all without
+    /// filter and recipient, everyone else their own.
+    pub async fn list_exports(&self, p: &Principal) -> Result<Vec<ExportInfo>> {
+        let approver = self.first_allowed(p, &[Action::Approve]).await?.is_ok();
+        let auditor = self.first_allowed(p, &[Action::AuditRead]).await?.is_ok();
+        let mut out = Vec::new();
+        for row in self.store.list_exports().await? {
+            let own = Some(row.user_id) == p.user_id;
+            if own || approver || auditor {
+                out.push(self.export_info(&row, own || approver).await?);
+            }
+        }
+        let mut e = self.event(p, "export.list", Outcome::Success);
+        e.rows = Some(out.len() as u64);
+        self.audit.record(vec![e]).await?;
+        Ok(out)
+    }
+
+    /// One request, with the same visibility as [`Vault::list_exports`].
+    pub async fn get_export(&self, p: &Principal, id: &str) -> Result<ExportInfo> {
+        let row = self.store.get_export(id).await?;
+        let approver = self.first_allowed(p, &[Action::Approve]).await?.is_ok();
+        let auditor = self.first_allowed(p, &[Action::AuditRead]).await?.is_ok();
+        let Some(row) = row.filter(|r| Some(r.user_id) == p.user_id || approver || auditor) else {
+            return Err(VaultError::NotFound("export request"));
+        };
+        self.export_info(&row, Some(row.user_id) == p.user_id || approver).await
+    }
+
+    /// The file password of an approved, password-protected export: for the requester only,
+    /// to hand to the recipient over a different channel than the file. Each showing is audited.
+    pub async fn export_password(&self, p: &Principal, id: &str) -> Result<Zeroizing<String>> {
+        let row = self.own_export(p, id, "export.password").await?;
+        let Some(sealed) = row.secret.as_ref().filter(|_| row.status == ExportStatus::Approved) else {
+            return Err(VaultError::Conflict(format!(
+                "export {id} has no password (not approved, or not password-protected)"
+            )));
+        };
+        let plain = self.master.open_secret(sealed, &secret_aad(id))?;
+        let password = Zeroizing::new(
+            String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Integrity("export password".into()))?,
+        );
+        let mut e = self.event(p, "export.password", Outcome::Success);
+        e.collection = Some(row.collection.clone());
+        e.note = Some(format!("export {id}"));
+        self.audit.record(vec![e]).await?;
+        Ok(password)
+    }
+}

@@ -1,0 +1,330 @@
+//! Take-out control through the vault (issue 9): approved exports only, never self-approved,
+//! a limited window and number of downloads, protected files, the take-out ledger with
+//! returns and witnessed disposals, and bulk thresholds (measures 002-S-5-a, 000-8-takeout-2,
+//! 000-8-takeout-5, 000-8-takeout-8, 000-8-3-3, 002-S-11-a, 004-I-4-1-1, 000-8-takeout-12).
+
+mod common;
+
+use common::Fixture;
+use mamori_core::access::Role;
+use mamori_core::audit::AuditEvent;
+use mamori_core::clock::ManualClock;
+use mamori_export::SecretPassword;
+use mamori_vault::{
+    ExportFilter, ExportFormat, ExportRequest, NewUser, Principal, Protection, Settlement, TakeoutSettings,
+    VaultConfig, VaultError, View,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn person(name: &str, phone: &str, email: &str) -> BTreeMap<String, String> {
+    [("name", name), ("birth_date", "1985-06-15"), ("phone", phone), ("email", email)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+async fn member(f: &Fixture, login: &str, role: Role) -> Principal {
+    let new = NewUser { department: Some("sales".into()), ..NewUser::new(login, login, role) };
+    f.user_with(new).await.0
+}
+
+struct Office {
+    f: Fixture,
+    clock: Arc<ManualClock>,
+    requester: Principal,
+    approver: Principal,
+    staff: Principal,
+}
+
+async fn office(takeout: TakeoutSettings, records: usize) -> Office {
+    let clock = Arc::new(ManualClock::new(time::macros::datetime!(2026-12-07 01:00 UTC)));
+    let config = VaultConfig { takeout, ..VaultConfig::default() };
+    let f = Fixture::build(config, clock.clone()).await;
+    let requester = member(&f, "mgr-a", Role::Manager).await;
+    let approver = member(&f, "mgr-b", Role::Manager).await;
+    let staff = member(&f, "clerk", Role::Staff).await;
+    for i in 0..records {
+        let phone = format!("090-{:04}-{:04}", 1000 + i, 2000 + i);
+        let record = person(&format!("試験 {i}郎"), &phone, &format!("t{i}@example.jp"));
+        f.vault.create_record(&requester, "customers", None, &record).await.unwrap();
+    }
+    Office { f, clock, requester, approver, staff }
+}
+
+fn request(protection: Protection, format: ExportFormat) -> ExportRequest {
+    ExportRequest {
+        collection: "customers".into(),
+        fields: vec!["name".into(), "phone".into()],
+        filter: ExportFilter::All,
+        purpose: "契約内容の確認".into(),
+        recipient: "委託先 印刷会社".into(),
+        due_date: None,
+        format,
+        protection,
+    }
+}
+
+async fn events(f: &Fixture, action: &str) -> Vec<AuditEvent> {
+    let rows = f.store().read_audit(1, 1_000_000).await.unwrap();
+    rows.iter()
+        .map(|r| serde_json::from_str::<AuditEvent>(&r.event_json).unwrap())
+        .filter(|e| e.action == action)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_approved_password_export_opens_with_its_password_only() {
+    let o = office(TakeoutSettings::default(), 3).await;
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    assert_eq!((x.status.as_str(), x.rows, x.encrypted), ("pending", 3, true));
+
+    // Nothing leaves before approval; no password exists yet.
+    let early = o.f.vault.download_export(&o.requester, &x.id).await.unwrap_err();
+    assert!(matches!(early, VaultError::Conflict(_)), "{early:?}");
+    assert!(o.f.vault.export_password(&o.requester, &x.id).await.is_err());
+
+    let approved = o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
+    assert_eq!((approved.status.as_str(), approved.decided_by.is_some()), ("approved", true));
+    // The password is the requester's alone.
+    let other = o.f.vault.export_password(&o.approver, &x.id).await.unwrap_err();
+    assert!(matches!(other, VaultError::NotFound(_)), "{other:?}");
+    let password = o.f.vault.export_password(&o.requester, &x.id).await.unwrap();
+
+    let file = o.f.vault.download_export(&o.requester, &x.id).await.unwrap();
+    assert_eq!((file.rows, file.withheld, file.encrypted, file.download), (3, 0, true, 1));
+    assert_eq!(file.files.len(), 1);
+    assert!(file.files[0].name.ends_with(".xlsx"));
+    let bytes = &file.files[0].bytes;
+    let wrong = mamori_export::decrypt_ooxml(bytes, &SecretPassword::new("not-the-password"));
+    assert!(wrong.is_err(), "a wrong password opens nothing");
+    let package = mamori_export::decrypt_ooxml(bytes, &SecretPassword::new(password.as_str())).unwrap();
+    assert!(package.starts_with(b"PK"), "an XLSX (zip) package inside");
+    // No plaintext value in the encrypted file.
+    assert!(!bytes.windows("試験".len()).any(|w| w == "試験".as_bytes()));
+
+    // Every record read is audited with the export, and the download too.
+    let reads = events(&o.f, "record.read").await;
+    let via: Vec<_> = reads.iter().filter(|e| e.reason.as_deref() == Some(&format!("via export {}", x.id))).collect();
+    assert_eq!(via.len(), 3);
+    assert!(via.iter().all(|e| e.purpose.as_deref() == Some("契約内容の確認")));
+    let download = events(&o.f, "export.download").await.pop().unwrap();
+    assert_eq!((download.outcome.as_str(), download.rows), ("success", Some(3)));
+
+    // The ledger: request, approval, download — with the encryption recorded (risk note).
+    let ledger = o.f.vault.takeout_ledger(&o.requester, Some(&x.id)).await.unwrap();
+    let kinds: Vec<&str> = ledger.iter().map(|l| l.kind.as_str()).collect();
+    assert_eq!(kinds, ["request", "approve", "download"]);
+    assert_eq!(ledger[2].detail["encrypted"], true);
+    assert_eq!(ledger[2].detail["files"][0]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(ledger[1].actor, "mgr-b");
+}
+
+#[tokio::test]
+async fn the_requester_can_never_approve_their_own_export() {
+    let o = office(TakeoutSettings::default(), 1).await;
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    let own = o.f.vault.decide_export(&o.requester, &x.id, true, false).await.unwrap_err();
+    assert!(matches!(own, VaultError::Forbidden), "{own:?}");
+    // Staff lack the approve right.
+    let staff = o.f.vault.decide_export(&o.staff, &x.id, true, false).await.unwrap_err();
+    assert!(matches!(staff, VaultError::Forbidden), "{staff:?}");
+    assert_eq!(o.f.vault.get_export(&o.requester, &x.id).await.unwrap().status, "pending");
+    let denied = events(&o.f, "export.approve").await;
+    assert!(denied.iter().all(|e| e.outcome.as_str() == "denied"), "{denied:?}");
+    // A decision is made once.
+    o.f.vault.decide_export(&o.approver, &x.id, false, false).await.unwrap();
+    let again = o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap_err();
+    assert!(matches!(again, VaultError::Conflict(_)), "{again:?}");
+    let rejected = o.f.vault.download_export(&o.requester, &x.id).await.unwrap_err();
+    assert!(matches!(rejected, VaultError::Conflict(_)), "{rejected:?}");
+}
+
+#[tokio::test]
+async fn downloads_are_limited_in_number_and_time_and_only_for_the_requester() {
+    let settings = TakeoutSettings { max_downloads: 2, ..TakeoutSettings::default() };
+    let o = office(settings, 2).await;
+    let recipient = age::x25519::Identity::generate();
+    let age_request = request(Protection::Age { recipient: recipient.to_public().to_string() }, ExportFormat::Csv);
+    let x = o.f.vault.request_export(&o.requester, &age_request).await.unwrap();
+    o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
+
+    // Someone else cannot download it (not even the approver).
+    let stranger = o.f.vault.download_export(&o.approver, &x.id).await.unwrap_err();
+    assert!(matches!(stranger, VaultError::NotFound(_)), "{stranger:?}");
+
+    let first = o.f.vault.download_export(&o.requester, &x.id).await.unwrap();
+    let csv = age::decrypt(&recipient, &first.files[0].bytes).unwrap();
+    let text = String::from_utf8(csv).unwrap();
+    assert!(text.contains("試験 0郎") && text.contains("090-1000-2000"), "the full values, for the recipient");
+    assert!(!text.contains("@example.jp"), "only the requested fields");
+    o.f.vault.download_export(&o.requester, &x.id).await.unwrap();
+    let overrun = o.f.vault.download_export(&o.requester, &x.id).await.unwrap_err();
+    assert!(matches!(overrun, VaultError::Conflict(ref m) if m.contains("2 times")), "{overrun:?}");
+
+    // Another request: the window closes after 72 hours.
+    let y = o.f.vault.request_export(&o.requester, &age_request).await.unwrap();
+    o.f.vault.decide_export(&o.approver, &y.id, true, false).await.unwrap();
+    o.clock.advance(time::Duration::hours(73));
+    let late = o.f.vault.download_export(&o.requester, &y.id).await.unwrap_err();
+    assert!(matches!(late, VaultError::Conflict(ref m) if m.contains("window")), "{late:?}");
+    let refusals = events(&o.f, "export.download").await.into_iter().filter(|e| e.outcome.as_str() == "denied").count();
+    assert_eq!(refusals, 3, "each refusal is audited");
+}
+
+#[tokio::test]
+async fn concurrent_downloads_never_overrun_the_limit() {
+    let settings = TakeoutSettings { max_downloads: 3, ..TakeoutSettings::default() };
+    let o = office(settings, 2).await;
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
+    let vault = o.f.vault.clone();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (vault, p, id) = (vault.clone(), o.requester.clone(), x.id.clone());
+        tasks.push(tokio::spawn(async move { vault.download_export(&p, &id).await.is_ok() }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 3);
+    assert_eq!(o.f.vault.get_export(&o.requester, &x.id).await.unwrap().downloads_used, 3);
+}
+
+#[tokio::test]
+async fn secret_split_export_restores_from_threshold_shares_only() {
+    let o = office(TakeoutSettings::default(), 2).await;
+    let split = request(Protection::Split { threshold: 2, shares: 3 }, ExportFormat::Csv);
+    let x = o.f.vault.request_export(&o.requester, &split).await.unwrap();
+    o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
+    let file = o.f.vault.download_export(&o.requester, &x.id).await.unwrap();
+    assert_eq!(file.files.len(), 3);
+    let shares: Vec<&[u8]> = file.files.iter().map(|f| f.bytes.as_slice()).collect();
+    assert!(mamori_export::combine(&shares[..1]).is_err(), "one share restores nothing");
+    let restored = mamori_export::combine(&[shares[0], shares[2]]).unwrap();
+    assert!(String::from_utf8_lossy(&restored.plain).contains("試験 1郎"));
+    // Each share is its own ledger line.
+    let ledger = o.f.vault.takeout_ledger(&o.approver, Some(&x.id)).await.unwrap();
+    let shares: Vec<u64> =
+        ledger.iter().filter(|l| l.kind == "share").map(|l| l.detail["share"].as_u64().unwrap()).collect();
+    assert_eq!(shares, [1, 2, 3]);
+    // Bundled into one ZIP for the browser and the API.
+    let zip = file.bundle().unwrap();
+    assert_eq!(zip.content_type, "application/zip");
+}
+
+#[tokio::test]
+async fn unencrypted_export_needs_its_own_right_and_csv_cannot_take_a_password() {
+    let o = office(TakeoutSettings::default(), 1).await;
+    let plain =
+        o.f.vault.request_export(&o.requester, &request(Protection::None, ExportFormat::Csv)).await.unwrap_err();
+    assert!(matches!(plain, VaultError::Forbidden), "no built-in role holds export.plain: {plain:?}");
+    let csv =
+        o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Csv)).await.unwrap_err();
+    assert!(matches!(csv, VaultError::Invalid(_)), "{csv:?}");
+    // Staff may not export at all; an unknown or unreadable field is refused.
+    let staff =
+        o.f.vault.request_export(&o.staff, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap_err();
+    assert!(matches!(staff, VaultError::Forbidden), "{staff:?}");
+    let mut bad = request(Protection::Password, ExportFormat::Xlsx);
+    bad.fields = vec!["no_such_field".into()];
+    assert!(matches!(o.f.vault.request_export(&o.requester, &bad).await, Err(VaultError::Invalid(_))));
+    let mut bad_age = request(Protection::Age { recipient: "age1notakey".into() }, ExportFormat::Csv);
+    assert!(matches!(o.f.vault.request_export(&o.requester, &bad_age).await, Err(VaultError::Invalid(_))));
+    bad_age.protection = Protection::Split { threshold: 4, shares: 3 };
+    assert!(matches!(o.f.vault.request_export(&o.requester, &bad_age).await, Err(VaultError::Invalid(_))));
+    let mut late = request(Protection::Password, ExportFormat::Xlsx);
+    late.due_date = Some("2030-01-01".into());
+    assert!(matches!(o.f.vault.request_export(&o.requester, &late).await, Err(VaultError::Invalid(_))));
+    assert!(o.f.vault.list_exports(&o.requester).await.unwrap().is_empty(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn thresholds_warn_alert_and_need_explicit_bulk_confirmation() {
+    let settings = TakeoutSettings {
+        warn_rows_per_request: 2,
+        hard_rows_per_request: 3,
+        warn_rows_per_day: 3,
+        hard_rows_per_day: 5,
+        ..TakeoutSettings::default()
+    };
+    let o = office(settings, 4).await;
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    assert!((x.bulk, x.over_limit) == (true, true), "{x:?}");
+    assert_eq!(x.warnings.len(), 2, "per request and per day: {:?}", x.warnings);
+    let alerts = o.f.vault.takeout_alerts(&o.approver).await.unwrap();
+    assert!(alerts.iter().any(|a| a.kind == "threshold" && a.login == "mgr-a"), "{alerts:?}");
+    assert!(alerts.iter().any(|a| a.kind == "pending"));
+    assert!(o.f.vault.takeout_alerts(&o.staff).await.unwrap().is_empty());
+    let unconfirmed = o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap_err();
+    assert!(matches!(unconfirmed, VaultError::Conflict(_)), "{unconfirmed:?}");
+    o.f.vault.decide_export(&o.approver, &x.id, true, true).await.unwrap();
+    let file = o.f.vault.download_export(&o.requester, &x.id).await.unwrap();
+    assert_eq!(file.warnings.len(), 1, "4 rows today, above 3");
+
+    // Prints count too: a fifth row today is allowed, the sixth is refused.
+    let record = f_first_record(&o).await;
+    let (_, warning) = o.f.vault.print_record(&o.requester, "customers", &record, View::Full, None).await.unwrap();
+    assert!(warning.is_some());
+    let blocked = o.f.vault.print_record(&o.requester, "customers", &record, View::Full, None).await.unwrap_err();
+    assert!(matches!(blocked, VaultError::TakeoutLimit(_)), "{blocked:?}");
+    // Another person's day is their own.
+    assert!(o.f.vault.print_record(&o.approver, "customers", &record, View::Full, None).await.is_ok());
+    // The next local day starts afresh (JST midnight is 15:00 UTC).
+    o.clock.advance(time::Duration::hours(15));
+    assert!(o.f.vault.print_record(&o.requester, "customers", &record, View::Full, None).await.is_ok());
+}
+
+async fn f_first_record(o: &Office) -> mamori_core::ids::RecordId {
+    o.f.vault.search(&o.requester, "customers", "phone", "090-1000-2000", View::Masked, None).await.unwrap()[0].id
+}
+
+#[tokio::test]
+async fn returns_and_witnessed_disposals_close_the_ledger_and_overdue_is_alerted() {
+    let o = office(TakeoutSettings::default(), 1).await;
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
+    o.clock.advance(time::Duration::days(16));
+    let info = o.f.vault.get_export(&o.requester, &x.id).await.unwrap();
+    assert!(info.overdue);
+    let alerts = o.f.vault.takeout_alerts(&o.approver).await.unwrap();
+    assert!(alerts.iter().any(|a| a.kind == "overdue" && a.export_id.as_deref() == Some(x.id.as_str())));
+
+    // A disposal needs a method and a witness who is someone else.
+    let no_witness = Settlement::Dispose { method: "シュレッダー".into(), witness: "mgr-a".into() };
+    assert!(matches!(o.f.vault.settle_export(&o.requester, &x.id, &no_witness).await, Err(VaultError::Invalid(_))));
+    let nobody = Settlement::Dispose { method: "シュレッダー".into(), witness: "nobody".into() };
+    assert!(matches!(o.f.vault.settle_export(&o.requester, &x.id, &nobody).await, Err(VaultError::Invalid(_))));
+    let staff_cannot = o.f.vault.settle_export(&o.staff, &x.id, &Settlement::Return { note: None }).await.unwrap_err();
+    assert!(matches!(staff_cannot, VaultError::Forbidden), "{staff_cannot:?}");
+    let dispose = Settlement::Dispose { method: "シュレッダー".into(), witness: "clerk".into() };
+    let closed = o.f.vault.settle_export(&o.requester, &x.id, &dispose).await.unwrap();
+    assert_eq!((closed.status.as_str(), closed.overdue), ("closed", false));
+    assert!(o.f.vault.download_export(&o.requester, &x.id).await.is_err(), "closed: no more downloads");
+    let ledger = o.f.vault.takeout_ledger(&o.approver, None).await.unwrap();
+    let last = ledger.last().unwrap();
+    assert_eq!((last.kind.as_str(), last.detail["witness"].as_str()), ("dispose", Some("clerk")));
+    // Auditors read the ledger and the requests, without filter or recipient.
+    let auditor = member(&o.f, "audit1", Role::Auditor).await;
+    assert_eq!(o.f.vault.takeout_ledger(&auditor, None).await.unwrap().len(), ledger.len());
+    let seen = o.f.vault.list_exports(&auditor).await.unwrap();
+    assert_eq!((seen.len(), seen[0].recipient.is_none(), seen[0].filter.is_none()), (1, true, true));
+    // Staff read neither.
+    assert!(o.f.vault.takeout_ledger(&o.staff, None).await.is_err());
+    assert!(o.f.vault.list_exports(&o.staff).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_field_filter_exports_only_matching_records_and_values_stay_out_of_debug() {
+    let o = office(TakeoutSettings::default(), 3).await;
+    let mut req = request(Protection::Split { threshold: 2, shares: 2 }, ExportFormat::Csv);
+    req.filter = ExportFilter::Field { field: "phone".into(), value: "09010012001".into() };
+    assert!(!format!("{req:?}").contains("0901001"), "{req:?}");
+    let x = o.f.vault.request_export(&o.requester, &req).await.unwrap();
+    assert_eq!(x.rows, 1);
+    // The filter value is sealed at rest.
+    let stored = o.f.store().get_export(&x.id).await.unwrap().unwrap();
+    assert!(!stored.spec.windows(11).any(|w| w == b"09010012001"));
+    assert!(!stored.spec.windows("委託先".len()).any(|w| w == "委託先".as_bytes()));
+}

@@ -56,6 +56,9 @@ pub enum ExportError {
     /// does not match, or the stream is truncated.
     #[error("integrity check failed: the encrypted document was altered or is corrupted")]
     IntegrityCheckFailed,
+    /// [`crate::encrypt_ooxml`] was given something that is not an OOXML package (a zip).
+    #[error("not an OOXML package (an .xlsx/.docx zip file) to encrypt")]
+    NotOoxmlPackage,
     /// The password is empty or longer than Office accepts (255 UTF-16 code units).
     #[error("the password must be 1-255 characters")]
     PasswordLength,

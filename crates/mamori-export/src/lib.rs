@@ -54,7 +54,7 @@
 //! - Cryptographic primitives come from RustCrypto (aes, cbc, aes-gcm, sha2, hmac), age and
 //!   vsss-rs; this crate only lays out file formats on top of them.
 
-mod age;
+mod age_encryption;
 pub mod agile;
 mod bundle;
 mod csv;
@@ -64,7 +64,7 @@ pub mod shares;
 mod table;
 mod xlsx;
 
-pub use crate::age::{AgeRecipient, age_encrypt, age_encrypt_to, parse_age_recipient};
+pub use crate::age_encryption::{AgeRecipient, age_encrypt, age_encrypt_to, parse_age_recipient};
 pub use crate::agile::{decrypt_ooxml, encrypt_ooxml};
 pub use crate::bundle::zip_files;
 pub use crate::csv::{UTF8_BOM, needs_formula_guard, write_csv};

@@ -78,10 +78,15 @@ const STREAM_PACKAGE: &str = "/EncryptedPackage";
 /// for the password. See the module documentation for the exact format.
 ///
 /// # Errors
+/// [`ExportError::NotOoxmlPackage`] if `package` does not start like a zip file (a guard
+/// against encrypting, say, a CSV file into something Excel cannot open);
 /// [`ExportError::PasswordLength`] for an empty password or one longer than 255 UTF-16
 /// code units (Office's limit); [`ExportError::Random`] if the OS random source fails;
 /// [`ExportError::Container`] if the compound file cannot be built.
 pub fn encrypt_ooxml(package: &[u8], password: &SecretPassword) -> Result<Vec<u8>> {
+    if !package.starts_with(b"PK\x03\x04") {
+        return Err(ExportError::NotOoxmlPackage);
+    }
     let pw_units = password.expose().encode_utf16().count();
     if pw_units == 0 || pw_units > 255 {
         return Err(ExportError::PasswordLength);

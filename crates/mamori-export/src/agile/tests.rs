@@ -5,7 +5,14 @@ use super::*;
 /// A made-up stand-in for an XLSX package: 3 full segments and a partial one, so segment IVs
 /// and the zero padding of the last block are exercised.
 fn package() -> Vec<u8> {
-    (0..(3 * SEGMENT + 1234)).map(|i| (i * 7 % 251) as u8).collect()
+    sized_package(3 * SEGMENT + 1234)
+}
+
+/// `len` bytes that start like a zip file (the only check `encrypt_ooxml` makes).
+fn sized_package(len: usize) -> Vec<u8> {
+    let mut p: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    p[..4].copy_from_slice(b"PK\x03\x04");
+    p
 }
 
 fn pw(s: &str) -> SecretPassword {
@@ -46,10 +53,10 @@ fn round_trip() {
 }
 
 #[test]
-fn round_trip_of_empty_and_exact_segment_packages() {
+fn round_trip_of_small_and_exact_segment_packages() {
     let password = pw("pw");
-    for len in [0, 1, 15, 16, 17, SEGMENT, SEGMENT + 16, 2 * SEGMENT] {
-        let p: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    for len in [4, 15, 16, 17, SEGMENT - 1, SEGMENT, SEGMENT + 16, 2 * SEGMENT] {
+        let p = sized_package(len);
         let file = encrypt_ooxml(&p, &password).unwrap();
         assert_eq!(&decrypt_ooxml(&file, &password).unwrap()[..], &p[..], "len {len}");
     }
@@ -58,8 +65,8 @@ fn round_trip_of_empty_and_exact_segment_packages() {
 #[test]
 fn japanese_password_round_trip() {
     let password = pw("持ち出し用パスワード");
-    let file = encrypt_ooxml(b"PK\x03\x04 not really a zip", &password).unwrap();
-    assert_eq!(&decrypt_ooxml(&file, &password).unwrap()[..], b"PK\x03\x04 not really a zip");
+    let file = encrypt_ooxml(&package(), &password).unwrap();
+    assert_eq!(&decrypt_ooxml(&file, &password).unwrap()[..], &package()[..]);
 }
 
 #[test]
@@ -159,9 +166,17 @@ fn huge_spin_count_is_refused() {
 
 #[test]
 fn empty_or_overlong_password_is_refused() {
-    assert!(matches!(encrypt_ooxml(b"x", &pw("")), Err(ExportError::PasswordLength)));
-    assert!(matches!(encrypt_ooxml(b"x", &pw(&"a".repeat(256))), Err(ExportError::PasswordLength)));
-    assert!(encrypt_ooxml(b"x", &pw(&"a".repeat(255))).is_ok());
+    let p = sized_package(100);
+    assert!(matches!(encrypt_ooxml(&p, &pw("")), Err(ExportError::PasswordLength)));
+    assert!(matches!(encrypt_ooxml(&p, &pw(&"a".repeat(256))), Err(ExportError::PasswordLength)));
+    assert!(encrypt_ooxml(&p, &pw(&"a".repeat(255))).is_ok());
+}
+
+#[test]
+fn something_other_than_a_zip_is_not_encrypted() {
+    for not_zip in [&b""[..], b"PK", "氏名,住所\r\n".as_bytes(), b"\xD0\xCF\x11\xE0"] {
+        assert!(matches!(encrypt_ooxml(not_zip, &pw("pw")), Err(ExportError::NotOoxmlPackage)));
+    }
 }
 
 #[test]

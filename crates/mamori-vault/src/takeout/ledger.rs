@@ -174,7 +174,7 @@ impl Vault {
     /// date, and thresholds crossed in the last week. Empty for everyone else (not an error:
     /// the home page asks on behalf of every user).
     pub async fn takeout_alerts(&self, p: &Principal) -> Result<Vec<TakeoutAlert>> {
-        if !self.first_allowed(p, &[Action::Approve]).await?.is_ok() {
+        if self.first_allowed(p, &[Action::Approve]).await?.is_err() {
             return Ok(Vec::new());
         }
         let now = self.clock.now();

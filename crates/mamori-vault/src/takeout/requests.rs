@@ -254,13 +254,13 @@ impl Vault {
                 mamori_export::parse_age_recipient(recipient)
                     .map_err(|_| VaultError::Invalid("protection.recipient is not an age public key (age1…)".into()))?;
             }
-            (Protection::Split { threshold, shares }, _) => {
-                if !(2..=mamori_export::MAX_SHARES).contains(shares) || !(2..=*shares).contains(threshold) {
-                    return Err(VaultError::Invalid(format!(
-                        "secret splitting needs 2 <= threshold <= shares <= {}",
-                        mamori_export::MAX_SHARES
-                    )));
-                }
+            (Protection::Split { threshold, shares }, _)
+                if !(2..=mamori_export::MAX_SHARES).contains(shares) || !(2..=*shares).contains(threshold) =>
+            {
+                return Err(VaultError::Invalid(format!(
+                    "secret splitting needs 2 <= threshold <= shares <= {}",
+                    mamori_export::MAX_SHARES
+                )));
             }
             _ => {}
         }

@@ -358,3 +358,93 @@ fn policy_changes_and_break_glass_need_a_second_person() {
     assert_eq!((status, user["disabled"].as_bool()), (200, Some(true)), "{user}");
     assert_eq!(s.call("GET", "/api/v1/collections", Some(&staff), None).0, 401, "revoked at once");
 }
+
+/// POST without a JSON body, returning the raw bytes and headers (a file download).
+fn download(s: &TestServer, path: &str, token: &str) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
+    let res = match ureq::post(&format!("{}{path}", s.url)).set("authorization", &format!("Bearer {token}")).call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let status = res.status();
+    let headers =
+        res.headers_names().into_iter().map(|h| (h.clone(), res.header(&h).unwrap_or("").to_owned())).collect();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut res.into_reader(), &mut bytes).unwrap();
+    (status, headers, bytes)
+}
+
+/// Issue 9 over HTTP: request, four-eyes approval, the requester's password and download
+/// (an agile-encrypted XLSX that opens with that password only), the ledger, disposal.
+#[test]
+fn export_workflow_over_http() {
+    let s = TestServer::start();
+    let manager = s.login("manager");
+    let privacy = s.login("privacy");
+    let request = json!({
+        "collection": "customers", "fields": ["name", "phone"], "filter": {"kind": "all"},
+        "purpose": "契約内容の確認", "recipient": "委託先 印刷会社", "format": "xlsx",
+        "protection": {"kind": "password"}
+    });
+    let (status, _, x) = s.call("POST", "/api/v1/exports", Some(&manager), Some(&request.to_string()));
+    assert_eq!(status, 201, "{x}");
+    assert_eq!(
+        (x["status"].as_str(), x["rows"].as_u64(), x["encrypted"].as_bool()),
+        (Some("pending"), Some(50), Some(true))
+    );
+    let id = x["id"].as_str().unwrap().to_owned();
+
+    // Bad requests change nothing.
+    for (body, status, slug) in [
+        (json!({"collection": "customers"}).to_string(), 400, "invalid-body"),
+        (request.to_string().replace("\"password\"", "\"rot13\""), 400, "invalid-body"),
+        (
+            request.to_string().replace("{\"kind\":\"password\"}", "{\"kind\":\"age\",\"recipient\":\"age1nope\"}"),
+            422,
+            "invalid-input",
+        ),
+        (request.to_string().replace("\"password\"}", "\"none\"}"), 403, "forbidden"),
+    ] {
+        let (got, _, problem) = s.call("POST", "/api/v1/exports", Some(&manager), Some(&body));
+        assert_eq!((got, problem_type(&problem)), (status, format!("urn:mamori:problem:{slug}").as_str()), "{problem}");
+    }
+
+    let (status, _, problem) = s.call("POST", &format!("/api/v1/exports/{id}/approve"), Some(&manager), None);
+    assert_eq!((status, problem_type(&problem)), (403, "urn:mamori:problem:forbidden"), "self-approval");
+    let (status, _, _) = download(&s, &format!("/api/v1/exports/{id}/download"), &manager);
+    assert_eq!(status, 409, "nothing leaves before approval");
+    let (status, _, x) = s.call("POST", &format!("/api/v1/exports/{id}/approve"), Some(&privacy), Some("{}"));
+    assert_eq!((status, x["status"].as_str()), (200, Some("approved")), "{x}");
+
+    let (status, _, body) = s.call("GET", &format!("/api/v1/exports/{id}"), Some(&s.login("staff")), None);
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = s.call("GET", &format!("/api/v1/exports/{id}/password"), Some(&privacy), None);
+    assert_eq!(status, 404, "the password is the requester's alone: {body}");
+    let (status, _, body) = s.call("GET", &format!("/api/v1/exports/{id}/password"), Some(&manager), None);
+    assert_eq!(status, 200, "{body}");
+    let password = mamori_export::SecretPassword::new(body["password"].as_str().unwrap());
+
+    let (status, headers, bytes) = download(&s, &format!("/api/v1/exports/{id}/download"), &manager);
+    assert_eq!(status, 200);
+    assert_eq!((headers["mamori-rows"].as_str(), headers["mamori-encrypted"].as_str()), ("50", "true"));
+    assert_eq!(headers["mamori-download"], "1/3");
+    assert!(headers["content-disposition"].ends_with(".xlsx\""), "{headers:?}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let package = mamori_export::decrypt_ooxml(&bytes, &password).unwrap();
+    assert!(package.starts_with(b"PK"));
+    assert!(mamori_export::decrypt_ooxml(&bytes, &mamori_export::SecretPassword::new("guess")).is_err());
+
+    let (status, _, ledger) = s.call("GET", "/api/v1/takeout/ledger", Some(&s.login("auditor")), None);
+    assert_eq!(status, 200, "{ledger}");
+    let kinds: Vec<&str> = ledger.as_array().unwrap().iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["request", "approve", "download"]);
+    assert_eq!(ledger[2]["detail"]["encrypted"], true);
+    let (status, _, _) = s.call("GET", "/api/v1/takeout/ledger", Some(&s.login("staff")), None);
+    assert_eq!(status, 403);
+
+    let dispose = json!({"kind": "dispose", "method": "シュレッダー", "witness": "staff"}).to_string();
+    let (status, _, x) = s.call("POST", &format!("/api/v1/exports/{id}/settle"), Some(&manager), Some(&dispose));
+    assert_eq!((status, x["status"].as_str()), (200, Some("closed")), "{x}");
+    let (status, _, _) = download(&s, &format!("/api/v1/exports/{id}/download"), &manager);
+    assert_eq!(status, 409, "closed");
+}

@@ -457,3 +457,97 @@ fn dates_in_the_japanese_era_on_request() {
     auditor.get("/calendar/western?next=/");
     assert!(auditor.get("/audit").body.contains(&format!("{year}年")));
 }
+
+/// Issue 9 in the web UI: ask, approve (never one's own), see the password once, download
+/// the encrypted file, record the disposal; the ledger for auditors; no menu for staff.
+#[test]
+fn the_take_out_workflow_in_both_languages() {
+    let s = TestServer::start();
+    for lang in ["ja", "en"] {
+        let mut manager = Browser::new(&s);
+        manager.get(&format!("/lang/{lang}"));
+        manager.log_in("manager", PASSWORD);
+        let list = manager.get("/exports");
+        assert_eq!(list.status, 200, "{}", list.body);
+        assert!(list.body.contains("id=\"new-export\""));
+        let form = manager.get("/exports/new?collection=customers");
+        assert_eq!(form.status, 200, "{}", form.body);
+        let csrf = form.csrf();
+        let filed = manager.post(
+            "/exports",
+            &[
+                ("csrf", &csrf),
+                ("collection", "customers"),
+                ("f.name", "on"),
+                ("f.phone", "on"),
+                ("filter", "all"),
+                ("purpose", "契約内容の確認"),
+                ("recipient", "委託先 印刷会社"),
+                ("format", "xlsx"),
+                ("protection", "password"),
+            ],
+        );
+        assert_eq!(filed.status, 303, "{}", filed.body);
+        let path = filed.header("location").unwrap().to_owned();
+        let mine = manager.get(&path);
+        assert_eq!(mine.status, 200, "{}", mine.body);
+        assert!(mine.body.contains("id=\"export-cancel\""));
+        assert!(!mine.body.contains("id=\"export-approve\""), "no approving one's own request");
+
+        let mut privacy = Browser::new(&s);
+        privacy.get(&format!("/lang/{lang}"));
+        privacy.log_in("privacy", PASSWORD);
+        let home = privacy.get("/");
+        assert!(
+            home.body.contains(&path),
+            "the approval is a task on the approver's home page: {} {}",
+            path,
+            home.body
+        );
+        let theirs = privacy.get(&path);
+        assert!(theirs.body.contains("id=\"export-approve\""), "{}", theirs.body);
+        let approved = privacy.post(&format!("{path}/approve"), &[("csrf", &theirs.csrf())]);
+        assert_eq!(approved.status, 303, "{}", approved.body);
+
+        let page = manager.get(&path);
+        assert!(page.body.contains("id=\"export-download\"") && page.body.contains("id=\"export-show-password\""));
+        let shown = manager.post(&format!("{path}/password"), &[("csrf", &page.csrf())]);
+        assert_eq!(shown.status, 200);
+        let marker = "id=\"export-password\" class=\"secret\">";
+        let start = shown.body.find(marker).expect("the password") + marker.len();
+        let password = shown.body[start..].split('<').next().unwrap().to_owned();
+        assert_eq!(password.len(), 20);
+
+        // The download itself: an attachment that opens with the password only.
+        let res = ureq::post(&format!("{}{path}/download", s.url))
+            .set("cookie", &manager.cookies.join("; "))
+            .send_form(&[("csrf", &page.csrf())])
+            .unwrap();
+        assert!(res.header("content-disposition").unwrap().starts_with("attachment;"));
+        assert_eq!(res.header("cache-control"), Some("no-store"));
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut res.into_reader(), &mut bytes).unwrap();
+        assert!(mamori_export::decrypt_ooxml(&bytes, &mamori_export::SecretPassword::new(password)).is_ok());
+
+        let disposed = manager.post(
+            &format!("{path}/dispose"),
+            &[("csrf", &page.csrf()), ("method", "シュレッダー"), ("witness", "staff")],
+        );
+        assert_eq!(disposed.status, 303, "{}", disposed.body);
+        assert!(manager.get(&path).body.contains("id=\"ledger-table\""));
+
+        let mut auditor = Browser::new(&s);
+        auditor.get(&format!("/lang/{lang}"));
+        auditor.log_in("auditor", PASSWORD);
+        let ledger = auditor.get("/takeout/ledger");
+        assert_eq!(ledger.status, 200, "{}", ledger.body);
+        assert!(ledger.body.matches("<tr><td>").count() >= 4, "request, approve, download, dispose: {}", ledger.body);
+        assert!(!auditor.get("/exports").body.contains("委託先"), "auditors do not see the recipient");
+
+        let mut staff = Browser::new(&s);
+        staff.get(&format!("/lang/{lang}"));
+        staff.log_in("staff", PASSWORD);
+        assert!(!staff.get("/").body.contains("href=\"/exports\""), "no take-out menu for staff");
+        assert_eq!(staff.get(&path).status, 404);
+    }
+}

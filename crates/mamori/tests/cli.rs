@@ -614,3 +614,99 @@ fn today() -> String {
     use mamori_core::clock::{Clock as _, SystemClock};
     SystemClock.now().date().to_string()
 }
+
+/// Issue 9 from the command line: a secret-split export asked for with its request on a
+/// file (never argv), refused to its own requester, approved by a privacy officer,
+/// downloaded as three share files of which any two restore the CSV offline, recorded in
+/// the ledger and disposed of with a witness.
+#[test]
+fn split_export_from_the_command_line() {
+    let (dir, _) = installation();
+    let d = dir.path();
+    let people = d.join("people.csv");
+    write_people(&people, 20, 5);
+    ok(mamori(d)
+        .args(["import", "--collection", "customers", "--login", "mgr"])
+        .arg(&people)
+        .env("MAMORI_PASSWORD", PASSWORD));
+    create_user(d, None, "officer", "privacy_officer");
+    let spec = d.join("request.json");
+    std::fs::write(
+        &spec,
+        r#"{"collection": "customers", "fields": ["name", "phone"], "filter": {"kind": "all"},
+            "purpose": "契約内容の確認", "recipient": "委託先 印刷会社", "format": "csv",
+            "protection": {"kind": "split", "threshold": 2, "shares": 3}}"#,
+    )
+    .unwrap();
+    let requested = json(ok(mamori(d)
+        .args(["--json", "export", "request", "--login", "mgr", "--spec"])
+        .arg(&spec)
+        .env("MAMORI_PASSWORD", PASSWORD)));
+    assert_eq!((requested["status"].as_str(), requested["rows"].as_u64()), (Some("pending"), Some(20)));
+    let id = requested["id"].as_str().unwrap().to_owned();
+
+    let own = failure(mamori(d).args(["export", "approve", &id, "--login", "mgr"]).env("MAMORI_PASSWORD", PASSWORD));
+    assert!(own.contains("cannot approve export"), "{own}");
+    let approved = json(ok(mamori(d)
+        .args(["--json", "export", "approve", &id, "--login", "officer"])
+        .env("MAMORI_PASSWORD", PASSWORD)));
+    assert_eq!(approved["status"], "approved");
+
+    let out = d.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let downloaded = json(ok(mamori(d)
+        .args(["--json", "export", "download", &id, "--login", "mgr", "--out"])
+        .arg(&out)
+        .env("MAMORI_PASSWORD", PASSWORD)));
+    let files: Vec<String> =
+        downloaded["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect();
+    assert_eq!(
+        (files.len(), downloaded["rows"].as_u64(), downloaded["encrypted"].as_bool()),
+        (3, Some(20), Some(true))
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let share = std::fs::read(&files[1]).unwrap();
+    assert!(!share.windows("試験".len()).any(|w| w == "試験".as_bytes()) && !share.windows(3).any(|w| w == b"090"));
+
+    // Any two restore the CSV, offline; one share, or a tampered one, restores nothing.
+    let restored = d.join("restored.csv");
+    ok(mamori(d).args(["shares", "combine", &files[0], &files[2], "--out"]).arg(&restored));
+    let text = std::fs::read_to_string(&restored).unwrap();
+    assert!(text.contains("name") && text.lines().count() == 21, "{text}");
+    let mut tampered = share.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 1;
+    let tampered_path = d.join("tampered.mamori");
+    std::fs::write(&tampered_path, &tampered).unwrap();
+    let refused =
+        failure(mamori(d).args(["shares", "combine", &files[0]]).arg(&tampered_path).arg("--out").arg(d.join("x.csv")));
+    assert!(refused.contains("cannot restore"), "{refused}");
+    assert!(!d.join("x.csv").exists());
+    let again = failure(mamori(d).args(["shares", "combine", &files[0], &files[2], "--out"]).arg(&restored));
+    assert!(again.contains("must not exist"), "{again}");
+
+    let ledger = json(ok(mamori(d)
+        .args(["--json", "export", "ledger", &id, "--login", "officer"])
+        .env("MAMORI_PASSWORD", PASSWORD)));
+    let kinds: Vec<&str> = ledger.as_array().unwrap().iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["request", "approve", "download", "share", "share", "share"]);
+    let disposed = json(ok(mamori(d)
+        .args([
+            "--json",
+            "export",
+            "dispose",
+            &id,
+            "--method",
+            "シュレッダー",
+            "--witness",
+            "officer",
+            "--login",
+            "mgr",
+        ])
+        .env("MAMORI_PASSWORD", PASSWORD)));
+    assert_eq!(disposed["status"], "closed");
+}

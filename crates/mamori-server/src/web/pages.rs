@@ -40,7 +40,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
         match state.vault.list_break_glass(p).await {
             Ok(grants) => {
                 for g in grants.iter().filter(|g| g.status == "pending" && g.requested_by != p.login) {
-                    tasks.push(context! { kind => lang.t("task_break_glass"), text => format!("{} — {} ({} min)", g.login, g.collection, g.minutes), href => None::<String> });
+                    tasks.push(context! { kind => lang.t("task_break_glass"), text => format!("{} — {} ({} min)", g.login, g.collection, g.minutes), export => None::<String> });
                 }
             }
             Err(e) => return user.fail(&state, e),
@@ -56,8 +56,8 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
                         lang.t(&format!("takeout_alert_{}", a.kind))
                     };
                     tasks.push(
-                        context! { kind => kind, text => format!("{} — {} {}", a.login, a.rows, lang.t("rows_unit")),
-                        href => a.export_id.as_ref().map(|id| format!("/exports/{id}")) },
+                        context! { kind => kind, text => format!("{} — {}", a.login, lang.t("records_n").replace("{n}", &a.rows.to_string())),
+                        export => a.export_id.clone() },
                     );
                 }
             }
@@ -69,7 +69,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
             Ok(versions) => {
                 for v in versions.iter().filter(|v| v.status == "pending" && v.proposed_by != p.login) {
                     tasks.push(
-                        context! { kind => lang.t("task_policy"), text => format!("v{} — {}", v.version, v.summary), href => None::<String> },
+                        context! { kind => lang.t("task_policy"), text => format!("v{} — {}", v.version, v.summary), export => None::<String> },
                     );
                 }
             }

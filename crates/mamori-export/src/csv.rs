@@ -101,13 +101,7 @@ fn check(res: WriteResult) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn table(headers: &[&str], rows: &[&[&str]]) -> Table {
-        let mut t = Table::new(headers.iter().map(|s| (*s).to_owned()).collect()).unwrap();
-        for r in rows {
-            t.push_row(r.iter().map(|s| (*s).to_owned()).collect()).unwrap();
-        }
-        t
-    }
+    use crate::table::test_table as table;
 
     fn read_back(bytes: &[u8]) -> Vec<Vec<String>> {
         assert!(bytes.starts_with(UTF8_BOM));

@@ -82,6 +82,16 @@ impl fmt::Debug for Table {
     }
 }
 
+/// A table from string literals, for the format tests.
+#[cfg(test)]
+pub(crate) fn test_table(headers: &[&str], rows: &[&[&str]]) -> Table {
+    let mut t = Table::new(headers.iter().map(|s| (*s).to_owned()).collect()).expect("columns");
+    for r in rows {
+        t.push_row(r.iter().map(|s| (*s).to_owned()).collect()).expect("one cell per column");
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,13 +143,7 @@ mod tests {
 
     use super::*;
 
-    fn table(headers: &[&str], rows: &[&[&str]]) -> Table {
-        let mut t = Table::new(headers.iter().map(|s| (*s).to_owned()).collect()).unwrap();
-        for r in rows {
-            t.push_row(r.iter().map(|s| (*s).to_owned()).collect()).unwrap();
-        }
-        t
-    }
+    use crate::table::test_table as table;
 
     fn part(xlsx: &[u8], name: &str) -> String {
         let mut zip = zip::ZipArchive::new(Cursor::new(xlsx)).unwrap();

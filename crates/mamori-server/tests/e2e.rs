@@ -332,3 +332,49 @@ fn administrator_enrols_totp_and_auditor_sees_the_accesses() {
         assert!(b.exists("#verify-result.ok").await, "{}", b.text("#verify-result").await);
     });
 }
+
+/// Take-out in the browser (issue 9): a manager asks for a password-protected export, a
+/// privacy officer approves it from the home page, the manager reveals the password.
+#[test]
+fn take_out_request_approval_and_password_in_a_real_browser() {
+    with_browser(Options::default(), async |b| {
+        b.log_in("manager", PASSWORD).await;
+        b.wait_for("#who").await;
+        b.click("a[href='/exports']").await;
+        b.wait_for("#new-export").await;
+        b.click("#new-export button").await;
+        b.wait_for("#export-form").await;
+        b.click("#f-name").await;
+        b.click("#f-phone").await;
+        b.fill("#recipient", "委託先 印刷会社").await;
+        b.shot("13-export-request-form").await;
+        b.click("#export-submit").await;
+        b.wait_for("#export-status").await;
+        assert!(b.exists("#export-cancel").await && !b.exists("#export-approve").await);
+        let request = b.path().await;
+        b.shot("14-export-pending").await;
+        b.log_out().await;
+
+        b.log_in("privacy", PASSWORD).await;
+        b.wait_for("#who").await;
+        b.click(&format!(".tasks a[href='{request}']")).await;
+        b.wait_for("#export-approve").await;
+        b.click("#export-approve").await;
+        b.wait_for("#export-status").await;
+        assert!(!b.exists("#export-approve").await);
+        b.log_out().await;
+
+        b.log_in("manager", PASSWORD).await;
+        b.wait_for("#who").await;
+        b.go(&request).await;
+        b.click("#export-show-password").await;
+        let password = b.text("#export-password").await;
+        assert_eq!(password.trim().len(), 20);
+        assert!(b.exists("#export-download").await);
+        b.shot("15-export-approved-password").await;
+        b.go("/exports").await;
+        b.wait_for("#exports-table").await;
+        b.shot("16-exports-list").await;
+        b.log_out().await;
+    });
+}

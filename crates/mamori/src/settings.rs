@@ -28,55 +28,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub audit: AuditConfig,
     pub authz: AuthzConfig,
-    pub takeout: TakeoutConfig,
+    /// `[takeout]`: export download limits and bulk thresholds.
+    pub takeout: mamori_vault::TakeoutSettings,
     pub tls: TlsSettings,
-}
-
-/// `[takeout]`: export download limits and bulk thresholds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TakeoutConfig {
-    pub download_window_hours: u32,
-    pub max_downloads: u32,
-    pub default_due_days: u32,
-    pub max_due_days: u32,
-    pub warn_rows_per_request: u64,
-    pub hard_rows_per_request: u64,
-    pub warn_rows_per_day: u64,
-    pub hard_rows_per_day: u64,
-}
-
-impl Default for TakeoutConfig {
-    fn default() -> Self {
-        let d = mamori_vault::TakeoutSettings::default();
-        Self {
-            download_window_hours: d.download_window.whole_hours() as u32,
-            max_downloads: d.max_downloads,
-            default_due_days: d.default_due_days,
-            max_due_days: d.max_due_days,
-            warn_rows_per_request: d.warn_rows_per_request,
-            hard_rows_per_request: d.hard_rows_per_request,
-            warn_rows_per_day: d.warn_rows_per_day,
-            hard_rows_per_day: d.hard_rows_per_day,
-        }
-    }
-}
-
-impl TakeoutConfig {
-    fn settings(&self) -> anyhow::Result<mamori_vault::TakeoutSettings> {
-        let s = mamori_vault::TakeoutSettings {
-            download_window: time::Duration::hours(self.download_window_hours.into()),
-            max_downloads: self.max_downloads,
-            default_due_days: self.default_due_days,
-            max_due_days: self.max_due_days,
-            warn_rows_per_request: self.warn_rows_per_request,
-            hard_rows_per_request: self.hard_rows_per_request,
-            warn_rows_per_day: self.warn_rows_per_day,
-            hard_rows_per_day: self.hard_rows_per_day,
-        };
-        s.validate().map_err(anyhow::Error::msg)?;
-        Ok(s)
-    }
 }
 
 /// `[authz]`: how the policies in force are found and what they are told.
@@ -280,7 +234,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             audit: AuditConfig::default(),
             authz: AuthzConfig::default(),
-            takeout: TakeoutConfig::default(),
+            takeout: mamori_vault::TakeoutSettings::default(),
             tls: TlsSettings::default(),
         }
     }
@@ -314,6 +268,12 @@ const ENV_SETTINGS: &[&str] = &[
     "audit__checkpoint_every_events",
     "audit__checkpoint_every_seconds",
     "audit__retention_days",
+    "takeout__download_window_hours",
+    "takeout__max_downloads",
+    "takeout__warn_rows_per_request",
+    "takeout__hard_rows_per_request",
+    "takeout__warn_rows_per_day",
+    "takeout__hard_rows_per_day",
 ];
 
 impl Settings {
@@ -354,7 +314,7 @@ impl Settings {
         anyhow::ensure!(settings.max_body_bytes >= 1024, "max_body_bytes must be at least 1024");
         settings.auth.policy()?;
         settings.authz.settings()?;
-        settings.takeout.settings()?;
+        settings.takeout.validate().map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
             settings.audit.retention_days >= mamori_vault::MIN_RETENTION_DAYS,
             "audit.retention_days must be at least {} (audit logs are kept at least three months)",
@@ -427,7 +387,7 @@ impl Settings {
             // Checked when the settings were loaded.
             authz: self.authz.settings().unwrap_or_default(),
             // Checked when the settings were loaded.
-            takeout: self.takeout.settings().unwrap_or_default(),
+            takeout: self.takeout.clone(),
         }
     }
 }
@@ -459,6 +419,15 @@ mod tests {
             jail.create_file("mamori.toml", "[audit]\ncheckpoint_file = \"/var/log/mamori/checkpoints.jsonl\"\n")?;
             let s = Settings::load(&GlobalArgs::default()).unwrap();
             assert_eq!(s.audit.checkpoint_file, Some(PathBuf::from("/var/log/mamori/checkpoints.jsonl")));
+            // Take-out thresholds: a warning above its hard limit, or no download at all, is refused.
+            jail.set_env("MAMORI_TAKEOUT__WARN_ROWS_PER_DAY", "50000");
+            assert!(Settings::load(&GlobalArgs::default()).unwrap_err().to_string().contains("warn_*"));
+            jail.set_env("MAMORI_TAKEOUT__WARN_ROWS_PER_DAY", "500");
+            jail.set_env("MAMORI_TAKEOUT__MAX_DOWNLOADS", "0");
+            assert!(Settings::load(&GlobalArgs::default()).is_err());
+            jail.set_env("MAMORI_TAKEOUT__MAX_DOWNLOADS", "1");
+            let s = Settings::load(&GlobalArgs::default()).unwrap();
+            assert_eq!((s.takeout.warn_rows_per_day, s.takeout.max_downloads, s.takeout.max_due_days), (500, 1, 90));
             Ok(())
         });
     }

@@ -1,7 +1,7 @@
 //! Downloading an approved export: the records read in full, shaped into XLSX or CSV,
 //! protected, counted, and recorded in the ledger and the audit log before a byte leaves.
 
-use super::requests::{ExportFilter, ExportFormat, ExportRequest, Protection, secret_aad};
+use super::requests::{ExportFilter, ExportFormat, ExportRequest, Protection};
 use crate::authz::GrantMemo;
 use crate::error::{Result, VaultError};
 use crate::keys::CollectionState;
@@ -15,7 +15,6 @@ use mamori_store::{ExportRow, ExportStatus};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use zeroize::Zeroizing;
 
 /// Records read per page when an export walks a whole collection.
 const PAGE: usize = 1_000;
@@ -152,16 +151,6 @@ impl Vault {
         Ok((table, events, withheld))
     }
 
-    /// The file password of a password-protected export, unsealed.
-    fn file_password(&self, row: &ExportRow) -> Result<SecretPassword> {
-        let sealed = row.secret.as_ref().ok_or_else(|| VaultError::Integrity("export password missing".into()))?;
-        let plain = self.master.open_secret(sealed, &secret_aad(&row.id))?;
-        let text = Zeroizing::new(
-            String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Integrity("export password".into()))?,
-        );
-        Ok(SecretPassword::new(text.as_str()))
-    }
-
     /// Shapes and protects the table. Returns the files and the protection method's name.
     fn protect(&self, row: &ExportRow, spec: &ExportRequest, table: &Table) -> Result<(Vec<OutFile>, &'static str)> {
         let export_err = export_error;
@@ -179,7 +168,7 @@ impl Vault {
         let name = format!("{stem}.{extension}");
         Ok(match &spec.protection {
             Protection::Password => {
-                let password = self.file_password(row)?;
+                let password = SecretPassword::new(self.unseal_password(row)?.as_str());
                 let bytes = mamori_export::encrypt_ooxml(&plain, &password).map_err(export_err)?;
                 (vec![OutFile { name, content_type, bytes }], "ECMA-376 agile encryption, AES-256-CBC, SHA-512")
             }

@@ -34,13 +34,15 @@ use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};
 use mamori_core::audit::Outcome;
 use mamori_store::LedgerRow;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
-/// `[takeout]` settings: download limits and bulk thresholds.
-#[derive(Clone, Debug)]
+/// `[takeout]` settings: download limits and bulk thresholds. The configuration file's
+/// section deserializes straight into it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TakeoutSettings {
-    /// How long after approval an export can be downloaded.
-    pub download_window: Duration,
+    /// How long after approval an export can be downloaded (hours).
+    pub download_window_hours: u32,
     /// How many times an approved export can be downloaded.
     pub max_downloads: u32,
     /// Default and longest time until data taken out must be returned or disposed of.
@@ -61,7 +63,7 @@ pub struct TakeoutSettings {
 impl Default for TakeoutSettings {
     fn default() -> Self {
         Self {
-            download_window: Duration::hours(72),
+            download_window_hours: 72,
             max_downloads: 3,
             default_due_days: 14,
             max_due_days: 90,
@@ -76,7 +78,7 @@ impl Default for TakeoutSettings {
 impl TakeoutSettings {
     /// Checks the settings hang together (the CLI calls this on its configuration).
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.download_window <= Duration::ZERO || self.download_window > Duration::days(30) {
+        if !(1..=720).contains(&self.download_window_hours) {
             return Err("takeout.download_window_hours must be 1..=720".into());
         }
         if !(1..=20).contains(&self.max_downloads) {

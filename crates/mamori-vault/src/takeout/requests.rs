@@ -166,7 +166,7 @@ fn spec_aad(id: &str) -> Vec<u8> {
     format!("mamori/v1/export-spec\0{id}").into_bytes()
 }
 
-pub(super) fn secret_aad(id: &str) -> Vec<u8> {
+fn secret_aad(id: &str) -> Vec<u8> {
     format!("mamori/v1/export-password\0{id}").into_bytes()
 }
 
@@ -414,7 +414,7 @@ impl Vault {
                 let password = mamori_export::generate_password();
                 self.master.seal_secret(password.expose().as_bytes(), &secret_aad(id))
             });
-            (ExportStatus::Approved, Some(now + limits.download_window), secret)
+            (ExportStatus::Approved, Some(now + time::Duration::hours(limits.download_window_hours.into())), secret)
         } else {
             (ExportStatus::Rejected, None, None)
         };
@@ -504,19 +504,25 @@ impl Vault {
     /// to hand to the recipient over a different channel than the file. Each showing is audited.
     pub async fn export_password(&self, p: &Principal, id: &str) -> Result<Zeroizing<String>> {
         let row = self.own_export(p, id, "export.password").await?;
-        let Some(sealed) = row.secret.as_ref().filter(|_| row.status == ExportStatus::Approved) else {
+        if row.secret.is_none() || row.status != ExportStatus::Approved {
             return Err(VaultError::Conflict(format!(
                 "export {id} has no password (not approved, or not password-protected)"
             )));
-        };
-        let plain = self.master.open_secret(sealed, &secret_aad(id))?;
-        let password = Zeroizing::new(
-            String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Integrity("export password".into()))?,
-        );
+        }
+        let password = self.unseal_password(&row)?;
         let mut e = self.event(p, "export.password", Outcome::Success);
         e.collection = Some(row.collection.clone());
         e.note = Some(format!("export {id}"));
         self.audit.record(vec![e]).await?;
         Ok(password)
+    }
+
+    /// The file password sealed on approval.
+    pub(super) fn unseal_password(&self, row: &ExportRow) -> Result<Zeroizing<String>> {
+        let sealed = row.secret.as_ref().ok_or_else(|| VaultError::Integrity("export password missing".into()))?;
+        let plain = self.master.open_secret(sealed, &secret_aad(&row.id))?;
+        Ok(Zeroizing::new(
+            String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Integrity("export password".into()))?,
+        ))
     }
 }

@@ -347,12 +347,12 @@ fn take_out_request_approval_and_password_in_a_real_browser() {
         b.click("#f-name").await;
         b.click("#f-phone").await;
         b.fill("#recipient", "委託先 印刷会社").await;
-        b.shot("13-export-request-form").await;
+        b.shot("20-export-request-form").await;
         b.click("#export-submit").await;
         b.wait_for("#export-status").await;
         assert!(b.exists("#export-cancel").await && !b.exists("#export-approve").await);
         let request = b.path().await;
-        b.shot("14-export-pending").await;
+        b.shot("21-export-pending").await;
         b.log_out().await;
 
         b.log_in("privacy", PASSWORD).await;
@@ -371,10 +371,10 @@ fn take_out_request_approval_and_password_in_a_real_browser() {
         let password = b.text("#export-password").await;
         assert_eq!(password.trim().len(), 20);
         assert!(b.exists("#export-download").await);
-        b.shot("15-export-approved-password").await;
+        b.shot("22-export-approved-password").await;
         b.go("/exports").await;
         b.wait_for("#exports-table").await;
-        b.shot("16-exports-list").await;
+        b.shot("23-exports-list").await;
         b.log_out().await;
     });
 }

@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 
 fn export_value(dates: Dates, x: &ExportInfo) -> Value {
     let protection = match &x.protection {
-        Protection::Split { threshold, shares } => format!("split {threshold}/{shares}"),
-        other => other.kind().to_owned(),
+        Protection::Split { threshold, shares } => format!("{threshold}/{shares}"),
+        _ => String::new(),
     };
     context! {
         id => x.id.clone(),
@@ -29,7 +29,7 @@ fn export_value(dates: Dates, x: &ExportInfo) -> Value {
         purpose => x.purpose.clone(),
         recipient => x.recipient.clone(),
         filter => match &x.filter {
-            Some(ExportFilter::All) => Some("*".to_owned()),
+            Some(ExportFilter::All) => Some(String::new()),
             Some(ExportFilter::Field { field, value }) => Some(format!("{field} = {value}")),
             Some(ExportFilter::Subjects { ids }) => Some(ids.join(", ")),
             None => None,
@@ -291,5 +291,34 @@ pub(crate) async fn ledger(State(state): State<AppState>, user: WebUser) -> Resp
 
 fn ledger_value(dates: Dates, l: &mamori_vault::LedgerEntry) -> Value {
     context! { seq => l.seq, export_id => l.export_id.clone(), kind => l.kind.clone(), at => dates.show(l.at),
-    actor => l.actor.clone(), rows => l.rows, detail => l.detail.to_string() }
+    actor => l.actor.clone(), rows => l.rows, detail => detail_text(dates, &l.detail) }
+}
+
+/// A ledger line's details as `key: value` pairs for people: file digests shortened, times
+/// in the reader's zone.
+fn detail_text(dates: Dates, detail: &serde_json::Value) -> String {
+    use serde_json::Value as J;
+    let Some(map) = detail.as_object() else { return String::new() };
+    let show = |key: &str, v: &J| -> String {
+        match v {
+            J::String(s) => s.clone(),
+            J::Array(items) => items
+                .iter()
+                .map(|i| match (i.get("name"), i.get("sha256")) {
+                    (Some(J::String(name)), Some(J::String(digest))) => {
+                        format!("{name} (SHA-256 {}…)", &digest[..digest.len().min(12)])
+                    }
+                    _ => i.as_str().map_or_else(|| i.to_string(), str::to_owned),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            J::Number(n) if key.ends_with("_at") => n
+                .as_i64()
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+                .map_or_else(|| n.to_string(), |t| dates.show(t)),
+            J::Null => "—".into(),
+            other => other.to_string(),
+        }
+    };
+    map.iter().map(|(k, v)| format!("{k}: {}", show(k, v))).collect::<Vec<_>>().join(" · ")
 }

@@ -112,6 +112,14 @@ impl Vault {
         self.export_info(&row, true).await
     }
 
+    /// The login behind an audit-style actor (`user:<id>`); other actors as they are.
+    pub(super) async fn actor_login(&self, actor: &str) -> Result<String> {
+        match actor.strip_prefix("user:").and_then(|id| id.parse::<mamori_core::ids::UserId>().ok()) {
+            Some(user) => self.login_of(&user).await,
+            None => Ok(actor.to_owned()),
+        }
+    }
+
     /// Who may read the whole ledger: approvers and auditors.
     async fn reads_ledger(&self, p: &Principal) -> Result<bool> {
         Ok(self.first_allowed(p, &[Action::Approve, Action::AuditRead]).await?.is_ok())
@@ -150,11 +158,7 @@ impl Vault {
         let actor = match logins.get(&line.actor) {
             Some(login) => login.clone(),
             None => {
-                let user = line.actor.strip_prefix("user:").and_then(|id| id.parse::<mamori_core::ids::UserId>().ok());
-                let login = match user {
-                    Some(user) => self.login_of(&user).await?,
-                    None => line.actor.clone(),
-                };
+                let login = self.actor_login(&line.actor).await?;
                 logins.insert(line.actor.clone(), login.clone());
                 login
             }

@@ -202,7 +202,10 @@ impl Vault {
             protection: spec.protection,
             rows: row.rows,
             status: status.as_str().into(),
-            decided_by: row.decided_by.clone(),
+            decided_by: match &row.decided_by {
+                Some(actor) => Some(self.actor_login(actor).await?),
+                None => None,
+            },
             decided_at: row.decided_at,
             download_until: row.download_until,
             downloads_allowed: row.downloads_allowed,
@@ -319,7 +322,8 @@ impl Vault {
             )));
         }
         // Due at the end of that local day.
-        Ok(date.next_day().unwrap_or(date).midnight().assume_offset(offset).to_offset(time::UtcOffset::UTC))
+        let end = time::Time::from_hms(23, 59, 59).map_err(|e| VaultError::Internal(e.to_string()))?;
+        Ok(date.with_time(end).assume_offset(offset).to_offset(time::UtcOffset::UTC))
     }
 
     /// Asks to take records out. Nothing leaves until a second person approves.

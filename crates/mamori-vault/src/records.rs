@@ -427,8 +427,9 @@ impl Vault {
         let (state, _) = self.authorize_collection(p, Action::Print, "record.print", collection).await?;
         let row = self.store.get_record(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
         let access = self.authorize_record(p, Action::Print, "record.print", &state, &row).await?;
-        let warning = self.count_print(p, &state.row.name).await?;
+        let today = self.check_print_limit(p, &state.row.name).await?;
         let record = self.get_record(p, collection, id, view, purpose).await?;
+        let warning = self.record_print(p, &state.row.name, today).await?;
         let mut e = self.record_event(p, "record.print", &state, id, &row.subject);
         e.fields = record.fields.keys().cloned().collect();
         access.stamp(&mut e);

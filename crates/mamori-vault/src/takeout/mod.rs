@@ -142,25 +142,31 @@ impl Vault {
         Ok(what)
     }
 
-    /// Counts a printed record against the daily take-out thresholds: blocked above the
-    /// hard limit (the print is refused and audited), warned above the warning threshold.
-    pub(crate) async fn count_print(&self, p: &Principal, collection: &str) -> Result<Option<String>> {
+    /// Checks a print against the daily hard limit before anything is read: above it the
+    /// print is refused (and audited). Returns the rows taken out today so far.
+    pub(crate) async fn check_print_limit(&self, p: &Principal, collection: &str) -> Result<u64> {
         let today = self.rows_taken_out_today(p).await?;
-        let limits = &self.config.takeout;
-        if today + 1 > limits.hard_rows_per_day {
-            let mut e = self.event(p, "record.print", Outcome::Denied);
-            e.collection = Some(collection.to_owned());
-            e.reason = Some(format!("daily take-out limit of {} rows reached", limits.hard_rows_per_day));
-            self.audit.record(vec![e]).await?;
-            return Err(VaultError::TakeoutLimit(format!(
-                "you have taken out {today} rows today, the limit is {}; ask for an export instead, which needs approval",
-                limits.hard_rows_per_day
-            )));
+        let hard = self.config.takeout.hard_rows_per_day;
+        if today < hard {
+            return Ok(today);
         }
+        let mut e = self.event(p, "record.print", Outcome::Denied);
+        e.collection = Some(collection.to_owned());
+        e.reason = Some(format!("daily take-out limit of {hard} rows reached"));
+        self.audit.record(vec![e]).await?;
+        Err(VaultError::TakeoutLimit(format!(
+            "you have taken out {today} rows today, the limit is {hard}; ask for an export instead, which needs approval"
+        )))
+    }
+
+    /// Counts a printed record (one row) in the ledger; a warning above the daily warning
+    /// threshold.
+    pub(crate) async fn record_print(&self, p: &Principal, collection: &str, today: u64) -> Result<Option<String>> {
         let line = self.ledger_line(p, None, "print", 1, serde_json::json!({ "collection": collection }));
         self.store.add_ledger(&line).await?;
-        if today + 1 > limits.warn_rows_per_day {
-            let what = format!("{} rows taken out today (warning above {})", today + 1, limits.warn_rows_per_day);
+        let warn = self.config.takeout.warn_rows_per_day;
+        if today + 1 > warn {
+            let what = format!("{} rows taken out today (warning above {warn})", today + 1);
             return Ok(Some(self.bulk_warning(p, None, today + 1, what).await?));
         }
         Ok(None)

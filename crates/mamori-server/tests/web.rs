@@ -536,10 +536,31 @@ fn the_take_out_workflow_in_both_languages() {
         assert_eq!(disposed.status, 303, "{}", disposed.body);
         assert!(manager.get(&path).body.contains("id=\"ledger-table\""));
 
+        // Copying a record counts as a take-out too (and needs the full view).
+        let person = mamori_synth::Generator::new(SEED).nth(4).unwrap();
+        let record = format!("/collections/customers/records/{}", manager.search(&person.email, &[]).first_record_id());
+        let full = manager.get(&format!("{record}?view=full"));
+        assert!(full.body.contains("id=\"copy\""), "{}", full.body);
+        let copied = manager.send(
+            "POST",
+            &format!("{record}/copy"),
+            Some(&[("csrf", &full.csrf()), ("view", "full")]),
+            &[("hx-request", "true")],
+        );
+        assert_eq!(copied.status, 200, "{}", copied.body);
+        assert!(copied.body.contains("data-copy") && copied.body.contains(&person.name));
+        let staff_copy = manager.get(&format!("{record}?view=masked"));
+        assert!(!staff_copy.body.contains("id=\"copy\""), "no copy button on the masked view");
+
         let mut auditor = Browser::new(&s);
         auditor.get(&format!("/lang/{lang}"));
         auditor.log_in("auditor", PASSWORD);
         let ledger = auditor.get("/takeout/ledger");
+        assert!(
+            ledger.body.contains(&format!(">{}</span>", if lang == "ja" { "コピー" } else { "copy" })),
+            "{}",
+            ledger.body
+        );
         assert_eq!(ledger.status, 200, "{}", ledger.body);
         assert!(ledger.body.matches("<tr><td>").count() >= 4, "request, approve, download, dispose: {}", ledger.body);
         assert!(!auditor.get("/exports").body.contains("委託先"), "auditors do not see the recipient");

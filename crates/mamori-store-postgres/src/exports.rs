@@ -186,7 +186,7 @@ impl PostgresStore {
         let row = query_opt(
             &conn,
             "SELECT coalesce(sum(rows), 0)::bigint FROM takeout_ledger
-             WHERE user_id = $1 AND at >= $2 AND kind IN ('download', 'print')",
+             WHERE user_id = $1 AND at >= $2 AND kind IN ('download', 'print', 'copy')",
             &[user.as_uuid(), &to_micros(since)],
         )
         .await?;

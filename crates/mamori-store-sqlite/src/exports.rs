@@ -206,7 +206,7 @@ impl SqliteStore {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT coalesce(sum(rows), 0) FROM takeout_ledger
-                     WHERE user_id = ?1 AND at >= ?2 AND kind IN ('download', 'print')",
+                     WHERE user_id = ?1 AND at >= ?2 AND kind IN ('download', 'print', 'copy')",
                 )
                 .map_err(map_err)?;
             let n: i64 = stmt.query_row(params![user.as_bytes(), to_micros(since)], |r| r.get(0)).map_err(map_err)?;

@@ -833,19 +833,19 @@ pub async fn exports_and_ledger(store: Arc<dyn Store>) {
     assert_eq!(store.get_export("nope").await.unwrap(), None);
 
     // The ledger: in order, per request, and the per-user count of rows taken out.
-    store
-        .add_ledger(&LedgerRow { export_id: None, kind: "print".into(), rows: 1, ..line("", "", t(70), 0) })
-        .await
-        .unwrap();
+    for kind in ["print", "copy", "alert"] {
+        let entry = LedgerRow { export_id: None, kind: kind.into(), rows: 1, ..line("", "", t(70), 0) };
+        store.add_ledger(&entry).await.unwrap();
+    }
     let kinds: Vec<String> = store.list_ledger(Some("x1"), None).await.unwrap().into_iter().map(|l| l.kind).collect();
     assert_eq!(kinds, ["request", "approve", "download", "download", "dispose"]);
     assert_eq!(store.list_ledger(Some("x1"), Some(t(30))).await.unwrap().len(), 2, "since");
     let all = store.list_ledger(None, None).await.unwrap();
-    assert_eq!(all.len(), 8);
+    assert_eq!(all.len(), 10);
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "in sequence");
     assert_eq!(all.last().unwrap().export_id, None);
-    assert_eq!(store.takeout_rows_since(&user.id, t(0)).await.unwrap(), 241, "two downloads and a print");
-    assert_eq!(store.takeout_rows_since(&user.id, t(25)).await.unwrap(), 121);
+    assert_eq!(store.takeout_rows_since(&user.id, t(0)).await.unwrap(), 242, "two downloads, a print, a copy");
+    assert_eq!(store.takeout_rows_since(&user.id, t(25)).await.unwrap(), 122);
     assert_eq!(store.takeout_rows_since(&UserId::generate(), t(0)).await.unwrap(), 0);
 }
 

@@ -231,7 +231,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn add_ledger(&self, entry: &LedgerRow) -> Result<()>;
     /// Ledger lines, oldest first: of one request or all, from `since` on or all.
     async fn list_ledger(&self, export_id: Option<&str>, since: Option<OffsetDateTime>) -> Result<Vec<LedgerRow>>;
-    /// Rows taken out (downloads and prints) counted towards `user` since `since`.
+    /// Rows taken out (downloads, prints and copies) counted towards `user` since `since`.
     async fn takeout_rows_since(&self, user: &UserId, since: OffsetDateTime) -> Result<u64>;
     /// Up to `limit` record ids of a collection after `after`, in id order: paging through a
     /// whole collection for an export.

@@ -424,13 +424,39 @@ impl Vault {
         view: View,
         purpose: Option<&str>,
     ) -> Result<(RecordView, Option<String>)> {
-        let (state, _) = self.authorize_collection(p, Action::Print, "record.print", collection).await?;
+        self.take_out_record(p, collection, id, view, purpose, Action::Print).await
+    }
+
+    /// A record for the clipboard: like printing, with the copy right, audited as
+    /// `record.copy` and counted as one row taken out (000-8-takeout-2: copies monitored).
+    pub async fn copy_record(
+        &self,
+        p: &Principal,
+        collection: &str,
+        id: &RecordId,
+        view: View,
+        purpose: Option<&str>,
+    ) -> Result<(RecordView, Option<String>)> {
+        self.take_out_record(p, collection, id, view, purpose, Action::Copy).await
+    }
+
+    async fn take_out_record(
+        &self,
+        p: &Principal,
+        collection: &str,
+        id: &RecordId,
+        view: View,
+        purpose: Option<&str>,
+        how: Action,
+    ) -> Result<(RecordView, Option<String>)> {
+        let audit_action = format!("record.{}", how.as_str());
+        let (state, _) = self.authorize_collection(p, how, &audit_action, collection).await?;
         let row = self.store.get_record(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
-        let access = self.authorize_record(p, Action::Print, "record.print", &state, &row).await?;
-        let today = self.check_print_limit(p, &state.row.name).await?;
+        let access = self.authorize_record(p, how, &audit_action, &state, &row).await?;
+        let today = self.check_takeout_limit(p, &state.row.name, &audit_action).await?;
         let record = self.get_record(p, collection, id, view, purpose).await?;
-        let warning = self.record_print(p, &state.row.name, today).await?;
-        let mut e = self.record_event(p, "record.print", &state, id, &row.subject);
+        let warning = self.record_takeout(p, &state.row.name, how.as_str(), today).await?;
+        let mut e = self.record_event(p, &audit_action, &state, id, &row.subject);
         e.fields = record.fields.keys().cloned().collect();
         access.stamp(&mut e);
         self.audit.record(vec![e]).await?;

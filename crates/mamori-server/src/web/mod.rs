@@ -54,6 +54,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/collections/{name}/records/{id}", get(pages::record))
         .route("/collections/{name}/records/{id}/edit", get(pages::edit_page).post(pages::edit))
         .route("/collections/{name}/records/{id}/print", post(pages::print))
+        .route("/collections/{name}/records/{id}/copy", post(pages::copy))
         .route("/subjects/{subject}", get(pages::subject))
         .route("/users", get(admin::users))
         .route("/users/{login}/{change}", post(admin::change_user))

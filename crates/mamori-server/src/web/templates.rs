@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("subject.html", include_str!("../../web/templates/subject.html")),
     ("edit.html", include_str!("../../web/templates/edit.html")),
     ("print.html", include_str!("../../web/templates/print.html")),
+    ("copy.html", include_str!("../../web/templates/copy.html")),
     ("users.html", include_str!("../../web/templates/users.html")),
     ("access_review.html", include_str!("../../web/templates/access_review.html")),
     ("audit.html", include_str!("../../web/templates/audit.html")),

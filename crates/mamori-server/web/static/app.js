@@ -55,6 +55,20 @@
     });
   });
 
+  // A copied record (the server has already audited and counted it): onto the clipboard.
+  document.addEventListener("htmx:afterSwap", function () {
+    var buffer = document.querySelector("textarea[data-copy]");
+    if (!buffer) return;
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(buffer.value);
+    } else {
+      buffer.classList.remove("sr-only");
+      buffer.select();
+      document.execCommand("copy");
+    }
+    buffer.removeAttribute("data-copy");
+  });
+
   if (body.hasAttribute("data-autoprint")) {
     window.addEventListener("load", function () { window.print(); });
   }

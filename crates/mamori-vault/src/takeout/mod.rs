@@ -20,7 +20,7 @@
 //!   self-contained file recorded on its own ledger line; holding them apart is the
 //!   requester's duty, confirmed on return or disposal.
 //! - Thresholds count rows taken out per organisation-local day (the `[authz]` UTC
-//!   offset): downloaded export rows and printed records.
+//!   offset): downloaded export rows, printed and copied records.
 
 mod download;
 mod ledger;
@@ -142,15 +142,15 @@ impl Vault {
         Ok(what)
     }
 
-    /// Checks a print against the daily hard limit before anything is read: above it the
-    /// print is refused (and audited). Returns the rows taken out today so far.
-    pub(crate) async fn check_print_limit(&self, p: &Principal, collection: &str) -> Result<u64> {
+    /// Checks a print or copy against the daily hard limit before anything is read: above it
+    /// it is refused (and audited). Returns the rows taken out today so far.
+    pub(crate) async fn check_takeout_limit(&self, p: &Principal, collection: &str, audit_action: &str) -> Result<u64> {
         let today = self.rows_taken_out_today(p).await?;
         let hard = self.config.takeout.hard_rows_per_day;
         if today < hard {
             return Ok(today);
         }
-        let mut e = self.event(p, "record.print", Outcome::Denied);
+        let mut e = self.event(p, audit_action, Outcome::Denied);
         e.collection = Some(collection.to_owned());
         e.reason = Some(format!("daily take-out limit of {hard} rows reached"));
         self.audit.record(vec![e]).await?;
@@ -159,10 +159,16 @@ impl Vault {
         )))
     }
 
-    /// Counts a printed record (one row) in the ledger; a warning above the daily warning
-    /// threshold.
-    pub(crate) async fn record_print(&self, p: &Principal, collection: &str, today: u64) -> Result<Option<String>> {
-        let line = self.ledger_line(p, None, "print", 1, serde_json::json!({ "collection": collection }));
+    /// Counts a printed or copied record (`kind` print or copy, one row) in the ledger; a
+    /// warning above the daily warning threshold.
+    pub(crate) async fn record_takeout(
+        &self,
+        p: &Principal,
+        collection: &str,
+        kind: &str,
+        today: u64,
+    ) -> Result<Option<String>> {
+        let line = self.ledger_line(p, None, kind, 1, serde_json::json!({ "collection": collection }));
         self.store.add_ledger(&line).await?;
         let warn = self.config.takeout.warn_rows_per_day;
         if today + 1 > warn {

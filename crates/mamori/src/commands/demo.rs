@@ -94,6 +94,19 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
     let (progress, bar) = import_progress(!json);
     vault.import_csv(&importer, "customers", Arc::new(MemorySource(csv.into())), progress).await?;
     bar.finish_and_clear();
+    // One pending take-out request, so that the approvers' home page and the take-out pages
+    // have something to show (privacy approves it; manager then downloads).
+    let request = mamori_vault::ExportRequest {
+        collection: "customers".into(),
+        fields: vec!["name".into(), "phone".into()],
+        filter: mamori_vault::ExportFilter::All,
+        purpose: "契約内容の確認".into(),
+        recipient: "デモ 委託先".into(),
+        due_date: None,
+        format: mamori_vault::ExportFormat::Xlsx,
+        protection: mamori_vault::Protection::Password,
+    };
+    vault.request_export(&importer, &request).await?;
     vault.logout(&importer, &token).await?;
 
     let listener = bind(listen, false, false).await?;

@@ -328,3 +328,36 @@ async fn a_field_filter_exports_only_matching_records_and_values_stay_out_of_deb
     assert!(!stored.spec.windows(11).any(|w| w == b"09010012001"));
     assert!(!stored.spec.windows("委託先".len()).any(|w| w == "委託先".as_bytes()));
 }
+
+#[tokio::test]
+async fn what_is_counted_approved_and_downloaded_is_only_what_the_requester_may_read() {
+    let o = office(TakeoutSettings::default(), 2).await;
+    // A record of another department: not counted for the sales manager, not exported.
+    let hr = NewUser { department: Some("hr".into()), ..NewUser::new("mgr-hr", "mgr-hr", Role::Manager) };
+    let (hr, _) = o.f.user_with(hr).await;
+    o.f.vault
+        .create_record(&hr, "customers", None, &person("人事 花子", "090-9999-0000", "hr@example.jp"))
+        .await
+        .unwrap();
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    assert_eq!(x.rows, 2, "the count reveals nothing about records the requester may not read");
+
+    // A system administrator holds `approve` but no right on the collection: no decision,
+    // and no sight of the filter or the recipient.
+    let admin = o.f.user("ops-admin", Role::SystemAdmin).await.0;
+    let refused = o.f.vault.decide_export(&admin, &x.id, true, false).await.unwrap_err();
+    assert!(matches!(refused, VaultError::Forbidden), "{refused:?}");
+    assert!(o.f.vault.list_exports(&admin).await.unwrap().iter().all(|e| e.recipient.is_none()));
+    assert!(o.f.vault.takeout_alerts(&admin).await.unwrap().is_empty());
+
+    // Approved for 2 records; the collection grows; the download refuses rather than hand
+    // over more than was approved.
+    o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
+    let extra = person("追加 三郎", "090-8888-0000", "extra@example.jp");
+    o.f.vault.create_record(&o.requester, "customers", None, &extra).await.unwrap();
+    let more = o.f.vault.download_export(&o.requester, &x.id).await.unwrap_err();
+    assert!(matches!(more, VaultError::Conflict(ref m) if m.contains("more than the 2 approved")), "{more:?}");
+    assert_eq!(o.f.vault.get_export(&o.requester, &x.id).await.unwrap().downloads_used, 0, "no download used");
+    // Malformed ids are simply not found (and not written to the audit log).
+    assert!(matches!(o.f.vault.download_export(&o.requester, "../../etc").await, Err(VaultError::NotFound(_))));
+}

@@ -662,7 +662,7 @@ fn split_export_from_the_command_line() {
         downloaded["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect();
     assert_eq!(
         (files.len(), downloaded["rows"].as_u64(), downloaded["encrypted"].as_bool()),
-        (3, Some(20), Some(true))
+        (3, Some(20), Some(false)),
     );
     #[cfg(unix)]
     {

@@ -202,7 +202,7 @@ async fn show(state: &AppState, user: &WebUser, id: &str, password: Option<Strin
     };
     let dates = Dates::of(state, user);
     let mine = x.requested_by == p.login;
-    let approver = caps.can(Action::Approve);
+    let approver = caps.can(Action::Approve) && caps.can_in(&x.collection, Action::Search);
     let open = x.status == "approved";
     let lines: Vec<Value> = ledger.iter().map(|l| ledger_value(dates, l)).collect();
     let page = context! {

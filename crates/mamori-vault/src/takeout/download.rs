@@ -43,6 +43,8 @@ pub struct ExportFile {
     pub rows: u64,
     /// Records the filter matched that the requester may no longer read in full.
     pub withheld: u64,
+    /// Whether what was handed over is protected if lost: false for an unencrypted file, and
+    /// for the shares of a split handed over together (until they are kept apart).
     pub encrypted: bool,
     /// Which download this was (1-based) and how many are allowed.
     pub download: u32,
@@ -95,6 +97,38 @@ impl Vault {
         Ok(ids)
     }
 
+    /// Whether the caller may take this record out: readable in full by their own rights.
+    /// Break-glass opens reads, never take-outs, so a record readable only through a grant
+    /// stays out (and is counted as withheld).
+    async fn exportable(
+        &self,
+        p: &Principal,
+        state: &CollectionState,
+        record: &mamori_store::RecordRow,
+        memo: &mut GrantMemo,
+    ) -> Result<Option<mamori_policy::Decision>> {
+        let (decision, opened_by) = self.decide_record(p, Action::ViewFull, state, record, memo).await?;
+        Ok((decision.allowed && opened_by.is_none()).then_some(decision))
+    }
+
+    /// How many of the records a filter matches the caller may take out: what the approver
+    /// is shown, and the most a download of the request may hold. Records the caller may
+    /// not read are not counted, so the count reveals nothing about them.
+    pub(super) async fn exportable_count(
+        &self,
+        p: &Principal,
+        state: &CollectionState,
+        filter: &ExportFilter,
+    ) -> Result<u64> {
+        let mut memo = GrantMemo::default();
+        let mut count = 0;
+        for id in self.matching_ids(state, filter).await? {
+            let Some(record) = self.store.get_record(state.row.id, &id).await? else { continue };
+            count += u64::from(self.exportable(p, state, &record, &mut memo).await?.is_some());
+        }
+        Ok(count)
+    }
+
     /// Refuses (and audits) a download that is not possible now.
     async fn refuse_download(&self, p: &Principal, row: &ExportRow, why: String) -> VaultError {
         let mut e = self.event(p, "export.download", Outcome::Denied);
@@ -123,11 +157,10 @@ impl Vault {
         let via = format!("via export {}", row.id);
         for id in ids {
             let Some((record, key)) = self.store.get_record_with_key(state.row.id, &id).await? else { continue };
-            let (decision, _) = self.decide_record(p, Action::ViewFull, state, &record, &mut memo).await?;
-            if !decision.allowed {
+            let Some(decision) = self.exportable(p, state, &record, &mut memo).await? else {
                 withheld += 1;
                 continue;
-            }
+            };
             let (state, values, _) = self.open_row(state, &record, key).await?;
             let department = record.department.clone().unwrap_or_default();
             if !visible_by_department.contains_key(&department) {
@@ -156,7 +189,9 @@ impl Vault {
         let export_err = export_error;
         let (plain, extension, content_type) = match spec.format {
             ExportFormat::Xlsx => (
-                mamori_export::write_xlsx(table, &spec.collection).map_err(export_err)?,
+                // Excel allows 31 characters in a sheet name; collection names may be longer.
+                mamori_export::write_xlsx(table, &spec.collection.chars().take(31).collect::<String>())
+                    .map_err(export_err)?,
                 "xlsx",
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             ),
@@ -220,10 +255,23 @@ impl Vault {
         }
         let (table, mut events, withheld) = self.export_table(p, &state, &row, &spec).await?;
         let rows = table.row_count() as u64;
+        // The approver approved a number of records, not a filter to be re-run on whatever
+        // the collection holds later.
+        if rows > row.rows {
+            let why = format!(
+                "the request's filter now matches {rows} records, more than the {} approved; ask again",
+                row.rows
+            );
+            return Err(self.refuse_download(p, &row, why).await);
+        }
         let (files, method) = self.protect(&row, &spec, &table)?;
         drop(table);
 
-        let encrypted = spec.protection.encrypted();
+        // The risk note for incidents. A split download hands every share over at once, and
+        // the set restores the file: until the shares are kept apart it is not protected
+        // against loss. Each share alone is (its own ledger line says so).
+        let split = matches!(spec.protection, Protection::Split { .. });
+        let encrypted = spec.protection.encrypted() && !split;
         let detail = serde_json::json!({
             "format": spec.format, "protection": spec.protection.kind(), "encrypted": encrypted, "method": method,
             "withheld": withheld, "files": files.iter().map(|f| serde_json::json!({
@@ -237,6 +285,7 @@ impl Vault {
             for (i, f) in files.iter().enumerate() {
                 let detail = serde_json::json!({
                     "share": i + 1, "of": shares, "threshold": threshold, "name": f.name, "sha256": hex_digest(&f.bytes),
+                    "encrypted": true, "restores_alone": false,
                 });
                 self.store.add_ledger(&self.ledger_line(p, Some(id), "share", 0, detail)).await?;
             }
@@ -255,8 +304,9 @@ impl Vault {
         if withheld > 0 {
             e.reason = Some(format!("{withheld} records withheld by policy"));
         }
-        events.insert(0, e);
-        // Durable before the file leaves (fail closed).
+        // The reads first, the download last: a failure part-way leaves no success event
+        // for a file that was never handed over. Durable before the file leaves (fail closed).
+        events.push(e);
         for chunk in events.chunks(10_000) {
             self.audit.record(chunk.to_vec()).await?;
         }

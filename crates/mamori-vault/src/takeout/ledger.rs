@@ -63,6 +63,7 @@ impl Vault {
         let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
         if Some(row.user_id) != p.user_id {
             self.authorize(p, Action::Approve, "export.settle", None).await?;
+            self.authorize_collection(p, Action::Search, "export.settle", &row.collection).await?;
         }
         if p.user_id.is_none() {
             return Err(VaultError::Invalid("returns and disposals are recorded by a logged-in account".into()));
@@ -178,12 +179,13 @@ impl Vault {
     /// date, and thresholds crossed in the last week. Empty for everyone else (not an error:
     /// the home page asks on behalf of every user).
     pub async fn takeout_alerts(&self, p: &Principal) -> Result<Vec<TakeoutAlert>> {
-        if self.first_allowed(p, &[Action::Approve]).await?.is_err() {
+        let viewer = self.export_viewer(p).await?;
+        if !viewer.approves_any() {
             return Ok(Vec::new());
         }
         let now = self.clock.now();
         let mut alerts = Vec::new();
-        for row in self.store.list_exports().await? {
+        for row in self.store.list_exports().await?.into_iter().filter(|r| viewer.approves(&r.collection)) {
             let kind = match row.status {
                 ExportStatus::Pending => "pending",
                 ExportStatus::Approved if row.due_at < now => "overdue",

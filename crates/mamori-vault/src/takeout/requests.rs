@@ -300,7 +300,7 @@ impl Vault {
             format: req.format,
             protection: req.protection.clone(),
         };
-        let rows = self.matching_ids(&state, &checked.filter).await?.len() as u64;
+        let rows = self.exportable_count(p, &state, &checked.filter).await?;
         Ok((checked, rows))
     }
 
@@ -401,6 +401,9 @@ impl Vault {
         self.authorize(p, Action::Approve, action, None).await?;
         let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
         self.check_second_person(p, action, &row.requested_by, &format!("export {id}")).await?;
+        // Deciding needs a right on the collection itself: someone who may not even search it
+        // (a system administrator) cannot judge, or learn, what is taken out of it.
+        self.authorize_collection(p, Action::Search, action, &row.collection).await?;
         if row.status != ExportStatus::Pending {
             return Err(VaultError::Conflict(format!("export {id} is already {}", row.status.as_str())));
         }
@@ -463,6 +466,10 @@ impl Vault {
 
     /// A request of the caller's own; anyone else's is "not found" (and the attempt audited).
     pub(super) async fn own_export(&self, p: &Principal, id: &str, action: &str) -> Result<ExportRow> {
+        // Only a well-formed id reaches the store and the (permanent) audit log.
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(VaultError::NotFound("export request"));
+        }
         let row = self.store.get_export(id).await?;
         match row {
             Some(row) if Some(row.user_id) == p.user_id => Ok(row),
@@ -475,16 +482,14 @@ impl Vault {
         }
     }
 
-    /// Requests, newest first: approvers see all with their details, auditors all without
-    /// filter and recipient, everyone else their own.
+    /// Requests, newest first: approvers see those of collections where they may search,
+    /// with their details; auditors all, without filter and recipient; everyone else their own.
     pub async fn list_exports(&self, p: &Principal) -> Result<Vec<ExportInfo>> {
-        let approver = self.first_allowed(p, &[Action::Approve]).await?.is_ok();
-        let auditor = self.first_allowed(p, &[Action::AuditRead]).await?.is_ok();
+        let viewer = self.export_viewer(p).await?;
         let mut out = Vec::new();
         for row in self.store.list_exports().await? {
-            let own = Some(row.user_id) == p.user_id;
-            if own || approver || auditor {
-                out.push(self.export_info(&row, own || approver).await?);
+            if let Some(full) = viewer.sees(p, &row) {
+                out.push(self.export_info(&row, full).await?);
             }
         }
         let mut e = self.event(p, "export.list", Outcome::Success);
@@ -495,13 +500,27 @@ impl Vault {
 
     /// One request, with the same visibility as [`Vault::list_exports`].
     pub async fn get_export(&self, p: &Principal, id: &str) -> Result<ExportInfo> {
+        let viewer = self.export_viewer(p).await?;
         let row = self.store.get_export(id).await?;
-        let approver = self.first_allowed(p, &[Action::Approve]).await?.is_ok();
-        let auditor = self.first_allowed(p, &[Action::AuditRead]).await?.is_ok();
-        let Some(row) = row.filter(|r| Some(r.user_id) == p.user_id || approver || auditor) else {
-            return Err(VaultError::NotFound("export request"));
-        };
-        self.export_info(&row, Some(row.user_id) == p.user_id || approver).await
+        match row.as_ref().and_then(|r| viewer.sees(p, r)) {
+            Some(full) => self.export_info(row.as_ref().expect("matched above"), full).await,
+            None => Err(VaultError::NotFound("export request")),
+        }
+    }
+
+    /// What the caller may see of requests (decided silently, once per call).
+    pub(super) async fn export_viewer(&self, p: &Principal) -> Result<ExportViewer> {
+        let caps = self.capabilities(p).await?;
+        let approver = caps.can(Action::Approve);
+        Ok(ExportViewer {
+            auditor: caps.can(Action::AuditRead),
+            approves_in: caps
+                .collections
+                .iter()
+                .filter(|c| approver && c.allows(Action::Search))
+                .map(|c| c.collection.clone())
+                .collect(),
+        })
     }
 
     /// The file password of an approved, password-protected export: for the requester only,
@@ -528,5 +547,30 @@ impl Vault {
         Ok(Zeroizing::new(
             String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Integrity("export password".into()))?,
         ))
+    }
+}
+
+/// Who sees which export requests: the requester their own, approvers those of collections
+/// where they may search (an approver without any right on a collection — a system
+/// administrator — decides nothing there and sees no searched value or recipient), auditors
+/// all without filter and recipient.
+pub(super) struct ExportViewer {
+    auditor: bool,
+    approves_in: std::collections::HashSet<String>,
+}
+
+impl ExportViewer {
+    /// `None`: not at all; `Some(full)`: with (or without) filter and recipient.
+    pub(super) fn sees(&self, p: &Principal, row: &ExportRow) -> Option<bool> {
+        let full = Some(row.user_id) == p.user_id || self.approves(&row.collection);
+        (full || self.auditor).then_some(full)
+    }
+
+    pub(super) fn approves(&self, collection: &str) -> bool {
+        self.approves_in.contains(collection)
+    }
+
+    pub(super) fn approves_any(&self) -> bool {
+        !self.approves_in.is_empty()
     }
 }

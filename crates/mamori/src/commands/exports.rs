@@ -124,13 +124,16 @@ pub async fn run(settings: &Settings, command: ExportCommand, json: bool) -> any
                 for path in &written {
                     println!("wrote {path}");
                 }
+                let care = match (export.encrypted, export.files.len()) {
+                    (true, _) => String::new(),
+                    (false, 1) => " — UNENCRYPTED, handle with care".into(),
+                    (false, n) => {
+                        format!(" — {n} shares: together they restore the file, so give each to its own custodian now")
+                    }
+                };
                 println!(
-                    "{} records ({} withheld by policy), download {} of {}{}",
-                    export.rows,
-                    export.withheld,
-                    export.download,
-                    export.downloads_allowed,
-                    if export.encrypted { "" } else { " — UNENCRYPTED, handle with care" }
+                    "{} records ({} withheld by policy), download {} of {}{care}",
+                    export.rows, export.withheld, export.download, export.downloads_allowed
                 );
                 for w in &export.warnings {
                     eprintln!("warning: {w}");

@@ -442,8 +442,10 @@ fn export_workflow_over_http() {
     let (status, _, _) = s.call("GET", "/api/v1/takeout/ledger", Some(&s.login("staff")), None);
     assert_eq!(status, 403);
 
-    let dispose = json!({"kind": "dispose", "method": "シュレッダー", "witness": "staff"}).to_string();
-    let (status, _, x) = s.call("POST", &format!("/api/v1/exports/{id}/settle"), Some(&manager), Some(&dispose));
+    let dispose = json!({"kind": "dispose", "method": "シュレッダー"}).to_string();
+    let (status, _, problem) = s.call("POST", &format!("/api/v1/exports/{id}/settle"), Some(&manager), Some(&dispose));
+    assert_eq!(status, 422, "the requester is not the witness: {problem}");
+    let (status, _, x) = s.call("POST", &format!("/api/v1/exports/{id}/settle"), Some(&privacy), Some(&dispose));
     assert_eq!((status, x["status"].as_str()), (200, Some("closed")), "{x}");
     let (status, _, _) = download(&s, &format!("/api/v1/exports/{id}/download"), &manager);
     assert_eq!(status, 409, "closed");

@@ -529,10 +529,11 @@ fn the_take_out_workflow_in_both_languages() {
         std::io::Read::read_to_end(&mut res.into_reader(), &mut bytes).unwrap();
         assert!(mamori_export::decrypt_ooxml(&bytes, &mamori_export::SecretPassword::new(password)).is_ok());
 
-        let disposed = manager.post(
-            &format!("{path}/dispose"),
-            &[("csrf", &page.csrf()), ("method", "シュレッダー"), ("witness", "staff")],
-        );
+        assert!(!page.body.contains("id=\"export-dispose\""), "the requester does not record the disposal");
+        let witnessed = privacy.get(&path);
+        assert!(witnessed.body.contains("id=\"export-dispose\""));
+        let disposed =
+            privacy.post(&format!("{path}/dispose"), &[("csrf", &witnessed.csrf()), ("method", "シュレッダー")]);
         assert_eq!(disposed.status, 303, "{}", disposed.body);
         assert!(manager.get(&path).body.contains("id=\"ledger-table\""));
 

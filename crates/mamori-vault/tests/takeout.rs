@@ -291,20 +291,21 @@ async fn returns_and_witnessed_disposals_close_the_ledger_and_overdue_is_alerted
     let alerts = o.f.vault.takeout_alerts(&o.approver).await.unwrap();
     assert!(alerts.iter().any(|a| a.kind == "overdue" && a.export_id.as_deref() == Some(x.id.as_str())));
 
-    // A disposal needs a method and a witness who is someone else.
-    let no_witness = Settlement::Dispose { method: "シュレッダー".into(), witness: "mgr-a".into() };
-    assert!(matches!(o.f.vault.settle_export(&o.requester, &x.id, &no_witness).await, Err(VaultError::Invalid(_))));
-    let nobody = Settlement::Dispose { method: "シュレッダー".into(), witness: "nobody".into() };
-    assert!(matches!(o.f.vault.settle_export(&o.requester, &x.id, &nobody).await, Err(VaultError::Invalid(_))));
-    let staff_cannot = o.f.vault.settle_export(&o.staff, &x.id, &Settlement::Return { note: None }).await.unwrap_err();
+    // A disposal is recorded by its witness, an approver other than the requester, with a method.
+    let dispose = Settlement::Dispose { method: "シュレッダー".into() };
+    let own = o.f.vault.settle_export(&o.requester, &x.id, &dispose).await.unwrap_err();
+    assert!(matches!(own, VaultError::Invalid(_)), "{own:?}");
+    let staff_cannot = o.f.vault.settle_export(&o.staff, &x.id, &dispose).await.unwrap_err();
     assert!(matches!(staff_cannot, VaultError::Forbidden), "{staff_cannot:?}");
-    let dispose = Settlement::Dispose { method: "シュレッダー".into(), witness: "clerk".into() };
-    let closed = o.f.vault.settle_export(&o.requester, &x.id, &dispose).await.unwrap();
+    let no_method = Settlement::Dispose { method: " ".into() };
+    assert!(matches!(o.f.vault.settle_export(&o.approver, &x.id, &no_method).await, Err(VaultError::Invalid(_))));
+    let closed = o.f.vault.settle_export(&o.approver, &x.id, &dispose).await.unwrap();
     assert_eq!((closed.status.as_str(), closed.overdue), ("closed", false));
     assert!(o.f.vault.download_export(&o.requester, &x.id).await.is_err(), "closed: no more downloads");
     let ledger = o.f.vault.takeout_ledger(&o.approver, None).await.unwrap();
     let last = ledger.last().unwrap();
-    assert_eq!((last.kind.as_str(), last.detail["witness"].as_str()), ("dispose", Some("clerk")));
+    assert_eq!((last.kind.as_str(), last.detail["witness"].as_str()), ("dispose", Some("mgr-b")));
+    assert_eq!(last.detail["disposed_by"].as_str(), Some("mgr-a"));
     // Auditors read the ledger and the requests, without filter or recipient.
     let auditor = member(&o.f, "audit1", Role::Auditor).await;
     assert_eq!(o.f.vault.takeout_ledger(&auditor, None).await.unwrap().len(), ledger.len());

@@ -600,15 +600,13 @@ pub enum ExportCommand {
         #[command(flatten)]
         user: LoginArgs,
     },
-    /// Record that the data was destroyed, how, and who witnessed it.
+    /// As the witness (an approver of the collection, not the requester): record that the
+    /// data was destroyed in front of you, and how.
     Dispose {
         id: String,
         /// How, e.g. "shredded" or "secure erase of the USB stick".
         #[arg(long)]
         method: String,
-        /// Login of the witness: another active account.
-        #[arg(long)]
-        witness: String,
         #[command(flatten)]
         user: LoginArgs,
     },

@@ -141,7 +141,9 @@ pub(crate) async fn download_export(
     Ok(response)
 }
 
-/// Closes an approved export: returned, or disposed of with method and witness.
+/// Closes an approved export: `{"kind":"return"}` (the requester or an approver) or
+/// `{"kind":"dispose","method"}` (recorded by the witness: an approver other than the
+/// requester).
 #[utoipa::path(post, path = "/api/v1/exports/{id}/settle", tag = "exports", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = Settlement,
     responses((status = 200, body = ExportInfo), (status = 409, body = Problem), (status = 422, body = Problem)))]

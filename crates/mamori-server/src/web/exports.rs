@@ -212,7 +212,8 @@ async fn show(state: &AppState, user: &WebUser, id: &str, password: Option<Strin
         can_cancel => mine && x.status == "pending",
         can_download => mine && open && x.downloads_used < x.downloads_allowed,
         can_password => mine && open && x.protection == Protection::Password,
-        can_settle => open && (mine || approver),
+        can_return => open && (mine || approver),
+        can_witness => open && approver && !mine,
         password => password,
         bulk_warning => bulk || (mine && x.bulk && x.status == "pending"),
     };
@@ -260,11 +261,7 @@ pub(crate) async fn act(
         "reject" => vault.decide_export(p, &id, false, false).await,
         "cancel" => vault.cancel_export(p, &id).await,
         "return" => vault.settle_export(p, &id, &Settlement::Return { note: Some(field("note")) }).await,
-        "dispose" => {
-            vault
-                .settle_export(p, &id, &Settlement::Dispose { method: field("method"), witness: field("witness") })
-                .await
-        }
+        "dispose" => vault.settle_export(p, &id, &Settlement::Dispose { method: field("method") }).await,
         _ => Err(VaultError::NotFound("action")),
     };
     match result {

@@ -15,9 +15,10 @@ use time::OffsetDateTime;
 pub enum Settlement {
     /// The media or files came back (and were erased from wherever they travelled).
     Return { note: Option<String> },
-    /// Destroyed: how (e.g. "shredded", "secure erase"), confirmed by a witness — the login
-    /// of another active account (000-8-takeout-12).
-    Dispose { method: String, witness: String },
+    /// Destroyed: how (e.g. "shredded", "secure erase"). Recorded by its witness from the
+    /// witness's own session — an approver of the collection, never the requester — so the
+    /// confirmation is the witness's, not a name the requester typed (000-8-takeout-12).
+    Dispose { method: String },
 }
 
 /// One ledger line as shown to people: ids, counts and logins, never a personal value.
@@ -57,8 +58,9 @@ pub struct TakeoutAlert {
 const ALERT_DAYS: i64 = 7;
 
 impl Vault {
-    /// Closes an approved export: returned, or disposed of with method and witness. The
-    /// requester or an approver may record it.
+    /// Closes an approved export: returned (recorded by the requester or an approver), or
+    /// disposed of (recorded by the witness: an approver of the collection other than the
+    /// requester, who watched the destruction).
     pub async fn settle_export(&self, p: &Principal, id: &str, how: &Settlement) -> Result<crate::ExportInfo> {
         let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
         if Some(row.user_id) != p.user_id {
@@ -76,22 +78,18 @@ impl Vault {
                 }
                 ("return", serde_json::json!({ "note": note }))
             }
-            Settlement::Dispose { method, witness } => {
+            Settlement::Dispose { method } => {
                 let method = method.trim();
                 if method.is_empty() || method.chars().count() > 200 || method.chars().any(char::is_control) {
                     return Err(VaultError::Invalid("method: how the data was destroyed, 1–200 characters".into()));
                 }
-                let witness = self
-                    .store
-                    .get_user_by_login(witness.trim())
-                    .await?
-                    .filter(|w| !w.disabled && Some(w.id) != p.user_id && w.id != row.user_id)
-                    .ok_or_else(|| {
-                        VaultError::Invalid(
-                            "witness: the login of another active account (not the requester, not you)".into(),
-                        )
-                    })?;
-                ("dispose", serde_json::json!({ "method": method, "witness": witness.login }))
+                if Some(row.user_id) == p.user_id {
+                    return Err(VaultError::Invalid(
+                        "a disposal is recorded by its witness (an approver), not by the requester".into(),
+                    ));
+                }
+                let requester = self.login_of(&row.user_id).await?;
+                ("dispose", serde_json::json!({ "method": method, "witness": p.login, "disposed_by": requester }))
             }
         };
         let change = ExportChange {

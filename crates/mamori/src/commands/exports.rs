@@ -148,8 +148,8 @@ pub async fn run(settings: &Settings, command: ExportCommand, json: bool) -> any
             .await?;
             show(&info, json)?;
         }
-        ExportCommand::Dispose { id, method, witness, user } => {
-            let how = Settlement::Dispose { method, witness };
+        ExportCommand::Dispose { id, method, user } => {
+            let how = Settlement::Dispose { method };
             let info = as_user(&vault, &user.login, &format!("record the disposal of export {id}"), async |p| {
                 vault.settle_export(p, &id, &how).await
             })

@@ -536,6 +536,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn get_records_with_keys(
+        &self,
+        collection_id: i64,
+        ids: &[RecordId],
+    ) -> Result<Vec<(RecordRow, Option<SubjectKeyRow>)>> {
+        let ids = ids.to_vec();
+        // One trip to the blocking pool and one pooled connection for the whole page.
+        self.read(move |c| {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                if let Some(record) = record_by_id(c, collection_id, id)? {
+                    let key = subject_key(c, collection_id, &record.subject)?;
+                    out.push((record, key));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn update_record(&self, record: &RecordRow) -> Result<()> {
         let record = record.clone();
         self.write(move |tx| {

@@ -874,6 +874,12 @@ pub async fn record_ids_page_through_a_collection(store: Arc<dyn Store>) {
         seen.extend(page);
     }
     assert_eq!(seen, ids, "every record once, in id order, none of the other collection");
+    let mut asked = vec![ids[3], RecordId::generate(), ids[0]];
+    let got = store.get_records_with_keys(c.id, &asked).await.unwrap();
+    let got_ids: Vec<RecordId> = got.iter().map(|(r, _)| r.id).collect();
+    asked.remove(1);
+    assert_eq!(got_ids, asked, "in the order asked, the missing one left out");
+    assert!(got.iter().all(|(_, k)| k.as_ref().is_some_and(|k| k.subject == "s1")));
 }
 
 /// Every table, read in pages of three (so that paging after composite keys is exercised).

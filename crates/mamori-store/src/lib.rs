@@ -93,6 +93,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         let key = self.get_subject_keys(collection_id, &[&record.subject]).await?.pop();
         Ok(Some((record, key)))
     }
+    /// Several records with their subjects' data keys, in the order of `ids`; ids with no
+    /// record are left out. For bulk reads (exports): backends answer a page in one round
+    /// trip; the default asks record by record.
+    async fn get_records_with_keys(
+        &self,
+        collection_id: i64,
+        ids: &[RecordId],
+    ) -> Result<Vec<(RecordRow, Option<SubjectKeyRow>)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(found) = self.get_record_with_key(collection_id, id).await? {
+                out.push(found);
+            }
+        }
+        Ok(out)
+    }
     /// Replaces fields and tokens of an existing record. `NotFound` if it is gone.
     async fn update_record(&self, record: &RecordRow) -> Result<()>;
     async fn delete_record(&self, collection_id: i64, id: &RecordId) -> Result<bool>;

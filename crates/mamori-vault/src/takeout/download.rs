@@ -122,9 +122,10 @@ impl Vault {
     ) -> Result<u64> {
         let mut memo = GrantMemo::default();
         let mut count = 0;
-        for id in self.matching_ids(state, filter).await? {
-            let Some(record) = self.store.get_record(state.row.id, &id).await? else { continue };
-            count += u64::from(self.exportable(p, state, &record, &mut memo).await?.is_some());
+        for chunk in self.matching_ids(state, filter).await?.chunks(PAGE) {
+            for (record, _) in self.store.get_records_with_keys(state.row.id, chunk).await? {
+                count += u64::from(self.exportable(p, state, &record, &mut memo).await?.is_some());
+            }
         }
         Ok(count)
     }
@@ -155,31 +156,36 @@ impl Vault {
         let mut visible_by_department: HashMap<String, HashSet<String>> = HashMap::new();
         let mut memo = GrantMemo::default();
         let via = format!("via export {}", row.id);
-        for id in ids {
-            let Some((record, key)) = self.store.get_record_with_key(state.row.id, &id).await? else { continue };
-            let Some(decision) = self.exportable(p, state, &record, &mut memo).await? else {
-                withheld += 1;
-                continue;
-            };
-            let (state, values, _) = self.open_row(state, &record, key).await?;
-            let department = record.department.clone().unwrap_or_default();
-            if !visible_by_department.contains_key(&department) {
-                let visible = self.visible_fields(p, Action::ViewFull, &state, &department, &mut memo).await?;
-                visible_by_department.insert(department.clone(), visible);
+        // A page of records per store round trip.
+        for chunk in ids.chunks(PAGE) {
+            for (record, key) in self.store.get_records_with_keys(state.row.id, chunk).await? {
+                let id = record.id;
+                let Some(decision) = self.exportable(p, state, &record, &mut memo).await? else {
+                    withheld += 1;
+                    continue;
+                };
+                let (state, values, _) = self.open_row(state, &record, key).await?;
+                let department = record.department.clone().unwrap_or_default();
+                if !visible_by_department.contains_key(&department) {
+                    let visible = self.visible_fields(p, Action::ViewFull, &state, &department, &mut memo).await?;
+                    visible_by_department.insert(department.clone(), visible);
+                }
+                let visible = &visible_by_department[&department];
+                let cells: Vec<String> =
+                    spec.fields
+                        .iter()
+                        .map(|f| {
+                            if visible.contains(f) { values.get(f).cloned().unwrap_or_default() } else { String::new() }
+                        })
+                        .collect();
+                table.push_row(cells).map_err(export_error)?;
+                let mut e = self.record_event(p, "record.read", &state, &id, &record.subject);
+                e.fields = spec.fields.iter().filter(|f| visible.contains(*f)).cloned().collect();
+                e.purpose = Some(spec.purpose.clone());
+                e.reason = Some(via.clone());
+                e.policy = Some(decision.policy_list());
+                events.push(e);
             }
-            let visible = &visible_by_department[&department];
-            let cells: Vec<String> = spec
-                .fields
-                .iter()
-                .map(|f| if visible.contains(f) { values.get(f).cloned().unwrap_or_default() } else { String::new() })
-                .collect();
-            table.push_row(cells).map_err(export_error)?;
-            let mut e = self.record_event(p, "record.read", &state, &id, &record.subject);
-            e.fields = spec.fields.iter().filter(|f| visible.contains(*f)).cloned().collect();
-            e.purpose = Some(spec.purpose.clone());
-            e.reason = Some(via.clone());
-            e.policy = Some(decision.policy_list());
-            events.push(e);
         }
         Ok((table, events, withheld))
     }

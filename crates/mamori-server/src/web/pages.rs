@@ -376,38 +376,59 @@ pub(crate) struct PrintForm {
     purpose: Option<String>,
 }
 
+/// A record taken out by print or copy, shaped for the page, with the take-out warning.
+struct TakenOut {
+    collection: String,
+    record: Value,
+    warning: Option<String>,
+}
+
+/// The part printing and copying share: the vault call (its own right, its own audit
+/// event, counted against the daily take-out thresholds) and the record's shape.
+async fn take_out(
+    state: &AppState,
+    user: &WebUser,
+    (name, id): (String, String),
+    form: PrintForm,
+    how: Action,
+) -> Result<TakenOut, Response> {
+    let p = &user.principal;
+    let id = record_id(user, state, &id).map_err(|res| *res)?;
+    let info = state.vault.collection_info(p, &name).await.map_err(|e| user.fail(state, e))?;
+    let purpose = form.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let view = view_of(form.view.as_deref());
+    let taken = match how {
+        Action::Copy => state.vault.copy_record(p, &name, &id, view, purpose).await,
+        _ => state.vault.print_record(p, &name, &id, view, purpose).await,
+    };
+    let (record, warning) = taken.map_err(|e| user.fail(state, e))?;
+    Ok(TakenOut {
+        collection: info.schema.label.clone().unwrap_or(name),
+        record: record_value(Dates::of(state, user), &info.schema, &record),
+        warning,
+    })
+}
+
 /// Printing is its own right and its own audit event; the print page opens the browser's
 /// print dialogue by itself.
 pub(crate) async fn print(
     State(state): State<AppState>,
     user: WebUser,
-    Path((name, id)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     Form(form): Form<PrintForm>,
 ) -> Response {
-    let lang = user.lang;
-    let p = &user.principal;
-    let id = match record_id(&user, &state, &id) {
-        Ok(id) => id,
-        Err(res) => return *res,
-    };
-    let info = match state.vault.collection_info(p, &name).await {
-        Ok(i) => i,
-        Err(e) => return user.fail(&state, e),
-    };
-    let purpose = form.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    match state.vault.print_record(p, &name, &id, view_of(form.view.as_deref()), purpose).await {
-        Ok((r, warning)) => {
-            let printed = Dates::of(&state, &user).show(state.vault.now());
+    match take_out(&state, &user, path, form, Action::Print).await {
+        Ok(t) => {
             let page = context! {
-                collection => info.schema.label.clone().unwrap_or(name.clone()),
-                record => record_value(Dates::of(&state, &user), &info.schema, &r),
-                printed_by => p.login.clone(),
-                printed_at => printed,
-                warning => warning,
+                collection => t.collection,
+                record => t.record,
+                printed_by => user.principal.login.clone(),
+                printed_at => Dates::of(&state, &user).show(state.vault.now()),
+                warning => t.warning,
             };
-            render(lang, "print.html", context! {}, page)
+            render(user.lang, "print.html", context! {}, page)
         }
-        Err(e) => user.fail(&state, e),
+        Err(res) => res,
     }
 }
 
@@ -417,25 +438,12 @@ pub(crate) async fn print(
 pub(crate) async fn copy(
     State(state): State<AppState>,
     user: WebUser,
-    Path((name, id)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     Form(form): Form<PrintForm>,
 ) -> Response {
-    let p = &user.principal;
-    let id = match record_id(&user, &state, &id) {
-        Ok(id) => id,
-        Err(res) => return *res,
-    };
-    let info = match state.vault.collection_info(p, &name).await {
-        Ok(i) => i,
-        Err(e) => return user.fail(&state, e),
-    };
-    let purpose = form.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    match state.vault.copy_record(p, &name, &id, view_of(form.view.as_deref()), purpose).await {
-        Ok((r, warning)) => {
-            let record = record_value(Dates::of(&state, &user), &info.schema, &r);
-            render(user.lang, "copy.html", context! {}, context! { record => record, warning => warning })
-        }
-        Err(e) => user.fail(&state, e),
+    match take_out(&state, &user, path, form, Action::Copy).await {
+        Ok(t) => render(user.lang, "copy.html", context! {}, context! { record => t.record, warning => t.warning }),
+        Err(res) => res,
     }
 }
 

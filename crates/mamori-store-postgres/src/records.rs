@@ -118,6 +118,43 @@ impl PostgresStore {
         query_opt(&conn, &sql, &[&collection_id, id.as_uuid()]).await?.as_ref().map(record_row).transpose()
     }
 
+    /// A page of records and their subjects' keys in two queries (records by `= ANY`, then
+    /// their keys), returned in the order of `ids`.
+    pub(crate) async fn record_rows_with_keys(
+        &self,
+        collection_id: i64,
+        ids: &[RecordId],
+    ) -> Result<Vec<(RecordRow, Option<mamori_store::SubjectKeyRow>)>> {
+        let conn = self.conn().await?;
+        let uuids: Vec<Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE collection_id = $1 AND id = ANY($2)");
+        let mut records: std::collections::HashMap<RecordId, RecordRow> = query(&conn, &sql, &[&collection_id, &uuids])
+            .await?
+            .iter()
+            .map(|r| record_row(r).map(|row| (row.id, row)))
+            .collect::<Result<_>>()?;
+        let mut subjects: Vec<&str> = records.values().map(|r| r.subject.as_str()).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        let keys: std::collections::HashMap<String, mamori_store::SubjectKeyRow> = query(
+            &conn,
+            "SELECT subject, kek_version, wrapped_dek FROM subject_keys WHERE collection_id = $1 AND subject = ANY($2)",
+            &[&collection_id, &subjects],
+        )
+        .await?
+        .iter()
+        .map(|r| crate::collections::subject_key_row(r).map(|k| (k.subject.clone(), k)))
+        .collect::<Result<_>>()?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| records.remove(id))
+            .map(|record| {
+                let key = keys.get(&record.subject).cloned();
+                (record, key)
+            })
+            .collect())
+    }
+
     pub(crate) async fn update_record_row(&self, r: &RecordRow) -> Result<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;

@@ -91,6 +91,14 @@ impl Store for PostgresStore {
         self.get_record_row(collection_id, id).await
     }
 
+    async fn get_records_with_keys(
+        &self,
+        collection_id: i64,
+        ids: &[RecordId],
+    ) -> Result<Vec<(RecordRow, Option<SubjectKeyRow>)>> {
+        self.record_rows_with_keys(collection_id, ids).await
+    }
+
     async fn update_record(&self, record: &RecordRow) -> Result<()> {
         self.update_record_row(record).await
     }

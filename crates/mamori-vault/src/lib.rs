@@ -45,7 +45,7 @@ pub use keys::RotationReport;
 pub use login_ticket::{LoginStep, LoginTicket, TICKET_LIFETIME};
 pub use menu::Capabilities;
 pub use migrate::check_master_key;
-pub use records::{RecordView, View};
+pub use records::{RecordView, TakeOut, View};
 pub use sessions::SessionInfo;
 pub use takeout::{
     ExportFile, ExportFilter, ExportFormat, ExportInfo, ExportRequest, LedgerEntry, OutFile, Protection, Settlement,

@@ -23,6 +23,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
+/// How a record leaves the screen besides the view itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakeOut {
+    Print,
+    /// To the clipboard.
+    Copy,
+}
+
 /// How much of a record the caller asks to see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -411,36 +419,29 @@ impl Vault {
         Ok(record)
     }
 
-    /// A record for printing: the caller needs the print right on the record as well as
-    /// the view, and the print is audited beside the read (000-8-takeout-2: printing is
-    /// monitored; 001-20-tech-2-3: no print for view-only users). A print counts as one row
-    /// taken out: refused above the daily hard limit, and a warning (returned beside the
-    /// record) above the warning threshold (002-S-11-a).
-    pub async fn print_record(
+    /// A record taken out by printing or copying: the caller needs that right on the record
+    /// as well as the view, and it is audited beside the read (`record.print`,
+    /// `record.copy`; 000-8-takeout-2: prints and copies monitored; 001-20-tech-2-3: no print
+    /// for view-only users). It counts as one row taken out: refused above the daily hard
+    /// limit, and a warning (returned beside the record) above the warning threshold
+    /// (002-S-11-a).
+    pub async fn take_out_record(
         &self,
         p: &Principal,
         collection: &str,
         id: &RecordId,
         view: View,
         purpose: Option<&str>,
+        how: TakeOut,
     ) -> Result<(RecordView, Option<String>)> {
-        self.take_out_record(p, collection, id, view, purpose, Action::Print).await
+        let how = match how {
+            TakeOut::Print => Action::Print,
+            TakeOut::Copy => Action::Copy,
+        };
+        self.take_out_record_as(p, collection, id, view, purpose, how).await
     }
 
-    /// A record for the clipboard: like printing, with the copy right, audited as
-    /// `record.copy` and counted as one row taken out (000-8-takeout-2: copies monitored).
-    pub async fn copy_record(
-        &self,
-        p: &Principal,
-        collection: &str,
-        id: &RecordId,
-        view: View,
-        purpose: Option<&str>,
-    ) -> Result<(RecordView, Option<String>)> {
-        self.take_out_record(p, collection, id, view, purpose, Action::Copy).await
-    }
-
-    async fn take_out_record(
+    async fn take_out_record_as(
         &self,
         p: &Principal,
         collection: &str,

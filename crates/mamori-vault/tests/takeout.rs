@@ -11,7 +11,7 @@ use mamori_core::audit::AuditEvent;
 use mamori_core::clock::ManualClock;
 use mamori_export::SecretPassword;
 use mamori_vault::{
-    ExportFilter, ExportFormat, ExportRequest, NewUser, Principal, Protection, Settlement, TakeoutSettings,
+    ExportFilter, ExportFormat, ExportRequest, NewUser, Principal, Protection, Settlement, TakeOut, TakeoutSettings,
     VaultConfig, VaultError, View,
 };
 use std::collections::BTreeMap;
@@ -265,15 +265,24 @@ async fn thresholds_warn_alert_and_need_explicit_bulk_confirmation() {
 
     // Prints count too: a fifth row today is allowed, the sixth is refused.
     let record = f_first_record(&o).await;
-    let (_, warning) = o.f.vault.print_record(&o.requester, "customers", &record, View::Full, None).await.unwrap();
+    let (_, warning) =
+        o.f.vault.take_out_record(&o.requester, "customers", &record, View::Full, None, TakeOut::Print).await.unwrap();
     assert!(warning.is_some());
-    let blocked = o.f.vault.print_record(&o.requester, "customers", &record, View::Full, None).await.unwrap_err();
+    let blocked =
+        o.f.vault
+            .take_out_record(&o.requester, "customers", &record, View::Full, None, TakeOut::Print)
+            .await
+            .unwrap_err();
     assert!(matches!(blocked, VaultError::TakeoutLimit(_)), "{blocked:?}");
     // Another person's day is their own.
-    assert!(o.f.vault.print_record(&o.approver, "customers", &record, View::Full, None).await.is_ok());
+    assert!(
+        o.f.vault.take_out_record(&o.approver, "customers", &record, View::Full, None, TakeOut::Copy).await.is_ok()
+    );
     // The next local day starts afresh (JST midnight is 15:00 UTC).
     o.clock.advance(time::Duration::hours(15));
-    assert!(o.f.vault.print_record(&o.requester, "customers", &record, View::Full, None).await.is_ok());
+    assert!(
+        o.f.vault.take_out_record(&o.requester, "customers", &record, View::Full, None, TakeOut::Print).await.is_ok()
+    );
 }
 
 async fn f_first_record(o: &Office) -> mamori_core::ids::RecordId {

@@ -11,7 +11,7 @@ use axum::response::Response;
 use mamori_core::access::Action;
 use mamori_core::ids::RecordId;
 use mamori_core::schema::CollectionSchema;
-use mamori_vault::{CollectionInfo, RecordView, View};
+use mamori_vault::{CollectionInfo, RecordView, TakeOut, View};
 use minijinja::{Value, context};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -390,18 +390,15 @@ async fn take_out(
     user: &WebUser,
     (name, id): (String, String),
     form: PrintForm,
-    how: Action,
+    how: TakeOut,
 ) -> Result<TakenOut, Response> {
     let p = &user.principal;
     let id = record_id(user, state, &id).map_err(|res| *res)?;
     let info = state.vault.collection_info(p, &name).await.map_err(|e| user.fail(state, e))?;
     let purpose = form.purpose.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let view = view_of(form.view.as_deref());
-    let taken = match how {
-        Action::Copy => state.vault.copy_record(p, &name, &id, view, purpose).await,
-        _ => state.vault.print_record(p, &name, &id, view, purpose).await,
-    };
-    let (record, warning) = taken.map_err(|e| user.fail(state, e))?;
+    let (record, warning) =
+        state.vault.take_out_record(p, &name, &id, view, purpose, how).await.map_err(|e| user.fail(state, e))?;
     Ok(TakenOut {
         collection: info.schema.label.clone().unwrap_or(name),
         record: record_value(Dates::of(state, user), &info.schema, &record),
@@ -417,7 +414,7 @@ pub(crate) async fn print(
     Path(path): Path<(String, String)>,
     Form(form): Form<PrintForm>,
 ) -> Response {
-    match take_out(&state, &user, path, form, Action::Print).await {
+    match take_out(&state, &user, path, form, TakeOut::Print).await {
         Ok(t) => {
             let page = context! {
                 collection => t.collection,
@@ -441,7 +438,7 @@ pub(crate) async fn copy(
     Path(path): Path<(String, String)>,
     Form(form): Form<PrintForm>,
 ) -> Response {
-    match take_out(&state, &user, path, form, Action::Copy).await {
+    match take_out(&state, &user, path, form, TakeOut::Copy).await {
         Ok(t) => render(user.lang, "copy.html", context! {}, context! { record => t.record, warning => t.warning }),
         Err(res) => res,
     }

@@ -332,8 +332,9 @@ impl Vault {
             return Err(VaultError::PasswordChangeRequired);
         }
         let user = p.user_id.ok_or(VaultError::Invalid("exports are requested by a logged-in account".into()))?;
+        // The cheap check first: counting the records reads the whole selection.
+        let due_at = self.due_at(req.due_date.as_deref())?;
         let (spec, rows) = self.check_request(p, req).await?;
-        let due_at = self.due_at(spec.due_date.as_deref())?;
         let id = uuid::Uuid::now_v7().to_string();
         let json = Zeroizing::new(serde_json::to_vec(&spec).map_err(|e| VaultError::Internal(e.to_string()))?);
         let row = ExportRow {

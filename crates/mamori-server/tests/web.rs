@@ -478,8 +478,9 @@ fn the_take_out_workflow_in_both_languages() {
             &[
                 ("csrf", &csrf),
                 ("collection", "customers"),
-                ("f.name", "on"),
                 ("f.phone", "on"),
+                ("f.name", "on"),
+                ("f.birth_date", "on"),
                 ("filter", "all"),
                 ("purpose", "契約内容の確認"),
                 ("recipient", "委託先 印刷会社"),
@@ -491,6 +492,7 @@ fn the_take_out_workflow_in_both_languages() {
         let path = filed.header("location").unwrap().to_owned();
         let mine = manager.get(&path);
         assert_eq!(mine.status, 200, "{}", mine.body);
+        assert!(mine.body.contains("name, birth_date, phone"), "columns in the schema's order: {}", mine.body);
         assert!(mine.body.contains("id=\"export-cancel\""));
         assert!(!mine.body.contains("id=\"export-approve\""), "no approving one's own request");
 

@@ -159,10 +159,15 @@ pub(crate) async fn create(
     headers: HeaderMap,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    let request = match request_of(&form) {
+    let mut request = match request_of(&form) {
         Ok(r) => r,
         Err(e) => return user.fail(&state, e),
     };
+    // Form fields arrive in no useful order: put the columns in the schema's order.
+    if let Ok(info) = state.vault.collection_info(&user.principal, &request.collection).await {
+        let position = |f: &String| info.schema.fields.iter().position(|d| &d.name == f).unwrap_or(usize::MAX);
+        request.fields.sort_by_key(position);
+    }
     match state.vault.request_export(&user.principal, &request).await {
         Ok(x) => {
             redirect(&headers, &format!("/exports/{}{}", x.id, if x.warnings.is_empty() { "" } else { "?bulk=1" }))

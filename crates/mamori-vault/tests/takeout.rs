@@ -190,6 +190,8 @@ async fn concurrent_downloads_never_overrun_the_limit() {
     }
     assert_eq!(ok, 3);
     assert_eq!(o.f.vault.get_export(&o.requester, &x.id).await.unwrap().downloads_used, 3);
+    let spent = o.f.vault.export_password(&o.requester, &x.id).await.unwrap_err();
+    assert!(matches!(spent, VaultError::Conflict(_)), "no password once the downloads are used up: {spent:?}");
 }
 
 #[tokio::test]

@@ -209,14 +209,18 @@ async fn show(state: &AppState, user: &WebUser, id: &str, password: Option<Strin
     let mine = x.requested_by == p.login;
     let approver = caps.can(Action::Approve) && caps.can_in(&x.collection, Action::Search);
     let open = x.status == "approved";
+    let downloadable = mine
+        && open
+        && x.downloads_used < x.downloads_allowed
+        && x.download_until.is_some_and(|t| t > state.vault.now());
     let lines: Vec<Value> = ledger.iter().map(|l| ledger_value(dates, l)).collect();
     let page = context! {
         x => export_value(dates, &x),
         ledger => lines,
         can_decide => approver && !mine && x.status == "pending",
         can_cancel => mine && x.status == "pending",
-        can_download => mine && open && x.downloads_used < x.downloads_allowed,
-        can_password => mine && open && x.protection == Protection::Password,
+        can_download => downloadable,
+        can_password => downloadable && x.protection == Protection::Password,
         can_return => open && (mine || approver),
         can_witness => open && approver && !mine,
         password => password,

@@ -533,6 +533,11 @@ impl Vault {
                 "export {id} has no password (not approved, or not password-protected)"
             )));
         }
+        // Once nothing more can be downloaded, the password has nothing left to open.
+        let open = row.download_until.is_some_and(|t| t > self.clock.now());
+        if !open || row.downloads_used >= row.downloads_allowed {
+            return Err(VaultError::Conflict(format!("export {id} can no longer be downloaded")));
+        }
         let password = self.unseal_password(&row)?;
         let mut e = self.event(p, "export.password", Outcome::Success);
         e.collection = Some(row.collection.clone());

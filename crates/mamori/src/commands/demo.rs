@@ -99,7 +99,10 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
     let request = mamori_vault::ExportRequest {
         collection: "customers".into(),
         fields: vec!["name".into(), "phone".into()],
-        filter: mamori_vault::ExportFilter::All,
+        // A few people, not everyone: a take-out asks for what the task needs.
+        filter: mamori_vault::ExportFilter::Subjects {
+            ids: mamori_synth::Generator::new(2026).take(5).map(|p| p.subject_id).collect(),
+        },
         purpose: "契約内容の確認".into(),
         recipient: "デモ 委託先".into(),
         due_date: None,

@@ -438,18 +438,6 @@ impl Vault {
             TakeOut::Print => Action::Print,
             TakeOut::Copy => Action::Copy,
         };
-        self.take_out_record_as(p, collection, id, view, purpose, how).await
-    }
-
-    async fn take_out_record_as(
-        &self,
-        p: &Principal,
-        collection: &str,
-        id: &RecordId,
-        view: View,
-        purpose: Option<&str>,
-        how: Action,
-    ) -> Result<(RecordView, Option<String>)> {
         let audit_action = format!("record.{}", how.as_str());
         let (state, _) = self.authorize_collection(p, how, &audit_action, collection).await?;
         let row = self.store.get_record(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;

@@ -192,17 +192,16 @@ impl Vault {
 
     /// Shapes and protects the table. Returns the files and the protection method's name.
     fn protect(&self, row: &ExportRow, spec: &ExportRequest, table: &Table) -> Result<(Vec<OutFile>, &'static str)> {
-        let export_err = export_error;
         let (plain, extension, content_type) = match spec.format {
             ExportFormat::Xlsx => (
                 // Excel allows 31 characters in a sheet name; collection names may be longer.
                 mamori_export::write_xlsx(table, &spec.collection.chars().take(31).collect::<String>())
-                    .map_err(export_err)?,
+                    .map_err(export_error)?,
                 "xlsx",
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             ),
             ExportFormat::Csv => {
-                (mamori_export::write_csv(table).map_err(export_err)?, "csv", "text/csv; charset=utf-8")
+                (mamori_export::write_csv(table).map_err(export_error)?, "csv", "text/csv; charset=utf-8")
             }
         };
         let stem = format!("mamori-{}-{}", spec.collection, &row.id[row.id.len() - 12..]);
@@ -210,17 +209,17 @@ impl Vault {
         Ok(match &spec.protection {
             Protection::Password => {
                 let password = SecretPassword::new(self.unseal_password(row)?.as_str());
-                let bytes = mamori_export::encrypt_ooxml(&plain, &password).map_err(export_err)?;
+                let bytes = mamori_export::encrypt_ooxml(&plain, &password).map_err(export_error)?;
                 (vec![OutFile { name, content_type, bytes }], "ECMA-376 agile encryption, AES-256-CBC, SHA-512")
             }
             Protection::Age { recipient } => {
-                let bytes = mamori_export::age_encrypt(&plain, recipient).map_err(export_err)?;
+                let bytes = mamori_export::age_encrypt(&plain, recipient).map_err(export_error)?;
                 let file = OutFile { name: format!("{name}.age"), content_type: "application/octet-stream", bytes };
                 (vec![file], "age X25519, ChaCha20-Poly1305")
             }
             Protection::Split { threshold, shares } => {
                 let files = mamori_export::split(&plain, *threshold, *shares, &name)
-                    .map_err(export_err)?
+                    .map_err(export_error)?
                     .into_iter()
                     .map(|mut s| OutFile {
                         name: format!("{stem}.share-{}-of-{shares}.mamori", s.index),

@@ -8,7 +8,8 @@
 //! - `gen_csv`: writes the synthetic customers CSV (`mamori_synth`);
 //! - `plain_import`: the plain-SQLite import baseline (same parsed rows, no encryption);
 //! - `import_search`: `Vault::import_csv` vs plain SQLite, then blind-index search latency vs
-//!   a plaintext primary-key lookup, printed as markdown tables (see `BENCHMARKS.md`).
+//!   a plaintext primary-key lookup, printed as markdown tables (see `BENCHMARKS.md`);
+//! - `pg_import`: the same on PostgreSQL, against plain PostgreSQL and per-field `pgcrypto`.
 //!
 //! All data is synthetic (`mamori_synth`): no real person is described anywhere.
 
@@ -171,6 +172,27 @@ pub fn rss_kib() -> Option<u64> {
 /// so that the peak of one phase can be read on its own. Returns whether it worked.
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", b"5").is_ok()
+}
+
+/// Creates the synthetic `customers` collection in `vault` and a manager who may import
+/// into it, logged in through the real password path; returns the manager.
+pub async fn customers_and_manager(vault: &mamori_vault::Vault) -> anyhow::Result<mamori_vault::Principal> {
+    use mamori_crypto::SecretString;
+    const PASSWORD: &str = "Correct-Horse-42-Staple";
+    let operator = mamori_vault::Principal::operator("bench");
+    let schema = mamori_core::schema::CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML)?;
+    vault.create_collection(&operator, &schema).await?;
+    let new = mamori_vault::NewUser {
+        login: "bench-manager".into(),
+        display_name: "Benchmark manager".into(),
+        role: mamori_core::access::Role::Manager,
+        password: Some(SecretString::new(PASSWORD.into())),
+        must_change_password: false,
+        ..Default::default()
+    };
+    vault.create_user(&operator, new).await?;
+    let session = vault.login("bench-manager", &SecretString::new(PASSWORD.into()), None).await?;
+    Ok(vault.authenticate(&session.token, None).await?)
 }
 
 #[cfg(test)]

@@ -170,64 +170,6 @@ impl PostgresStore {
         Ok(dropped)
     }
 
-    pub(crate) async fn rewrap_master_keys(
-        &self,
-        keks: &[(i64, WrappedKek)],
-        index_keys: &[(i64, Vec<u8>)],
-        key_check: &[u8],
-    ) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(pg)?;
-        // No collection or KEK may appear while the master key changes under them, and the
-        // caller's lists must cover every one that exists, or a key would stay wrapped under
-        // the old master and be lost with it.
-        execute(&tx, "LOCK TABLE collections, collection_keks IN EXCLUSIVE MODE", &[]).await?;
-        let existing =
-            query_opt(&tx, "SELECT (SELECT count(*) FROM collection_keks), (SELECT count(*) FROM collections)", &[])
-                .await?
-                .ok_or_else(|| StoreError::Backend("count query returned no row".into()))?;
-        let (kek_count, collection_count): (i64, i64) = (get(&existing, 0)?, get(&existing, 1)?);
-        if kek_count != keks.len() as i64 || collection_count != index_keys.len() as i64 {
-            return Err(StoreError::Conflict("keys were added during master-key rotation; run it again".into()));
-        }
-        let kek_ids: Vec<i64> = keks.iter().map(|(id, _)| *id).collect();
-        let kek_versions = keks.iter().map(|(_, k)| version(k.version)).collect::<Result<Vec<i32>>>()?;
-        let kek_wrapped: Vec<&[u8]> = keks.iter().map(|(_, k)| k.wrapped.as_slice()).collect();
-        let rewrapped = execute(
-            &tx,
-            "UPDATE collection_keks k SET wrapped = u.wrapped
-             FROM unnest($1::int8[], $2::int4[], $3::bytea[]) AS u(collection_id, version, wrapped)
-             WHERE k.collection_id = u.collection_id AND k.version = u.version",
-            &[&kek_ids, &kek_versions, &kek_wrapped],
-        )
-        .await?;
-        // Equal counts are not enough: every listed KEK must still exist (a concurrent KEK
-        // rotation may have replaced one by another).
-        if rewrapped != keks.len() as u64 {
-            return Err(StoreError::Conflict("a KEK changed during master-key rotation; run it again".into()));
-        }
-        let index_ids: Vec<i64> = index_keys.iter().map(|(id, _)| *id).collect();
-        let index_wrapped: Vec<&[u8]> = index_keys.iter().map(|(_, k)| k.as_slice()).collect();
-        let reindexed = execute(
-            &tx,
-            "UPDATE collections c SET wrapped_index_key = u.wrapped
-             FROM unnest($1::int8[], $2::bytea[]) AS u(id, wrapped) WHERE c.id = u.id",
-            &[&index_ids, &index_wrapped],
-        )
-        .await?;
-        if reindexed != index_keys.len() as u64 {
-            return Err(StoreError::Conflict("a collection changed during master-key rotation; run it again".into()));
-        }
-        execute(
-            &tx,
-            "INSERT INTO meta (key, value) VALUES ('key_check', $1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&key_check],
-        )
-        .await?;
-        tx.commit().await.map_err(pg)
-    }
-
     pub(crate) async fn get_subject_key_rows(
         &self,
         collection_id: i64,

@@ -14,13 +14,16 @@ mod db;
 mod error;
 mod exports;
 mod import;
+mod master;
 mod migrate;
+mod notify;
 mod records;
 mod store;
 
 use crate::error::pg;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use mamori_store::{Result, StoreError};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// How [`PostgresStore::connect_with`] sets up the pool.
@@ -41,9 +44,21 @@ impl Default for ConnectOptions {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// For the change listener's own connection.
+    config: tokio_postgres::Config,
+    /// The schema the tables live in (`current_schema()`), which change notifications name.
+    schema: String,
+    listener: Arc<OnceLock<notify::Listener>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    // Not the connection settings: they may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("schema", &self.schema).finish_non_exhaustive()
+    }
 }
 
 impl PostgresStore {
@@ -80,7 +95,7 @@ impl PostgresStore {
             config.application_name("mamori");
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tokio_postgres::NoTls,
             // A connection that died shows up as closed; a full check query on every checkout
             // would add a round trip to every operation.
@@ -93,14 +108,21 @@ impl PostgresStore {
             .create_timeout(Some(options.acquire_timeout))
             .build()
             .map_err(|e| StoreError::Backend(format!("connection pool: {e}")))?;
-        let store = Self { pool };
+        let mut store = Self { pool, config, schema: String::new(), listener: Arc::new(OnceLock::new()) };
         let mut conn = store.conn().await?;
         migrate::run(&mut conn, options.schema.as_deref()).await?;
+        let row = conn.query_one("SELECT current_schema()::text", &[]).await.map_err(pg)?;
+        store.schema = row.try_get(0).map_err(pg)?;
+        drop(conn);
         Ok(store)
     }
 
     pub(crate) async fn conn(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(error::pool)
+    }
+
+    pub(crate) fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<mamori_store::Change> {
+        self.listener.get_or_init(|| notify::Listener::start(self.config.clone(), self.schema.clone())).subscribe()
     }
 
     pub(crate) async fn ping_db(&self) -> Result<()> {

@@ -14,6 +14,10 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        Some(self.subscribe_changes())
+    }
+
     async fn ping(&self) -> Result<()> {
         self.ping_db().await
     }
@@ -58,13 +62,12 @@ impl Store for PostgresStore {
         self.drop_old_keks(collection_id, version).await
     }
 
-    async fn rewrap_master(
-        &self,
-        keks: &[(i64, WrappedKek)],
-        index_keys: &[(i64, Vec<u8>)],
-        key_check: &[u8],
-    ) -> Result<()> {
-        self.rewrap_master_keys(keks, index_keys, key_check).await
+    async fn list_master_sealed(&self) -> Result<Vec<SealedValue>> {
+        self.master_sealed().await
+    }
+
+    async fn rewrap_master(&self, rewrap: &MasterRewrap) -> Result<()> {
+        self.rewrap_master_keys(rewrap).await
     }
 
     async fn get_subject_keys(&self, collection_id: i64, subjects: &[&str]) -> Result<Vec<SubjectKeyRow>> {

@@ -259,3 +259,53 @@ async fn copied_tables_cover_the_schema() {
     found.sort();
     assert_eq!(found, mamori_store::conformance::listed_tables());
 }
+
+/// Changes committed through one handle reach a listener on another (issue 8: policy and key
+/// changes reach every instance promptly), for this schema only, and nothing is announced
+/// for a rolled-back or unrelated write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn committed_changes_are_pushed_to_every_listener_of_the_schema() {
+    use mamori_store::{Change, Decision, PolicyVersionRow};
+    use tokio::sync::broadcast::Receiver;
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let writer = PostgresStore::connect_with_schema(&url, &schema).await.unwrap();
+    let listener = PostgresStore::connect_with_schema(&url, &schema).await.unwrap();
+    let elsewhere = PostgresStore::connect_with_schema(&url, &fresh_schema()).await.unwrap();
+    let mut changes = listener.changes().expect("PostgreSQL pushes changes");
+    let mut foreign = elsewhere.changes().unwrap();
+    async fn next(rx: &mut Receiver<Change>) -> Option<Change> {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.ok().map(|r| r.unwrap())
+    }
+    // Each listener first says that anything may have changed before it listened.
+    assert_eq!(next(&mut changes).await, Some(Change::Everything));
+    assert_eq!(next(&mut foreign).await, Some(Change::Everything));
+
+    writer.put_meta("unrelated", b"x").await.unwrap();
+    let t = OffsetDateTime::UNIX_EPOCH;
+    let row = PolicyVersionRow {
+        version: 0,
+        base_version: None,
+        policies: "permit (principal, action, resource);".into(),
+        summary: "test".into(),
+        proposed_by: "user:a".into(),
+        proposed_at: t,
+        status: Decision::Pending,
+        decided_by: None,
+        decided_at: None,
+    };
+    writer.add_policy_version(&row).await.unwrap();
+    assert_eq!(next(&mut changes).await, Some(Change::Policy), "the unrelated meta write announced nothing");
+    let new = NewCollection {
+        name: "customers".into(),
+        schema_json: "{}".into(),
+        kek: WrappedKek { version: 1, wrapped: vec![1; 60] },
+        wrapped_index_key: vec![2; 60],
+        created_at: t,
+    };
+    writer.create_collection(&new).await.unwrap();
+    assert_eq!(next(&mut changes).await, Some(Change::Collections));
+    writer.put_meta("key_check", b"new").await.unwrap();
+    assert_eq!(next(&mut changes).await, Some(Change::MasterKey));
+    assert_eq!(next(&mut foreign).await, None, "another schema's changes are not ours");
+}

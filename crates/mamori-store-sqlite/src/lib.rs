@@ -12,6 +12,7 @@ mod authz;
 mod copy;
 mod exports;
 mod import;
+mod master;
 mod migrate;
 mod store;
 

@@ -405,40 +405,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn rewrap_master(
-        &self,
-        keks: &[(i64, WrappedKek)],
-        index_keys: &[(i64, Vec<u8>)],
-        key_check: &[u8],
-    ) -> Result<()> {
-        let (keks, index_keys, key_check) = (keks.to_vec(), index_keys.to_vec(), key_check.to_vec());
-        self.write(move |tx| {
-            for (id, kek) in &keks {
-                let n = tx
-                    .execute(
-                        "UPDATE collection_keks SET wrapped = ?1 WHERE collection_id = ?2 AND version = ?3",
-                        params![kek.wrapped, id, kek.version],
-                    )
-                    .map_err(map_err)?;
-                if n != 1 {
-                    return Err(StoreError::Conflict("a KEK changed during master-key rotation".into()));
-                }
-            }
-            for (id, wrapped) in &index_keys {
-                tx.execute("UPDATE collections SET wrapped_index_key = ?1 WHERE id = ?2", params![wrapped, id])
-                    .map_err(map_err)?;
-            }
-            let count = |sql: &str| tx.query_row(sql, [], |r| r.get::<_, i64>(0)).map_err(map_err);
-            if count("SELECT count(*) FROM collection_keks")? != keks.len() as i64
-                || count("SELECT count(*) FROM collections")? != index_keys.len() as i64
-            {
-                return Err(StoreError::Conflict("keys were added during master-key rotation; run it again".into()));
-            }
-            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('key_check', ?1)", [key_check])
-                .map_err(map_err)?;
-            Ok(())
-        })
-        .await
+    async fn list_master_sealed(&self) -> Result<Vec<SealedValue>> {
+        self.read(crate::master::list_sealed).await
+    }
+
+    async fn rewrap_master(&self, rewrap: &MasterRewrap) -> Result<()> {
+        let rewrap = rewrap.clone();
+        self.write(move |tx| crate::master::rewrap(tx, &rewrap)).await
     }
 
     async fn get_subject_keys(&self, collection_id: i64, subjects: &[&str]) -> Result<Vec<SubjectKeyRow>> {

@@ -17,6 +17,7 @@ macro_rules! conformance_tests {
             records_and_index, unique_values, import_is_all_or_nothing, erase_subject,
             users_and_sessions, account_security_state, audit_chain, concurrent_audit_appends, master_rewrap,
             record_needs_its_subject_key, subject_key_needs_its_kek, master_rewrap_must_cover_every_key,
+            master_rewrap_reseals_every_sealed_value,
             audit_query_filters, audit_checkpoints, audit_prune_keeps_the_chain,
             policy_versions_four_eyes, break_glass_grants, exports_and_ledger,
             record_ids_page_through_a_collection);
@@ -509,10 +510,7 @@ pub async fn concurrent_audit_appends(store: Arc<dyn Store>) {
 pub async fn master_rewrap(store: Arc<dyn Store>) {
     let c = collection(&*store, "customers").await;
     store.put_meta("key_check", b"old").await.unwrap();
-    store
-        .rewrap_master(&[(c.id, WrappedKek { version: 1, wrapped: vec![5; 60] })], &[(c.id, vec![6; 60])], b"new")
-        .await
-        .unwrap();
+    store.rewrap_master(&keys_only(c.id)).await.unwrap();
     assert_eq!(store.get_keks(c.id).await.unwrap(), [WrappedKek { version: 1, wrapped: vec![5; 60] }]);
     assert_eq!(store.get_collection("customers").await.unwrap().unwrap().wrapped_index_key, vec![6; 60]);
     assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some(&b"new"[..]));
@@ -539,12 +537,62 @@ pub async fn master_rewrap_must_cover_every_key(store: Arc<dyn Store>) {
     collection(&*store, "employees").await;
     store.put_meta("key_check", b"old").await.unwrap();
     // Only one of the two collections: refused, and nothing changed.
-    let partial = store
-        .rewrap_master(&[(a.id, WrappedKek { version: 1, wrapped: vec![5; 60] })], &[(a.id, vec![6; 60])], b"new")
-        .await;
+    let partial = store.rewrap_master(&keys_only(a.id)).await;
     assert!(matches!(partial, Err(StoreError::Conflict(_))), "{partial:?}");
     assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some(&b"old"[..]));
     assert_eq!(store.get_keks(a.id).await.unwrap(), [WrappedKek { version: 1, wrapped: vec![1; 60] }]);
+}
+
+/// A rotation of one collection's keys (KEK version 1, index key) to recognisable bytes.
+fn keys_only(collection_id: i64) -> MasterRewrap {
+    MasterRewrap {
+        keks: vec![(collection_id, WrappedKek { version: 1, wrapped: vec![5; 60] })],
+        index_keys: vec![(collection_id, vec![6; 60])],
+        sealed: Vec::new(),
+        key_check: b"new".to_vec(),
+    }
+}
+
+pub async fn master_rewrap_reseals_every_sealed_value(store: Arc<dyn Store>) {
+    // Grants, exports (one with a password) and a TOTP secret, from the other cases.
+    break_glass_grants(store.clone()).await;
+    exports_and_ledger(store.clone()).await;
+    let c = collection(&*store, "customers").await;
+    let user = store.list_users().await.unwrap().remove(0);
+    store.set_totp(&user.id, Some(&[7; 48]), &[]).await.unwrap();
+    store.put_meta("key_check", b"old").await.unwrap();
+    let sealed = store.list_master_sealed().await.unwrap();
+    for kind in SealedKind::ALL {
+        assert!(sealed.iter().any(|v| v.kind == kind), "{kind:?} listed");
+    }
+    let reseal = |v: &SealedValue| (v.clone(), [v.sealed.as_slice(), b"+new"].concat());
+    let all: Vec<_> = sealed.iter().map(reseal).collect();
+    let unchanged =
+        || async { (store.list_master_sealed().await.unwrap(), store.get_meta("key_check").await.unwrap()) };
+    let before = unchanged().await;
+
+    // One value left out: refused, nothing changed.
+    let partial = store.rewrap_master(&MasterRewrap { sealed: all[1..].to_vec(), ..keys_only(c.id) }).await;
+    assert!(matches!(partial, Err(StoreError::Conflict(_))), "{partial:?}");
+    assert_eq!(unchanged().await, before);
+    // One value changed since it was read: refused, nothing changed.
+    let mut stale = all.clone();
+    stale[0].0.sealed.push(0);
+    let stale = store.rewrap_master(&MasterRewrap { sealed: stale, ..keys_only(c.id) }).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    assert_eq!(unchanged().await, before);
+
+    store.rewrap_master(&MasterRewrap { sealed: all.clone(), ..keys_only(c.id) }).await.unwrap();
+    let mut after = store.list_master_sealed().await.unwrap();
+    let mut expected: Vec<SealedValue> =
+        all.iter().map(|(old, new)| SealedValue { sealed: new.clone(), ..old.clone() }).collect();
+    let order = |v: &SealedValue| (format!("{:?}", v.kind), v.id.clone());
+    after.sort_by_key(order);
+    expected.sort_by_key(order);
+    assert_eq!(after, expected);
+    assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some(&b"new"[..]));
+    let u = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!(u.totp_secret, Some([&[7u8; 48][..], b"+new"].concat()));
 }
 
 /// Ten events with varied fields; returns them in sequence order (seq = index + 1).

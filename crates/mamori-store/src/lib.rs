@@ -33,6 +33,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Cheap liveness check of the database connection, for `/readyz`.
     async fn ping(&self) -> Result<()>;
 
+    /// Changes made through this database by any process (this one included), pushed as
+    /// they commit, so that caches above the store follow them at once. `None` when the
+    /// backend cannot push (SQLite): callers then poll. A receiver that lags behind gets
+    /// `Lagged` and should treat it as [`Change::Everything`].
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+
     // --- installation facts -------------------------------------------------------------
     async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Inserts or replaces.
@@ -55,15 +63,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes KEK versions below `version` once no subject key refers to them.
     /// `Conflict` if one still does.
     async fn drop_keks_below(&self, collection_id: i64, version: u32) -> Result<u64>;
-    /// Replaces every master-wrapped key (KEKs, index keys) and the key check in one
-    /// transaction: the master-key rotation. `Conflict`, and nothing changes, unless the
-    /// lists cover exactly every KEK and every collection that exist at commit time.
-    async fn rewrap_master(
-        &self,
-        keks: &[(i64, WrappedKek)],
-        index_keys: &[(i64, Vec<u8>)],
-        key_check: &[u8],
-    ) -> Result<()>;
+    /// Every value sealed directly under the master key (see [`SealedKind`]).
+    async fn list_master_sealed(&self) -> Result<Vec<SealedValue>>;
+    /// Replaces everything under the master key (KEKs, index keys, sealed values) and the key
+    /// check in one transaction: the master-key rotation. `Conflict`, and nothing changes,
+    /// unless the lists cover exactly every KEK, collection and sealed value that exist at
+    /// commit time, each sealed value still as it was read.
+    async fn rewrap_master(&self, rewrap: &MasterRewrap) -> Result<()>;
 
     // --- subject keys --------------------------------------------------------------------
     async fn get_subject_keys(&self, collection_id: i64, subjects: &[&str]) -> Result<Vec<SubjectKeyRow>>;

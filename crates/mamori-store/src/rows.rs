@@ -32,6 +32,57 @@ pub struct WrappedKek {
     pub wrapped: Vec<u8>,
 }
 
+/// A value sealed directly under the master key (not under a collection key): a master-key
+/// rotation must re-seal every one of them, or it would become unreadable with the old key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SealedKind {
+    /// `users.totp_secret`, keyed by the user id (UUID text).
+    TotpSecret,
+    /// `break_glass_grants.reason`.
+    GrantReason,
+    /// `export_requests.spec`.
+    ExportSpec,
+    /// `export_requests.secret` (the file password).
+    ExportSecret,
+}
+
+impl SealedKind {
+    pub const ALL: [SealedKind; 4] =
+        [SealedKind::TotpSecret, SealedKind::GrantReason, SealedKind::ExportSpec, SealedKind::ExportSecret];
+
+    /// The table and column that hold it; the same in both backends.
+    pub fn table_column(self) -> (&'static str, &'static str) {
+        match self {
+            SealedKind::TotpSecret => ("users", "totp_secret"),
+            SealedKind::GrantReason => ("break_glass_grants", "reason"),
+            SealedKind::ExportSpec => ("export_requests", "spec"),
+            SealedKind::ExportSecret => ("export_requests", "secret"),
+        }
+    }
+}
+
+/// One master-sealed value and the row it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedValue {
+    pub kind: SealedKind,
+    pub id: String,
+    pub sealed: Vec<u8>,
+}
+
+/// Everything a master-key rotation rewrites, in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct MasterRewrap {
+    /// Every KEK of every collection, wrapped under the new master key.
+    pub keks: Vec<(i64, WrappedKek)>,
+    /// Every collection's index key, wrapped under the new master key.
+    pub index_keys: Vec<(i64, Vec<u8>)>,
+    /// Every master-sealed value: as read (the store refuses the rotation if it changed
+    /// meanwhile) and re-sealed under the new key.
+    pub sealed: Vec<(SealedValue, Vec<u8>)>,
+    /// The new key check.
+    pub key_check: Vec<u8>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubjectKeyRow {
     pub subject: String,
@@ -484,4 +535,29 @@ pub struct LedgerRow {
     pub user_id: Option<UserId>,
     pub rows: u64,
     pub detail: String,
+}
+
+/// A committed change that caches above the store must follow (see [`crate::Store::changes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A policy version was proposed, approved or rejected: the active one may differ.
+    Policy,
+    /// A collection, its schema, its KEKs or its index key changed.
+    Collections,
+    /// The master key was rotated (the key check changed).
+    MasterKey,
+    /// Notifications may have been missed (the listener reconnected): assume anything changed.
+    Everything,
+}
+
+impl Change {
+    /// The name the PostgreSQL triggers send.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "policy" => Some(Change::Policy),
+            "collections" => Some(Change::Collections),
+            "master_key" => Some(Change::MasterKey),
+            _ => None,
+        }
+    }
 }

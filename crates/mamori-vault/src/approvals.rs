@@ -130,7 +130,7 @@ impl std::fmt::Debug for GrantInfo {
     }
 }
 
-fn grant_aad(id: &str) -> Vec<u8> {
+pub(crate) fn grant_aad(id: &str) -> Vec<u8> {
     format!("mamori/v1/break-glass\0{id}").into_bytes()
 }
 
@@ -308,7 +308,7 @@ impl Vault {
     }
 
     fn grant_info(&self, g: GrantRow, login: String) -> Result<GrantInfo> {
-        let reason = self.master.open_secret(&g.reason, &grant_aad(&g.id))?;
+        let reason = self.master().open_secret(&g.reason, &grant_aad(&g.id))?;
         let now = self.clock.now();
         Ok(GrantInfo {
             active: g.status == State::Approved && g.expires_at.is_some_and(|t| t > now),
@@ -353,7 +353,7 @@ impl Vault {
         let id = uuid::Uuid::now_v7().to_string();
         let now = self.clock.now();
         let row = GrantRow {
-            reason: self.master.seal_secret(reason.as_bytes(), &grant_aad(&id)),
+            reason: self.master().seal_secret(reason.as_bytes(), &grant_aad(&id)),
             id,
             user_id: user,
             collection: state.row.name.clone(),

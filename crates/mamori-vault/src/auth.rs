@@ -279,7 +279,7 @@ fn valid_login(login: &str) -> bool {
         && login.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn totp_aad(user: &UserId) -> Vec<u8> {
+pub(crate) fn totp_aad(user: &UserId) -> Vec<u8> {
     format!("mamori/v1/totp\0{user}").into_bytes()
 }
 
@@ -776,7 +776,7 @@ impl Vault {
     ) -> Result<std::result::Result<(), &'static str>> {
         match second_factor(code) {
             SecondFactor::Totp(digits) => {
-                let secret = self.master.open_secret(wrapped, &totp_aad(&user.id))?;
+                let secret = self.master().open_secret(wrapped, &totp_aad(&user.id))?;
                 let secret = TotpSecret::from_bytes(&secret)?;
                 let Some(step) = secret.verify(&digits, now.unix_timestamp().max(0) as u64, user.totp_last_step) else {
                     return Ok(Err("wrong or reused one-time code"));
@@ -919,7 +919,7 @@ impl Vault {
         let id = p.user_id.ok_or(VaultError::Forbidden)?;
         let secret = TotpSecret::generate();
         let issued = self.clock.now().unix_timestamp();
-        let sealed = self.master.seal_secret(secret.expose_bytes(), &enrolment_aad(&id, issued));
+        let sealed = self.master().seal_secret(secret.expose_bytes(), &enrolment_aad(&id, issued));
         self.audit.record(vec![self.event(p, "auth.mfa_enrolment_start", Outcome::Success)]).await?;
         Ok(TotpEnrolment {
             secret_base32: secret.as_base32(),
@@ -947,7 +947,7 @@ impl Vault {
             return Err(bad());
         }
         let sealed = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| bad())?;
-        let secret = self.master.open_secret(&sealed, &enrolment_aad(&id, issued)).map_err(|_| bad())?;
+        let secret = self.master().open_secret(&sealed, &enrolment_aad(&id, issued)).map_err(|_| bad())?;
         let secret = TotpSecret::from_bytes(&secret)?;
         let SecondFactor::Totp(digits) = second_factor(code) else {
             return Err(VaultError::Invalid("enter the 6-digit code the authenticator shows".into()));
@@ -959,7 +959,7 @@ impl Vault {
             return Err(VaultError::Invalid("the code does not match; check the device's clock and try again".into()));
         };
         let codes = RecoveryCodes::generate(mamori_crypto::RECOVERY_CODE_COUNT);
-        let wrapped = self.master.seal_secret(secret.expose_bytes(), &totp_aad(&id));
+        let wrapped = self.master().seal_secret(secret.expose_bytes(), &totp_aad(&id));
         self.store.set_totp(&id, Some(&wrapped), codes.hashes()).await?;
         self.store.advance_totp_step(&id, step).await?;
         self.store.delete_user_sessions(&id).await?;

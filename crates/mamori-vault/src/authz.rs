@@ -158,18 +158,14 @@ fn source_ip(source: Option<&str>) -> IpAddr {
 }
 
 impl Vault {
-    /// The policies in force, refreshed from the store every `policy_refresh`.
+    /// The policies in force. Every `policy_refresh` the store is polled for changes made
+    /// by other processes (see `changes.rs`): the active version and the master key.
     pub(crate) async fn policy_engine(&self) -> Result<Arc<PolicyEngine>> {
-        let current = self.policies.current();
-        if self.policies.due(self.config.authz.policy_refresh)
-            && let Some(active) = self.store.active_policy_version().await?
-            && active.version != current.version()
-        {
-            let engine = compile(&active)?;
-            self.policies.install(engine.clone());
-            return Ok(engine);
+        if self.policies.due(self.config.authz.policy_refresh) {
+            self.follow_master_key().await?;
+            self.follow_policies().await?;
         }
-        Ok(current)
+        Ok(self.policies.current())
     }
 
     pub(crate) fn policy_principal(&self, p: &Principal) -> mamori_policy::Principal {

@@ -8,7 +8,7 @@ use mamori_core::access::Action;
 use mamori_core::audit::Outcome;
 use mamori_core::schema::CollectionSchema;
 use mamori_crypto::{BlindIndexer, DataKey, FieldIndexer, IndexKey, Kek, MasterKey};
-use mamori_store::{CollectionRow, NewCollection, SubjectKeyRow, WrappedKek};
+use mamori_store::{CollectionRow, MasterRewrap, NewCollection, SealedKind, SealedValue, SubjectKeyRow, WrappedKek};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -106,6 +106,8 @@ pub struct CollectionInfo {
 pub struct RotationReport {
     pub collections: u64,
     pub subject_keys_rewrapped: u64,
+    /// Values sealed directly under the master key (TOTP secrets, …) re-sealed under the new one.
+    pub secrets_resealed: u64,
     pub master_key_rotated: bool,
 }
 
@@ -137,11 +139,15 @@ impl Vault {
     }
 
     /// Unwraps every key of every collection: proof that the current master key opens all of
-    /// the data (run after a master-key rotation). Returns the number of collections.
+    /// the data (run after a master-key rotation), and opens every master-sealed secret.
+    /// Returns the number of collections.
     pub async fn verify_keys(&self) -> Result<u64> {
         let rows = self.store.list_collections().await?;
         for row in &rows {
             self.reload_collection(&row.name).await?;
+        }
+        for value in self.store.list_master_sealed().await? {
+            self.master().open_secret(&value.sealed, &sealed_aad(&value)?)?;
         }
         Ok(rows.len() as u64)
     }
@@ -149,6 +155,15 @@ impl Vault {
     /// Reloads after a change made elsewhere (another process rotated keys or evolved the
     /// schema) is detected by a missing version.
     pub(crate) async fn reload_collection(&self, name: &str) -> Result<Arc<CollectionState>> {
+        match self.load_collection(name).await {
+            // Keys that no longer open may mean another process rotated the master key and
+            // this one has not heard yet: follow it (or fail closed) and try once more.
+            Err(VaultError::Integrity(_)) if self.follow_master_key().await.is_ok() => self.load_collection(name).await,
+            other => other,
+        }
+    }
+
+    async fn load_collection(&self, name: &str) -> Result<Arc<CollectionState>> {
         let checked = std::time::Instant::now();
         let row = self.store.get_collection(name).await?.ok_or(VaultError::NotFound("collection"))?;
         let mut schemas = BTreeMap::new();
@@ -163,11 +178,11 @@ impl Vault {
         }
         let mut keks = HashMap::new();
         for k in self.store.get_keks(row.id).await? {
-            let secret = self.master.unwrap_key(&k.wrapped, &kek_aad(&row.name, k.version))?;
+            let secret = self.master().unwrap_key(&k.wrapped, &kek_aad(&row.name, k.version))?;
             keks.insert(k.version, Kek::from_secret(secret));
         }
         let index_key =
-            IndexKey::from_secret(self.master.unwrap_key(&row.wrapped_index_key, &index_key_aad(&row.name))?);
+            IndexKey::from_secret(self.master().unwrap_key(&row.wrapped_index_key, &index_key_aad(&row.name))?);
         let indexer = BlindIndexer::new(index_key);
         // Every field that was ever indexed keeps its indexer, so old records stay findable.
         let mut indexers = HashMap::new();
@@ -186,6 +201,10 @@ impl Vault {
         self.collections.write().unwrap_or_else(|e| e.into_inner()).remove(name);
     }
 
+    pub(crate) fn forget_collections(&self) {
+        self.collections.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     pub async fn create_collection(&self, p: &Principal, schema: &CollectionSchema) -> Result<CollectionInfo> {
         let name = schema.name.as_str();
         self.authorize(p, Action::CollectionManage, "collection.create", Some(name)).await?;
@@ -195,8 +214,8 @@ impl Vault {
         let new = NewCollection {
             name: name.to_owned(),
             schema_json: schema.to_json(),
-            kek: WrappedKek { version: 1, wrapped: self.master.wrap(kek.secret(), &kek_aad(name, 1)) },
-            wrapped_index_key: self.master.wrap(index_key.secret(), &index_key_aad(name)),
+            kek: WrappedKek { version: 1, wrapped: self.master().wrap(kek.secret(), &kek_aad(name, 1)) },
+            wrapped_index_key: self.master().wrap(index_key.secret(), &index_key_aad(name)),
             created_at: self.clock.now(),
         };
         let row = self.store.create_collection(&new).await?;
@@ -271,7 +290,7 @@ impl Vault {
             if !pending {
                 let next = row.kek_version + 1;
                 let kek = Kek::generate();
-                let wrapped = self.master.wrap(kek.secret(), &kek_aad(&name, next));
+                let wrapped = self.master().wrap(kek.secret(), &kek_aad(&name, next));
                 self.store.add_kek(row.id, &WrappedKek { version: next, wrapped }).await?;
             }
             let state = self.reload_collection(&name).await?;
@@ -314,17 +333,47 @@ impl Vault {
         for row in &rows {
             for k in self.store.get_keks(row.id).await? {
                 let aad = kek_aad(&row.name, k.version);
-                let secret = self.master.unwrap_key(&k.wrapped, &aad)?;
+                let secret = self.master().unwrap_key(&k.wrapped, &aad)?;
                 keks.push((row.id, WrappedKek { version: k.version, wrapped: new.wrap(&secret, &aad) }));
             }
             let aad = index_key_aad(&row.name);
-            let secret = self.master.unwrap_key(&row.wrapped_index_key, &aad)?;
+            let secret = self.master().unwrap_key(&row.wrapped_index_key, &aad)?;
             index_keys.push((row.id, new.wrap(&secret, &aad)));
         }
-        self.store.rewrap_master(&keks, &index_keys, &new.key_check()).await?;
+        // Secrets sealed directly under the master key (TOTP secrets, break-glass reasons,
+        // export requests and passwords) move with it, or they would be lost with the old key.
+        let mut sealed = Vec::new();
+        for value in self.store.list_master_sealed().await? {
+            let aad = sealed_aad(&value)?;
+            let plain = self.master().open_secret(&value.sealed, &aad)?;
+            let resealed = new.seal_secret(&plain, &aad);
+            sealed.push((value, resealed));
+        }
+        let secrets = sealed.len() as u64;
+        let key_check = new.key_check();
+        self.store.rewrap_master(&MasterRewrap { keks, index_keys, sealed, key_check }).await?;
+        self.use_master_key(new_master);
         let mut e = self.event(p, "keys.rotate_master", Outcome::Success);
         e.rows = Some(rows.len() as u64);
+        e.reason = Some(format!("{secrets} sealed secrets re-sealed"));
         self.audit.record(vec![e]).await?;
-        Ok(RotationReport { collections: rows.len() as u64, subject_keys_rewrapped: 0, master_key_rotated: true })
+        Ok(RotationReport {
+            collections: rows.len() as u64,
+            subject_keys_rewrapped: 0,
+            secrets_resealed: secrets,
+            master_key_rotated: true,
+        })
     }
+}
+
+/// The associated data each master-sealed value was sealed with, by where it is kept.
+fn sealed_aad(value: &SealedValue) -> Result<Vec<u8>> {
+    Ok(match value.kind {
+        SealedKind::TotpSecret => crate::auth::totp_aad(
+            &value.id.parse().map_err(|_| VaultError::Integrity("a TOTP secret of a malformed user id".into()))?,
+        ),
+        SealedKind::GrantReason => crate::approvals::grant_aad(&value.id),
+        SealedKind::ExportSpec => crate::takeout::requests::spec_aad(&value.id),
+        SealedKind::ExportSecret => crate::takeout::requests::secret_aad(&value.id),
+    })
 }

@@ -16,6 +16,7 @@ mod approvals;
 mod audit;
 mod auth;
 mod authz;
+mod changes;
 mod codec;
 mod erase;
 mod error;
@@ -37,6 +38,7 @@ pub use audit::{
 };
 pub use auth::{AuthPolicy, LoginOutcome, NewUser, ProfileChange, TotpEnrolment, UserSummary};
 pub use authz::{AuthzSettings, BUILTIN_PROPOSER};
+pub use changes::MasterKeySource;
 pub use erase::ErasureCertificate;
 pub use error::{Result, RowError, VaultError};
 pub use import::{CsvSource, ImportProgress, ImportReport, MemorySource, ProgressFn};
@@ -57,7 +59,7 @@ use mamori_core::audit::{AuditEvent, Outcome};
 use mamori_core::clock::Clock;
 use mamori_core::ids::UserId;
 use mamori_core::schema::Tier;
-use mamori_crypto::{KeyWrapper, MasterKey, PasswordHasher};
+use mamori_crypto::{MasterKey, PasswordHasher};
 use mamori_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -156,7 +158,7 @@ impl Principal {
 
 pub struct Vault {
     store: Arc<dyn Store>,
-    master: KeyWrapper,
+    master: changes::MasterKeys,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
     hasher: Arc<PasswordHasher>,
@@ -209,9 +211,9 @@ impl Vault {
         }
         let policies = authz::PolicyCache::new(authz::load_active(&*store, clock.now()).await?);
         let audit = AuditLog::start_with(store.clone(), clock.clone(), &config.audit);
-        Ok(Arc::new(Self {
+        let vault = Arc::new(Self {
             store,
-            master: wrapper,
+            master: changes::MasterKeys::new(master),
             clock,
             audit,
             hasher: Arc::new(PasswordHasher::new()),
@@ -219,7 +221,9 @@ impl Vault {
             config,
             collections: RwLock::new(HashMap::new()),
             policies,
-        }))
+        });
+        changes::watch(&vault);
+        Ok(vault)
     }
 
     /// The vault's clock reading (the time every decision and event uses).

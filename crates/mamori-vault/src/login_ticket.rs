@@ -73,7 +73,7 @@ impl Vault {
                 }
                 let issued = self.clock.now().unix_timestamp();
                 let sealed =
-                    self.master.seal_secret(user.id.as_uuid().as_bytes(), &ticket_aad(issued, source.as_deref()));
+                    self.master().seal_secret(user.id.as_uuid().as_bytes(), &ticket_aad(issued, source.as_deref()));
                 Ok(LoginStep::SecondFactor(LoginTicket(format!("{issued}.{}", URL_SAFE_NO_PAD.encode(sealed)))))
             }
             Err(e) => Err(e),
@@ -108,7 +108,7 @@ impl Vault {
             return None;
         }
         let sealed = URL_SAFE_NO_PAD.decode(sealed).ok()?;
-        let id = self.master.open_secret(&sealed, &ticket_aad(issued, source)).ok()?;
+        let id = self.master().open_secret(&sealed, &ticket_aad(issued, source)).ok()?;
         let id = uuid::Uuid::from_slice(id.as_ref()).ok()?;
         Some(UserId::from_uuid(id))
     }

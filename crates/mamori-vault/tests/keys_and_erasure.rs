@@ -4,8 +4,10 @@ mod common;
 
 use common::*;
 use mamori_core::access::Role;
+use mamori_core::clock::{Clock as _, SystemClock};
 use mamori_core::ids::SubjectId;
-use mamori_vault::{VaultError, View};
+use mamori_crypto::{SecretString, TotpSecret};
+use mamori_vault::{ExportFilter, ExportFormat, ExportRequest, NewUser, Protection, VaultError, View};
 
 #[tokio::test]
 async fn kek_rotation_keeps_data_readable_and_destroys_old_kek() {
@@ -41,6 +43,74 @@ async fn master_rotation_switches_keys() {
     let p = mamori_synth::Generator::new(4).nth(5).unwrap();
     let hits = vault.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap();
     assert_eq!(hits[0].fields["name"], p.name);
+}
+
+/// Everything sealed directly under the master key moves with it: a TOTP secret (the
+/// administrator still logs in with their authenticator), a break-glass reason, an export
+/// request and its file password (002-T-6-d, 001-20-rule-2-5).
+#[tokio::test]
+async fn master_rotation_carries_every_sealed_secret() {
+    let f = Fixture::new().await;
+    let department =
+        |login: &str, role| NewUser { department: Some("sales".into()), ..NewUser::new(login, login, role) };
+    let requester = f.user_with(department("mgr-a", Role::Manager)).await.0;
+    let approver = f.user_with(department("mgr-b", Role::Manager)).await.0;
+    let (ops, ops2) = (f.user("ops1", Role::SystemAdmin).await.0, f.user("ops2", Role::SystemAdmin).await.0);
+    let record =
+        [("name", "試験 太郎"), ("birth_date", "1985-06-15"), ("phone", "090-1111-2222"), ("email", "t@example.jp")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    f.vault.create_record(&requester, "customers", None, &record).await.unwrap();
+
+    // A TOTP secret, enrolled through the real path.
+    let password = f.vault.generate_password();
+    let admin = NewUser {
+        password: Some(password.clone()),
+        must_change_password: false,
+        ..NewUser::new("admin1", "管理者", Role::SystemAdmin)
+    };
+    f.vault.create_user(&f.admin, admin).await.unwrap();
+    let setup = f.vault.login("admin1", &password, None).await.unwrap();
+    let me = f.vault.authenticate(&setup.token, None).await.unwrap();
+    let enrolment = f.vault.begin_totp_enrolment(&me).await.unwrap();
+    let secret = TotpSecret::from_base32(enrolment.secret_base32.expose()).unwrap();
+    let now = SystemClock.now().unix_timestamp() as u64;
+    let code = SecretString::new(secret.current_code(now));
+    f.vault.confirm_totp_enrolment(&me, &enrolment.enrolment, &code).await.unwrap();
+
+    // A break-glass reason and an approved export with its password.
+    let reason = "障害調査のため顧客記録を確認";
+    let grant = f.vault.request_break_glass(&ops, "customers", 60, reason).await.unwrap();
+    let request = ExportRequest {
+        collection: "customers".into(),
+        fields: vec!["name".into()],
+        filter: ExportFilter::All,
+        purpose: "契約内容の確認".into(),
+        recipient: "委託先 印刷会社".into(),
+        due_date: None,
+        format: ExportFormat::Xlsx,
+        protection: Protection::Password,
+    };
+    let export = f.vault.request_export(&requester, &request).await.unwrap();
+    f.vault.decide_export(&approver, &export.id, true, false).await.unwrap();
+    let file_password = f.vault.export_password(&requester, &export.id).await.unwrap();
+
+    let new_master = mamori_crypto::MasterKey::generate();
+    let report = f.vault.rotate_master(&f.admin, &new_master).await.unwrap();
+    // Three TOTP secrets (admin1, and ops1 and ops2 enrolled by the fixture), the grant's
+    // reason, the export's request and its password.
+    assert_eq!(report.secrets_resealed, 6);
+    let vault = open(&f.dir, &new_master).await.unwrap();
+    assert_eq!(vault.verify_keys().await.unwrap(), 1);
+    // Under the new key: the authenticator still works, and every secret reads back.
+    let next = SecretString::new(secret.current_code(now + 30));
+    vault.login_with_code("admin1", &password, Some(&next), None).await.unwrap();
+    let approved = vault.decide_break_glass(&ops2, &grant.id, true).await.unwrap();
+    assert_eq!(approved.reason, reason);
+    let shown = vault.get_export(&requester, &export.id).await.unwrap();
+    assert_eq!((shown.purpose.as_str(), shown.recipient.as_deref()), ("契約内容の確認", Some("委託先 印刷会社")));
+    assert_eq!(vault.export_password(&requester, &export.id).await.unwrap(), file_password);
 }
 
 #[tokio::test]

@@ -143,5 +143,29 @@ pub async fn open_vault(settings: &Settings) -> anyhow::Result<Arc<Vault>> {
     };
     let mut config = settings.vault_config();
     config.audit.signing_key = Some(Arc::new(key));
-    Ok(Vault::open(store, &master, Arc::new(SystemClock), config).await?)
+    let vault = Vault::open(store, &master, Arc::new(SystemClock), config).await?;
+    if std::env::var_os("MAMORI_MASTER_KEY").is_none() {
+        vault.set_master_key_source(master_key_candidates(settings.master_key_path()));
+    }
+    Ok(vault)
+}
+
+/// Where a running process finds the master key after another one rotated it: the installed
+/// file, or — in the moment between the database switching and the file being renamed into
+/// place by `mamori keys rotate --master` — the staged `.new` file. Unreadable or loose
+/// files are skipped, as at start-up.
+fn master_key_candidates(path: std::path::PathBuf) -> mamori_vault::MasterKeySource {
+    Box::new(move || {
+        [path.clone(), staged_key_path(&path)]
+            .iter()
+            .filter(|p| check_private(p, "master key").is_ok())
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .filter_map(|text| MasterKey::parse(SecretString::new(text).expose()).ok())
+            .collect()
+    })
+}
+
+/// The new master key file `keys rotate --master` writes (and syncs) before the switch.
+pub fn staged_key_path(path: &Path) -> std::path::PathBuf {
+    path.with_extension("key.new")
 }

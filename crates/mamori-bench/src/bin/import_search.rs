@@ -16,12 +16,10 @@ use mamori_bench::{
     Latency, dir_size, durable_commit_latency, ms, open_plain, peak_rss_kib, plain_import, reset_peak_rss, rss_kib,
     write_csv,
 };
-use mamori_core::access::Role;
 use mamori_core::clock::SystemClock;
-use mamori_core::schema::CollectionSchema;
-use mamori_crypto::{MasterKey, SecretString};
+use mamori_crypto::MasterKey;
 use mamori_store_sqlite::SqliteStore;
-use mamori_vault::{ImportProgress, NewUser, Principal, ProgressFn, Vault, VaultConfig, VaultError, View};
+use mamori_vault::{ImportProgress, ProgressFn, Vault, VaultConfig, VaultError, View};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::collections::HashMap;
@@ -34,7 +32,6 @@ const SEED: u64 = 2026;
 /// Seed of the choice of people to look up.
 const PICK_SEED: u64 = 7;
 const WARM_UP: usize = 100;
-const PASSWORD: &str = "Correct-Horse-42-Staple";
 
 fn parse_count(arg: Option<&String>, default: usize) -> anyhow::Result<usize> {
     match arg {
@@ -78,19 +75,7 @@ async fn main() -> anyhow::Result<()> {
     let store = SqliteStore::open(vault_dir.join("mamori.db")).await?;
     let vault =
         Vault::open(Arc::new(store), &MasterKey::generate(), Arc::new(SystemClock), VaultConfig::default()).await?;
-    let operator = Principal::operator("bench");
-    vault.create_collection(&operator, &CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML)?).await?;
-    let new = NewUser {
-        login: "bench-manager".into(),
-        display_name: "Benchmark manager".into(),
-        role: Role::Manager,
-        password: Some(SecretString::new(PASSWORD.into())),
-        must_change_password: false,
-        ..Default::default()
-    };
-    vault.create_user(&operator, new).await?;
-    let session = vault.login("bench-manager", &SecretString::new(PASSWORD.into()), None).await?;
-    let manager = vault.authenticate(&session.token, None).await?;
+    let manager = mamori_bench::customers_and_manager(&vault).await?;
 
     let progress: ProgressFn = Arc::new(|_: ImportProgress| {});
     let rss_before = rss_kib();

@@ -24,7 +24,7 @@
 
 mod download;
 mod ledger;
-mod requests;
+pub(crate) mod requests;
 
 pub use download::{ExportFile, OutFile};
 pub use ledger::{LedgerEntry, Settlement, TakeoutAlert};

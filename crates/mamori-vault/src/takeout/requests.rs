@@ -162,11 +162,11 @@ impl std::fmt::Debug for ExportInfo {
     }
 }
 
-fn spec_aad(id: &str) -> Vec<u8> {
+pub(crate) fn spec_aad(id: &str) -> Vec<u8> {
     format!("mamori/v1/export-spec\0{id}").into_bytes()
 }
 
-fn secret_aad(id: &str) -> Vec<u8> {
+pub(crate) fn secret_aad(id: &str) -> Vec<u8> {
     format!("mamori/v1/export-password\0{id}").into_bytes()
 }
 
@@ -180,7 +180,7 @@ fn text(what: &str, value: &str, max: usize) -> Result<String> {
 
 impl Vault {
     pub(super) fn open_spec(&self, row: &ExportRow) -> Result<ExportRequest> {
-        let json = self.master.open_secret(&row.spec, &spec_aad(&row.id))?;
+        let json = self.master().open_secret(&row.spec, &spec_aad(&row.id))?;
         serde_json::from_slice(&json).map_err(|_| VaultError::Integrity("export request".into()))
     }
 
@@ -338,7 +338,7 @@ impl Vault {
         let id = uuid::Uuid::now_v7().to_string();
         let json = Zeroizing::new(serde_json::to_vec(&spec).map_err(|e| VaultError::Internal(e.to_string()))?);
         let row = ExportRow {
-            spec: self.master.seal_secret(&json, &spec_aad(&id)),
+            spec: self.master().seal_secret(&json, &spec_aad(&id)),
             id,
             user_id: user,
             requested_by: p.actor(),
@@ -420,7 +420,7 @@ impl Vault {
         let (to, until, secret) = if approve {
             let secret = (spec.protection == Protection::Password).then(|| {
                 let password = mamori_export::generate_password();
-                self.master.seal_secret(password.expose().as_bytes(), &secret_aad(id))
+                self.master().seal_secret(password.expose().as_bytes(), &secret_aad(id))
             });
             (ExportStatus::Approved, Some(now + time::Duration::hours(limits.download_window_hours.into())), secret)
         } else {
@@ -549,7 +549,7 @@ impl Vault {
     /// The file password sealed on approval.
     pub(super) fn unseal_password(&self, row: &ExportRow) -> Result<Zeroizing<String>> {
         let sealed = row.secret.as_ref().ok_or_else(|| VaultError::Integrity("export password missing".into()))?;
-        let plain = self.master.open_secret(sealed, &secret_aad(&row.id))?;
+        let plain = self.master().open_secret(sealed, &secret_aad(&row.id))?;
         Ok(Zeroizing::new(
             String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Integrity("export password".into()))?,
         ))

@@ -29,8 +29,19 @@ impl Fixture {
     /// A fixture with its own configuration (audit signing key, checkpoint file) and clock.
     pub async fn build(config: VaultConfig, clock: Arc<dyn Clock>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("mamori.db")).await.unwrap());
+        Self::build_on(dir, store, config, clock).await
+    }
+
+    /// A fixture on a store of the caller's (PostgreSQL, a second handle on a shared file).
+    pub async fn build_on(
+        dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        config: VaultConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let master = MasterKey::generate();
-        let vault = open_with(&dir, &master, clock, config).await.unwrap();
+        let vault = Vault::open(store, &master, clock, config).await.unwrap();
         let fixture = Self { dir, master, vault, admin: Principal::operator("test") };
         let schema = CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML).unwrap();
         fixture.vault.create_collection(&fixture.admin, &schema).await.unwrap();

@@ -71,16 +71,17 @@ pub async fn keys(settings: &Settings, command: KeysCommand, json: bool) -> anyh
     let report = vault.rotate_keks(&op, &|n| bar.set_message(format!("{n} data keys re-wrapped"))).await?;
     bar.finish_and_clear();
     let mut master_rotated = false;
+    let mut secrets_resealed = 0;
     if master {
         anyhow::ensure!(
             std::env::var("MAMORI_MASTER_KEY").is_err(),
             "the master key comes from MAMORI_MASTER_KEY; rotate it where it is managed, not here"
         );
         let path = settings.master_key_path();
-        let staged = path.with_extension("key.new");
+        let staged = crate::open::staged_key_path(&path);
         let new_master = MasterKey::generate();
         write_key_file(&staged, &new_master)?;
-        vault.rotate_master(&op, &new_master).await?;
+        secrets_resealed = vault.rotate_master(&op, &new_master).await?.secrets_resealed;
         std::fs::rename(&staged, &path).context("installing the new master key file")?;
         if let Some(dir) = path.parent() {
             // Make the rename itself durable before anyone relies on it.
@@ -92,16 +93,22 @@ pub async fn keys(settings: &Settings, command: KeysCommand, json: bool) -> anyh
         master_rotated = true;
     }
     if json {
-        output::json(
-            &serde_json::json!({"collections": report.collections, "subject_keys_rewrapped": report.subject_keys_rewrapped, "master_key_rotated": master_rotated}),
-        )?;
+        output::json(&serde_json::json!({
+            "collections": report.collections,
+            "subject_keys_rewrapped": report.subject_keys_rewrapped,
+            "secrets_resealed": secrets_resealed,
+            "master_key_rotated": master_rotated,
+        }))?;
     } else {
         println!(
             "rotated the key-encryption keys of {} collection(s); {} data keys re-wrapped",
             report.collections, report.subject_keys_rewrapped
         );
         if master_rotated {
-            println!("master key replaced: {} (back up the new file now)", settings.master_key_path().display());
+            println!(
+                "master key replaced: {} ({secrets_resealed} sealed secrets moved to it; back up the new file now)",
+                settings.master_key_path().display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
         api::create_record, api::get_record, api::update_record, api::delete_record, api::search,
         api::erase_subject, api::list_erasure_certificates,
         api::list_users, api::create_user, api::disable_user, api::enable_user, api::activate_user,
-        api::update_user, api::unlock_user, api::reset_mfa,
+        api::update_user, api::unlock_user, api::reset_mfa, api::sync_users,
         api::verify_audit, api::query_audit, api::review_audit,
         api::list_policies, api::get_policy, api::propose_policy, api::approve_policy, api::reject_policy,
         api::dry_run_policy, api::request_break_glass, api::list_break_glass, api::decide_break_glass,

@@ -450,3 +450,41 @@ fn export_workflow_over_http() {
     let (status, _, _) = download(&s, &format!("/api/v1/exports/{id}/download"), &manager);
     assert_eq!(status, 409, "closed");
 }
+
+/// `POST /api/v1/users/sync` (issue 4 lifecycle; 000-8-access-2): a bad roster is refused
+/// with line numbers; without `apply=true` nothing changes; with it, a leaver's token is
+/// refused at once and a joiner who reads no content gets a one-time password.
+#[test]
+fn hr_roster_sync_over_http() {
+    let s = TestServer::start();
+    let admin = s.login("admin");
+    let staff = s.login("staff");
+    let (status, _, users) = s.call("GET", "/api/v1/users", Some(&admin), None);
+    assert_eq!(status, 200);
+    let mut csv = String::from("login,name,role,status\n");
+    for u in users.as_array().unwrap() {
+        let login = u["login"].as_str().unwrap();
+        let status = if login == "staff" { "退職" } else { "在職" };
+        csv.push_str(&format!("{login},{},,{status}\n", u["display_name"].as_str().unwrap()));
+    }
+    csv.push_str("auditor2,監査 二郎,auditor,在職\n");
+
+    let (status, _, body) = s.call("POST", "/api/v1/users/sync", Some(&admin), Some("login,name\nBAD LOGIN,x\n"));
+    assert_eq!((status, problem_type(&body)), (422, "urn:mamori:problem:import-rejected"), "{body}");
+    assert_eq!(body["errors"][0]["line"], 2);
+    let (status, _, body) = s.call("POST", "/api/v1/users/sync", Some(&staff), Some(&csv));
+    assert_eq!(status, 403, "{body}");
+
+    let (status, _, plan) = s.call("POST", "/api/v1/users/sync", Some(&admin), Some(&csv));
+    assert_eq!(status, 200, "{plan}");
+    let changes = plan["plan"]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{plan}");
+    assert!(changes.iter().any(|c| c["change"] == "disable" && c["login"] == "staff"));
+    assert!(changes.iter().any(|c| c["change"] == "create" && c["login"] == "auditor2"));
+    assert_eq!(s.call("GET", "/api/v1/collections", Some(&staff), None).0, 200, "the plan changed nothing");
+
+    let (status, _, report) = s.call("POST", "/api/v1/users/sync?apply=true", Some(&admin), Some(&csv));
+    assert_eq!(status, 200, "{report}");
+    assert!(report["one_time_passwords"]["auditor2"].as_str().is_some_and(|p| p.len() == 16), "{report}");
+    assert_eq!(s.call("GET", "/api/v1/collections", Some(&staff), None).0, 401, "the leaver is out at once");
+}

@@ -274,7 +274,7 @@ pub(crate) fn summary(u: UserRow, now: OffsetDateTime) -> Result<UserSummary> {
     })
 }
 
-fn valid_login(login: &str) -> bool {
+pub(crate) fn valid_login(login: &str) -> bool {
     (3..=64).contains(&login.len())
         && login.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
 }
@@ -989,7 +989,7 @@ impl Setup {
     }
 }
 
-fn valid_display_name(name: &str) -> Result<String> {
+pub(crate) fn valid_display_name(name: &str) -> Result<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(VaultError::Invalid("display name must have 1 to 100 characters".into()));
@@ -997,7 +997,7 @@ fn valid_display_name(name: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
-fn clean_optional(value: Option<String>) -> Result<Option<String>> {
+pub(crate) fn clean_optional(value: Option<String>) -> Result<Option<String>> {
     match value.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) if v.chars().count() > 100 || v.chars().any(char::is_control) => {

@@ -26,6 +26,7 @@ mod login_ticket;
 mod menu;
 mod migrate;
 mod records;
+mod roster;
 mod sessions;
 mod takeout;
 
@@ -48,6 +49,9 @@ pub use login_ticket::{LoginStep, LoginTicket, TICKET_LIFETIME};
 pub use menu::Capabilities;
 pub use migrate::check_master_key;
 pub use records::{RecordView, TakeOut, View};
+pub use roster::{
+    Employment, FieldChange, HrRecord, MAX_ROSTER_ROWS, SyncChange, SyncPlan, SyncReport, parse_hr_roster,
+};
 pub use sessions::SessionInfo;
 pub use takeout::{
     ExportFile, ExportFilter, ExportFormat, ExportInfo, ExportRequest, LedgerEntry, OutFile, Protection, Settlement,

@@ -379,6 +379,15 @@ pub enum UsersCommand {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Reconcile the accounts with an HR roster (CSV with a header: `login`, `name`, and
+    /// optionally `department`, `title`, `role`, `status` = active/在職, leave/休職, left/退職).
+    /// Shows the changes; `--apply` makes them. Accounts missing from the file are disabled
+    /// (not vendor accounts); disabled accounts are never re-enabled by it.
+    Sync {
+        file: PathBuf,
+        #[arg(long)]
+        apply: bool,
+    },
     Disable {
         login: String,
     },

@@ -40,3 +40,25 @@ pub fn timestamp(t: OffsetDateTime) -> String {
 pub fn maybe_timestamp(t: Option<OffsetDateTime>) -> String {
     t.map(timestamp).unwrap_or_default()
 }
+
+/// A file refused as a whole (an import, an HR roster): every problem with its line, on
+/// stderr, or as JSON on stdout; the exit status says it failed.
+pub fn rejected(
+    what: &str,
+    errors: &[mamori_vault::RowError],
+    truncated: bool,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    if json {
+        self::json(&serde_json::json!({"rejected": true, "errors": errors, "truncated": truncated}))?;
+    } else {
+        eprintln!("{what} rejected; nothing was written:");
+        for e in errors {
+            eprintln!("  {e}");
+        }
+        if truncated {
+            eprintln!("  … more problems not shown");
+        }
+    }
+    Ok(std::process::ExitCode::FAILURE)
+}

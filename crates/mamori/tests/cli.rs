@@ -706,3 +706,89 @@ fn split_export_from_the_command_line() {
         .env("MAMORI_PASSWORD", PASSWORD)));
     assert_eq!(disposed["status"], "closed");
 }
+
+/// `mamori keys rotate --master` while a server runs on the same SQLite file: the server
+/// follows the new key (it polls the key check and reads the key file again), a record keeps
+/// reading, and the administrator's second factor — sealed under the old key — still works
+/// (002-T-6-d key management, 004-V-2-5 MFA for administrators).
+#[test]
+fn master_key_rotation_while_serving_keeps_data_and_second_factors() {
+    let (dir, _) = installation();
+    let d = dir.path();
+    std::fs::write(d.join("mamori.toml"), "[authz]\npolicy_refresh_seconds = 1\n").unwrap();
+    let mut admin = system_admin(d, "sysadmin1");
+    let mut server = mamori(d)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut server);
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let login = serde_json::json!({"login": "mgr", "password": PASSWORD});
+    let token: Value = ureq::post(&format!("{url}/api/v1/auth/login")).send_json(login).unwrap().into_json().unwrap();
+    let auth = format!("Bearer {}", token["token"].as_str().unwrap());
+    let records = format!("{url}/api/v1/collections/customers/records");
+    let body = serde_json::json!({"fields": {"name": "試験 太郎", "email": "rotate@example.jp"}});
+    let created: Value = ureq::post(&records).set("authorization", &auth).send_json(body).unwrap().into_json().unwrap();
+    let record = format!("{records}/{}?view=full", created["id"].as_str().unwrap());
+
+    let old_key = std::fs::read_to_string(d.join("data/master.key")).unwrap();
+    let rotated = json(ok(mamori(d).args(["--json", "keys", "rotate", "--master"])));
+    assert_eq!(rotated["master_key_rotated"], true, "{rotated}");
+    assert_eq!(rotated["secrets_resealed"], 1, "the administrator's TOTP secret: {rotated}");
+    assert_ne!(std::fs::read_to_string(d.join("data/master.key")).unwrap(), old_key);
+    assert!(!d.join("data/master.key.new").exists(), "the staged file was installed");
+
+    // Past the server's poll interval and its collection-key cache window.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let read: Value = ureq::get(&record).set("authorization", &auth).call().unwrap().into_json().unwrap();
+    assert_eq!(read["fields"]["email"], "rotate@example.jp");
+    let listed = json(ok(admin.login(mamori(d).args(["--json", "policy", "list", "--login", "sysadmin1"]))));
+    assert!(!listed.as_array().unwrap().is_empty(), "TOTP login after the rotation: {listed}");
+
+    ok(Command::new("kill").args(["-TERM", &server.id().to_string()]));
+    assert!(server.wait().unwrap().success(), "a clean shutdown");
+    assert_eq!(json(ok(mamori(d).args(["--json", "audit", "verify"])))["ok"], true);
+}
+
+/// `mamori users sync` (issue 4 lifecycle; 000-8-access-2, 004-V-2-2): a bad file is refused
+/// with line numbers and changes nothing; the dry run shows the plan; `--apply` creates the
+/// joiner (with a one-time password), moves the mover and disables whoever is not listed.
+#[test]
+fn hr_roster_sync_from_the_command_line() {
+    let (dir, _) = installation();
+    let d = dir.path();
+    create_user(d, None, "leaver", "staff");
+    let bad = d.join("bad.csv");
+    std::fs::write(&bad, "login,name,status\nmgr,責任者,在職\nBAD,x,在職\njoiner,新人,retired\n").unwrap();
+    let refused = failure(mamori(d).args(["users", "sync"]).arg(&bad));
+    assert!(refused.contains("line 3, column `login`") && refused.contains("line 4, column `status`"), "{refused}");
+
+    let hr = d.join("hr.csv");
+    std::fs::write(&hr, "login,name,department,status\nadmin,管理者,情報システム部,在職\nmgr,責任者,経理部,在職\njoiner,新人 一郎,営業部,在職\n").unwrap();
+    let plan = json(ok(mamori(d).args(["--json", "users", "sync"]).arg(&hr)));
+    let changes: Vec<(String, String)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["change"].as_str().unwrap().to_owned(), c["login"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(changes.contains(&("create".into(), "joiner".into())), "{plan}");
+    assert!(changes.contains(&("disable".into(), "leaver".into())), "{plan}");
+    assert!(changes.contains(&("update".into(), "mgr".into())), "{plan}");
+    let table = ok(mamori(d).args(["users", "sync"]).arg(&hr));
+    assert!(table.contains("department: — → 経理部") && table.contains("dry run: nothing changed"), "{table}");
+    let users = || json(ok(mamori(d).args(["--json", "users", "list"])));
+    assert!(!users().as_array().unwrap().iter().any(|u| u["login"] == "joiner"), "the dry run changed nothing");
+
+    let report = json(ok(mamori(d).args(["--json", "users", "sync", "--apply"]).arg(&hr)));
+    assert!(report["one_time_passwords"]["joiner"].as_str().unwrap().len() >= 10, "{report}");
+    let after = users();
+    let user = |login: &str| after.as_array().unwrap().iter().find(|u| u["login"] == login).unwrap().clone();
+    assert_eq!(user("mgr")["department"], "経理部");
+    assert_eq!(user("leaver")["disabled"], true);
+    assert_eq!(user("joiner")["department"], "営業部");
+    let again = json(ok(mamori(d).args(["--json", "users", "sync"]).arg(&hr)));
+    assert_eq!(again["changes"].as_array().unwrap().len(), 0, "{again}");
+}

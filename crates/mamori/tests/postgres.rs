@@ -207,7 +207,8 @@ fn worker(servers: [String; 2], user: String, writes: usize) -> Acknowledged {
 }
 
 /// Issue 8: two `mamori serve` processes on one database share sessions, lockouts, account
-/// state and one gap-free audit chain, and lose no acknowledged write.
+/// state and one gap-free audit chain, follow a master-key rotation made by the CLI, and
+/// lose no acknowledged write.
 #[test]
 fn two_servers_on_one_database_behave_as_one() {
     let Some(db) = fresh_database("two_servers_on_one_database_behave_as_one") else { return };
@@ -265,6 +266,22 @@ fn two_servers_on_one_database_behave_as_one() {
     let (status, body) = call("POST", &format!("{}/api/v1/access-review/worker1", a.url), Some(&mgr), Some(revoke));
     assert!(status < 300, "{status} {body}");
     assert_eq!(call("GET", &collections, Some(&token), None).0, 401);
+
+    // The master key rotated by the CLI while both run: each follows at once (the
+    // notification, then the key file read again: the staged `.new` one or the installed
+    // one) and keeps reading and writing; nothing sealed under the old key is lost.
+    let rotated = json(ok(mamori_on(dir.path(), Some(&db)).args(["--json", "keys", "rotate", "--master"])));
+    assert_eq!(rotated["master_key_rotated"], true, "{rotated}");
+    std::thread::sleep(Duration::from_millis(1100)); // past the collection-key cache window
+    let (id, email, _) = &acknowledged[0];
+    for server in &servers {
+        let url = format!("{server}/api/v1/collections/customers/records/{id}?view=full");
+        let (status, record) = call("GET", &url, Some(&mgr), None);
+        assert_eq!(status, 200, "{record}");
+        assert_eq!(record["fields"]["email"], email.as_str());
+    }
+    let mut acknowledged = acknowledged;
+    acknowledged.extend(worker(servers.clone(), "worker2".into(), 2));
 
     a.stop();
     b.stop();

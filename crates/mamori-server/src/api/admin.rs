@@ -2,11 +2,11 @@ use super::{Body, Caller};
 use crate::AppState;
 use crate::problem::{ApiError, Problem};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use mamori_core::access::Role;
 use mamori_core::ids::SubjectId;
-use mamori_vault::{ErasureCertificate, NewUser, ProfileChange, UserSummary, VaultError};
+use mamori_vault::{ErasureCertificate, NewUser, ProfileChange, SyncReport, UserSummary, VaultError};
 use serde::{Deserialize, Serialize};
 
 /// Erases a data subject everywhere by destroying its data keys (crypto-shredding).
@@ -185,4 +185,34 @@ pub(crate) async fn reset_mfa(
 ) -> Result<StatusCode, ApiError> {
     state.vault.reset_mfa(&caller.principal, &login).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SyncQuery {
+    /// `true` makes the changes; otherwise only the plan is returned.
+    #[serde(default)]
+    apply: bool,
+}
+
+/// Reconciles the accounts with an HR roster sent as CSV (header: `login`, `name`, and
+/// optionally `department`, `title`, `role`, `status` = active/在職, leave/休職, left/退職).
+/// Without `apply=true` nothing changes and `plan` says what would. Accounts missing from the
+/// file are disabled (not vendor accounts); disabled ones are never re-enabled by it; new
+/// accounts that read personal data wait for a privacy officer's activation.
+#[utoipa::path(post, path = "/api/v1/users/sync", tag = "users", security(("bearer" = [])),
+    params(SyncQuery), request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = SyncReport), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn sync_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<SyncQuery>,
+    body: axum::body::Bytes,
+) -> Result<Json<SyncReport>, ApiError> {
+    let roster = mamori_vault::parse_hr_roster(&body[..])?;
+    if query.apply {
+        return Ok(Json(state.vault.apply_user_sync(&caller.principal, &roster).await?));
+    }
+    let plan = state.vault.plan_user_sync(&caller.principal, &roster).await?;
+    Ok(Json(SyncReport { plan, one_time_passwords: Default::default(), pending_activation: Vec::new() }))
 }

@@ -49,6 +49,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/subjects/{subject}", delete(erase_subject))
         .route("/api/v1/erasure-certificates", get(list_erasure_certificates))
         .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/sync", post(sync_users))
         .route("/api/v1/users/{login}/disable", post(disable_user))
         .route("/api/v1/users/{login}/enable", post(enable_user))
         .route("/api/v1/users/{login}/activate", post(activate_user))

@@ -231,6 +231,7 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
                 println!("updated `{}`", user.login);
             }
         }
+        UsersCommand::Sync { file, apply } => return sync_users(&vault, &op, &file, apply, json).await,
         UsersCommand::Disable { login } => {
             vault.set_user_disabled(&op, &login, true).await?;
             println!("disabled `{login}`; its sessions have ended");
@@ -283,4 +284,71 @@ fn end_of_local_day(date: &str, utc_offset_hours: i8) -> anyhow::Result<time::Of
     let offset = time::UtcOffset::from_hms(utc_offset_hours, 0, 0)?;
     let next = day.next_day().context("date out of range")?;
     Ok(next.midnight().assume_offset(offset))
+}
+
+/// `mamori users sync FILE [--apply]`: the plan as a table (or JSON), then, with `--apply`,
+/// the changes and the one-time passwords of the accounts created.
+async fn sync_users(
+    vault: &mamori_vault::Vault,
+    op: &mamori_vault::Principal,
+    file: &Path,
+    apply: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let input = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let roster = match mamori_vault::parse_hr_roster(std::io::BufReader::new(input)) {
+        Ok(roster) => roster,
+        Err(mamori_vault::VaultError::ImportRejected { errors, truncated }) => {
+            return output::rejected("HR roster", &errors, truncated, json);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !apply {
+        let plan = vault.plan_user_sync(op, &roster).await?;
+        if json {
+            output::json(&plan)?;
+        } else {
+            print_sync_plan(&plan);
+            println!("dry run: nothing changed; run again with --apply to make these changes");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = vault.apply_user_sync(op, &roster).await?;
+    if json {
+        output::json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_sync_plan(&report.plan);
+    for (login, password) in &report.one_time_passwords {
+        println!("one-time password for `{login}`: {} (hand it over in person; it must be changed)", password.expose());
+    }
+    for login in &report.pending_activation {
+        println!("`{login}` waits for a privacy officer: mamori users activate {login} --login <officer>");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_sync_plan(plan: &mamori_vault::SyncPlan) {
+    use mamori_vault::SyncChange;
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+    let rows: Vec<Vec<String>> = plan
+        .changes
+        .iter()
+        .map(|change| match change {
+            SyncChange::Create { login, name, department, title, role } => vec![
+                "create".into(),
+                login.clone(),
+                format!("{name} / {} / {} / {role}", show(department), show(title)),
+            ],
+            SyncChange::Update { login, fields } => {
+                let what: Vec<String> =
+                    fields.iter().map(|f| format!("{}: {} → {}", f.field, show(&f.from), show(&f.to))).collect();
+                vec!["update".into(), login.clone(), what.join("; ")]
+            }
+            SyncChange::Disable { login, reason } => vec!["disable".into(), login.clone(), reason.clone()],
+            SyncChange::Hold { login, reason } => vec!["hold".into(), login.clone(), reason.clone()],
+        })
+        .collect();
+    output::table(&["change", "login", "details"], &rows);
+    println!("{} change(s), {} account(s) unchanged", plan.changes.len(), plan.unchanged);
 }

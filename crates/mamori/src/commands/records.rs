@@ -58,20 +58,7 @@ pub async fn import(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(VaultError::ImportRejected { errors, truncated }) => {
-            if json {
-                output::json(&serde_json::json!({"rejected": true, "errors": errors, "truncated": truncated}))?;
-            } else {
-                eprintln!("import rejected; nothing was written:");
-                for e in &errors {
-                    eprintln!("  {e}");
-                }
-                if truncated {
-                    eprintln!("  … more problems not shown");
-                }
-            }
-            Ok(ExitCode::FAILURE)
-        }
+        Err(VaultError::ImportRejected { errors, truncated }) => output::rejected("import", &errors, truncated, json),
         Err(e) => Err(e.into()),
     }
 }

@@ -175,7 +175,7 @@ pub fn reset_peak_rss() -> bool {
 }
 
 /// Creates the synthetic `customers` collection in `vault` and a manager who may import
-/// into it, logged in through the real password path; returns the manager.
+/// into it and read it in full, logged in through the real password path; returns the manager.
 pub async fn customers_and_manager(vault: &mamori_vault::Vault) -> anyhow::Result<mamori_vault::Principal> {
     use mamori_crypto::SecretString;
     const PASSWORD: &str = "Correct-Horse-42-Staple";
@@ -188,6 +188,9 @@ pub async fn customers_and_manager(vault: &mamori_vault::Vault) -> anyhow::Resul
         role: mamori_core::access::Role::Manager,
         password: Some(SecretString::new(PASSWORD.into())),
         must_change_password: false,
+        // Full views need valid training and a signed pledge.
+        training_valid_until: Some(vault.now() + time::Duration::days(365)),
+        pledge_signed: true,
         ..Default::default()
     };
     vault.create_user(&operator, new).await?;

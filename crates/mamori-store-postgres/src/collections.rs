@@ -231,8 +231,9 @@ impl PostgresStore {
         let rows = query(
             &conn,
             "SELECT subject, kek_version, wrapped_dek FROM subject_keys
-             WHERE collection_id = $1 AND kek_version < $2 ORDER BY subject LIMIT $3",
-            &[&collection_id, &version(below)?, &db::limit(limit)],
+             WHERE collection_id = $1 AND kek_version < $2::int8 ORDER BY subject LIMIT $3",
+            // As BIGINT: `below` may be any u32, `u32::MAX` meaning "every key".
+            &[&collection_id, &i64::from(below), &db::limit(limit)],
         )
         .await?;
         rows.iter().map(subject_key_row).collect()

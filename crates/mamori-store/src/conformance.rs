@@ -133,6 +133,8 @@ pub async fn keys_and_rotation(store: Arc<dyn Store>) {
     assert_eq!(old.len(), 1);
     let all_old = store.subject_keys_below(c.id, 2, 100).await.unwrap();
     assert_eq!(all_old.len(), 2);
+    // Any u32 bound works: `u32::MAX` asks for every key (is the collection keyless?).
+    assert_eq!(store.subject_keys_below(c.id, u32::MAX, 100).await.unwrap().len(), 2);
     let rewrapped: Vec<(SubjectKeyRow, u32)> = all_old.iter().map(|k| (key(&k.subject, 2, 7), k.kek_version)).collect();
     assert_eq!(store.rewrap_subject_keys(c.id, &rewrapped).await.unwrap(), 2);
     // Compare-and-set: replaying the same rewrap changes nothing.

@@ -13,8 +13,9 @@
 //!   tuned (`s2k-mode=1, cipher-algo=aes256`), on a smaller number of rows (it is slow).
 //!
 //! Point read (sequential, one client, random existing rows): mamori `Vault::get_record` full
-//! view (authorised and durably audited), plain `SELECT … WHERE subject_id = $1`, and
-//! `pgp_sym_decrypt` of the 8 columns with the tuned options.
+//! view (authorised and durably audited), plain `SELECT … WHERE subject_id = $1`,
+//! `pgp_sym_decrypt` of the 8 columns with the tuned options, and — the floor under any read
+//! that must be audited durably before it answers — one committed single-row INSERT.
 //!
 //! Usage: `pg_import [ROWS] [READS] [PGCRYPTO_ROWS]` (defaults 100000, 2000, 2000), database
 //! from `MAMORI_BENCH_DATABASE_URL` or `MAMORI_TEST_DATABASE_URL`. Works in fresh schemas
@@ -231,6 +232,20 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
 
+    // The floor under any read that is audited durably before it answers: one small
+    // committed INSERT (the same server, `synchronous_commit` as configured).
+    base.batch_execute("CREATE TABLE commit_probe (n BIGINT)").await?;
+    let probe = base.prepare("INSERT INTO commit_probe VALUES ($1)").await?;
+    let numbers: Vec<String> = (0..reads).map(|n| n.to_string()).collect();
+    let commit_floor = timed_reads(&numbers, |n| {
+        let (base, stmt) = (&base, &probe);
+        async move {
+            base.execute(stmt, &[&n.parse::<i64>()?]).await?;
+            Ok(())
+        }
+    })
+    .await?;
+
     base.batch_execute(&format!("DROP SCHEMA {base_schema} CASCADE; DROP SCHEMA {mamori_schema} CASCADE")).await?;
 
     println!("### mamori on PostgreSQL: import of {rows} rows (pgcrypto paths: {crypto_rows} rows)");
@@ -265,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
         ("mamori `Vault::get_record`, full view, audited", &mamori_read),
         ("plain PostgreSQL `SELECT` by primary key", &plain_read),
         ("pgcrypto `pgp_sym_decrypt` of 8 columns (tuned)", &crypto_read),
+        ("floor of a durably audited read: one committed single-row INSERT", &commit_floor),
     ] {
         println!(
             "| {name} | {} | {} | {} | {:.0} | {:.3}× |",

@@ -706,3 +706,48 @@ fn split_export_from_the_command_line() {
         .env("MAMORI_PASSWORD", PASSWORD)));
     assert_eq!(disposed["status"], "closed");
 }
+
+#[test]
+fn status_reports_checkpoints_and_sinks_and_exits_by_health() {
+    let (dir, _) = installation();
+    let out = run(mamori(dir.path()).args(["--json", "status"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = json(String::from_utf8(out.stdout).unwrap());
+    assert_eq!(s["healthy"], true, "{s}");
+    assert_eq!(s["database"]["backend"], "sqlite");
+    assert!(s["database"]["size_bytes"].as_u64().unwrap() > 0);
+    let head = s["audit"]["head_seq"].as_u64().unwrap();
+    assert!(head > 3, "{s}");
+    assert!(s["audit"]["last_checkpoint_seq"].as_u64().unwrap() >= 1, "init signs its first batch: {s}");
+    assert!(s["audit"]["unsigned_events"].as_u64().unwrap() >= 1, "later commands are not signed yet: {s}");
+    assert_eq!(s["siem"], serde_json::json!([]));
+
+    // The unsigned events outlive twice a one-second checkpoint period, and a sink nobody
+    // forwards to (no server runs) lags beyond its alert time.
+    let config = dir.path().join("status.toml");
+    std::fs::write(
+        &config,
+        "[audit]\ncheckpoint_every_seconds = 1\n[audit.siem]\nalert_after_seconds = 1\n\
+         [audit.siem.syslog]\naddress = \"127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let out = run(mamori(dir.path()).arg("--config").arg(&config).args(["--json", "status"]));
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = json(String::from_utf8(out.stdout).unwrap());
+    assert_eq!((&s["healthy"], &s["audit"]["checkpoint_overdue"]), (&Value::Bool(false), &Value::Bool(true)), "{s}");
+    assert_eq!(s["audit"]["head_seq"].as_u64(), Some(head), "status records nothing");
+    let sink = &s["siem"][0];
+    assert_eq!(
+        (&sink["sink"], sink["lag"].as_u64(), &sink["healthy"]),
+        (&Value::from("syslog"), Some(head), &Value::Bool(false))
+    );
+    assert_eq!(s["problems"].as_array().unwrap().len(), 2, "{s}");
+    let text = run(mamori(dir.path()).arg("--config").arg(&config).arg("status"));
+    assert_eq!(text.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("NEEDS ATTENTION"));
+
+    // No installation: the status cannot be read.
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(run(mamori(empty.path()).arg("status")).status.code(), Some(1));
+}

@@ -231,16 +231,19 @@ async fn slow_syslog_receiver_does_not_slow_appends() {
         let mut head = 0;
         for i in 0..60 {
             let mut batch: Vec<AuditEvent> = (0..50).map(event).collect();
-            // Large events fill the socket buffers quickly.
+            // Large events: 24 MB in all, more than the socket buffers on both ends hold.
             for e in &mut batch {
-                e.note = Some(format!("{i}:{}", "x".repeat(2000)));
+                e.note = Some(format!("{i}:{}", "x".repeat(8000)));
             }
             head = log.record(batch).await.unwrap();
         }
         let elapsed = started.elapsed();
         assert!(elapsed < Duration::from_secs(20), "{backend}: appends took {elapsed:?}");
+        // Past the time a write needs to count as received: still behind, so the forwarder
+        // is stuck in a write while the appends went through.
+        tokio::time::sleep(Duration::from_secs(3)).await;
         let h = log.health().siem[0].clone();
-        assert!(h.forwarded_seq < head, "{backend}: the receiver has not read, so it cannot be caught up: {h:?}");
+        assert!(h.forwarded_seq < head && h.lag > 0, "{backend}: {h:?}");
         // Now read everything: nothing was lost while it lagged.
         let mut frames = Frames::new(stream);
         let mut distinct = BTreeSet::new();
@@ -273,7 +276,7 @@ fn file_seqs(path: &Path, max_files: u32) -> (Vec<u64>, usize) {
         assert!(text.len() as u64 <= 4096 || text.lines().count() == 1, "{} is over max_bytes", file.display());
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            assert_eq!(v["event"]["action"], "record.read");
+            assert!(v["event"]["action"].is_string(), "{line}");
             seqs.push(v["seq"].as_u64().unwrap());
         }
     }

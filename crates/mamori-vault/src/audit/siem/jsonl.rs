@@ -113,8 +113,9 @@ fn append(settings: &JsonlSinkSettings, lines: Vec<String>, broken_line: bool) -
         buffer.push('\n');
     }
     for line in lines {
-        let len = line.len() as u64;
-        if size > 0 && size + buffer.len() as u64 + len > settings.max_bytes {
+        let used = size + buffer.len() as u64;
+        // A line longer than max_bytes still goes out, alone in its file.
+        if used > 0 && used + line.len() as u64 > settings.max_bytes {
             file.write_all(buffer.as_bytes())?;
             file.sync_data()?;
             buffer.clear();

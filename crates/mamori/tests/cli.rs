@@ -751,3 +751,54 @@ fn status_reports_checkpoints_and_sinks_and_exits_by_health() {
     let empty = tempfile::tempdir().unwrap();
     assert_eq!(run(mamori(empty.path()).arg("status")).status.code(), Some(1));
 }
+
+#[test]
+fn serve_forwards_to_the_configured_file_sink_and_reports_it() {
+    let (dir, _) = installation();
+    let sink = dir.path().join("siem").join("audit.jsonl");
+    let config = dir.path().join("siem.toml");
+    std::fs::write(&config, format!("[audit.siem.file]\npath = \"{}\"\n", sink.display())).unwrap();
+    // The directory is missing at first: the sink fails, the server serves.
+    let mut child = mamori(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut child);
+    let url = line.trim().strip_prefix("mamori listening on ").expect(&line).to_owned();
+    let get = |path: &str| match ureq::get(&format!("{url}{path}")).call() {
+        Ok(res) => (res.status(), res.into_string().unwrap()),
+        Err(ureq::Error::Status(status, res)) => (status, res.into_string().unwrap()),
+        Err(e) => panic!("{e}"),
+    };
+    let poll = |want: u16| {
+        for _ in 0..100 {
+            let (status, body) = get("/healthz/audit");
+            if status == want {
+                return json(body);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("/healthz/audit never answered {want}");
+    };
+    let failing = poll(503);
+    assert_eq!(failing["audit"]["siem"][0]["sink"], "file", "{failing}");
+    assert_eq!(get("/readyz").0, 200, "a failing sink does not take the server out of service");
+    assert!(get("/metrics").1.contains("mamori_audit_siem_ok{sink=\"file\"} 0"));
+
+    std::fs::create_dir(sink.parent().unwrap()).unwrap();
+    let healthy = poll(200);
+    let forwarded = healthy["audit"]["siem"][0]["forwarded_seq"].as_u64().unwrap();
+    let lines = std::fs::read_to_string(&sink).unwrap();
+    let seqs: Vec<u64> = lines.lines().map(|l| json(l.to_owned())["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=forwarded).collect::<Vec<_>>(), "everything from the first event on");
+
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    assert!(child.wait().unwrap().success());
+    let s = json(ok(mamori(dir.path()).arg("--config").arg(&config).args(["--json", "status"])));
+    assert_eq!((&s["healthy"], &s["siem"][0]["lag"]), (&Value::Bool(true), &Value::from(0)), "{s}");
+}

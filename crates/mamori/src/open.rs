@@ -152,7 +152,7 @@ async fn open_vault_with(settings: &Settings, siem: mamori_vault::SiemSettings) 
         }
     };
     let mut config = settings.vault_config();
-    config.audit.signing_key = Some(Arc::new(key));
     config.audit.siem = siem;
+    config.audit.signing_key = Some(Arc::new(key));
     Ok(Vault::open(store, &master, Arc::new(SystemClock), config).await?)
 }

@@ -1,5 +1,6 @@
 //! The HTTP face of mamori: `/api/v1` (JSON, bearer tokens, RFC 9457 problem+json errors,
-//! OpenAPI at `/api/v1/openapi.json`), `/healthz`, `/readyz` and Prometheus `/metrics`.
+//! OpenAPI at `/api/v1/openapi.json`), `/healthz`, `/healthz/audit`, `/readyz` and
+//! Prometheus `/metrics`.
 //!
 //! Handlers are thin: they parse, call one [`mamori_vault::Vault`] operation, and shape the
 //! answer. Every rule (authorization, audit, validation) lives in the vault, so this crate

@@ -27,6 +27,12 @@ struct RouteOnly {
     route: String,
 }
 
+/// `file` or `syslog`: a bounded set, never a path or an address.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RouteLabels, Counter>,
@@ -43,6 +49,11 @@ struct AuditGauges {
     append_failures: Gauge,
     last_checkpoint_seq: Gauge,
     last_checkpoint_timestamp: Gauge,
+    siem_ok: Family<SinkLabel, Gauge>,
+    siem_forwarded_seq: Family<SinkLabel, Gauge>,
+    siem_lag: Family<SinkLabel, Gauge>,
+    siem_consecutive_failures: Family<SinkLabel, Gauge>,
+    siem_failures: Family<SinkLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,6 +102,31 @@ impl Metrics {
             "Unix time of the last signed audit checkpoint this process took",
             audit.last_checkpoint_timestamp.clone(),
         );
+        registry.register(
+            "audit_siem_ok",
+            "1 while the SIEM sink accepts events, 0 from a failed attempt until the next success",
+            audit.siem_ok.clone(),
+        );
+        registry.register(
+            "audit_siem_forwarded_seq",
+            "Last audit sequence number the SIEM sink acknowledged",
+            audit.siem_forwarded_seq.clone(),
+        );
+        registry.register(
+            "audit_siem_lag_events",
+            "Audit events not yet acknowledged by the SIEM sink",
+            audit.siem_lag.clone(),
+        );
+        registry.register(
+            "audit_siem_consecutive_failures",
+            "Failed attempts of the SIEM sink since its last success",
+            audit.siem_consecutive_failures.clone(),
+        );
+        registry.register(
+            "audit_siem_failures",
+            "Failed attempts of the SIEM sink since start",
+            audit.siem_failures.clone(),
+        );
         Self { registry, requests, latency, audit }
     }
 }
@@ -135,6 +171,15 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The logging pipeline (002-S-11-d): 200 when the checkpoint file and every SIEM sink
+/// work, 503 otherwise. Not part of `/readyz`: a SIEM that is down must not take the service
+/// out of a load balancer, since requests are still audited in the database.
+async fn audit_health(State(state): State<AppState>) -> impl IntoResponse {
+    let health = state.vault.audit_health();
+    let status = if health.healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(serde_json::json!({ "healthy": health.healthy(), "audit": health })))
+}
+
 async fn metrics(State(state): State<AppState>) -> Response {
     let h = state.vault.audit_health();
     let g = &state.metrics.audit;
@@ -145,6 +190,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
     g.append_failures.set(count(h.append_failures));
     g.last_checkpoint_seq.set(count(h.last_checkpoint_seq.unwrap_or(0)));
     g.last_checkpoint_timestamp.set(h.last_checkpoint_at.map(|t| t.unix_timestamp()).unwrap_or(0));
+    for sink in &h.siem {
+        let label = SinkLabel { sink: sink.sink.clone() };
+        g.siem_ok.get_or_create(&label).set(i64::from(sink.ok()));
+        g.siem_forwarded_seq.get_or_create(&label).set(count(sink.forwarded_seq));
+        g.siem_lag.get_or_create(&label).set(count(sink.lag));
+        g.siem_consecutive_failures.get_or_create(&label).set(count(sink.consecutive_failures));
+        g.siem_failures.get_or_create(&label).set(count(sink.failures));
+    }
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &state.metrics.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -154,5 +207,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 pub(crate) fn routes() -> Router<AppState> {
     use axum::routing::get;
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/healthz/audit", get(audit_health))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }

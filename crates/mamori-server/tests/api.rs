@@ -169,6 +169,9 @@ fn health_metrics_and_headers() {
     let s = TestServer::start();
     assert_eq!(s.call("GET", "/healthz", None, None).0, 200);
     assert_eq!(s.call("GET", "/readyz", None, None).0, 200);
+    let (status, _, health) = s.call("GET", "/healthz/audit", None, None);
+    assert_eq!((status, &health["healthy"]), (200, &json!(true)), "{health}");
+    assert_eq!(health["audit"]["siem"], json!([]), "no sink configured");
     let person = mamori_synth::Generator::new(11).nth(3).unwrap();
     let staff = s.login("staff");
     let search = json!({"field": "email", "value": person.email}).to_string();

@@ -16,10 +16,14 @@
 
 mod checkpoint;
 mod query;
+mod siem;
 mod verify;
 
 pub use checkpoint::{AuditHealth, AuditSettings};
 pub use query::{AuditEntry, AuditFilter, AuditPage, MAX_QUERY_LIMIT, MIN_RETENTION_DAYS, PruneReport, ReviewMark};
+pub use siem::{
+    JsonlSinkSettings, SiemCursor, SiemHealth, SiemSettings, SyslogSinkSettings, audit_head_seq, siem_cursor,
+};
 pub use verify::{
     ProblemKind, VerifyProblem, VerifyReport, parse_checkpoint_file, stored_audit_key, verify_chain, verify_store,
 };
@@ -30,7 +34,7 @@ use mamori_core::audit::{AuditEvent, SignedCheckpoint};
 use mamori_core::clock::{Clock, SystemClock};
 use mamori_store::Store;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 const MAX_BATCH_EVENTS: usize = 1024;
 const QUEUE: usize = 4096;
@@ -56,6 +60,9 @@ enum Msg {
 pub struct AuditLog {
     queue: mpsc::Sender<Msg>,
     health: Arc<Mutex<AuditHealth>>,
+    /// The newest appended seq, so that a sink's lag is current even while its forwarder
+    /// is stuck in a write.
+    head: watch::Receiver<u64>,
 }
 
 impl AuditLog {
@@ -67,9 +74,13 @@ impl AuditLog {
     pub fn start_with(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: &AuditSettings) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
         let health = Arc::new(Mutex::new(AuditHealth::new(settings)));
-        let checkpointer = Checkpointer::new(settings, clock, health.clone());
-        tokio::spawn(writer(store, rx, checkpointer, health.clone()));
-        Self { queue, health }
+        let checkpointer = Checkpointer::new(settings, clock.clone(), health.clone());
+        // The forwarders learn of new events from here; `send_replace` never waits for them.
+        let (head, _) = watch::channel(0);
+        siem::start(&settings.siem, &store, &clock, &head, &health);
+        let head_seen = head.subscribe();
+        tokio::spawn(writer(store, rx, checkpointer, health.clone(), head));
+        Self { queue, health, head: head_seen }
     }
 
     /// Appends events and waits until they are durable. An error means the events are not
@@ -108,7 +119,13 @@ impl AuditLog {
     }
 
     pub fn health(&self) -> AuditHealth {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let head = *self.head.borrow();
+        for sink in &mut health.siem {
+            sink.head_seq = sink.head_seq.max(head);
+            sink.lag = sink.head_seq.saturating_sub(sink.forwarded_seq);
+        }
+        health
     }
 }
 
@@ -117,6 +134,7 @@ async fn writer(
     mut rx: mpsc::Receiver<Msg>,
     mut checkpointer: Option<Checkpointer>,
     health: Arc<Mutex<AuditHealth>>,
+    head: watch::Sender<u64>,
 ) {
     let period = checkpointer.as_ref().map(Checkpointer::tick_period).unwrap_or(std::time::Duration::from_secs(3600));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -164,6 +182,9 @@ async fn writer(
         // durability.
         for p in batch {
             let _ = p.done.send(result.clone().map_err(|e| e.to_string()));
+        }
+        if let Ok(seq) = &result {
+            head.send_replace(*seq);
         }
         // Only now, with every waiter answered, is a checkpoint considered.
         if let (Ok(seq), Some(c)) = (&result, checkpointer.as_mut()) {

@@ -27,6 +27,7 @@ async fn signed(clock: Arc<dyn Clock>) -> (Fixture, PathBuf) {
             checkpoint_every_events: 1_000_000,
             checkpoint_every: Duration::from_secs(24 * 3600),
             checkpoint_file: Some(file.clone()),
+            ..AuditSettings::default()
         },
         ..VaultConfig::default()
     };
@@ -119,6 +120,7 @@ async fn checkpoints_are_taken_every_n_events() {
             checkpoint_every_events: 5,
             checkpoint_every: Duration::from_secs(24 * 3600),
             checkpoint_file: Some(file.clone()),
+            ..AuditSettings::default()
         },
         ..VaultConfig::default()
     };

@@ -175,6 +175,9 @@ pub enum Command {
         #[arg(long, value_name = "URL", env = "MAMORI_MIGRATE_TO", hide_env_values = true)]
         to: String,
     },
+    /// Health of the installation: audit head, checkpoints, SIEM forwarding, database.
+    /// Exits 0 when healthy, 4 when something needs attention, 1 when it cannot tell.
+    Status,
     /// Configuration.
     Config {
         #[command(subcommand)]

@@ -122,6 +122,16 @@ pub async fn open_store(settings: &Settings, create: bool) -> anyhow::Result<Arc
 /// Opens the vault with the audit signing key, which every command that records events needs
 /// to sign checkpoints. (`audit verify` and `audit pubkey` open the store only.)
 pub async fn open_vault(settings: &Settings) -> anyhow::Result<Arc<Vault>> {
+    open_vault_with(settings, mamori_vault::SiemSettings::default()).await
+}
+
+/// The server's vault: the same, and it forwards the audit trail to the configured SIEM
+/// sinks.
+pub async fn open_server_vault(settings: &Settings) -> anyhow::Result<Arc<Vault>> {
+    open_vault_with(settings, settings.audit.siem.clone()).await
+}
+
+async fn open_vault_with(settings: &Settings, siem: mamori_vault::SiemSettings) -> anyhow::Result<Arc<Vault>> {
     let master = load_master_key(settings)?;
     let store = open_store(settings, false).await?;
     let key = match load_signing_key(settings)? {
@@ -142,6 +152,7 @@ pub async fn open_vault(settings: &Settings) -> anyhow::Result<Arc<Vault>> {
         }
     };
     let mut config = settings.vault_config();
+    config.audit.siem = siem;
     config.audit.signing_key = Some(Arc::new(key));
     let vault = Vault::open(store, &master, Arc::new(SystemClock), config).await?;
     if std::env::var_os("MAMORI_MASTER_KEY").is_none() {

@@ -205,6 +205,9 @@ pub struct AuditConfig {
     pub checkpoint_every_seconds: u64,
     /// Events older than this may be pruned (`mamori audit prune`); at least 90.
     pub retention_days: u32,
+    /// `[audit.siem]`: forwarding to a SIEM. Like the checkpoint file, only this file sets
+    /// it; `mamori serve` alone forwards.
+    pub siem: mamori_vault::SiemSettings,
 }
 
 impl Default for AuditConfig {
@@ -215,6 +218,7 @@ impl Default for AuditConfig {
             checkpoint_every_events: 1000,
             checkpoint_every_seconds: 60,
             retention_days: 365,
+            siem: mamori_vault::SiemSettings::default(),
         }
     }
 }
@@ -264,7 +268,8 @@ const ENV_SETTINGS: &[&str] = &[
     "tls__cert_file",
     "tls__key_file",
     "tls__client_ca_file",
-    // Not the audit file paths: the signing key and the checkpoint file come from mamori.toml.
+    // Not the audit file paths: the signing key, the checkpoint file and the SIEM sinks
+    // come from mamori.toml.
     "audit__checkpoint_every_events",
     "audit__checkpoint_every_seconds",
     "audit__retention_days",
@@ -328,6 +333,7 @@ impl Settings {
             (1..=86_400).contains(&settings.audit.checkpoint_every_seconds),
             "audit.checkpoint_every_seconds must be 1..=86400"
         );
+        settings.audit.siem.validate().map_err(anyhow::Error::msg)?;
         Ok(settings)
     }
 
@@ -383,6 +389,9 @@ impl Settings {
                 checkpoint_every_events: self.audit.checkpoint_every_events,
                 checkpoint_every: std::time::Duration::from_secs(self.audit.checkpoint_every_seconds),
                 checkpoint_file: self.audit.checkpoint_file.clone(),
+                // Only `mamori serve` forwards (`open::open_server_vault`): short-lived
+                // commands would race the server for the sinks' cursors.
+                siem: mamori_vault::SiemSettings::default(),
             },
             // Checked when the settings were loaded.
             authz: self.authz.settings().unwrap_or_default(),
@@ -419,6 +428,25 @@ mod tests {
             jail.create_file("mamori.toml", "[audit]\ncheckpoint_file = \"/var/log/mamori/checkpoints.jsonl\"\n")?;
             let s = Settings::load(&GlobalArgs::default()).unwrap();
             assert_eq!(s.audit.checkpoint_file, Some(PathBuf::from("/var/log/mamori/checkpoints.jsonl")));
+            // SIEM sinks likewise: the environment cannot add or redirect one.
+            jail.set_env("MAMORI_AUDIT__SIEM__FILE__PATH", "/tmp/elsewhere.jsonl");
+            jail.set_env("MAMORI_AUDIT__SIEM__SYSLOG__ADDRESS", "attacker.example:514");
+            let s = Settings::load(&GlobalArgs::default()).unwrap();
+            assert_eq!((s.audit.siem.file, s.audit.siem.syslog), (None, None));
+            jail.create_file(
+                "mamori.toml",
+                "[audit.siem.file]\npath = \"/var/log/mamori/audit.jsonl\"\nmax_files = 0\n",
+            )?;
+            assert!(Settings::load(&GlobalArgs::default()).unwrap_err().to_string().contains("max_files"));
+            jail.create_file(
+                "mamori.toml",
+                "[audit.siem.file]\npath = \"/var/log/mamori/audit.jsonl\"\n[audit.siem.syslog]\naddress = \"siem.internal:601\"\n",
+            )?;
+            let s = Settings::load(&GlobalArgs::default()).unwrap();
+            assert_eq!(s.audit.siem.sink_names(), ["file", "syslog"]);
+            assert_eq!(s.audit.siem.file.as_ref().unwrap().max_files, 10);
+            assert_eq!(s.audit.siem.syslog.as_ref().unwrap().facility, 13);
+            jail.create_file("mamori.toml", "[audit]\ncheckpoint_file = \"/var/log/mamori/checkpoints.jsonl\"\n")?;
             // Take-out thresholds: a warning above its hard limit, or no download at all, is refused.
             jail.set_env("MAMORI_TAKEOUT__WARN_ROWS_PER_DAY", "50000");
             assert!(Settings::load(&GlobalArgs::default()).unwrap_err().to_string().contains("warn_*"));

@@ -791,4 +791,99 @@ fn hr_roster_sync_from_the_command_line() {
     assert_eq!(user("joiner")["department"], "営業部");
     let again = json(ok(mamori(d).args(["--json", "users", "sync"]).arg(&hr)));
     assert_eq!(again["changes"].as_array().unwrap().len(), 0, "{again}");
+
+#[test]
+fn status_reports_checkpoints_and_sinks_and_exits_by_health() {
+    let (dir, _) = installation();
+    let out = run(mamori(dir.path()).args(["--json", "status"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = json(String::from_utf8(out.stdout).unwrap());
+    assert_eq!(s["healthy"], true, "{s}");
+    assert_eq!(s["database"]["backend"], "sqlite");
+    assert!(s["database"]["size_bytes"].as_u64().unwrap() > 0);
+    let head = s["audit"]["head_seq"].as_u64().unwrap();
+    assert!(head > 3, "{s}");
+    assert!(s["audit"]["last_checkpoint_seq"].as_u64().unwrap() >= 1, "init signs its first batch: {s}");
+    assert!(s["audit"]["unsigned_events"].as_u64().unwrap() >= 1, "later commands are not signed yet: {s}");
+    assert_eq!(s["siem"], serde_json::json!([]));
+
+    // The unsigned events outlive twice a one-second checkpoint period, and a sink nobody
+    // forwards to (no server runs) lags beyond its alert time.
+    let config = dir.path().join("status.toml");
+    std::fs::write(
+        &config,
+        "[audit]\ncheckpoint_every_seconds = 1\n[audit.siem]\nalert_after_seconds = 1\n\
+         [audit.siem.syslog]\naddress = \"127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let out = run(mamori(dir.path()).arg("--config").arg(&config).args(["--json", "status"]));
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = json(String::from_utf8(out.stdout).unwrap());
+    assert_eq!((&s["healthy"], &s["audit"]["checkpoint_overdue"]), (&Value::Bool(false), &Value::Bool(true)), "{s}");
+    assert_eq!(s["audit"]["head_seq"].as_u64(), Some(head), "status records nothing");
+    let sink = &s["siem"][0];
+    assert_eq!(
+        (&sink["sink"], sink["lag"].as_u64(), &sink["healthy"]),
+        (&Value::from("syslog"), Some(head), &Value::Bool(false))
+    );
+    assert_eq!(s["problems"].as_array().unwrap().len(), 2, "{s}");
+    let text = run(mamori(dir.path()).arg("--config").arg(&config).arg("status"));
+    assert_eq!(text.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("NEEDS ATTENTION"));
+
+    // No installation: the status cannot be read.
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(run(mamori(empty.path()).arg("status")).status.code(), Some(1));
+}
+
+#[test]
+fn serve_forwards_to_the_configured_file_sink_and_reports_it() {
+    let (dir, _) = installation();
+    let sink = dir.path().join("siem").join("audit.jsonl");
+    let config = dir.path().join("siem.toml");
+    std::fs::write(&config, format!("[audit.siem.file]\npath = \"{}\"\n", sink.display())).unwrap();
+    // The directory is missing at first: the sink fails, the server serves.
+    let mut child = mamori(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut child);
+    let url = line.trim().strip_prefix("mamori listening on ").expect(&line).to_owned();
+    let get = |path: &str| match ureq::get(&format!("{url}{path}")).call() {
+        Ok(res) => (res.status(), res.into_string().unwrap()),
+        Err(ureq::Error::Status(status, res)) => (status, res.into_string().unwrap()),
+        Err(e) => panic!("{e}"),
+    };
+    let poll = |want: u16| {
+        for _ in 0..100 {
+            let (status, body) = get("/healthz/audit");
+            if status == want {
+                return json(body);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("/healthz/audit never answered {want}");
+    };
+    let failing = poll(503);
+    assert_eq!(failing["audit"]["siem"][0]["sink"], "file", "{failing}");
+    assert_eq!(get("/readyz").0, 200, "a failing sink does not take the server out of service");
+    assert!(get("/metrics").1.contains("mamori_audit_siem_ok{sink=\"file\"} 0"));
+
+    std::fs::create_dir(sink.parent().unwrap()).unwrap();
+    let healthy = poll(200);
+    let forwarded = healthy["audit"]["siem"][0]["forwarded_seq"].as_u64().unwrap();
+    let lines = std::fs::read_to_string(&sink).unwrap();
+    let seqs: Vec<u64> = lines.lines().map(|l| json(l.to_owned())["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=forwarded).collect::<Vec<_>>(), "everything from the first event on");
+
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    assert!(child.wait().unwrap().success());
+    let s = json(ok(mamori(dir.path()).arg("--config").arg(&config).args(["--json", "status"])));
+    assert_eq!((&s["healthy"], &s["siem"][0]["lag"]), (&Value::Bool(true), &Value::from(0)), "{s}");
 }

@@ -32,6 +32,8 @@ pub struct AuditSettings {
     pub checkpoint_every: std::time::Duration,
     /// The external append-only checkpoint file (JSON lines), if configured.
     pub checkpoint_file: Option<PathBuf>,
+    /// Where the trail is forwarded (only `mamori serve` sets it).
+    pub siem: super::SiemSettings,
 }
 
 impl Default for AuditSettings {
@@ -41,6 +43,7 @@ impl Default for AuditSettings {
             checkpoint_every_events: 1000,
             checkpoint_every: std::time::Duration::from_secs(60),
             checkpoint_file: None,
+            siem: super::SiemSettings::default(),
         }
     }
 }
@@ -63,6 +66,8 @@ pub struct AuditHealth {
     pub append_failures: u64,
     /// The most recent failure, without values.
     pub last_error: Option<String>,
+    /// One entry per configured SIEM sink.
+    pub siem: Vec<super::SiemHealth>,
 }
 
 impl AuditHealth {
@@ -71,8 +76,15 @@ impl AuditHealth {
             checkpoints_enabled: settings.signing_key.is_some(),
             checkpoint_file_configured: settings.checkpoint_file.is_some(),
             checkpoint_file_ok: true,
+            siem: settings.siem.sink_names().into_iter().map(super::SiemHealth::new).collect(),
             ..Self::default()
         }
+    }
+
+    /// Whether every part of the pipeline that can fail without failing requests works:
+    /// the external checkpoint file and the SIEM sinks.
+    pub fn healthy(&self) -> bool {
+        self.checkpoint_file_ok && self.siem.iter().all(super::SiemHealth::ok)
     }
 }
 

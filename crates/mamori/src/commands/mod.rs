@@ -10,6 +10,7 @@ mod migrate;
 mod policy;
 mod records;
 mod serve;
+mod status;
 
 use crate::cli::{Cli, Command, MfaCommand};
 use crate::settings::Settings;
@@ -57,6 +58,7 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
         Command::Export(e) => exports::run(&settings, e, json).await,
         Command::Shares(s) => exports::shares(s, json),
         Command::Migrate { from, to } => migrate::run(&settings, from, to, json).await,
+        Command::Status => status::run(&settings, json).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
     }
 }

@@ -1,4 +1,4 @@
-use crate::open::{check_private, open_vault};
+use crate::open::{check_private, open_server_vault};
 use crate::settings::Settings;
 use anyhow::{Context, bail};
 use mamori_server::tls::TlsConfig;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 pub async fn run(settings: &Settings, listen: &str, insecure_http: bool) -> anyhow::Result<ExitCode> {
     // TLS files first: a wrong path should not cost opening the database.
     let tls = load_tls(settings)?;
-    let vault = open_vault(settings).await?;
+    let vault = open_server_vault(settings).await?;
     let listener = bind(listen, tls.is_some(), insecure_http).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{}", listener.local_addr()?);

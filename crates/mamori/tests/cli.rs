@@ -791,6 +791,7 @@ fn hr_roster_sync_from_the_command_line() {
     assert_eq!(user("joiner")["department"], "営業部");
     let again = json(ok(mamori(d).args(["--json", "users", "sync"]).arg(&hr)));
     assert_eq!(again["changes"].as_array().unwrap().len(), 0, "{again}");
+}
 
 #[test]
 fn status_reports_checkpoints_and_sinks_and_exits_by_health() {

@@ -175,26 +175,30 @@ pub fn reset_peak_rss() -> bool {
 }
 
 /// Creates the synthetic `customers` collection in `vault` and a manager who may import
-/// into it and read it in full, logged in through the real password path; returns the manager.
+/// into it and read it in full; returns the manager.
 pub async fn customers_and_manager(vault: &mamori_vault::Vault) -> anyhow::Result<mamori_vault::Principal> {
+    let schema = mamori_core::schema::CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML)?;
+    vault.create_collection(&mamori_vault::Principal::operator("bench"), &schema).await?;
+    trained_manager(vault, "bench-manager").await
+}
+
+/// A manager `login` with valid training and a signed pledge (what full views need), logged
+/// in through the real password path.
+pub async fn trained_manager(vault: &mamori_vault::Vault, login: &str) -> anyhow::Result<mamori_vault::Principal> {
     use mamori_crypto::SecretString;
     const PASSWORD: &str = "Correct-Horse-42-Staple";
-    let operator = mamori_vault::Principal::operator("bench");
-    let schema = mamori_core::schema::CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML)?;
-    vault.create_collection(&operator, &schema).await?;
     let new = mamori_vault::NewUser {
-        login: "bench-manager".into(),
-        display_name: "Benchmark manager".into(),
+        login: login.into(),
+        display_name: login.into(),
         role: mamori_core::access::Role::Manager,
         password: Some(SecretString::new(PASSWORD.into())),
         must_change_password: false,
-        // Full views need valid training and a signed pledge.
         training_valid_until: Some(vault.now() + time::Duration::days(365)),
         pledge_signed: true,
         ..Default::default()
     };
-    vault.create_user(&operator, new).await?;
-    let session = vault.login("bench-manager", &SecretString::new(PASSWORD.into()), None).await?;
+    vault.create_user(&mamori_vault::Principal::operator("bench"), new).await?;
+    let session = vault.login(login, &SecretString::new(PASSWORD.into()), None).await?;
     Ok(vault.authenticate(&session.token, None).await?)
 }
 

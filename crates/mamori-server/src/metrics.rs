@@ -175,7 +175,14 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// work, 503 otherwise. Not part of `/readyz`: a SIEM that is down must not take the service
 /// out of a load balancer, since requests are still audited in the database.
 async fn audit_health(State(state): State<AppState>) -> impl IntoResponse {
-    let health = state.vault.audit_health();
+    let mut health = state.vault.audit_health();
+    // Anyone who reaches the port may ask, so error texts (paths, database messages) stay
+    // with the operators: the server log and `mamori status`.
+    let withheld = |e: Option<String>| e.map(|_| "withheld: see the server log or `mamori status`".to_owned());
+    health.last_error = withheld(health.last_error.take());
+    for sink in &mut health.siem {
+        sink.last_error = withheld(sink.last_error.take());
+    }
     let status = if health.healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(serde_json::json!({ "healthy": health.healthy(), "audit": health })))
 }

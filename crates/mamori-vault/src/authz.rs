@@ -160,10 +160,15 @@ fn source_ip(source: Option<&str>) -> IpAddr {
 impl Vault {
     /// The policies in force. Every `policy_refresh` the store is polled for changes made
     /// by other processes (see `changes.rs`): the active version and the master key.
+    ///
+    /// Once the master key is found to be stale (rotated elsewhere, no new key here), every
+    /// decision checks again and fails with `WrongMasterKey` until it is found: fail closed,
+    /// not once per refresh period. Policies are followed either way.
     pub(crate) async fn policy_engine(&self) -> Result<Arc<PolicyEngine>> {
-        if self.policies.due(self.config.authz.policy_refresh) {
-            self.follow_master_key().await?;
+        if self.master_key_stale() || self.policies.due(self.config.authz.policy_refresh) {
+            let key = self.follow_master_key().await;
             self.follow_policies().await?;
+            key?;
         }
         Ok(self.policies.current())
     }

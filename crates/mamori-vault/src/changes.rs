@@ -18,6 +18,7 @@ use crate::error::{Result, VaultError};
 use crate::{KEY_CHECK, Vault};
 use mamori_crypto::{KeyWrapper, MasterKey};
 use mamori_store::Change;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -28,11 +29,13 @@ pub type MasterKeySource = Box<dyn Fn() -> Vec<MasterKey> + Send + Sync>;
 pub(crate) struct MasterKeys {
     current: RwLock<Arc<KeyWrapper>>,
     source: OnceLock<MasterKeySource>,
+    /// The stored key check no longer matches and no new key was found.
+    stale: AtomicBool,
 }
 
 impl MasterKeys {
     pub(crate) fn new(key: &MasterKey) -> Self {
-        Self { current: RwLock::new(Arc::new(key.wrapper())), source: OnceLock::new() }
+        Self { current: RwLock::new(Arc::new(key.wrapper())), source: OnceLock::new(), stale: AtomicBool::new(false) }
     }
 }
 
@@ -50,20 +53,30 @@ impl Vault {
         }
     }
 
+    pub(crate) fn master_key_stale(&self) -> bool {
+        self.master.stale.load(Ordering::Acquire)
+    }
+
     /// Switches to the rotated master key if the stored key check no longer matches ours.
+    /// Until a matching key is found, every decision fails closed (see `policy_engine`).
     pub(crate) async fn follow_master_key(&self) -> Result<()> {
         let Some(check) = self.store.get_meta(KEY_CHECK).await? else { return Ok(()) };
         if self.master().verify_key_check(&check) {
+            self.master.stale.store(false, Ordering::Release);
             return Ok(());
         }
         let candidates = self.master.source.get().map(|source| source()).unwrap_or_default();
         let Some(wrapper) = candidates.iter().map(MasterKey::wrapper).find(|w| w.verify_key_check(&check)) else {
-            tracing::error!(
-                "the master key was rotated by another process and no new key is available here; restart with it"
-            );
+            if !self.master.stale.swap(true, Ordering::AcqRel) {
+                tracing::error!(
+                    "the master key was rotated by another process and no new key is available here; \
+                     refusing requests until it is (restart with the new key)"
+                );
+            }
             return Err(VaultError::WrongMasterKey);
         };
         self.install_master(wrapper);
+        self.master.stale.store(false, Ordering::Release);
         tracing::info!("switched to the master key another process rotated to");
         Ok(())
     }

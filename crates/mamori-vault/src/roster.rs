@@ -18,17 +18,26 @@
 //!   incident, dormancy), so an administrator enables it deliberately.
 //! - **Not in the roster → disabled**, except vendor (委託先) accounts, which are not
 //!   employees and end by their own validity date, and accounts already disabled.
-//! - **Role is optional.** HR rarely knows mamori's roles: an empty role keeps the account's
-//!   role, and a new account without one is `staff`, the least privilege.
+//! - **Role is optional, and never changed by the file.** HR rarely knows mamori's roles: a
+//!   new account without one is `staff`, the least privilege. For an existing account a
+//!   different role is only reported (*held*): a role change goes through `users update
+//!   --role` and its activation rule, so that one file cannot make anyone a privacy officer.
+//! - **Disabled accounts are left alone**, fields included: activation decides their rights.
+//! - **Whoever runs the sync keeps their account** (held, not disabled), and a file listing
+//!   nobody is refused. Changes are applied one by one, disables first; if one fails, those
+//!   before it stay applied (each is audited) and the sync can be run again.
 
 use crate::auth::{clean_optional, valid_display_name, valid_login};
 use crate::error::{Result, RowError, VaultError};
 use crate::{NewUser, Principal, ProfileChange, UserSummary, Vault};
 use mamori_core::access::{Action, Role};
 use mamori_core::audit::Outcome;
+use mamori_core::ids::UserId;
 use mamori_crypto::SecretString;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
+
+const ROLES: &str = "must be staff, manager, auditor, privacy_officer or system_admin";
 
 /// Rows in an HR file; more is refused before anything is read into memory beyond it.
 pub const MAX_ROSTER_ROWS: usize = 100_000;
@@ -93,7 +102,11 @@ pub fn parse_hr_roster(input: impl std::io::Read) -> Result<Vec<HrRecord>> {
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
     for (index, row) in reader.records().enumerate() {
-        let line = index as u64 + 2;
+        // The record's own line (a quoted value may span lines), else its count.
+        let line = match &row {
+            Ok(row) => row.position().map_or(index as u64 + 2, csv::Position::line),
+            Err(e) => e.position().map_or(index as u64 + 2, csv::Position::line),
+        };
         if records.len() + errors.len() >= MAX_ROSTER_ROWS {
             errors.push(problem(line, None, format!("more than {MAX_ROSTER_ROWS} rows")));
             break;
@@ -127,7 +140,7 @@ pub fn parse_hr_roster(input: impl std::io::Read) -> Result<Vec<HrRecord>> {
         let (department, title) = (optional("department", department_at), optional("title", title_at));
         let role = match cell(role_at).as_str() {
             "" => None,
-            r => r.parse::<Role>().map_err(|e| errors.push(problem(line, Some("role"), e))).ok(),
+            r => r.parse::<Role>().map_err(|_| errors.push(problem(line, Some("role"), ROLES.into()))).ok(),
         };
         let employment = Employment::parse(&cell(status_at)).unwrap_or_else(|| {
             errors.push(problem(line, Some("status"), "must be active/在職, leave/休職 or left/退職".into()));
@@ -211,16 +224,22 @@ fn differs(fields: &mut Vec<FieldChange>, field: &str, from: Option<&str>, to: O
     }
 }
 
-/// The plan for `accounts` as they are now.
-fn plan(accounts: &[UserSummary], roster: &[HrRecord]) -> SyncPlan {
+/// The plan for `accounts` as they are now; `caller` is the account running the sync.
+fn plan(accounts: &[UserSummary], roster: &[HrRecord], caller: Option<UserId>) -> SyncPlan {
     let mut plan = SyncPlan::default();
     let by_login: BTreeMap<&str, &HrRecord> = roster.iter().map(|r| (r.login.as_str(), r)).collect();
     let existing: HashSet<&str> = accounts.iter().map(|a| a.login.as_str()).collect();
     for account in accounts {
         let login = account.login.clone();
+        let own = Some(account.id) == caller;
+        let disable = |reason: &str| match own {
+            // Whoever runs the sync keeps their access; another administrator disables it.
+            true => SyncChange::Hold { login: login.clone(), reason: format!("{reason}, but it is your own account") },
+            false => SyncChange::Disable { login: login.clone(), reason: reason.into() },
+        };
         let Some(hr) = by_login.get(account.login.as_str()) else {
             if !account.disabled && !account.vendor {
-                plan.changes.push(SyncChange::Disable { login, reason: "not in the HR roster".into() });
+                plan.changes.push(disable("not in the HR roster"));
             } else {
                 plan.unchanged += 1;
             }
@@ -229,7 +248,7 @@ fn plan(accounts: &[UserSummary], roster: &[HrRecord]) -> SyncPlan {
         match (hr.employment, account.disabled) {
             (Employment::Left | Employment::Leave, false) => {
                 let reason = if hr.employment == Employment::Left { "left (退職)" } else { "on leave (休職)" };
-                plan.changes.push(SyncChange::Disable { login, reason: reason.into() });
+                plan.changes.push(disable(reason));
                 continue;
             }
             (Employment::Left | Employment::Leave, true) => {
@@ -243,20 +262,27 @@ fn plan(accounts: &[UserSummary], roster: &[HrRecord]) -> SyncPlan {
                 } else {
                     "active in the HR roster but disabled here; enable it deliberately if it should be"
                 };
+                // Nothing else changes on a disabled account: activation decides its rights.
                 plan.changes.push(SyncChange::Hold { login: login.clone(), reason: reason.into() });
+                continue;
             }
             (Employment::Active, false) => {}
+        }
+        // A role change can grant more than a file should: it is left to `users update
+        // --role` (and its activation rule), never done by the sync.
+        if let Some(role) = hr.role.filter(|r| *r != account.role) {
+            plan.changes.push(SyncChange::Hold {
+                login: login.clone(),
+                reason: format!("the HR roster says role {role}: change it with `mamori users update --role`"),
+            });
         }
         let mut fields = Vec::new();
         differs(&mut fields, "name", Some(&account.display_name), Some(&hr.name));
         differs(&mut fields, "department", account.department.as_deref(), hr.department.as_deref());
         differs(&mut fields, "title", account.title.as_deref(), hr.title.as_deref());
-        if let Some(role) = hr.role {
-            differs(&mut fields, "role", Some(account.role.as_str()), Some(role.as_str()));
-        }
         if !fields.is_empty() {
             plan.changes.push(SyncChange::Update { login, fields });
-        } else if !account.disabled {
+        } else {
             plan.unchanged += 1;
         }
     }
@@ -276,7 +302,7 @@ impl Vault {
     /// The difference between the accounts and the HR file; nothing changes.
     pub async fn plan_user_sync(&self, p: &Principal, roster: &[HrRecord]) -> Result<SyncPlan> {
         self.authorize(p, Action::UserManage, "user.sync_plan", None).await?;
-        let plan = plan(&self.accounts().await?, roster);
+        let plan = self.sync_plan(p, roster).await?;
         let mut e = self.event(p, "user.sync_plan", Outcome::Success);
         e.rows = Some(plan.changes.len() as u64);
         e.reason = Some(format!("{} rows in the HR roster", roster.len()));
@@ -289,7 +315,7 @@ impl Vault {
     /// is computed again here, against the accounts as they are now.
     pub async fn apply_user_sync(&self, p: &Principal, roster: &[HrRecord]) -> Result<SyncReport> {
         self.authorize(p, Action::UserManage, "user.sync", None).await?;
-        let plan = plan(&self.accounts().await?, roster);
+        let plan = self.sync_plan(p, roster).await?;
         let mut report = SyncReport {
             plan: SyncPlan::default(),
             one_time_passwords: BTreeMap::new(),
@@ -306,12 +332,10 @@ impl Vault {
                     let to = |field: &str| {
                         fields.iter().find(|f| f.field == field).map(|f| f.to.clone().unwrap_or_default())
                     };
-                    let role = to("role").map(|r| r.parse::<Role>().map_err(VaultError::Integrity)).transpose()?;
                     let change = ProfileChange {
                         display_name: to("name"),
                         department: to("department"),
                         title: to("title"),
-                        role,
                         ..ProfileChange::default()
                     };
                     self.update_user(p, login, change).await?;
@@ -343,10 +367,16 @@ impl Vault {
         Ok(report)
     }
 
-    /// Every account, for the plan (its listing is audited as part of the sync event).
-    async fn accounts(&self) -> Result<Vec<UserSummary>> {
+    /// The plan against every account as it is now (the listing is audited as part of the
+    /// sync event). An empty file is refused: it would disable everyone.
+    async fn sync_plan(&self, p: &Principal, roster: &[HrRecord]) -> Result<SyncPlan> {
+        if roster.is_empty() {
+            return Err(VaultError::Invalid("the HR roster lists nobody; it would disable every account".into()));
+        }
         let now = self.clock.now();
-        self.store.list_users().await?.into_iter().map(|u| crate::auth::summary(u, now)).collect()
+        let accounts: Vec<UserSummary> =
+            self.store.list_users().await?.into_iter().map(|u| crate::auth::summary(u, now)).collect::<Result<_>>()?;
+        Ok(plan(&accounts, roster, p.user_id))
     }
 }
 

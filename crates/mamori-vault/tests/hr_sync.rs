@@ -34,7 +34,7 @@ async fn the_hr_roster_creates_moves_and_disables() {
 ops1,ops1 (test),,,,在職
 mover,試験 利用者,経理部,主任,,在職
 leaver,試験 利用者,営業部,,,退職
-steady,試験 利用者,営業部,,,active
+steady,試験 利用者,営業部,,privacy_officer,active
 resting,試験 利用者,営業部,,,休職
 parked,試験 利用者,営業部,,,在職
 joiner,新人 一郎,営業部,,,在職
@@ -71,6 +71,7 @@ newboss,新任 課長,営業部,課長,manager,在職
             "disable leaver",
             "disable resting",
             "hold parked",
+            "hold steady",
             "update mover department,title",
         ]
     );
@@ -91,6 +92,7 @@ newboss,新任 課長,営業部,課長,manager,在職
     }
     assert!(user("parked").disabled, "the file never re-enables");
     assert!(!user("vendor1").disabled && !user("steady").disabled);
+    assert_eq!(user("steady").role, Role::Manager, "a file never changes a role");
     assert!(user("newboss").disabled && user("newboss").role == Role::Manager);
     // Leavers who were logged in are thrown out at their next request; movers are not.
     for token in [&leaver_token, &absent_token] {
@@ -101,7 +103,10 @@ newboss,新任 課長,営業部,課長,manager,在職
     // Applying the same file again finds nothing left to do but the held accounts: the
     // parked one, and the two waiting for activation (said so).
     let again = f.vault.plan_user_sync(&ops, &roster).await.unwrap();
-    assert_eq!(again.changes.iter().map(describe).collect::<Vec<_>>(), ["hold joiner", "hold newboss", "hold parked"]);
+    assert_eq!(
+        again.changes.iter().map(describe).collect::<Vec<_>>(),
+        ["hold joiner", "hold newboss", "hold parked", "hold steady"]
+    );
     let SyncChange::Hold { reason, .. } = &again.changes[0] else { unreachable!() };
     assert!(reason.contains("activation"), "{reason}");
     let rows = f.store().read_audit(1, 100_000).await.unwrap();

@@ -14,20 +14,17 @@
 
 use anyhow::Context;
 use mamori_bench::write_csv;
-use mamori_core::access::Role;
 use mamori_core::clock::SystemClock;
-use mamori_core::schema::CollectionSchema;
-use mamori_crypto::{MasterKey, SecretString};
+use mamori_crypto::MasterKey;
 use mamori_store_sqlite::SqliteStore;
 use mamori_vault::{
-    ExportFilter, ExportFormat, ExportRequest, ImportProgress, NewUser, ProgressFn, Protection, Vault, VaultConfig,
+    ExportFilter, ExportFormat, ExportRequest, ImportProgress, ProgressFn, Protection, Vault, VaultConfig,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 const SEED: u64 = 2026;
-const PASSWORD: &str = "Correct-Horse-42-Staple";
 const FIELDS: [&str; 6] = ["name", "name_kana", "birth_date", "postal_code", "address", "phone"];
 /// Best of this many runs for the in-memory baselines (they take about a second each).
 const RUNS: usize = 3;
@@ -73,24 +70,8 @@ async fn main() -> anyhow::Result<()> {
     config.takeout.warn_rows_per_day = u64::MAX / 2;
     config.takeout.hard_rows_per_day = u64::MAX / 2;
     let vault = Vault::open(Arc::new(store), &MasterKey::generate(), Arc::new(SystemClock), config).await?;
-    let operator = mamori_vault::Principal::operator("bench");
-    vault.create_collection(&operator, &CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML)?).await?;
-    let mut managers = Vec::new();
-    for login in ["bench-requester", "bench-approver"] {
-        let new = NewUser {
-            login: login.into(),
-            display_name: login.into(),
-            role: Role::Manager,
-            password: Some(SecretString::new(PASSWORD.into())),
-            must_change_password: false,
-            training_valid_until: Some(vault.now() + time::Duration::days(365)),
-            pledge_signed: true,
-            ..Default::default()
-        };
-        vault.create_user(&operator, new).await?;
-        let session = vault.login(login, &SecretString::new(PASSWORD.into()), None).await?;
-        managers.push(vault.authenticate(&session.token, None).await?);
-    }
+    let requester = mamori_bench::customers_and_manager(&vault).await?;
+    let managers = [requester, mamori_bench::trained_manager(&vault, "bench-approver").await?];
     let progress: ProgressFn = Arc::new(|_: ImportProgress| {});
     let t = Instant::now();
     vault.import_csv(&managers[0], "customers", Arc::new(csv), progress).await?;

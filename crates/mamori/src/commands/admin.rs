@@ -81,8 +81,31 @@ pub async fn keys(settings: &Settings, command: KeysCommand, json: bool) -> anyh
         let staged = crate::open::staged_key_path(&path);
         let new_master = MasterKey::generate();
         write_key_file(&staged, &new_master)?;
-        secrets_resealed = vault.rotate_master(&op, &new_master).await?.secrets_resealed;
-        std::fs::rename(&staged, &path).context("installing the new master key file")?;
+        let rotated = vault.rotate_master(&op, &new_master).await;
+        // If the database switched (even if something after the switch failed, such as the
+        // audit event), the key file must follow it, or the installed file would open nothing.
+        let switched = match &rotated {
+            Ok(_) => Some(true),
+            Err(_) => match mamori_vault::check_master_key(&**vault.store(), &new_master).await {
+                Ok(()) => Some(true),
+                Err(mamori_vault::VaultError::WrongMasterKey) => Some(false),
+                Err(_) => None,
+            },
+        };
+        match switched {
+            Some(true) => std::fs::rename(&staged, &path).context("installing the new master key file")?,
+            Some(false) => std::fs::remove_file(&staged).context("removing the unused new key file")?,
+            None => {
+                return Err(rotated.err().map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("unknown"))).with_context(|| {
+                    format!(
+                        "could not tell whether the database switched to the new master key: the old key is in {}, the new one in {}; keep both and use the one that opens the data (`--master-key-file`)",
+                        path.display(),
+                        staged.display()
+                    )
+                });
+            }
+        }
+        secrets_resealed = rotated?.secrets_resealed;
         if let Some(dir) = path.parent() {
             // Make the rename itself durable before anyone relies on it.
             std::fs::File::open(dir).and_then(|d| d.sync_all()).context("syncing the key file's directory")?;

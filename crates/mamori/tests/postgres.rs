@@ -214,7 +214,7 @@ fn two_servers_on_one_database_behave_as_one() {
     let Some(db) = fresh_database("two_servers_on_one_database_behave_as_one") else { return };
     let (dir, _) = installation_on(Some(&db));
     let workers: Vec<String> = (0..4).map(|i| format!("worker{i}")).collect();
-    for user in workers.iter().chain([&"victim".to_owned()]) {
+    for user in workers.iter().chain(&["victim".to_owned(), "late".to_owned()]) {
         create_user(dir.path(), Some(&db), user, "staff");
     }
     let (a, b) = (Server::start(dir.path(), &db), Server::start(dir.path(), &db));
@@ -281,7 +281,7 @@ fn two_servers_on_one_database_behave_as_one() {
         assert_eq!(record["fields"]["email"], email.as_str());
     }
     let mut acknowledged = acknowledged;
-    acknowledged.extend(worker(servers.clone(), "worker2".into(), 2));
+    acknowledged.extend(worker(servers.clone(), "late".into(), 2));
 
     a.stop();
     b.stop();

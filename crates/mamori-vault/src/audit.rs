@@ -56,6 +56,21 @@ enum Msg {
     Rebase,
 }
 
+/// The writer tasks of this process, so that a short-lived process can let them finish.
+static WRITERS: Mutex<Vec<tokio::task::JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// Waits, at most `limit`, for the audit writers of vaults already dropped to finish what is
+/// queued — the appends and the checkpoint due after them. A CLI command calls this before
+/// its runtime stops, which would otherwise cut a checkpoint off half-way (and log it as a
+/// failure). A writer whose vault is still alive is simply waited for until `limit`.
+pub async fn finish_audit_writers(limit: std::time::Duration) {
+    let writers = std::mem::take(&mut *WRITERS.lock().unwrap_or_else(|e| e.into_inner()));
+    let deadline = tokio::time::Instant::now() + limit;
+    for writer in writers {
+        let _ = tokio::time::timeout_at(deadline, writer).await;
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     queue: mpsc::Sender<Msg>,
@@ -79,7 +94,10 @@ impl AuditLog {
         let (head, _) = watch::channel(0);
         siem::start(&settings.siem, &store, &clock, &head, &health);
         let head_seen = head.subscribe();
-        tokio::spawn(writer(store, rx, checkpointer, health.clone(), head));
+        let task = tokio::spawn(writer(store, rx, checkpointer, health.clone(), head));
+        let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+        writers.retain(|w| !w.is_finished());
+        writers.push(task);
         Self { queue, health, head: head_seen }
     }
 

@@ -23,7 +23,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Database calls run on the blocking pool; a small cap keeps a burst of requests from
     // spawning hundreds of threads that then fight over 2 cores.
     let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(8).enable_all().build()?;
-    runtime.block_on(commands::dispatch(cli, settings))
+    runtime.block_on(async {
+        let outcome = commands::dispatch(cli, settings).await;
+        // The command's vault is gone; let its audit writer finish a checkpoint in progress.
+        mamori_vault::finish_audit_writers(std::time::Duration::from_secs(3)).await;
+        outcome
+    })
 }
 
 fn init_logging(settings: &settings::Settings) {

@@ -166,9 +166,7 @@ impl Vault {
     /// not once per refresh period. Policies are followed either way.
     pub(crate) async fn policy_engine(&self) -> Result<Arc<PolicyEngine>> {
         if self.master_key_stale() || self.policies.due(self.config.authz.policy_refresh) {
-            let key = self.follow_master_key().await;
-            self.follow_policies().await?;
-            key?;
+            self.follow_key_and_policies().await?;
         }
         Ok(self.policies.current())
     }

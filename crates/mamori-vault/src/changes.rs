@@ -105,6 +105,14 @@ impl Vault {
         Ok(())
     }
 
+    /// The master key and the policies, both followed even when the key cannot be: a
+    /// stale key fails requests closed, but policies approved meanwhile still arrive.
+    pub(crate) async fn follow_key_and_policies(&self) -> Result<()> {
+        let key = self.follow_master_key().await;
+        self.follow_policies().await?;
+        key
+    }
+
     /// The policy version this process decides with (for operators and tests: it shows
     /// whether a change approved elsewhere has arrived).
     pub fn policy_version_in_force(&self) -> u64 {
@@ -121,8 +129,7 @@ impl Vault {
             Change::MasterKey => self.follow_master_key().await,
             Change::Everything => {
                 self.forget_collections();
-                self.follow_master_key().await?;
-                self.follow_policies().await
+                self.follow_key_and_policies().await
             }
         }
     }

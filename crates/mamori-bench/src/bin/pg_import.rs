@@ -135,6 +135,15 @@ async fn timed_reads<F: Future<Output = anyhow::Result<()>>>(
     Ok(Latency::of(&mut samples))
 }
 
+/// [`timed_reads`] of a prepared one-row `SELECT` of the 9 columns by subject id.
+async fn timed_selects(client: &Client, select: &tokio_postgres::Statement, ids: &[String]) -> anyhow::Result<Latency> {
+    timed_reads(ids, |id| async move {
+        anyhow::ensure!(client.query_one(select, &[&id]).await?.len() == 9, "a row of 9 columns");
+        Ok(())
+    })
+    .await
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -206,14 +215,7 @@ async fn main() -> anyhow::Result<()> {
     let subjects: Vec<String> =
         read_rows(&csv_path, rows)?.choose_multiple(&mut rng, reads).map(|r| r[0].clone()).collect();
     let plain_select = base.prepare(&format!("SELECT {COLUMNS} FROM plain_insert WHERE subject_id = $1")).await?;
-    let plain_read = timed_reads(&subjects, |id| {
-        let (base, stmt) = (&base, &plain_select);
-        async move {
-            anyhow::ensure!(base.query_one(stmt, &[&id]).await?.len() == 9);
-            Ok(())
-        }
-    })
-    .await?;
+    let plain_read = timed_selects(&base, &plain_select, &subjects).await?;
     let crypto_subjects: Vec<String> = read_rows(&csv_path, crypto_rows)?
         .choose_multiple(&mut rng, reads.min(crypto_rows))
         .map(|r| r[0].clone())
@@ -223,14 +225,7 @@ async fn main() -> anyhow::Result<()> {
     let crypto_select = base
         .prepare(&format!("SELECT subject_id, {} FROM crypto_tuned WHERE subject_id = $1", decrypt.join(", ")))
         .await?;
-    let crypto_read = timed_reads(&crypto_subjects, |id| {
-        let (base, stmt) = (&base, &crypto_select);
-        async move {
-            anyhow::ensure!(base.query_one(stmt, &[&id]).await?.len() == 9);
-            Ok(())
-        }
-    })
-    .await?;
+    let crypto_read = timed_selects(&base, &crypto_select, &crypto_subjects).await?;
 
     // The floor under any read that is audited durably before it answers: one small
     // committed INSERT (the same server, `synchronous_commit` as configured).

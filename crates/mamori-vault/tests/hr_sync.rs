@@ -44,6 +44,14 @@ newboss,新任 課長,営業部,課長,manager,在職
     // Staff cannot sync; the plan changes nothing.
     let staff = f.user_with(member("clerk", Role::Staff)).await.0;
     assert!(matches!(f.vault.plan_user_sync(&staff, &roster).await, Err(VaultError::Forbidden)));
+    // A file listing nobody would disable everyone: refused, by plan and by apply.
+    let nobody = parse_hr_roster("login,name\n".as_bytes()).unwrap();
+    for refused in [
+        f.vault.plan_user_sync(&ops, &nobody).await.map(|_| ()),
+        f.vault.apply_user_sync(&ops, &nobody).await.map(|_| ()),
+    ] {
+        assert!(matches!(refused, Err(VaultError::Invalid(_))), "{refused:?}");
+    }
     let plan = f.vault.plan_user_sync(&ops, &roster).await.unwrap();
     let state = async || {
         let users = f.vault.list_users(&ops).await.unwrap();

@@ -27,6 +27,9 @@ impl ManualClock {
     pub fn new(start: OffsetDateTime) -> Self {
         Self(Mutex::new(start))
     }
+    pub fn set(&self, to: OffsetDateTime) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = to;
+    }
     pub fn advance(&self, by: time::Duration) {
         let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *now += by;

@@ -16,6 +16,8 @@ pub enum CoreError {
     MissingField(String),
     #[error("incompatible schema change: {0}")]
     IncompatibleSchema(String),
+    #[error("invalid access window: {0}")]
+    InvalidAccessWindow(String),
     #[error("invalid password policy: {0}")]
     InvalidPasswordPolicy(String),
 }

@@ -7,6 +7,7 @@
 //! password policy, which is pure too: which passwords are acceptable and when they expire.
 
 pub mod access;
+pub mod access_window;
 pub mod audit;
 pub mod clock;
 pub mod error;

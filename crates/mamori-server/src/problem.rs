@@ -84,6 +84,12 @@ impl From<VaultError> for ApiError {
                 Some("change the password with POST /api/v1/auth/password first".into()),
             ),
             VaultError::Forbidden => Problem::new(S::FORBIDDEN, "forbidden", "Not permitted", None),
+            VaultError::OutsideAccessWindow(refusal) => Problem::new(
+                S::FORBIDDEN,
+                "outside-access-window",
+                "Access not permitted at this time or from this network",
+                Some(refusal.to_string()),
+            ),
             VaultError::NotFound(what) => {
                 Problem::new(S::NOT_FOUND, "not-found", "Not found", Some(format!("{what} not found")))
             }

@@ -491,3 +491,40 @@ fn hr_roster_sync_over_http() {
     assert!(report["one_time_passwords"]["auditor2"].as_str().is_some_and(|p| p.len() == 16), "{report}");
     assert_eq!(s.call("GET", "/api/v1/collections", Some(&staff), None).0, 401, "the leaver is out at once");
 }
+
+/// An account's own access window (001-20-tech-1-6): the test client at 127.0.0.1 is outside
+/// 10.0.0.0/8, so the clerk's login is refused with a problem naming the reason (after the
+/// password was checked), her open session ends on its next request, and `null` returns her
+/// to her role's (here: no) window. A malformed window is refused and changes nothing.
+#[test]
+fn access_window_set_over_the_api_refuses_logins_and_ends_sessions() {
+    let s = TestServer::start();
+    let admin = s.login("admin");
+    let staff = s.login("staff");
+    let set = |window: &str| s.call("PATCH", "/api/v1/users/staff", Some(&admin), Some(&format!(r#"{{"access_window": {window}}}"#)));
+
+    let (status, _, body) = set(r#"{"hours": "25:00-26:00"}"#);
+    assert_eq!((status, problem_type(&body)), (422, "urn:mamori:problem:invalid-input"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("HH:MM-HH:MM"), "{body}");
+    let (status, _, body) = s.call("GET", "/api/v1/users", Some(&admin), None);
+    assert_eq!(status, 200);
+    let clerk = body.as_array().unwrap().iter().find(|u| u["login"] == "staff").unwrap();
+    assert!(clerk["access_window"].is_null(), "{clerk}");
+    assert_eq!(s.call("GET", "/api/v1/collections", Some(&staff), None).0, 200);
+
+    let (status, _, body) = set(r#"{"networks": ["10.0.0.0/8"], "days": ["mon-sun"]}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["access_window"]["networks"][0], "10.0.0.0/8", "{body}");
+    let (status, _, body) = s.call("GET", "/api/v1/collections", Some(&staff), None);
+    assert_eq!((status, problem_type(&body)), (401, "urn:mamori:problem:unauthenticated"), "{body}");
+    let login = json!({"login": "staff", "password": PASSWORD}).to_string();
+    let (status, _, body) = s.call("POST", "/api/v1/auth/login", None, Some(&login));
+    assert_eq!((status, problem_type(&body)), (403, "urn:mamori:problem:outside-access-window"), "{body}");
+    assert_eq!(body["detail"], "source address outside the allowed networks", "{body}");
+    let wrong = json!({"login": "staff", "password": "Not-The-Password-1"}).to_string();
+    let (status, _, body) = s.call("POST", "/api/v1/auth/login", None, Some(&wrong));
+    assert_eq!((status, problem_type(&body)), (401, "urn:mamori:problem:unauthenticated"), "{body}");
+
+    assert_eq!(set("null").0, 200);
+    s.login("staff");
+}

@@ -10,7 +10,8 @@ use tokio_postgres::Row;
 
 const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
      department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
-     totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at, reviewed_at, reviewed_by";
+     totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at, reviewed_at, reviewed_by, \
+     access_window";
 const SESSION_COLUMNS: &str = "token_hash, user_id, created_at, expires_at, last_seen_at, password_change_only, mfa";
 
 fn user_row(r: &Row) -> Result<UserRow> {
@@ -38,6 +39,7 @@ fn user_row(r: &Row) -> Result<UserRow> {
         pledge_signed_at: get_optional_time(r, 20)?,
         reviewed_at: get_optional_time(r, 21)?,
         reviewed_by: get(r, 22)?,
+        access_window: get(r, 23)?,
     })
 }
 
@@ -80,7 +82,7 @@ impl PostgresStore {
             &format!(
                 "INSERT INTO users ({USER_COLUMNS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                         $19, $20, $21, $22, $23)"
+                         $19, $20, $21, $22, $23, $24)"
             ),
             &[
                 u.id.as_uuid(),
@@ -107,6 +109,7 @@ impl PostgresStore {
                 &u.pledge_signed_at.map(to_micros),
                 &u.reviewed_at.map(to_micros),
                 &u.reviewed_by,
+                &u.access_window,
             ],
         )
         .await?;
@@ -198,7 +201,8 @@ impl PostgresStore {
         let n = execute(
             &conn,
             "UPDATE users SET display_name = $2, department = $3, title = $4, role = $5, valid_until = $6, vendor = $7,
-                              clearance = $8, training_valid_until = $9, pledge_signed_at = $10
+                              clearance = $8, training_valid_until = $9, pledge_signed_at = $10,
+                              access_window = $11
              WHERE id = $1",
             &[
                 id.as_uuid(),
@@ -211,6 +215,7 @@ impl PostgresStore {
                 &p.clearance,
                 &p.training_valid_until.map(to_micros),
                 &p.pledge_signed_at.map(to_micros),
+                &p.access_window,
             ],
         )
         .await?;

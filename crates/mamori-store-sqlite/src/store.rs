@@ -70,12 +70,14 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, UserRow)> {
             pledge_signed_at: optional_time(20)?,
             reviewed_at: optional_time(21)?,
             reviewed_by: r.get(22)?,
+            access_window: r.get(23)?,
         },
     ))
 }
 const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
      department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
-     totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at, reviewed_at, reviewed_by";
+     totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at, reviewed_at, reviewed_by, \
+     access_window";
 
 fn finish_user((id, mut user): (Vec<u8>, UserRow)) -> Result<UserRow> {
     user.id = UserId::from_slice(&id).map_err(|_| StoreError::Corrupt("user id".into()))?;
@@ -700,7 +702,7 @@ impl Store for SqliteStore {
                 &format!(
                     "INSERT INTO users ({USER_COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                             ?19, ?20, ?21, ?22, ?23)"
+                             ?19, ?20, ?21, ?22, ?23, ?24)"
                 ),
                 params![
                     u.id.as_bytes(),
@@ -726,6 +728,7 @@ impl Store for SqliteStore {
                     u.pledge_signed_at.map(to_micros),
                     u.reviewed_at.map(to_micros),
                     u.reviewed_by,
+                    u.access_window,
                 ],
             )
             .map_err(|e| match map_err(e) {
@@ -833,8 +836,9 @@ impl Store for SqliteStore {
             let n = tx
                 .execute(
                     "UPDATE users SET display_name = ?1, department = ?2, title = ?3, role = ?4, valid_until = ?5,
-                            vendor = ?6, clearance = ?7, training_valid_until = ?8, pledge_signed_at = ?9
-                     WHERE id = ?10",
+                            vendor = ?6, clearance = ?7, training_valid_until = ?8, pledge_signed_at = ?9,
+                            access_window = ?10
+                     WHERE id = ?11",
                     params![
                         p.display_name,
                         p.department,
@@ -845,6 +849,7 @@ impl Store for SqliteStore {
                         p.clearance,
                         p.training_valid_until.map(to_micros),
                         p.pledge_signed_at.map(to_micros),
+                        p.access_window,
                         id.as_bytes()
                     ],
                 )

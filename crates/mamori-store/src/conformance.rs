@@ -321,6 +321,7 @@ pub async fn users_and_sessions(store: Arc<dyn Store>) {
     user.clearance = Some("top_secret".into());
     user.training_valid_until = Some(t(7_200));
     user.pledge_signed_at = Some(t(-60));
+    user.access_window = Some(r#"{"hours":"08:00-20:00"}"#.into());
     store.create_user(&user).await.unwrap();
     let dup = store.create_user(&UserRow { id: UserId::generate(), ..user.clone() }).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
@@ -387,9 +388,11 @@ pub async fn account_security_state(store: Arc<dyn Store>) {
         clearance: Some("confidential".into()),
         training_valid_until: Some(t(2000)),
         pledge_signed_at: Some(t(3)),
+        access_window: Some(r#"{"networks":["10.0.0.0/8"]}"#.into()),
     };
     store.update_user_profile(&user.id, &profile).await.unwrap();
     let u = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!(u.access_window.as_deref(), Some(r#"{"networks":["10.0.0.0/8"]}"#));
     assert_eq!(
         (u.clearance.as_deref(), u.training_valid_until, u.pledge_signed_at),
         (Some("confidential"), Some(t(2000)), Some(t(3)))

@@ -145,6 +145,7 @@ pub const TABLES: &[Table] = &[
             "pledge_signed_at",
             "reviewed_at",
             "reviewed_by",
+            "access_window",
         ],
         &["id"],
     ),

@@ -168,6 +168,9 @@ pub struct UserRow {
     /// The last access review that confirmed this account, and who made it.
     pub reviewed_at: Option<OffsetDateTime>,
     pub reviewed_by: Option<String>,
+    /// The account's own access window (`mamori_core::access_window::AccessWindow` as JSON),
+    /// replacing its role's; `None`: the role's window applies.
+    pub access_window: Option<String>,
 }
 
 impl UserRow {
@@ -204,6 +207,7 @@ impl UserRow {
             pledge_signed_at: None,
             reviewed_at: None,
             reviewed_by: None,
+            access_window: None,
         }
     }
 }
@@ -220,6 +224,7 @@ pub struct UserProfile {
     pub clearance: Option<String>,
     pub training_valid_until: Option<OffsetDateTime>,
     pub pledge_signed_at: Option<OffsetDateTime>,
+    pub access_window: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -28,6 +28,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ipnet::IpNet;
 use mamori_core::access::{Action, Role};
+use mamori_core::access_window::AccessWindow;
 use mamori_core::audit::{AuditEvent, Outcome};
 use mamori_core::ids::UserId;
 use mamori_core::password_policy::{PasswordContext, PasswordPolicy, PasswordRejection, PasswordViolation};
@@ -36,7 +37,7 @@ use mamori_crypto::{RecoveryCodes, SecretString, SessionToken, TotpSecret};
 use mamori_store::{SessionRow, UserProfile, UserRow};
 use rand::Rng as _;
 use serde::Serialize;
-use time::{Duration, OffsetDateTime};
+use time::{Date, Duration, OffsetDateTime};
 
 /// Sessions are touched at most this often, so that a busy client does not turn every read
 /// into a write; idle timeouts are therefore exact to within this.
@@ -69,6 +70,11 @@ pub struct AuthPolicy {
     pub dormant_after: Option<Duration>,
     /// Roles that must log in over a connection that presented a verified device certificate.
     pub device_required_roles: Vec<Role>,
+    /// When and from where each role may work (`[auth.access.<role>]`); an account's own
+    /// window replaces its role's. Local time is `authz.utc_offset`.
+    pub access_windows: Vec<(Role, AccessWindow)>,
+    /// Local dates on which windows with `closed_on_holidays` are closed.
+    pub holidays: Vec<Date>,
 }
 
 impl Default for AuthPolicy {
@@ -84,6 +90,8 @@ impl Default for AuthPolicy {
             vendor_max_days: 30,
             dormant_after: Some(Duration::days(90)),
             device_required_roles: Vec::new(),
+            access_windows: Vec::new(),
+            holidays: Vec::new(),
         }
     }
 }
@@ -193,6 +201,21 @@ pub struct ProfileChange {
     pub training_valid_until: Option<OffsetDateTime>,
     /// `true` records the pledge as signed now (if it was not); `false` withdraws it.
     pub pledge_signed: Option<bool>,
+    /// The account's own access window, replacing its role's: e.g. `{"hours": "08:00-20:00",
+    /// "days": ["mon-fri"], "closed_on_holidays": true, "networks": ["10.0.0.0/8"]}`; `{}`
+    /// lets the account work at any time from anywhere; `null` returns it to its role's window.
+    #[serde(default, deserialize_with = "present_or_null")]
+    #[schema(value_type = Option<Object>)]
+    pub access_window: Option<Option<AccessWindow>>,
+}
+
+/// Tells a JSON `null` (`Some(None)`: clear) from an absent key (`None`: leave as it is).
+fn present_or_null<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// A TOTP enrolment waiting for its first code. The secret travels to the user once, here;
@@ -248,10 +271,14 @@ pub struct UserSummary {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub reviewed_at: Option<OffsetDateTime>,
     pub reviewed_by: Option<String>,
+    /// The account's own access window; `None`: its role's window (`[auth.access]`) applies.
+    #[schema(value_type = Option<Object>)]
+    pub access_window: Option<AccessWindow>,
 }
 
 pub(crate) fn summary(u: UserRow, now: OffsetDateTime) -> Result<UserSummary> {
     Ok(UserSummary {
+        access_window: crate::access_windows::own_window(&u)?,
         role: u.role.parse().map_err(VaultError::Integrity)?,
         id: u.id,
         login: u.login,
@@ -493,6 +520,10 @@ impl Vault {
                 Some(false) => None,
                 None => user.pledge_signed_at,
             },
+            access_window: match &change.access_window {
+                Some(w) => w.as_ref().map(AccessWindow::to_json),
+                None => user.access_window.clone(),
+            },
         };
         if change.valid_until.is_some() || change.vendor.is_some() {
             self.check_validity(profile.vendor, profile.valid_until)?;
@@ -504,11 +535,16 @@ impl Vault {
         }
         let mut e = self.event(p, "user.update", Outcome::Success);
         e.reason = Some(format!(
-            "user:{} role={role} clearance={} training_until={} pledge={} sessions_ended={ended}",
+            "user:{} role={role} clearance={} training_until={} pledge={} access_window={} sessions_ended={ended}",
             user.id,
             profile.clearance.as_deref().unwrap_or("default"),
             profile.training_valid_until.map_or("none".into(), |t| t.date().to_string()),
             profile.pledge_signed_at.is_some(),
+            match &change.access_window {
+                Some(Some(w)) => format!("[{w}]"),
+                Some(None) => "role's".into(),
+                None => "unchanged".into(),
+            },
         ));
         self.audit.record(vec![e]).await?;
         let updated = self.store.get_user(&user.id).await?.ok_or(VaultError::NotFound("user"))?;
@@ -733,6 +769,10 @@ impl Vault {
         if policy.lacks_device(role, source, device) {
             return Err(fail("registered device required: no verified client certificate"));
         }
+        // After the credentials, before the second factor: a refused login spends no code.
+        if let Some((refusal, reason)) = self.access_window_refusal(user, role, source, now).map_err(internal)? {
+            return Err((reason, VaultError::OutsideAccessWindow(refusal)));
+        }
         let trusted = policy.is_trusted(source);
         let mut setup = Setup {
             role,
@@ -859,6 +899,18 @@ impl Vault {
             self.disable_automatically(&user, "user.expired", "validity period ended").await?;
             return Err(VaultError::Unauthenticated);
         }
+        let role: Role = user.role.parse().map_err(VaultError::Integrity)?;
+        // The working hours ended, or the token came from another network: the session ends
+        // (a token copied elsewhere is as good as stolen).
+        if let Some((_, reason)) = self.access_window_refusal(&user, role, source.as_deref(), now)? {
+            self.store.delete_session(&hash).await?;
+            let mut e = AuditEvent::new(now, format!("user:{}", user.id), "auth.session_ended", Outcome::Success);
+            e.session = Some(session_ref(&hash));
+            e.source = source;
+            e.reason = Some(reason);
+            self.audit.record(vec![e]).await?;
+            return Err(VaultError::Unauthenticated);
+        }
         if now - session.last_seen_at >= TOUCH_EVERY {
             self.store.touch_session(&hash, now).await?;
         }
@@ -868,7 +920,7 @@ impl Vault {
         };
         Ok(Principal {
             user_id: Some(user.id),
-            role: user.role.parse().map_err(VaultError::Integrity)?,
+            role,
             login: user.login,
             session_ref: Some(session_ref(&hash)),
             source,

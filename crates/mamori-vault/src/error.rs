@@ -39,6 +39,10 @@ pub enum VaultError {
     PasswordRejected(mamori_core::password_policy::PasswordRejection),
     #[error("not permitted")]
     Forbidden,
+    /// The credentials were right, but the account may not work now or from this network
+    /// (its access window, 001-20-tech-2-5 / 001-20-tech-1-6).
+    #[error("access not permitted: {0}")]
+    OutsideAccessWindow(mamori_core::access_window::WindowRefusal),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("invalid input: {0}")]

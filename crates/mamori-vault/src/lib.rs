@@ -12,6 +12,7 @@
 //!   whether a record exists.
 
 mod access_review;
+mod access_windows;
 mod approvals;
 mod audit;
 mod auth;

@@ -136,3 +136,93 @@ async fn staff_has_one_session_and_vendors_need_an_end_date() {
         NewUser { vendor: true, valid_until: Some(soon), ..NewUser::new("vendor1", "委託先 太郎", Role::Staff) };
     f.vault.create_user(&f.admin, vendor).await.unwrap();
 }
+
+/// Access windows (001-20-tech-2-5: no use outside working hours or on holidays;
+/// 001-20-tech-1-6: only from the networks authorised users work from). Staff may work
+/// 08:00–20:00 JST on weekdays except holidays, from 10.0.0.0/8; managers are unrestricted.
+#[tokio::test]
+async fn access_windows_refuse_logins_and_end_sessions_outside_hours_and_networks() {
+    use mamori_core::access_window::{AccessWindow, WindowRefusal, parse_days};
+    use mamori_core::clock::ManualClock;
+    use time::macros::{date, datetime};
+
+    // Monday 2026-12-07, 09:00 JST.
+    let clock = std::sync::Arc::new(ManualClock::new(datetime!(2026-12-07 00:00 UTC)));
+    let mut config = mamori_vault::VaultConfig::default();
+    config.auth.access_windows = vec![(
+        Role::Staff,
+        AccessWindow {
+            hours: Some("08:00-20:00".parse().unwrap()),
+            days: parse_days(["mon-fri"]).unwrap(),
+            closed_on_holidays: true,
+            networks: vec!["10.0.0.0/8".parse().unwrap()],
+        },
+    )];
+    config.auth.holidays = vec![date!(2026 - 12 - 08)];
+    config.auth.trusted_networks.push("10.0.0.0/8".parse().unwrap());
+    let f = Fixture::build(config, clock.clone()).await;
+    f.user("clerk1", Role::Staff).await;
+    f.user("boss1", Role::Manager).await;
+    let office = || Some("10.1.2.3".to_owned());
+    let password = pw(PASSWORD);
+    let login = |source: Option<String>| f.vault.login("clerk1", &password, source);
+
+    // Inside the window: logged in, and the token works from the office network.
+    let out = login(office()).await.unwrap();
+    f.vault.authenticate(&out.token, office()).await.unwrap();
+    // The same token from another network ends the session, for the office too.
+    assert!(matches!(
+        f.vault.authenticate(&out.token, Some("192.0.2.44".into())).await,
+        Err(VaultError::Unauthenticated)
+    ));
+    assert!(matches!(f.vault.authenticate(&out.token, office()).await, Err(VaultError::Unauthenticated)));
+    // A login from another network is refused after the password, and counts no failure.
+    let err = login(Some("192.0.2.44".into())).await.unwrap_err();
+    assert!(matches!(err, VaultError::OutsideAccessWindow(WindowRefusal::Network)), "{err:?}");
+    // Without the right password nobody learns about the window.
+    let err = f.vault.login("clerk1", &pw("Wrong-Horse-42"), Some("192.0.2.44".into())).await.unwrap_err();
+    assert!(matches!(err, VaultError::Unauthenticated), "{err:?}");
+
+    // 19:50 JST: a session started now ends with the working hours at 20:00.
+    clock.set(datetime!(2026-12-07 10:50 UTC));
+    let out = login(office()).await.unwrap();
+    f.vault.authenticate(&out.token, office()).await.unwrap();
+    clock.set(datetime!(2026-12-07 11:00 UTC));
+    assert!(matches!(f.vault.authenticate(&out.token, office()).await, Err(VaultError::Unauthenticated)));
+    let err = login(office()).await.unwrap_err();
+    assert!(matches!(err, VaultError::OutsideAccessWindow(WindowRefusal::Hours)), "{err:?}");
+    // A manager has no window.
+    f.vault.login("boss1", &pw(PASSWORD), office()).await.unwrap();
+
+    // Tuesday 2026-12-08 is a listed holiday; Saturday is not a working day.
+    clock.set(datetime!(2026-12-08 01:00 UTC));
+    let err = login(office()).await.unwrap_err();
+    assert!(matches!(err, VaultError::OutsideAccessWindow(WindowRefusal::Holiday)), "{err:?}");
+    clock.set(datetime!(2026-12-12 01:00 UTC));
+    let err = login(office()).await.unwrap_err();
+    assert!(matches!(err, VaultError::OutsideAccessWindow(WindowRefusal::Day)), "{err:?}");
+
+    // The clerk's own night-shift window replaces the role's: Saturday 23:00 JST works,
+    // Monday 09:00 no longer does; `null` returns her to the role's window.
+    let night = AccessWindow { hours: Some("22:00-06:00".parse().unwrap()), ..AccessWindow::default() };
+    let set = |w: Option<AccessWindow>| mamori_vault::ProfileChange { access_window: Some(w), ..Default::default() };
+    let summary = f.vault.update_user(&f.admin, "clerk1", set(Some(night.clone()))).await.unwrap();
+    assert_eq!(summary.access_window, Some(night));
+    clock.set(datetime!(2026-12-12 14:00 UTC));
+    login(office()).await.unwrap();
+    clock.set(datetime!(2026-12-14 00:00 UTC));
+    let err = login(office()).await.unwrap_err();
+    assert!(matches!(err, VaultError::OutsideAccessWindow(WindowRefusal::Hours)), "{err:?}");
+    f.vault.update_user(&f.admin, "clerk1", set(None)).await.unwrap();
+    login(office()).await.unwrap();
+
+    let user = f.store().get_user_by_login("clerk1").await.unwrap().unwrap();
+    assert_eq!(user.failed_logins, 0, "refusals by the window are not password failures");
+    let events = f.store().read_audit(1, 10_000).await.unwrap();
+    let with = |needle: &str| events.iter().filter(|e| e.event_json.contains(needle)).count();
+    assert_eq!(with("source address outside the allowed networks (role staff window: 08:00-20:00"), 2);
+    assert_eq!(with("outside the allowed hours (role staff window"), 2);
+    assert_eq!(with("outside the allowed hours (account window: 22:00-06:00)"), 1);
+    assert_eq!(with("access_window=[22:00-06:00]"), 1);
+    assert_eq!(with("access_window=role's"), 1);
+}

@@ -346,6 +346,30 @@ pub struct ProfileArgs {
     pub pledge_signed: bool,
 }
 
+/// An account's own access window (001-20-tech-2-5, 001-20-tech-1-6). The flags given are the
+/// whole window, replacing the role's `[auth.access]` window (not merged with it).
+#[derive(Args, Debug, Default)]
+pub struct WindowArgs {
+    /// Allowed local hours, e.g. 08:00-20:00 (22:00-06:00 runs past midnight).
+    #[arg(long, value_name = "HH:MM-HH:MM")]
+    pub hours: Option<String>,
+    /// Allowed days, e.g. mon-fri or mon,wed,fri.
+    #[arg(long)]
+    pub days: Option<String>,
+    /// Closed on the holidays listed in `[auth] holidays`.
+    #[arg(long)]
+    pub closed_on_holidays: bool,
+    /// Allowed source networks, comma-separated, e.g. 10.0.0.0/8,192.168.1.0/24.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    pub networks: Vec<ipnet::IpNet>,
+    /// Let the account work at any time from any network, whatever its role's window.
+    #[arg(long, conflicts_with_all = ["hours", "days", "closed_on_holidays", "networks", "role_window"])]
+    pub any_time: bool,
+    /// Return the account to its role's window.
+    #[arg(long, conflicts_with_all = ["hours", "days", "closed_on_holidays", "networks"])]
+    pub role_window: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum UsersCommand {
     /// Create an account with a one-time password.
@@ -373,6 +397,8 @@ pub enum UsersCommand {
         /// Withdraw the confidentiality pledge.
         #[arg(long, conflicts_with = "pledge_signed")]
         pledge_withdrawn: bool,
+        #[command(flatten)]
+        window: WindowArgs,
     },
     /// The access roster (004-II-2-5): every account with name, department, title, role, status,
     /// MFA, clearance, training, pledge, granted on, last login and last review.

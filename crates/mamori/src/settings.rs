@@ -111,6 +111,13 @@ pub struct AuthSettings {
     /// A preset and only the rules that differ from it (so that switching the preset in
     /// the file is not undone by the defaults' values of every rule).
     pub password: PasswordPolicySettings,
+    /// When and from where each role may work (`[auth.access.<role>]`, see
+    /// `mamori_core::access_window`); roles not listed are unrestricted.
+    #[serde(default)]
+    pub access: std::collections::BTreeMap<String, mamori_core::access_window::AccessWindow>,
+    /// Local dates (`YYYY-MM-DD`) on which windows with `closed_on_holidays` are closed.
+    #[serde(default)]
+    pub holidays: Vec<String>,
 }
 
 impl Default for AuthSettings {
@@ -130,6 +137,8 @@ impl Default for AuthSettings {
             login_attempts_per_minute: throttle.per_minute,
             login_burst: throttle.burst,
             password: PasswordPolicySettings::default(),
+            access: Default::default(),
+            holidays: Vec::new(),
         }
     }
 }
@@ -151,6 +160,17 @@ impl AuthSettings {
         };
         let mfa_roles = roles(&self.mfa_roles, "mfa_roles")?;
         let device_required_roles = roles(&self.device_required_roles, "device_required_roles")?;
+        let access_windows = self
+            .access
+            .iter()
+            .map(|(role, window)| Ok((role.parse().map_err(|e: String| anyhow::anyhow!("auth.access.{role}: {e}"))?, window.clone())))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let date = time::macros::format_description!("[year]-[month]-[day]");
+        let holidays = self
+            .holidays
+            .iter()
+            .map(|d| time::Date::parse(d, date).with_context(|| format!("auth.holidays: `{d}` is not a YYYY-MM-DD date")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(mamori_vault::AuthPolicy {
             password,
             lock_after: self.lock_after,
@@ -162,6 +182,8 @@ impl AuthSettings {
             vendor_max_days: self.vendor_max_days,
             dormant_after: (self.dormant_days > 0).then(|| time::Duration::days(self.dormant_days)),
             device_required_roles,
+            access_windows,
+            holidays,
         })
     }
 

@@ -888,3 +888,42 @@ fn serve_forwards_to_the_configured_file_sink_and_reports_it() {
     let s = json(ok(mamori(dir.path()).arg("--config").arg(&config).args(["--json", "status"])));
     assert_eq!((&s["healthy"], &s["siem"][0]["lag"]), (&Value::Bool(true), &Value::from(0)), "{s}");
 }
+
+/// Access windows from the command line and the configuration file (001-20-tech-2-5,
+/// 001-20-tech-1-6): `users update` sets an account's own window and returns it to its
+/// role's; malformed hours in a flag or in `[auth.access.<role>]` are refused clearly.
+#[test]
+fn access_windows_from_flags_and_configuration() {
+    let (dir, _) = installation();
+    let d = dir.path();
+    create_user(d, None, "clerk", "staff");
+    let update = |extra: &[&str]| mamori(d).args(["--json", "users", "update", "clerk"]).args(extra).output().unwrap();
+
+    let set = update(&["--hours", "08:00-20:00", "--days", "mon-fri", "--closed-on-holidays", "--networks", "10.0.0.0/8,192.168.1.0/24"]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let user = json(String::from_utf8(set.stdout).unwrap());
+    assert_eq!(
+        user["access_window"],
+        serde_json::json!({"hours": "08:00-20:00", "days": ["mon", "tue", "wed", "thu", "fri"],
+                           "closed_on_holidays": true, "networks": ["10.0.0.0/8", "192.168.1.0/24"]})
+    );
+    let bad = update(&["--hours", "8-20"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected HH:MM-HH:MM"));
+    let listed = json(ok(mamori(d).args(["--json", "users", "list"])));
+    let clerk = listed.as_array().unwrap().iter().find(|u| u["login"] == "clerk").unwrap().clone();
+    assert_eq!(clerk["access_window"]["hours"], "08:00-20:00", "a refused change changes nothing");
+
+    let back = update(&["--role-window"]);
+    assert!(back.status.success());
+    assert!(json(String::from_utf8(back.stdout).unwrap())["access_window"].is_null());
+
+    std::fs::write(d.join("mamori.toml"), "[auth.access.staff]\nhours = \"25:00-26:00\"\n").unwrap();
+    let refused = failure(mamori(d).args(["users", "list"]));
+    assert!(refused.contains("expected HH:MM-HH:MM"), "{refused}");
+    std::fs::write(d.join("mamori.toml"), "[auth]\nholidays = [\"2026-12-31\"]\n[auth.access.staff]\nhours = \"08:00-20:00\"\nclosed_on_holidays = true\n").unwrap();
+    ok(mamori(d).args(["users", "list"]));
+    std::fs::write(d.join("mamori.toml"), "[auth.access.janitor]\nhours = \"08:00-20:00\"\n").unwrap();
+    let refused = failure(mamori(d).args(["users", "list"]));
+    assert!(refused.contains("auth.access.janitor"), "{refused}");
+}

@@ -13,6 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mamori_crypto::{SecretString, SessionToken};
+use mamori_core::access_window::WindowRefusal;
 use mamori_vault::{Capabilities, LoginOutcome, LoginStep, TICKET_LIFETIME, VaultError};
 use minijinja::context;
 use serde::Deserialize;
@@ -99,6 +100,9 @@ pub(crate) async fn login(
         }
         Err(VaultError::Unauthenticated) => login_form(lang, "login.html", &next, None, Some("login_failed")),
         Err(VaultError::MfaRequired) => login_form(lang, "login.html", &next, None, Some("login_mfa_unenrolled")),
+        Err(VaultError::OutsideAccessWindow(refusal)) => {
+            login_form(lang, "login.html", &next, None, Some(window_message(&refusal)))
+        }
         Err(e) => error_page(lang, e),
     }
 }
@@ -154,7 +158,18 @@ pub(crate) async fn code(
         Err(VaultError::Unauthenticated | VaultError::Invalid(_)) => {
             login_form(lang, "code.html", &next, None, Some("login_code_failed"))
         }
+        Err(VaultError::OutsideAccessWindow(refusal)) => {
+            login_form(lang, "login.html", &next, None, Some(window_message(&refusal)))
+        }
         Err(e) => error_page(lang, e),
+    }
+}
+
+/// The locale key that tells a person why their right credentials were refused.
+fn window_message(refusal: &WindowRefusal) -> &'static str {
+    match refusal {
+        WindowRefusal::Hours | WindowRefusal::Day | WindowRefusal::Holiday => "login_outside_hours",
+        WindowRefusal::Network => "login_outside_network",
     }
 }
 

@@ -1,4 +1,4 @@
-use crate::cli::{CollectionCommand, KeysCommand, ProfileArgs, UsersCommand};
+use crate::cli::{CollectionCommand, KeysCommand, ProfileArgs, UsersCommand, WindowArgs};
 use crate::login::{Session, operator};
 use crate::open::{open_vault, write_key_file};
 use crate::output;
@@ -232,7 +232,7 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
                 output::table(&headers, &rows);
             }
         }
-        UsersCommand::Update { login, name, role, profile, pledge_withdrawn } => {
+        UsersCommand::Update { login, name, role, profile, pledge_withdrawn, window } => {
             let change = mamori_vault::ProfileChange {
                 display_name: name,
                 role: role.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?,
@@ -245,6 +245,7 @@ pub async fn users(settings: &Settings, command: UsersCommand, json: bool) -> an
                     (_, true) => Some(false),
                     _ => None,
                 },
+                access_window: window.change()?,
                 ..Default::default()
             };
             let user = vault.update_user(&op, &login, change).await?;
@@ -296,6 +297,23 @@ impl ProfileArgs {
 
     fn training_valid_until(&self, utc_offset_hours: i8) -> anyhow::Result<Option<time::OffsetDateTime>> {
         self.training_until.as_deref().map(|d| end_of_local_day(d, utc_offset_hours)).transpose()
+    }
+}
+
+impl WindowArgs {
+    /// `None`: leave the window as it is; `Some(None)`: back to the role's window.
+    fn change(&self) -> anyhow::Result<Option<Option<mamori_core::access_window::AccessWindow>>> {
+        use mamori_core::access_window::{AccessWindow, parse_days};
+        if self.role_window {
+            return Ok(Some(None));
+        }
+        let window = AccessWindow {
+            hours: self.hours.as_deref().map(str::parse).transpose()?,
+            days: self.days.as_deref().map(|d| parse_days([d])).transpose()?.unwrap_or_default(),
+            closed_on_holidays: self.closed_on_holidays,
+            networks: self.networks.clone(),
+        };
+        Ok((self.any_time || !window.is_unrestricted()).then_some(Some(window)))
     }
 }
 

@@ -102,7 +102,10 @@ fn day_name(d: Weekday) -> &'static str {
 pub fn parse_days<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<Weekday>> {
     let index = |name: &str| {
         DAY_NAMES.iter().position(|(n, _)| n.eq_ignore_ascii_case(name.trim())).ok_or_else(|| {
-            CoreError::InvalidAccessWindow(format!("day `{}`: expected mon, tue, wed, thu, fri, sat or sun", name.trim()))
+            CoreError::InvalidAccessWindow(format!(
+                "day `{}`: expected mon, tue, wed, thu, fri, sat or sun",
+                name.trim()
+            ))
         })
     };
     let mut on = [false; 7];
@@ -112,7 +115,9 @@ pub fn parse_days<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<We
                 Some((a, b)) => {
                     let (a, b) = (index(a)?, index(b)?);
                     if a > b {
-                        return Err(CoreError::InvalidAccessWindow(format!("days `{part}`: a range runs from mon to sun")));
+                        return Err(CoreError::InvalidAccessWindow(format!(
+                            "days `{part}`: a range runs from mon to sun"
+                        )));
                     }
                     on[a..=b].iter_mut().for_each(|d| *d = true);
                 }
@@ -292,10 +297,7 @@ mod tests {
         assert_eq!(w.check(datetime!(2026-12-12 01:00 UTC), JST, &[], Some(inside)), Err(WindowRefusal::Day));
         // A listed holiday on a Wednesday.
         let holidays = [date!(2026 - 12 - 30)];
-        assert_eq!(
-            w.check(datetime!(2026-12-30 01:00 UTC), JST, &holidays, Some(inside)),
-            Err(WindowRefusal::Holiday)
-        );
+        assert_eq!(w.check(datetime!(2026-12-30 01:00 UTC), JST, &holidays, Some(inside)), Err(WindowRefusal::Holiday));
         // Another network, or IPv6 outside the list.
         for other in ["192.168.1.5", "::1"] {
             assert_eq!(
@@ -334,7 +336,10 @@ mod tests {
         assert_eq!(parse_days(["mon,wed", "fri"]).unwrap(), [Weekday::Monday, Weekday::Wednesday, Weekday::Friday]);
         let w = office();
         let json = w.to_json();
-        assert_eq!(json, r#"{"hours":"08:00-20:00","days":["mon","tue","wed","thu","fri"],"closed_on_holidays":true,"networks":["10.0.0.0/8"]}"#);
+        assert_eq!(
+            json,
+            r#"{"hours":"08:00-20:00","days":["mon","tue","wed","thu","fri"],"closed_on_holidays":true,"networks":["10.0.0.0/8"]}"#
+        );
         assert_eq!(AccessWindow::from_json(&json).unwrap(), w);
         assert_eq!(w.to_string(), "08:00-20:00 mon,tue,wed,thu,fri no-holidays 10.0.0.0/8");
         assert!(AccessWindow::from_json(r#"{"hours":"08:00-20:00","colour":"red"}"#).is_err());

@@ -16,11 +16,17 @@
 //!   to the CA, or the handshake fails.
 //! - The device is named by the SHA-256 of its certificate (DER), lowercase hex: stable,
 //!   unique, and free of personal data (a subject name could hold a person's name).
+//! - Revocation: with a CRL file, a device certificate the CA revoked fails the handshake
+//!   (002-T-4-b: a lost or retired terminal is withdrawn at once). Only the device's own
+//!   certificate is checked (not intermediates, which would each need a CRL of their own),
+//!   and a certificate whose issuer has no CRL in the file is refused (fail closed). The
+//!   CRLs are read at start: restart after publishing a new one. An expired CRL (past its
+//!   nextUpdate) is still used, so that a late renewal does not lock every device out.
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use sha2::{Digest as _, Sha256};
 use std::net::SocketAddr;
@@ -46,6 +52,8 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// PEM: CA certificate(s) that issue device certificates; `None`: no client certificates.
     pub client_ca: Option<PathBuf>,
+    /// PEM: the device CA's certificate revocation list(s); needs `client_ca`.
+    pub client_crl: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,16 +82,22 @@ pub fn server_config(files: &TlsFiles) -> Result<TlsConfig, TlsError> {
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = match &files.client_ca {
+        None if files.client_crl.is_some() => {
+            return Err(TlsError::Config("a client CRL needs the client CA that issued it".into()));
+        }
         None => builder.with_no_client_auth(),
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
             for ca in read_certs(path, "TLS client CA file")? {
                 roots.add(ca).map_err(|e| TlsError::Config(format!("client CA {}: {e}", path.display())))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| TlsError::Config(format!("client CA {}: {e}", path.display())))?;
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).allow_unauthenticated();
+            if let Some(crl) = &files.client_crl {
+                verifier = verifier.with_crls(read_crls(crl)?).only_check_end_entity_revocation();
+            }
+            let verifier =
+                verifier.build().map_err(|e| TlsError::Config(format!("client CA {}: {e}", path.display())))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -112,6 +126,19 @@ fn read_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'sta
         return Err(TlsError::Empty { what, path: path.to_owned(), expected: "PEM certificate" });
     }
     Ok(certs)
+}
+
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let what = "TLS client CRL file";
+    let read_err = |e| TlsError::Read { what, path: path.to_owned(), reason: pem_reason(e) };
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(read_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_err)?;
+    if crls.is_empty() {
+        return Err(TlsError::Empty { what, path: path.to_owned(), expected: "PEM X509 CRL" });
+    }
+    Ok(crls)
 }
 
 /// The PEM parser's message, which names the problem but never quotes the file's content.

@@ -13,8 +13,9 @@ use mamori_store::Store;
 use mamori_store_sqlite::SqliteStore;
 use mamori_vault::{AuditFilter, NewUser, Principal, Vault, VaultConfig};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
@@ -28,10 +29,12 @@ const PASSWORD: &str = "Transport-Test-Password-1";
 /// A CA that issues certificates, made fresh for each test.
 struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
+    next_serial: std::sync::atomic::AtomicU64,
 }
 
 /// A certificate and its key, in the forms rustls and the PEM files need.
 struct Issued {
+    serial: u64,
     cert: CertificateDer<'static>,
     pem: String,
     key: KeyPair,
@@ -43,16 +46,41 @@ impl Ca {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        Self { issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap() }
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        Self { issuer, next_serial: 1000.into() }
     }
 
     fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Issued {
         let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("device"));
         params.extended_key_usages = vec![usage];
+        let serial = self.next_serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        params.serial_number = Some(SerialNumber::from(serial));
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Issued { cert: cert.der().clone(), pem: cert.pem(), key }
+        Issued { serial, cert: cert.der().clone(), pem: cert.pem(), key }
+    }
+
+    /// A CRL (PEM) revoking `revoked`, valid from an hour ago for a week.
+    fn crl(&self, revoked: &[&Issued]) -> String {
+        let now = mamori_core::clock::Clock::now(&SystemClock);
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(7),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|cert| RevokedCertParams {
+                    serial_number: SerialNumber::from(cert.serial),
+                    revocation_time: now - time::Duration::minutes(5),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
     }
 
     fn pem(&self) -> String {
@@ -107,11 +135,20 @@ impl Fixture {
     /// HTTPS on 127.0.0.1:0 with a server certificate from `self.ca`, asking for device
     /// certificates from the same CA. Returns the port and the shutdown trigger.
     fn serve_tls(&self) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+        self.serve_tls_with_crl(None)
+    }
+
+    /// As [`Fixture::serve_tls`], refusing the devices the CRL (PEM) revokes.
+    fn serve_tls_with_crl(
+        &self,
+        crl: Option<&str>,
+    ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
         let server = self.ca.issue(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
         let files = TlsFiles {
             cert: self.write("server.crt", &server.pem),
             key: self.write("server.key", &server.key.serialize_pem()),
             client_ca: Some(self.write("devices-ca.crt", &self.ca.pem())),
+            client_crl: crl.map(|c| self.write("devices.crl", c)),
         };
         let tls = mamori_server::tls::server_config(&files).unwrap();
         let app = router(self.vault.clone(), ServerConfig::default());
@@ -292,6 +329,41 @@ fn device_certificate_from_another_ca_is_refused_at_handshake() {
     assert!(result.is_err(), "whatever the role: {result:?}");
     // Nothing reached the vault.
     assert!(f.failed_logins().is_empty());
+}
+
+/// A device certificate revoked by the CA (lost laptop, retired terminal; 002-T-4-b) fails the
+/// handshake once the CRL is configured; the CA's other devices keep working. A CRL without
+/// its CA, or a file that holds no CRL, stops the server from starting.
+#[test]
+fn device_certificate_revoked_in_the_crl_is_refused_at_handshake() {
+    let f = Fixture::new();
+    let lost = f.ca.issue(&["lost-laptop"], ExtendedKeyUsagePurpose::ClientAuth);
+    let kept = f.ca.issue(&["office-pc"], ExtendedKeyUsagePurpose::ClientAuth);
+    let (addr, _stop, _server) = f.serve_tls_with_crl(Some(&f.ca.crl(&[&lost])));
+    let url = format!("https://127.0.0.1:{}", addr.port());
+    let result = login(&client(&f.ca.der(), Some(&lost)), &url, "staff", PASSWORD);
+    assert!(result.is_err(), "no HTTP answer over a connection with a revoked device: {result:?}");
+    assert_eq!(login(&client(&f.ca.der(), Some(&kept)), &url, "admin", PASSWORD).unwrap().0, 200);
+    assert_eq!(login(&client(&f.ca.der(), None), &url, "staff", PASSWORD).unwrap().0, 200);
+    assert!(f.failed_logins().is_empty(), "the revoked device reached nothing");
+
+    let server = f.ca.issue(&["localhost"], ExtendedKeyUsagePurpose::ServerAuth);
+    let crl = f.write("only.crl", &f.ca.crl(&[]));
+    let without_ca = TlsFiles {
+        cert: f.write("s.crt", &server.pem),
+        key: f.write("s.key", &server.key.serialize_pem()),
+        client_ca: None,
+        client_crl: Some(crl),
+    };
+    let err = mamori_server::tls::server_config(&without_ca).unwrap_err().to_string();
+    assert!(err.contains("needs the client CA"), "{err}");
+    let not_a_crl = TlsFiles {
+        client_ca: Some(f.write("ca.crt", &f.ca.pem())),
+        client_crl: Some(f.write("not.crl", &f.ca.pem())),
+        ..without_ca
+    };
+    let err = mamori_server::tls::server_config(&not_a_crl).unwrap_err().to_string();
+    assert!(err.contains("holds no PEM X509 CRL"), "{err}");
 }
 
 /// A raw HTTP/1.1 POST from a chosen local address (127.0.0.2 is loopback too on Linux).

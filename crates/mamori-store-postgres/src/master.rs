@@ -99,13 +99,15 @@ impl PostgresStore {
                 return Err(conflict("a sealed value changed or was added"));
             }
         }
-        execute(
+        let switched = execute(
             &tx,
-            "INSERT INTO meta (key, value) VALUES ('key_check', $1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&rewrap.key_check],
+            "UPDATE meta SET value = $1 WHERE key = 'key_check' AND value = $2",
+            &[&rewrap.key_check, &rewrap.previous_key_check],
         )
         .await?;
+        if switched != 1 {
+            return Err(conflict("another master-key rotation finished"));
+        }
         tx.commit().await.map_err(pg)
     }
 }

@@ -90,7 +90,14 @@ pub(crate) fn rewrap(tx: &Transaction<'_>, rewrap: &MasterRewrap) -> Result<()> 
             return Err(conflict("sealed values were added"));
         }
     }
-    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('key_check', ?1)", [&rewrap.key_check])
+    let switched = tx
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'key_check' AND value = ?2",
+            [&rewrap.key_check, &rewrap.previous_key_check],
+        )
         .map_err(map_err)?;
+    if switched != 1 {
+        return Err(conflict("another master-key rotation finished"));
+    }
     Ok(())
 }

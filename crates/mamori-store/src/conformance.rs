@@ -519,6 +519,11 @@ pub async fn master_rewrap(store: Arc<dyn Store>) {
     assert_eq!(store.get_keks(c.id).await.unwrap(), [WrappedKek { version: 1, wrapped: vec![5; 60] }]);
     assert_eq!(store.get_collection("customers").await.unwrap().unwrap().wrapped_index_key, vec![6; 60]);
     assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some(&b"new"[..]));
+    // A second rotation that read the key check before the first one switched it: refused,
+    // and the first one's keys stay.
+    let late = store.rewrap_master(&MasterRewrap { key_check: b"other".to_vec(), ..keys_only(c.id) }).await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some(&b"new"[..]));
 }
 
 pub async fn record_needs_its_subject_key(store: Arc<dyn Store>) {
@@ -554,6 +559,7 @@ fn keys_only(collection_id: i64) -> MasterRewrap {
         keks: vec![(collection_id, WrappedKek { version: 1, wrapped: vec![5; 60] })],
         index_keys: vec![(collection_id, vec![6; 60])],
         sealed: Vec::new(),
+        previous_key_check: b"old".to_vec(),
         key_check: b"new".to_vec(),
     }
 }

@@ -79,6 +79,9 @@ pub struct MasterRewrap {
     /// Every master-sealed value: as read (the store refuses the rotation if it changed
     /// meanwhile) and re-sealed under the new key.
     pub sealed: Vec<(SealedValue, Vec<u8>)>,
+    /// The key check as read before the rotation began: the store refuses the rotation if
+    /// it changed meanwhile (another rotation got there first).
+    pub previous_key_check: Vec<u8>,
     /// The new key check.
     pub key_check: Vec<u8>,
 }

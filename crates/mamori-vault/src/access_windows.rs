@@ -43,12 +43,9 @@ impl Vault {
             },
         };
         let auth = &self.config.auth;
-        Ok(window
-            .check(now, self.config.authz.utc_offset, &auth.holidays, source_ip(source))
-            .err()
-            .map(|refusal| {
-                let reason = format!("{refusal} ({whose} window: {window})");
-                (refusal, reason)
-            }))
+        Ok(window.check(now, self.config.authz.utc_offset, &auth.holidays, source_ip(source)).err().map(|refusal| {
+            let reason = format!("{refusal} ({whose} window: {window})");
+            (refusal, reason)
+        }))
     }
 }

@@ -326,6 +326,11 @@ impl Vault {
     /// transaction. The caller must have stored `new_master` durably *before* calling this.
     pub async fn rotate_master(&self, p: &Principal, new_master: &MasterKey) -> Result<RotationReport> {
         self.authorize(p, Action::KeysRotate, "keys.rotate_master", None).await?;
+        // Read first: the store switches the check only if nobody else did meanwhile.
+        let previous_key_check = self.store.get_meta(crate::KEY_CHECK).await?.unwrap_or_default();
+        if !self.master().verify_key_check(&previous_key_check) {
+            return Err(VaultError::WrongMasterKey);
+        }
         let new = new_master.wrapper();
         let mut keks = Vec::new();
         let mut index_keys = Vec::new();
@@ -351,7 +356,7 @@ impl Vault {
         }
         let secrets = sealed.len() as u64;
         let key_check = new.key_check();
-        self.store.rewrap_master(&MasterRewrap { keks, index_keys, sealed, key_check }).await?;
+        self.store.rewrap_master(&MasterRewrap { keks, index_keys, sealed, previous_key_check, key_check }).await?;
         self.use_master_key(new_master);
         let mut e = self.event(p, "keys.rotate_master", Outcome::Success);
         e.rows = Some(rows.len() as u64);

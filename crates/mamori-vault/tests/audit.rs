@@ -439,14 +439,27 @@ async fn pruning_keeps_the_rest_verifiable_through_a_signed_anchor() {
     let op = f.admin.clone();
 
     // Never below three months, and only the local operator.
-    assert!(matches!(f.vault.prune_audit(&op, 30, false).await, Err(VaultError::Invalid(_))));
+    assert!(matches!(f.vault.prune_audit(&op, 30, false, &[]).await, Err(VaultError::Invalid(_))));
     let (auditor, _) = f.user("aud", Role::Auditor).await;
-    assert!(matches!(f.vault.prune_audit(&auditor, 365, false).await, Err(VaultError::Forbidden)));
+    assert!(matches!(f.vault.prune_audit(&auditor, 365, false, &[]).await, Err(VaultError::Forbidden)));
 
-    let dry = f.vault.prune_audit(&op, 365, true).await.unwrap();
+    let dry = f.vault.prune_audit(&op, 365, true, &[]).await.unwrap();
     assert_eq!((dry.anchor_seq, dry.events_deleted), (Some(old), old));
+    // A SIEM sink that has not acknowledged those events yet (never forwarded, or behind)
+    // holds the prune back: they are kept until it has them.
+    let dry = f.vault.prune_audit(&op, 365, true, &["file"]).await.unwrap();
+    assert_eq!((dry.anchor_seq, dry.siem_forwarded_to), (None, Some(0)));
+    let cursor = |seq: u64| serde_json::json!({ "seq": seq }).to_string();
+    f.store().put_meta("audit_siem_cursor_file", cursor(old - 1).as_bytes()).await.unwrap();
+    f.store().put_meta("audit_siem_cursor_syslog", cursor(old + 3).as_bytes()).await.unwrap();
+    let dry = f.vault.prune_audit(&op, 365, true, &["file", "syslog"]).await.unwrap();
+    assert_eq!(dry.siem_forwarded_to, Some(old - 1));
+    assert!(dry.anchor_seq.is_none_or(|a| a < old), "stops at an earlier checkpoint: {dry:?}");
+    f.store().put_meta("audit_siem_cursor_file", cursor(old).as_bytes()).await.unwrap();
+    let dry = f.vault.prune_audit(&op, 365, true, &["file", "syslog"]).await.unwrap();
+    assert_eq!((dry.anchor_seq, dry.siem_forwarded_to), (Some(old), Some(old)));
     assert_eq!(f.store().read_audit(1, 1).await.unwrap()[0].seq, 1, "a dry run deletes nothing");
-    let report = f.vault.prune_audit(&op, 365, false).await.unwrap();
+    let report = f.vault.prune_audit(&op, 365, false, &[]).await.unwrap();
     assert_eq!((report.anchor_seq, report.events_deleted), (Some(old), old));
     assert_eq!(f.store().read_audit(1, 1).await.unwrap()[0].seq, old + 1);
 
@@ -456,7 +469,7 @@ async fn pruning_keeps_the_rest_verifiable_through_a_signed_anchor() {
     let anchor_line = std::fs::read_to_string(&file).unwrap().lines().last().unwrap().to_owned();
     assert!(anchor_line.contains("\"kind\":\"anchor\""), "{anchor_line}");
     // Nothing newer than the retention is pruned again; the log goes on being checkpointed.
-    assert_eq!(f.vault.prune_audit(&op, 365, false).await.unwrap().anchor_seq, None);
+    assert_eq!(f.vault.prune_audit(&op, 365, false, &[]).await.unwrap().anchor_seq, None);
     f.vault.checkpoint_audit(&op).await.unwrap().unwrap();
     assert!(f.vault.verify_audit().await.unwrap().ok);
 

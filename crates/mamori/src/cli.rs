@@ -89,6 +89,10 @@ pub enum Command {
         /// Ask clients for a device certificate issued by this CA (PEM). Overrides `tls.client_ca_file`.
         #[arg(long, value_name = "FILE")]
         tls_client_ca: Option<PathBuf>,
+        /// Refuse device certificates revoked in this CRL (PEM, read at start). Overrides
+        /// `tls.client_crl_file`.
+        #[arg(long, value_name = "FILE")]
+        tls_client_crl: Option<PathBuf>,
     },
     /// Start a throwaway instance with synthetic Japanese people and users of every role.
     Demo {

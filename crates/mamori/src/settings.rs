@@ -85,6 +85,9 @@ pub struct TlsSettings {
     /// CA certificate(s) of device certificates; set: clients may present one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ca_file: Option<PathBuf>,
+    /// The device CA's certificate revocation list(s) (PEM), read at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_crl_file: Option<PathBuf>,
 }
 
 /// `[auth]`: lockout, second factor, sessions, account lifecycle and the password policy.
@@ -163,13 +166,17 @@ impl AuthSettings {
         let access_windows = self
             .access
             .iter()
-            .map(|(role, window)| Ok((role.parse().map_err(|e: String| anyhow::anyhow!("auth.access.{role}: {e}"))?, window.clone())))
+            .map(|(role, window)| {
+                Ok((role.parse().map_err(|e: String| anyhow::anyhow!("auth.access.{role}: {e}"))?, window.clone()))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let date = time::macros::format_description!("[year]-[month]-[day]");
         let holidays = self
             .holidays
             .iter()
-            .map(|d| time::Date::parse(d, date).with_context(|| format!("auth.holidays: `{d}` is not a YYYY-MM-DD date")))
+            .map(|d| {
+                time::Date::parse(d, date).with_context(|| format!("auth.holidays: `{d}` is not a YYYY-MM-DD date"))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(mamori_vault::AuthPolicy {
             password,
@@ -290,6 +297,7 @@ const ENV_SETTINGS: &[&str] = &[
     "tls__cert_file",
     "tls__key_file",
     "tls__client_ca_file",
+    "tls__client_crl_file",
     // Not the audit file paths: the signing key, the checkpoint file and the SIEM sinks
     // come from mamori.toml.
     "audit__checkpoint_every_events",
@@ -377,12 +385,13 @@ impl Settings {
                     cert: cert.clone(),
                     key: key.clone(),
                     client_ca: t.client_ca_file.clone(),
+                    client_crl: t.client_crl_file.clone(),
                 }))
             }
             (None, None) => {
                 anyhow::ensure!(
-                    t.client_ca_file.is_none(),
-                    "tls.client_ca_file needs tls.cert_file and tls.key_file (--tls-cert, --tls-key)"
+                    t.client_ca_file.is_none() && t.client_crl_file.is_none(),
+                    "tls.client_ca_file and tls.client_crl_file need tls.cert_file and tls.key_file (--tls-cert, --tls-key)"
                 );
                 anyhow::ensure!(
                     !needs_ca,

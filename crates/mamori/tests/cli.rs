@@ -899,7 +899,15 @@ fn access_windows_from_flags_and_configuration() {
     create_user(d, None, "clerk", "staff");
     let update = |extra: &[&str]| mamori(d).args(["--json", "users", "update", "clerk"]).args(extra).output().unwrap();
 
-    let set = update(&["--hours", "08:00-20:00", "--days", "mon-fri", "--closed-on-holidays", "--networks", "10.0.0.0/8,192.168.1.0/24"]);
+    let set = update(&[
+        "--hours",
+        "08:00-20:00",
+        "--days",
+        "mon-fri",
+        "--closed-on-holidays",
+        "--networks",
+        "10.0.0.0/8,192.168.1.0/24",
+    ]);
     assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
     let user = json(String::from_utf8(set.stdout).unwrap());
     assert_eq!(

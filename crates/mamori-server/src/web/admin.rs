@@ -36,6 +36,7 @@ pub(crate) async fn users(State(state): State<AppState>, user: WebUser) -> Respo
                 vendor => u.vendor,
                 last_login => u.last_login_at.map(|t| dates.show(t)),
                 valid_until => u.valid_until.map(|t| dates.show(t)),
+                access_window => u.access_window.as_ref().map(ToString::to_string),
                 is_me => u.login == p.login,
             }
         })

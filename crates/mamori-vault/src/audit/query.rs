@@ -120,6 +120,9 @@ pub struct PruneReport {
     pub anchor_seq: Option<u64>,
     pub events_deleted: u64,
     pub dry_run: bool,
+    /// With SIEM sinks configured: the last event every one of them acknowledged. Nothing
+    /// after it is pruned, so a sink that is behind (or down) loses nothing.
+    pub siem_forwarded_to: Option<u64>,
 }
 
 fn invalid(m: impl Into<String>) -> VaultError {
@@ -338,8 +341,16 @@ impl Vault {
     /// Deletes events older than `retention_days`, only up to a validly signed checkpoint,
     /// and leaves a signed anchor (that checkpoint's sequence number and hash) so that what
     /// remains still verifies. Only the local operator may prune, and only when the whole
-    /// log verifies: pruning a tampered log would destroy the evidence.
-    pub async fn prune_audit(&self, p: &Principal, retention_days: u32, dry_run: bool) -> Result<PruneReport> {
+    /// log verifies: pruning a tampered log would destroy the evidence. `siem_sinks` are the
+    /// configured SIEM sinks ([`crate::SiemSettings::sink_names`]): events one of them has
+    /// not acknowledged yet are kept.
+    pub async fn prune_audit(
+        &self,
+        p: &Principal,
+        retention_days: u32,
+        dry_run: bool,
+        siem_sinks: &[&str],
+    ) -> Result<PruneReport> {
         if p.user_id.is_some() {
             let mut e = self.event(p, "audit.prune", Outcome::Denied);
             e.reason = Some("only the local operator prunes the audit log".into());
@@ -360,7 +371,13 @@ impl Vault {
             )));
         }
         let cutoff = self.clock.now() - time::Duration::days(i64::from(retention_days));
+        let mut siem_forwarded_to = None;
+        for sink in siem_sinks {
+            let acknowledged = super::siem_cursor(&*self.store, sink).await?.map_or(0, |c| c.seq);
+            siem_forwarded_to = Some(siem_forwarded_to.map_or(acknowledged, |s: u64| s.min(acknowledged)));
+        }
         // The newest valid checkpoint taken before the cutoff: every event up to it is older.
+        // With SIEM sinks, also no later than what they all acknowledged.
         let mut target = None;
         let mut from = 0;
         'scan: loop {
@@ -373,13 +390,14 @@ impl Vault {
                 }
                 let ok = row.seq < report.head_seq
                     && row.seq > report.anchor_seq.unwrap_or(0)
+                    && siem_forwarded_to.is_none_or(|forwarded| row.seq <= forwarded)
                     && signature_valid(&public, &row_checkpoint(&row), &row.signature);
                 if ok {
                     target = Some(row);
                 }
             }
         }
-        let mut out = PruneReport { cutoff, anchor_seq: None, events_deleted: 0, dry_run };
+        let mut out = PruneReport { cutoff, anchor_seq: None, events_deleted: 0, dry_run, siem_forwarded_to };
         let Some(target) = target else { return Ok(out) };
         out.anchor_seq = Some(target.seq);
         let count = target.seq + 1 - report.first_seq;

@@ -50,16 +50,19 @@ pub async fn run(settings: &Settings, command: AuditCommand, json: bool) -> anyh
         }
         AuditCommand::Prune { dry_run } => {
             let vault = open_vault(settings).await?;
-            let report = vault.prune_audit(&operator(), settings.audit.retention_days, dry_run).await?;
+            let sinks = settings.audit.siem.sink_names();
+            let report = vault.prune_audit(&operator(), settings.audit.retention_days, dry_run, &sinks).await?;
             if json {
                 output::json(&report)?;
             } else {
                 let cutoff = report.cutoff.format(&Rfc3339)?;
                 match report.anchor_seq {
-                    None => println!("nothing to prune: no signed checkpoint is older than {cutoff}"),
-                    Some(seq) if dry_run => {
-                        println!("would delete {} events up to seq {seq} (older than {cutoff})", report.events_deleted)
-                    }
+                    None => println!("nothing to prune: no signed checkpoint is older than {cutoff}{}", held(&report)),
+                    Some(seq) if dry_run => println!(
+                        "would delete {} events up to seq {seq} (older than {cutoff}){}",
+                        report.events_deleted,
+                        held(&report)
+                    ),
                     Some(seq) => println!(
                         "deleted {} events up to seq {seq} (older than {cutoff}); a signed anchor keeps the rest verifiable",
                         report.events_deleted
@@ -69,6 +72,14 @@ pub async fn run(settings: &Settings, command: AuditCommand, json: bool) -> anyh
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Why a prune may stop short: the SIEM sinks have not acknowledged later events yet.
+fn held(report: &mamori_vault::PruneReport) -> String {
+    report
+        .siem_forwarded_to
+        .map(|seq| format!(" and forwarded to every SIEM sink (acknowledged up to seq {seq})"))
+        .unwrap_or_default()
 }
 
 /// Opens the store only: verifying needs the public key, not the master key, so an auditor

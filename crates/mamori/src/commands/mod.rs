@@ -20,7 +20,7 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
     let json = cli.global.json;
     match cli.command {
         Command::Init { admin_login } => init::run(&settings, &admin_login, json).await,
-        Command::Serve { listen, insecure_http, tls_cert, tls_key, tls_client_ca } => {
+        Command::Serve { listen, insecure_http, tls_cert, tls_key, tls_client_ca, tls_client_crl } => {
             let listen = listen.unwrap_or_else(|| settings.listen.clone());
             let mut settings = settings;
             if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
@@ -29,6 +29,9 @@ pub async fn dispatch(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> 
             }
             if let Some(ca) = tls_client_ca {
                 settings.tls.client_ca_file = Some(ca);
+            }
+            if let Some(crl) = tls_client_crl {
+                settings.tls.client_crl_file = Some(crl);
             }
             let insecure_http = insecure_http || settings.insecure_http;
             serve::run(&settings, &listen, insecure_http).await

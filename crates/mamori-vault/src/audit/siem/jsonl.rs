@@ -6,6 +6,11 @@
 //! file over `max_bytes`, `audit.jsonl` becomes `audit.jsonl.1`, `.1` becomes `.2`, … and
 //! the oldest beyond `max_files` is deleted. Lines are synced before the forwarder counts
 //! them as acknowledged, and a line is never split across two files.
+//!
+//! Files are created with mode 0600, and the directory is synced after a file appears, so a
+//! crash cannot take back a file whose lines were acknowledged. An existing file that anyone
+//! outside its owner and group may read or write is refused (the sink then reports itself
+//! failing): group read is allowed for a log shipper running under another account.
 
 use mamori_store::AuditRow;
 use serde::{Deserialize, Serialize};
@@ -94,6 +99,7 @@ impl JsonlFile {
 }
 
 fn open(path: &Path) -> std::io::Result<File> {
+    let created = !path.exists();
     let mut options = OpenOptions::new();
     options.append(true).create(true);
     #[cfg(unix)]
@@ -101,7 +107,31 @@ fn open(path: &Path) -> std::io::Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata()?.permissions().mode() & 0o777;
+        if mode & 0o007 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{} is open to other users (mode {mode:o}); make it 0600 or 0640", path.display()),
+            ));
+        }
+    }
+    if created {
+        sync_parent(path)?;
+    }
+    Ok(file)
+}
+
+/// Makes a new or renamed directory entry survive a crash.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn append(settings: &JsonlSinkSettings, lines: Vec<String>, broken_line: bool) -> std::io::Result<()> {
@@ -146,11 +176,7 @@ fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
     }
     std::fs::rename(path, numbered(path, 1))?;
     // The renames must survive a crash before lines go to the new file.
-    #[cfg(unix)]
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    sync_parent(path)
 }
 
 #[cfg(test)]
@@ -172,5 +198,23 @@ mod tests {
         assert_eq!(v["seq"], 7);
         assert_eq!(v["hash"], "ab".repeat(32));
         assert!(text.contains(&row.event_json));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_files_are_private_and_files_open_to_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let settings = JsonlSinkSettings { path: dir.path().join("audit.jsonl"), max_bytes: 1 << 20, max_files: 2 };
+        append(&settings, vec!["{}\n".into()], false).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&settings.path), 0o600);
+        std::fs::set_permissions(&settings.path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        append(&settings, vec!["{}\n".into()], false).unwrap();
+        std::fs::set_permissions(&settings.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = append(&settings, vec!["{\"x\":1}\n".into()], false).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("mode 644"), "{err}");
+        assert_eq!(std::fs::read_to_string(&settings.path).unwrap(), "{}\n{}\n", "nothing written");
     }
 }

@@ -84,7 +84,10 @@ fn cited_measure_ids_exist() {
 /// unification could make a normal build unaudited. This test binary itself is audited.
 #[test]
 fn no_manifest_enables_the_unaudited_benchmark_feature() {
-    assert!(!mamori_vault::UNAUDITED_BENCHMARK, "these tests were built with mamori-vault/unaudited-benchmark");
+    assert!(
+        !std::hint::black_box(mamori_vault::UNAUDITED_BENCHMARK),
+        "these tests were built with mamori-vault/unaudited-benchmark"
+    );
     let mut manifests = vec![root().join("Cargo.toml")];
     for entry in std::fs::read_dir(root().join("crates")).unwrap() {
         let manifest = entry.unwrap().path().join("Cargo.toml");

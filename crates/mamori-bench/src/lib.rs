@@ -9,7 +9,9 @@
 //! - `plain_import`: the plain-SQLite import baseline (same parsed rows, no encryption);
 //! - `import_search`: `Vault::import_csv` vs plain SQLite, then blind-index search latency vs
 //!   a plaintext primary-key lookup, printed as markdown tables (see `BENCHMARKS.md`);
-//! - `pg_import`: the same on PostgreSQL, against plain PostgreSQL and per-field `pgcrypto`.
+//! - `pg_import`: the same on PostgreSQL, against plain PostgreSQL and per-field `pgcrypto`;
+//! - `authz_latency`, `token_latency`: authorization decisions, token validation and login,
+//!   call by call, against raw baselines.
 //!
 //! All data is synthetic (`mamori_synth`): no real person is described anywhere.
 

@@ -54,6 +54,9 @@ struct AuditGauges {
     siem_lag: Family<SinkLabel, Gauge>,
     siem_consecutive_failures: Family<SinkLabel, Gauge>,
     siem_failures: Family<SinkLabel, Gauge>,
+    /// Mirrors of the writer's own counters, set (not added to) on each scrape.
+    commits: Counter,
+    events: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -127,6 +130,12 @@ impl Metrics {
             "Failed attempts of the SIEM sink since start",
             audit.siem_failures.clone(),
         );
+        registry.register(
+            "audit_commits",
+            "Transactions (durable commits) of audit events since start; events / commits is the group-commit batch size",
+            audit.commits.clone(),
+        );
+        registry.register("audit_events", "Audit events committed since start", audit.events.clone());
         Self { registry, requests, latency, audit }
     }
 }
@@ -158,7 +167,11 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
 }
 
 async fn healthz() -> &'static str {
-    "ok"
+    if mamori_vault::UNAUDITED_BENCHMARK {
+        "ok (UNAUDITED BENCHMARK BUILD: audit events are not written; never use it with real data)"
+    } else {
+        "ok"
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -196,6 +209,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     g.checkpoint_failures.set(count(h.checkpoint_failures));
     g.append_failures.set(count(h.append_failures));
     g.last_checkpoint_seq.set(count(h.last_checkpoint_seq.unwrap_or(0)));
+    g.commits.inner().store(h.commits, std::sync::atomic::Ordering::Relaxed);
+    g.events.inner().store(h.events, std::sync::atomic::Ordering::Relaxed);
     g.last_checkpoint_timestamp.set(h.last_checkpoint_at.map(|t| t.unix_timestamp()).unwrap_or(0));
     for sink in &h.siem {
         let label = SinkLabel { sink: sink.sink.clone() };

@@ -180,6 +180,14 @@ fn health_metrics_and_headers() {
     let metrics = metrics.as_str().unwrap().to_owned();
     assert!(metrics.contains("route=\"/api/v1/collections/{name}/search\""), "{metrics}");
     assert!(!metrics.contains(&person.email) && !metrics.contains("customers\""), "no ids or values in labels");
+    // The group-commit counters: the login and the search were committed, in at most as many
+    // commits as events.
+    let counter = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{metrics}"));
+        line[name.len() + 1..].parse().unwrap()
+    };
+    let (commits, events) = (counter("mamori_audit_commits_total"), counter("mamori_audit_events_total"));
+    assert!(commits >= 1 && events >= 2 && commits <= events, "{commits} commits, {events} events");
     let res = ureq::get(&format!("{}/api/v1/openapi.json", s.url)).call().unwrap();
     assert_eq!(res.header("cache-control"), Some("no-store"));
     assert_eq!(res.header("x-content-type-options"), Some("nosniff"));

@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 /// Typical field values (synthetic): a full name and an address with a building.
 const NAME: &str = "長谷川 美由紀子"; // 22 bytes
 const ADDRESS: &str = "東京都世田谷区桜新町三丁目十二番五号 102号室"; // 64 bytes
@@ -270,34 +272,8 @@ fn import(c: &mut Criterion) {
     group.finish();
 }
 
-/// Where criterion writes its results: the same rule as criterion's own default.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    // target/<profile>/deps/<bench binary>
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(|t| t.join("criterion")))
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-/// Median time (ns) of one benchmark, if it was measured after `since`.
-fn median_ns(dir: &Path, id: &str, since: std::time::SystemTime) -> Option<f64> {
-    let path = dir.join(id).join("new").join("estimates.json");
-    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
-    if modified < since {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
-fn print_ratios(dir: &Path, since: std::time::SystemTime) {
-    let pairs: [(&str, &str, &str, Option<f64>); 12] = [
+fn ratio_pairs() -> [common::Pair; 12] {
+    [
         ("field_encrypt", "name_22B", "raw_aes_gcm", Some(0.7)),
         ("field_encrypt", "name_22B", "raw_aes_gcm_same_aad_random_nonce", None),
         ("field_encrypt", "address_64B", "raw_aes_gcm", Some(0.7)),
@@ -310,52 +286,12 @@ fn print_ratios(dir: &Path, since: std::time::SystemTime) {
         ("blind_index", "name_22B", "raw_sha256", None),
         ("row_validate", "customer_row", "utf8_copy", None),
         ("import_10k", "rows_10000", "plain_sqlite", Some(0.3)),
-    ];
-    let mut lines = Vec::new();
-    for (group, input, baseline, goal) in pairs {
-        let mamori = median_ns(dir, &format!("{group}/mamori/{input}"), since);
-        let base = median_ns(dir, &format!("{group}/{baseline}/{input}"), since);
-        let (Some(m), Some(b)) = (mamori, base) else { continue };
-        let ratio = b / m;
-        let verdict = match goal {
-            Some(g) if ratio >= g => format!("≥ {g}×: met"),
-            Some(g) => format!("≥ {g}×: not met"),
-            None => "-".into(),
-        };
-        lines.push(format!(
-            "| {group} | {input} | {} | {baseline} {} | **{ratio:.3}×** | {verdict} |",
-            fmt_ns(m),
-            fmt_ns(b)
-        ));
-    }
-    if lines.is_empty() {
-        return;
-    }
-    println!();
-    println!("Ratios (baseline median time / mamori median time; throughput ratio, higher is better):");
-    println!();
-    println!("| group | input | mamori | baseline | ratio | goal |");
-    println!("|---|---|---:|---:|---:|---|");
-    for l in lines {
-        println!("{l}");
-    }
-}
-
-fn fmt_ns(ns: f64) -> String {
-    match ns {
-        n if n >= 1e9 => format!("{:.3} s", n / 1e9),
-        n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
-        n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
-        n => format!("{n:.1} ns"),
-    }
+    ]
 }
 
 fn main() {
-    let dir = criterion_dir();
-    let _ = std::fs::create_dir_all(&dir);
-    // The start of this run, read from the file system (the clock rule of the workspace).
-    let marker = dir.join(".vault-bench-run");
-    let since = std::fs::write(&marker, b"").and_then(|_| std::fs::metadata(&marker)?.modified()).ok();
+    let dir = common::criterion_dir();
+    let since = common::run_started(&dir, "vault");
 
     let mut c = Criterion::default()
         .output_directory(&dir)
@@ -368,6 +304,6 @@ fn main() {
     import(&mut c);
     c.final_summary();
     if let Some(since) = since {
-        print_ratios(&dir, since);
+        common::print_ratios(&dir, since, &ratio_pairs());
     }
 }

@@ -13,6 +13,9 @@
 //! Checkpointing never holds up or fails a request: the events it covers are already durable,
 //! and a failure is logged at error level and shown in [`AuditHealth`] (002-S-11-d: the
 //! logging process itself is monitored).
+//!
+//! The writer counts its commits and the events in them ([`AuditHealth::commits`],
+//! [`AuditHealth::events`], `/metrics`): their ratio is the group-commit batch size.
 
 mod checkpoint;
 mod query;
@@ -33,8 +36,17 @@ use checkpoint::Checkpointer;
 use mamori_core::audit::{AuditEvent, SignedCheckpoint};
 use mamori_core::clock::{Clock, SystemClock};
 use mamori_store::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// Whether this binary was built with the `unaudited-benchmark` feature of `mamori-vault`,
+/// which only an explicit `--features mamori-vault/unaudited-benchmark` turns on (no crate of
+/// the workspace enables it, so feature unification cannot reach a normal build). Such a
+/// binary acknowledges audit events without writing them, to measure what auditing costs
+/// (BENCHMARKS.md, session 7); it says so on every start, in `mamori status`, `/healthz`
+/// and `/healthz/audit`. This constant is the feature's only `cfg`.
+pub const UNAUDITED_BENCHMARK: bool = cfg!(feature = "unaudited-benchmark");
 
 const MAX_BATCH_EVENTS: usize = 1024;
 const QUEUE: usize = 4096;
@@ -78,6 +90,14 @@ pub struct AuditLog {
     /// The newest appended seq, so that a sink's lag is current even while its forwarder
     /// is stuck in a write.
     head: watch::Receiver<u64>,
+    counters: Arc<Counters>,
+}
+
+/// Commits (one transaction each) and the events in them, since start.
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    events: AtomicU64,
 }
 
 impl AuditLog {
@@ -94,11 +114,13 @@ impl AuditLog {
         let (head, _) = watch::channel(0);
         siem::start(&settings.siem, &store, &clock, &head, &health);
         let head_seen = head.subscribe();
-        let task = tokio::spawn(writer(store, rx, checkpointer, health.clone(), head));
+        let counters = Arc::new(Counters::default());
+        let parts = Writer { store, checkpointer, health: health.clone(), head, counters: counters.clone() };
+        let task = tokio::spawn(writer(rx, parts));
         let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
         writers.retain(|w| !w.is_finished());
         writers.push(task);
-        Self { queue, health, head: head_seen }
+        Self { queue, health, head: head_seen, counters }
     }
 
     /// Appends events and waits until they are durable. An error means the events are not
@@ -138,6 +160,8 @@ impl AuditLog {
 
     pub fn health(&self) -> AuditHealth {
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        health.commits = self.counters.commits.load(Ordering::Relaxed);
+        health.events = self.counters.events.load(Ordering::Relaxed);
         let head = *self.head.borrow();
         for sink in &mut health.siem {
             sink.head_seq = sink.head_seq.max(head);
@@ -147,14 +171,32 @@ impl AuditLog {
     }
 }
 
-async fn writer(
+/// What the writer task owns.
+struct Writer {
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Msg>,
-    mut checkpointer: Option<Checkpointer>,
+    checkpointer: Option<Checkpointer>,
     health: Arc<Mutex<AuditHealth>>,
     head: watch::Sender<u64>,
-) {
-    let period = checkpointer.as_ref().map(Checkpointer::tick_period).unwrap_or(std::time::Duration::from_secs(3600));
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    /// One batch in one transaction. In an `unaudited-benchmark` build the batch is dropped
+    /// and acknowledged with the current head, as if it had been written.
+    async fn append(&self, events: &[AuditEvent]) -> mamori_store::Result<u64> {
+        if UNAUDITED_BENCHMARK {
+            return Ok(*self.head.borrow());
+        }
+        let seq = self.store.append_audit(events).await?;
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters.events.fetch_add(events.len() as u64, Ordering::Relaxed);
+        Ok(seq)
+    }
+}
+
+async fn writer(mut rx: mpsc::Receiver<Msg>, mut w: Writer) {
+    let (store, health) = (w.store.clone(), w.health.clone());
+    let period = w.checkpointer.as_ref().map(Checkpointer::tick_period).unwrap_or(std::time::Duration::from_secs(3600));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -163,8 +205,8 @@ async fn writer(
                 Some(msg) => msg,
                 None => break,
             },
-            _ = tick.tick(), if checkpointer.is_some() => {
-                if let Some(c) = checkpointer.as_mut() {
+            _ = tick.tick(), if w.checkpointer.is_some() => {
+                if let Some(c) = w.checkpointer.as_mut() {
                     let _ = c.maybe(&*store, false).await;
                 }
                 continue;
@@ -173,7 +215,7 @@ async fn writer(
         let first = match msg {
             Msg::Append(p) => p,
             control => {
-                control_message(control, &*store, &mut checkpointer).await;
+                control_message(control, &*store, &mut w.checkpointer).await;
                 continue;
             }
         };
@@ -191,7 +233,7 @@ async fn writer(
             }
         }
         let events: Vec<AuditEvent> = batch.iter().flat_map(|p| p.events.iter().cloned()).collect();
-        let result = store.append_audit(&events).await;
+        let result = w.append(&events).await;
         if let Err(e) = &result {
             tracing::error!(error = %e, events = events.len(), "audit append failed; failing the requests closed");
             health.lock().unwrap_or_else(|e| e.into_inner()).append_failures += 1;
@@ -202,15 +244,15 @@ async fn writer(
             let _ = p.done.send(result.clone().map_err(|e| e.to_string()));
         }
         if let Ok(seq) = &result {
-            head.send_replace(*seq);
+            w.head.send_replace(*seq);
         }
         // Only now, with every waiter answered, is a checkpoint considered.
-        if let (Ok(seq), Some(c)) = (&result, checkpointer.as_mut()) {
+        if let (Ok(seq), Some(c)) = (&result, w.checkpointer.as_mut()) {
             c.appended(*seq);
             let _ = c.maybe(&*store, false).await;
         }
         for control in deferred {
-            control_message(control, &*store, &mut checkpointer).await;
+            control_message(control, &*store, &mut w.checkpointer).await;
         }
     }
 }

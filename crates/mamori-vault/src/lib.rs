@@ -36,8 +36,8 @@ pub use approvals::{GrantInfo, MAX_BREAK_GLASS_MINUTES, PolicyChange, PolicyVers
 pub use audit::{
     AuditEntry, AuditFilter, AuditHealth, AuditLog, AuditPage, AuditSettings, JsonlSinkSettings, MAX_QUERY_LIMIT,
     MIN_RETENTION_DAYS, ProblemKind, PruneReport, ReviewMark, SiemCursor, SiemHealth, SiemSettings, SyslogSinkSettings,
-    VerifyProblem, VerifyReport, audit_head_seq, finish_audit_writers, parse_checkpoint_file, siem_cursor,
-    stored_audit_key, verify_chain, verify_store,
+    UNAUDITED_BENCHMARK, VerifyProblem, VerifyReport, audit_head_seq, finish_audit_writers, parse_checkpoint_file,
+    siem_cursor, stored_audit_key, verify_chain, verify_store,
 };
 pub use auth::{AuthPolicy, LoginOutcome, NewUser, ProfileChange, TotpEnrolment, UserSummary};
 pub use authz::{AuthzSettings, BUILTIN_PROPOSER};

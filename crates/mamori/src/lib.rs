@@ -20,6 +20,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let settings = settings::Settings::load(&cli.global)?;
     init_logging(&settings);
+    if mamori_vault::UNAUDITED_BENCHMARK {
+        eprintln!(
+            "WARNING: UNAUDITED BENCHMARK BUILD. This mamori binary was built with the `unaudited-benchmark` \
+             feature: audit events are acknowledged WITHOUT BEING WRITTEN. It exists to measure what auditing \
+             costs; never run it on real data."
+        );
+    }
     // Database calls run on the blocking pool; a small cap keeps a burst of requests from
     // spawning hundreds of threads that then fight over 2 cores.
     let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(8).enable_all().build()?;

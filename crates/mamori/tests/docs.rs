@@ -78,3 +78,32 @@ fn cited_measure_ids_exist() {
     }
     assert!(cited >= 20, "expected the code to cite measures, found {cited}");
 }
+
+/// The `unaudited-benchmark` feature of `mamori-vault` (BENCHMARKS.md, session 7) comes only
+/// from an explicit `--features` on the command line: no manifest may enable it, or feature
+/// unification could make a normal build unaudited. This test binary itself is audited.
+#[test]
+fn no_manifest_enables_the_unaudited_benchmark_feature() {
+    assert!(
+        !std::hint::black_box(mamori_vault::UNAUDITED_BENCHMARK),
+        "these tests were built with mamori-vault/unaudited-benchmark"
+    );
+    let mut manifests = vec![root().join("Cargo.toml")];
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        let manifest = entry.unwrap().path().join("Cargo.toml");
+        if manifest.exists() {
+            manifests.push(manifest);
+        }
+    }
+    for manifest in manifests {
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let mentions: Vec<&str> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| l.contains("unaudited"))
+            .collect();
+        let allowed: &[&str] =
+            if manifest.ends_with("crates/mamori-vault/Cargo.toml") { &["unaudited-benchmark = []"] } else { &[] };
+        assert_eq!(mentions, allowed, "{} must not enable the unaudited benchmark feature", manifest.display());
+    }
+}

@@ -64,6 +64,14 @@ pub struct AuditHealth {
     pub checkpoint_file_failures: u64,
     /// Batches of events that could not be appended (their requests failed closed).
     pub append_failures: u64,
+    /// Batches appended since start: one transaction, so one durable commit (fsync), each.
+    pub commits: u64,
+    /// Events in those batches; `events / commits` is how many events share a commit.
+    pub events: u64,
+    /// Only in a binary built with the `unaudited-benchmark` feature (never a normal build):
+    /// events are acknowledged without being written. Such a process is never healthy.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unaudited_benchmark: bool,
     /// The most recent failure, without values.
     pub last_error: Option<String>,
     /// One entry per configured SIEM sink.
@@ -76,15 +84,16 @@ impl AuditHealth {
             checkpoints_enabled: settings.signing_key.is_some(),
             checkpoint_file_configured: settings.checkpoint_file.is_some(),
             checkpoint_file_ok: true,
+            unaudited_benchmark: super::UNAUDITED_BENCHMARK,
             siem: settings.siem.sink_names().into_iter().map(super::SiemHealth::new).collect(),
             ..Self::default()
         }
     }
 
     /// Whether every part of the pipeline that can fail without failing requests works:
-    /// the external checkpoint file and the SIEM sinks.
+    /// the external checkpoint file and the SIEM sinks (and never in an unaudited build).
     pub fn healthy(&self) -> bool {
-        self.checkpoint_file_ok && self.siem.iter().all(super::SiemHealth::ok)
+        self.checkpoint_file_ok && self.siem.iter().all(super::SiemHealth::ok) && !self.unaudited_benchmark
     }
 }
 

@@ -64,6 +64,9 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(settings, false).await?;
     let now = SystemClock.now();
     let mut problems = Vec::new();
+    if mamori_vault::UNAUDITED_BENCHMARK {
+        problems.push("this binary is an UNAUDITED BENCHMARK BUILD: audit events are not written".to_owned());
+    }
     let audit = audit_status(&*store, settings, now, &mut problems).await?;
     let mut siem = Vec::new();
     for sink in settings.audit.siem.sink_names() {

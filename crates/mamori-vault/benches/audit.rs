@@ -1,0 +1,163 @@
+//! The audit trail's verification against raw SHA-256 of the same bytes, measured in the same
+//! run (issue 6; see BENCHMARKS.md, session 7).
+//!
+//! A fresh SQLite store receives 100,000 `record.read` events shaped like the vault's (actor,
+//! session, source, collection, record, subject, fields, policy, view) through the real
+//! group-commit writer, with a signed checkpoint every 1,000 events. Then:
+//!
+//! - `audit_verify/mamori`: `verify_store`, i.e. what `mamori audit verify` does: read every
+//!   row in pages of 1,000, parse the event, recompute the chain hash, compare the indexed
+//!   columns, check every checkpoint's ECDSA signature. Goal: ≥ 0.5× the baseline.
+//! - `audit_verify/raw_sha256`: the baseline, SHA-256 over the same canonical event bytes,
+//!   already in memory, as one stream.
+//! - diagnostics, to see where the time goes: `chain_hash_in_memory` (the chain's SHA-256
+//!   calls, one per event with its prefix), `parse_in_memory` (deserialising the events),
+//!   `read_rows` (the store's pages alone).
+//!
+//! Run: `cargo bench -p mamori-vault --bench audit`; the ratio table follows criterion's output.
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use mamori_core::audit::{AuditEvent, GENESIS_HASH, Outcome, chain_hash};
+use mamori_core::clock::{Clock, SystemClock};
+use mamori_crypto::AuditSigningKey;
+use mamori_store::Store;
+use mamori_store_sqlite::SqliteStore;
+use mamori_vault::{AuditLog, AuditSettings, verify_store};
+use sha2::{Digest, Sha256};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod common;
+
+const EVENTS: u64 = 100_000;
+const BATCH: u64 = 1_000;
+const INPUT: &str = "events_100000";
+
+/// A read as `Vault::get_record` records it (ids made up, no personal values: events never
+/// hold any).
+fn read_event(clock: &dyn Clock, i: u64) -> AuditEvent {
+    let mut e = AuditEvent::new(
+        clock.now(),
+        format!("user:0190c3a2-7b1e-7c4d-9a55-{:012x}", i % 50),
+        "record.read",
+        Outcome::Success,
+    );
+    e.session = Some(format!("{:016x}", i % 97));
+    e.source = Some("127.0.0.1".into());
+    e.collection = Some("customers".into());
+    e.record = Some(format!("0190c3a2-8d4f-7e21-b6a0-{i:012x}"));
+    e.subject = Some(format!("S{i:08}"));
+    e.fields =
+        ["name", "name_kana", "birth_date", "postal_code", "address", "phone", "email"].map(String::from).to_vec();
+    e.policy = Some("builtin.manager-reads-department".into());
+    e.reason = Some("view=masked".into());
+    e
+}
+
+fn audit_verify(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = Arc::new(AuditSigningKey::generate());
+    let public = key.verifying_key();
+    let store: Arc<dyn Store> =
+        Arc::new(rt.block_on(SqliteStore::open(dir.path().join("mamori.db"))).expect("open store"));
+    rt.block_on(async {
+        let settings =
+            AuditSettings { signing_key: Some(key), checkpoint_every_events: BATCH, ..AuditSettings::default() };
+        let log = AuditLog::start_with(store.clone(), Arc::new(SystemClock), &settings);
+        for batch in 0..EVENTS / BATCH {
+            let events = (batch * BATCH..(batch + 1) * BATCH).map(|i| read_event(&SystemClock, i)).collect();
+            log.record(events).await.expect("append");
+        }
+        log.checkpoint().await.expect("checkpoint");
+    });
+    // The same bytes, in memory, for the baselines.
+    let rows = rt.block_on(async {
+        let mut rows = Vec::new();
+        loop {
+            let page = store.read_audit(rows.len() as u64 + 1, 1000).await.expect("read");
+            if page.is_empty() {
+                break rows;
+            }
+            rows.extend(page);
+        }
+    });
+    assert_eq!(rows.len() as u64, EVENTS);
+    let bytes: u64 = rows.iter().map(|r| r.event_json.len() as u64).sum();
+    println!("{EVENTS} events, {bytes} bytes of canonical JSON ({} bytes per event)", bytes / EVENTS);
+
+    let mut group = c.benchmark_group("audit_verify");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function(BenchmarkId::new("mamori", INPUT), |b| {
+        b.iter(|| {
+            let report = rt.block_on(verify_store(&*store, Some(&public), None, None)).expect("verify");
+            assert!(report.ok && report.events == EVENTS, "{report:?}");
+            report
+        })
+    });
+    group.bench_function(BenchmarkId::new("raw_sha256", INPUT), |b| {
+        b.iter(|| {
+            let mut h = Sha256::new();
+            for r in &rows {
+                h.update(black_box(r.event_json.as_bytes()));
+            }
+            h.finalize()
+        })
+    });
+    group.bench_function(BenchmarkId::new("chain_hash_in_memory", INPUT), |b| {
+        b.iter(|| {
+            let mut prev = GENESIS_HASH;
+            for r in &rows {
+                prev = chain_hash(&prev, r.seq, black_box(&r.event_json));
+            }
+            assert_eq!(prev, rows[rows.len() - 1].hash);
+            prev
+        })
+    });
+    group.bench_function(BenchmarkId::new("parse_in_memory", INPUT), |b| {
+        b.iter(|| {
+            for r in &rows {
+                black_box(serde_json::from_str::<AuditEvent>(black_box(&r.event_json)).expect("event"));
+            }
+        })
+    });
+    group.bench_function(BenchmarkId::new("read_rows", INPUT), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut next = 1;
+                loop {
+                    let page = store.read_audit(next, 1000).await.expect("read");
+                    let Some(last) = page.last() else { break next };
+                    next = last.seq + 1;
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+fn main() {
+    let dir = common::criterion_dir();
+    let since = common::run_started(&dir, "audit");
+    let mut c = Criterion::default()
+        .output_directory(&dir)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    audit_verify(&mut c);
+    c.final_summary();
+    if let Some(since) = since {
+        common::print_ratios(
+            &dir,
+            since,
+            &[
+                ("audit_verify", INPUT, "raw_sha256", Some(0.5)),
+                ("audit_verify", INPUT, "chain_hash_in_memory", None),
+                ("audit_verify", INPUT, "parse_in_memory", None),
+                ("audit_verify", INPUT, "read_rows", None),
+            ],
+        );
+    }
+}

@@ -121,6 +121,27 @@ impl Latency {
     }
 }
 
+/// p50, p99, p99.9 and max of a series of per-call latencies.
+pub fn tail_percentiles(mut samples: Vec<Duration>) -> [Duration; 4] {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    [at(0.5), at(0.99), at(0.999), *samples.last().expect("samples")]
+}
+
+/// Calls `f` `warmup` times, then `calls` times each timed on its own: [`tail_percentiles`].
+pub fn time_each(warmup: usize, calls: usize, mut f: impl FnMut()) -> [Duration; 4] {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut samples = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let start = Instant::now();
+        f();
+        samples.push(start.elapsed());
+    }
+    tail_percentiles(samples)
+}
+
 /// Milliseconds with three decimals, for tables.
 pub fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)

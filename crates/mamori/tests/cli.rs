@@ -717,14 +717,7 @@ fn master_key_rotation_while_serving_keeps_data_and_second_factors() {
     let d = dir.path();
     std::fs::write(d.join("mamori.toml"), "[authz]\npolicy_refresh_seconds = 1\n").unwrap();
     let mut admin = system_admin(d, "sysadmin1");
-    let mut server = mamori(d)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let line = first_line(&mut server);
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let (mut server, url) = serve(mamori(d));
     let login = serde_json::json!({"login": "mgr", "password": PASSWORD});
     let token: Value = ureq::post(&format!("{url}/api/v1/auth/login")).send_json(login).unwrap().into_json().unwrap();
     let auth = format!("Bearer {}", token["token"].as_str().unwrap());
@@ -845,16 +838,9 @@ fn serve_forwards_to_the_configured_file_sink_and_reports_it() {
     let config = dir.path().join("siem.toml");
     std::fs::write(&config, format!("[audit.siem.file]\npath = \"{}\"\n", sink.display())).unwrap();
     // The directory is missing at first: the sink fails, the server serves.
-    let mut child = mamori(dir.path())
-        .arg("--config")
-        .arg(&config)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let line = first_line(&mut child);
-    let url = line.trim().strip_prefix("mamori listening on ").expect(&line).to_owned();
+    let mut cmd = mamori(dir.path());
+    cmd.arg("--config").arg(&config).stderr(Stdio::null());
+    let (mut child, url) = serve(cmd);
     let get = |path: &str| match ureq::get(&format!("{url}{path}")).call() {
         Ok(res) => (res.status(), res.into_string().unwrap()),
         Err(ureq::Error::Status(status, res)) => (status, res.into_string().unwrap()),
@@ -960,14 +946,9 @@ fn kill_during_group_commit_loses_no_acknowledged_read() {
     .unwrap();
     create_user(d, None, "aud", "auditor");
     for round in 0..3 {
-        let mut server = mamori(d)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let line = first_line(&mut server);
-        let url = line.trim().strip_prefix("mamori listening on ").expect(&line).to_owned();
+        let mut cmd = mamori(d);
+        cmd.stderr(Stdio::null());
+        let (mut server, url) = serve(cmd);
         let login = serde_json::json!({"login": "mgr", "password": PASSWORD});
         let token: Value =
             ureq::post(&format!("{url}/api/v1/auth/login")).send_json(login).unwrap().into_json().unwrap();

@@ -122,18 +122,12 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, database_url: &str) -> Self {
-        let mut child = mamori_on(dir, Some(database_url))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            // Every client comes from 127.0.0.1: the per-address throttle would stop the test,
-            // not an attacker. Workers log in once each, beside the staff limit of one session.
-            .env("MAMORI_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let line = first_line(&mut child);
-        let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        let mut cmd = mamori_on(dir, Some(database_url));
+        // Every client comes from 127.0.0.1: the per-address throttle would stop the test,
+        // not an attacker. Workers log in once each, beside the staff limit of one session.
+        cmd.env("MAMORI_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "0");
+        let (child, url) = serve(cmd);
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
         Self { child, url }
     }
 

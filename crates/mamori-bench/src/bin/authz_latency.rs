@@ -8,27 +8,12 @@ use mamori_core::access::{Action, Role};
 use mamori_policy::{PolicyEngine, Principal, Resource, Situation};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SAMPLES: usize = 200_000;
 
-fn percentiles(mut samples: Vec<Duration>) -> [Duration; 4] {
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    [at(0.5), at(0.99), at(0.999), *samples.last().expect("samples")]
-}
-
-fn time_each(mut f: impl FnMut()) -> [Duration; 4] {
-    for _ in 0..10_000 {
-        f();
-    }
-    let mut samples = Vec::with_capacity(SAMPLES);
-    for _ in 0..SAMPLES {
-        let start = Instant::now();
-        f();
-        samples.push(start.elapsed());
-    }
-    percentiles(samples)
+fn time_each(f: impl FnMut()) -> [Duration; 4] {
+    mamori_bench::time_each(10_000, SAMPLES, f)
 }
 
 fn main() {

@@ -31,24 +31,8 @@ const PASSWORD: &str = "Correct-Horse-42-Staple";
 const LOGIN: &str = "bench-manager";
 const SOURCE: &str = "127.0.0.1";
 
-/// p50, p99, p99.9 and max of a series.
-fn percentiles(mut samples: Vec<Duration>) -> [Duration; 4] {
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    [at(0.5), at(0.99), at(0.999), *samples.last().expect("samples")]
-}
-
-fn time_each(calls: usize, mut f: impl FnMut()) -> [Duration; 4] {
-    for _ in 0..(calls / 10).max(1) {
-        f();
-    }
-    let mut samples = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let start = Instant::now();
-        f();
-        samples.push(start.elapsed());
-    }
-    percentiles(samples)
+fn time_each(calls: usize, f: impl FnMut()) -> [Duration; 4] {
+    mamori_bench::time_each((calls / 10).max(1), calls, f)
 }
 
 async fn time_each_async<F: std::future::Future<Output = ()>>(calls: usize, mut f: impl FnMut() -> F) -> [Duration; 4] {
@@ -61,7 +45,7 @@ async fn time_each_async<F: std::future::Future<Output = ()>>(calls: usize, mut 
         f().await;
         samples.push(start.elapsed());
     }
-    percentiles(samples)
+    mamori_bench::tail_percentiles(samples)
 }
 
 /// The store's two queries, on a plain connection: the session by token hash, then its user.

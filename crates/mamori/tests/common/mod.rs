@@ -112,6 +112,17 @@ pub fn first_line(child: &mut Child) -> String {
     line
 }
 
+/// Starts `mamori serve` on a free port of 127.0.0.1 with `cmd` (a `mamori` command with its
+/// options and environment; its stderr is the caller's choice) and returns the process and
+/// the URL it announced.
+pub fn serve(mut cmd: Command) -> (Child, String) {
+    let mut child =
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let line = first_line(&mut child);
+    let url = line.trim().strip_prefix("mamori listening on ").expect(&line).to_owned();
+    (child, url)
+}
+
 /// An account created by the operator, with its one-time password changed to [`PASSWORD`]
 /// (as its owner would at the first login); a second factor is not enrolled.
 pub fn create_user(dir: &Path, database_url: Option<&str>, login: &str, role: &str) {

@@ -141,11 +141,7 @@ fn audit_verify(c: &mut Criterion) {
 fn main() {
     let dir = common::criterion_dir();
     let since = common::run_started(&dir, "audit");
-    let mut c = Criterion::default()
-        .output_directory(&dir)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
+    let mut c = common::criterion(&dir);
     audit_verify(&mut c);
     c.final_summary();
     if let Some(since) = since {

@@ -293,11 +293,7 @@ fn main() {
     let dir = common::criterion_dir();
     let since = common::run_started(&dir, "vault");
 
-    let mut c = Criterion::default()
-        .output_directory(&dir)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
+    let mut c = common::criterion(&dir);
     field_crypto(&mut c);
     blind_index(&mut c);
     row_validate(&mut c);

@@ -21,6 +21,16 @@ pub fn criterion_dir() -> PathBuf {
 
 /// The start of this run, read from the file system (the clock rule of the workspace): a
 /// marker file named after the benchmark, written now.
+/// criterion writing to `dir`, with the short warm-up and measurement every group here uses
+/// unless it sets its own.
+pub fn criterion(dir: &Path) -> criterion::Criterion {
+    criterion::Criterion::default()
+        .output_directory(dir)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3))
+        .configure_from_args()
+}
+
 pub fn run_started(dir: &Path, bench: &str) -> Option<SystemTime> {
     let _ = std::fs::create_dir_all(dir);
     let marker = dir.join(format!(".{bench}-bench-run"));

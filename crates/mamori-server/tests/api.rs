@@ -485,6 +485,9 @@ fn hr_roster_sync_over_http() {
     assert_eq!(body["errors"][0]["line"], 2);
     let (status, _, body) = s.call("POST", "/api/v1/users/sync", Some(&staff), Some(&csv));
     assert_eq!(status, 403, "{body}");
+    // Without the right, a broken file gets the same refusal: its problems are not read out.
+    let (status, _, body) = s.call("POST", "/api/v1/users/sync", Some(&staff), Some("login,name\nBAD LOGIN,x\n"));
+    assert_eq!((status, problem_type(&body)), (403, "urn:mamori:problem:forbidden"), "{body}");
 
     let (status, _, plan) = s.call("POST", "/api/v1/users/sync", Some(&admin), Some(&csv));
     assert_eq!(status, 200, "{plan}");

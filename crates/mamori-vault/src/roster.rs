@@ -299,6 +299,20 @@ fn plan(accounts: &[UserSummary], roster: &[HrRecord], caller: Option<UserId>) -
 }
 
 impl Vault {
+    /// The HR roster as received (CSV): planned, or applied with `apply`. The caller is
+    /// authorised before the file is read, so someone without the right learns nothing from
+    /// what the parser would have said about it.
+    pub async fn sync_users_csv(&self, p: &Principal, csv: &[u8], apply: bool) -> Result<SyncReport> {
+        let audit_action = if apply { "user.sync" } else { "user.sync_plan" };
+        self.authorize(p, Action::UserManage, audit_action, None).await?;
+        let roster = parse_hr_roster(csv)?;
+        if apply {
+            return self.apply_user_sync(p, &roster).await;
+        }
+        let plan = self.plan_user_sync(p, &roster).await?;
+        Ok(SyncReport { plan, one_time_passwords: BTreeMap::new(), pending_activation: Vec::new() })
+    }
+
     /// The difference between the accounts and the HR file; nothing changes.
     pub async fn plan_user_sync(&self, p: &Principal, roster: &[HrRecord]) -> Result<SyncPlan> {
         self.authorize(p, Action::UserManage, "user.sync_plan", None).await?;

@@ -209,10 +209,5 @@ pub(crate) async fn sync_users(
     Query(query): Query<SyncQuery>,
     body: axum::body::Bytes,
 ) -> Result<Json<SyncReport>, ApiError> {
-    let roster = mamori_vault::parse_hr_roster(&body[..])?;
-    if query.apply {
-        return Ok(Json(state.vault.apply_user_sync(&caller.principal, &roster).await?));
-    }
-    let plan = state.vault.plan_user_sync(&caller.principal, &roster).await?;
-    Ok(Json(SyncReport { plan, one_time_passwords: Default::default(), pending_activation: Vec::new() }))
+    Ok(Json(state.vault.sync_users_csv(&caller.principal, &body[..], query.apply).await?))
 }

@@ -142,19 +142,22 @@ MAMORI_RPS=$(rps "$WORK/mamori.wrk")
 RATIO=$(awk -v m="$MAMORI_RPS" -v h="$HELLO_RPS" 'BEGIN { printf "%.3f", m / h }')
 MET=$(awk -v r="$RATIO" 'BEGIN { print (r >= 0.3 ? "met" : "not met") }')
 
+# One markdown table row: label, then requests/s, p50 and p99 of a wrk output file.
+row() { echo "| $1 | $(rps "$2") | $(pct "$2" 50) | $(pct "$2" 99) |"; }
+table_head() { echo "| $1 | requests/s | p50 | p99 |"; echo "|---|---:|---:|---:|"; }
+
 echo "### HTTP point read vs axum hello world (wrk -t$THREADS -c$CONNECTIONS -d$DURATION, after a $WARMUP warm-up)"
 echo
-echo "| server | requests/s | p50 | p99 |"
-echo "|---|---:|---:|---:|"
-echo "| baseline: axum hello world \`GET /\` | $HELLO_RPS | $(pct "$WORK/hello.wrk" 50) | $(pct "$WORK/hello.wrk" 99) |"
-echo "| mamori \`GET /api/v1/collections/customers/records/{id}?view=masked\` (bearer, audited) | $MAMORI_RPS | $(pct "$WORK/mamori.wrk" 50) | $(pct "$WORK/mamori.wrk" 99) |"
+table_head server
+row 'baseline: axum hello world `GET /`' "$WORK/hello.wrk"
+row 'mamori `GET /api/v1/collections/customers/records/{id}?view=masked` (bearer, audited)' "$WORK/mamori.wrk"
 if [[ $DIAGNOSTICS == 1 ]]; then
     for probe in healthz readyz; do
         case $probe in
             healthz) what='diagnostic: mamori `GET /healthz` (router + middleware, no auth, no storage)' ;;
             readyz) what='diagnostic: mamori `GET /readyz` (one SQLite round trip on the blocking pool)' ;;
         esac
-        echo "| $what | $(rps "$WORK/$probe.wrk") | $(pct "$WORK/$probe.wrk" 50) | $(pct "$WORK/$probe.wrk" 99) |"
+        row "$what" "$WORK/$probe.wrk"
     done
 fi
 echo
@@ -169,10 +172,9 @@ if [[ $UNAUDITED == 1 ]]; then
     echo
     echo "### Auditing overhead: the same read, audited build vs unaudited benchmark build"
     echo
-    echo "| build | requests/s | p50 | p99 |"
-    echo "|---|---:|---:|---:|"
-    echo "| unaudited benchmark build (events acknowledged, not written) | $UNAUDITED_RPS | $(pct "$WORK/unaudited.wrk" 50) | $(pct "$WORK/unaudited.wrk" 99) |"
-    echo "| normal build (every read durably audited) | $MAMORI_RPS | $(pct "$WORK/mamori.wrk" 50) | $(pct "$WORK/mamori.wrk" 99) |"
+    table_head build
+    row 'unaudited benchmark build (events acknowledged, not written)' "$WORK/unaudited.wrk"
+    row 'normal build (every read durably audited)' "$WORK/mamori.wrk"
     echo
     echo "audited/unaudited requests/s: **${KEPT}×**, overhead ${OVERHEAD} % \
 (goal ≤ 30 %: $(awk -v o="$OVERHEAD" 'BEGIN { print (o <= 30 ? "met" : "not met") }'))"

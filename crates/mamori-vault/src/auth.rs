@@ -22,6 +22,7 @@
 //!   answer (after the right password: nothing is counted towards the lock). The local
 //!   process (a source that is not an IP address) runs on the server itself and needs none.
 
+use crate::access_windows::source_ip;
 use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};
 use base64::Engine as _;
@@ -98,16 +99,12 @@ impl Default for AuthPolicy {
 
 impl AuthPolicy {
     fn is_trusted(&self, source: Option<&str>) -> bool {
-        match source.and_then(|s| s.parse::<std::net::IpAddr>().ok()) {
-            Some(ip) => self.trusted_networks.iter().any(|n| n.contains(&ip)),
-            None => true,
-        }
+        source_ip(source).is_none_or(|ip| self.trusted_networks.iter().any(|n| n.contains(&ip)))
     }
 
     /// Whether a login of `role` from `source` lacks the registered device it needs.
     fn lacks_device(&self, role: Role, source: Option<&str>, device: Option<&str>) -> bool {
-        let remote = source.is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok());
-        self.device_required_roles.contains(&role) && remote && device.is_none()
+        self.device_required_roles.contains(&role) && source_ip(source).is_some() && device.is_none()
     }
 
     fn session_limit(&self, role: Role) -> usize {

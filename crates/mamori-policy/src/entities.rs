@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 /// Who asks: the account's attributes as policies see them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Principal {
     /// Stable id (the user id, or `cli:<os user>` for the local operator).
     pub id: String,
@@ -27,7 +27,7 @@ pub struct Principal {
 }
 
 /// What is asked about.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Resource {
     /// mamori itself (administration, audit, approvals).
     System,
@@ -55,7 +55,7 @@ pub enum Resource {
 }
 
 /// The circumstances of the request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Situation {
     /// Local hour, 0–23.
     pub hour: i64,

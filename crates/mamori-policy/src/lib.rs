@@ -13,6 +13,7 @@
 //!   broken `forbid` can never silently stop forbidding.
 //! - The guardrails are part of every compiled set and no editable policy may take their ids.
 
+mod cache;
 mod entities;
 
 pub use entities::{Principal, Resource, Situation};
@@ -106,6 +107,11 @@ pub struct PolicyEngine {
     /// evaluated. Same decisions, less work.
     by_role: HashMap<Role, PolicySet>,
     authorizer: Authorizer,
+    /// The context attributes the set reads; the others cannot change a decision.
+    context_use: cache::ContextUse,
+    /// Decisions already made by this engine (a new version is a new engine, so the cache
+    /// never outlives the policies it was computed under).
+    decisions: cache::DecisionCache,
 }
 
 impl PolicyEngine {
@@ -142,7 +148,16 @@ impl PolicyEngine {
             }
             by_role.insert(role, subset);
         }
-        Ok(Self { version, text: text.to_owned(), set, by_role, authorizer: Authorizer::new() })
+        let context_use = cache::ContextUse::of(&set)?;
+        Ok(Self {
+            version,
+            text: text.to_owned(),
+            set,
+            by_role,
+            authorizer: Authorizer::new(),
+            context_use,
+            decisions: cache::DecisionCache::default(),
+        })
     }
 
     pub fn version(&self) -> u64 {
@@ -160,6 +175,12 @@ impl PolicyEngine {
     }
 
     /// Decides one request. Never errors: anything that cannot be evaluated is a denial.
+    ///
+    /// Decisions are remembered (see `cache.rs`): a Cedar evaluation costs tens of
+    /// microseconds and one record read asks one question per field, the same questions on
+    /// every read of the same person. The key is every input of the decision, except the
+    /// context attributes no policy of the set reads, which are set to fixed values before
+    /// evaluating, so a remembered decision is exactly the one Cedar would make again.
     pub fn decide(
         &self,
         principal: &Principal,
@@ -167,10 +188,18 @@ impl PolicyEngine {
         resource: &Resource,
         situation: &Situation,
     ) -> Decision {
-        match self.try_decide(principal, action, resource, situation) {
-            Ok(decision) => decision,
-            Err(_) => Decision { allowed: false, policies: vec!["evaluation-error".into()] },
-        }
+        let situation = self.context_use.normalise(situation);
+        self.decisions.get_or_insert_with(principal, action, resource, &situation, || {
+            match self.try_decide(principal, action, resource, &situation) {
+                Ok(decision) => decision,
+                Err(_) => Decision { allowed: false, policies: vec!["evaluation-error".into()] },
+            }
+        })
+    }
+
+    /// How many decisions this engine remembers (for metrics and tests).
+    pub fn cached_decisions(&self) -> usize {
+        self.decisions.len()
     }
 
     fn try_decide(

@@ -258,3 +258,59 @@ proptest! {
         }
     }
 }
+
+// ---- Remembered decisions: the same answer Cedar gives, whatever the cache holds.
+
+fn staff_field(name: &str) -> Resource {
+    Resource::Field {
+        collection: "customers".into(),
+        tier: 1,
+        department: OWN.into(),
+        category: "identifier".into(),
+        name: name.into(),
+    }
+}
+
+fn aged(auth_age: i64) -> Situation {
+    Situation { auth_age, ..situation(false) }
+}
+
+/// A set that reads `auth_age` (here through an escaped name, which the text alone would hide)
+/// gets a fresh decision for each age, cache or not.
+#[test]
+fn remembered_decisions_follow_the_context_the_policies_read() {
+    for condition in ["context.auth_age < 300", "context[\"\\u{61}uth_age\"] < 300"] {
+        let text = format!(
+            "@id(\"recent-login\")\npermit (principal, action == Mamori::Action::\"view_masked\", resource) when {{ {condition} }};\n"
+        );
+        let engine = PolicyEngine::compile(&text, 2).expect("compiles");
+        let me = principal(Role::Staff, 2, true);
+        for _ in 0..2 {
+            assert!(engine.decide(&me, Action::ViewMasked, &staff_field("name"), &aged(60)).allowed, "{condition}");
+            assert!(!engine.decide(&me, Action::ViewMasked, &staff_field("name"), &aged(600)).allowed, "{condition}");
+        }
+        assert_eq!(engine.cached_decisions(), 2, "{condition}: one entry per distinct age");
+    }
+}
+
+/// The built-in set reads no `auth_age`, hour or source: the same question at another age,
+/// hour or address is the same decision, asked of Cedar once.
+#[test]
+fn built_in_decisions_are_remembered_across_requests() {
+    let engine = PolicyEngine::builtin(1);
+    let me = principal(Role::Manager, 2, true);
+    let first = engine.decide(&me, Action::ViewFull, &staff_field("name"), &aged(1));
+    for age in 2..50 {
+        let later = Situation { hour: age % 24, source: IpAddr::V4(Ipv4Addr::new(192, 0, 2, age as u8)), ..aged(age) };
+        assert_eq!(engine.decide(&me, Action::ViewFull, &staff_field("name"), &later), first);
+    }
+    assert_eq!(engine.cached_decisions(), 1);
+    // break_glass is read by the guardrails: a different question.
+    let opened = engine.decide(&me, Action::ViewFull, &staff_field("name"), &situation(true));
+    assert_eq!(engine.cached_decisions(), 2);
+    assert!(opened.allowed && first.allowed);
+    // Another principal, resource or action is never answered from someone else's entry.
+    let other = Principal { id: "u-other".into(), department: OTHER.into(), ..me.clone() };
+    assert!(!engine.decide(&other, Action::ViewFull, &staff_field("name"), &aged(1)).allowed);
+    assert_eq!(engine.cached_decisions(), 3);
+}

@@ -5,7 +5,11 @@
 //! One writer connection behind a mutex serialises writes inside this process; other
 //! processes (a CLI import beside a running server) wait on SQLite's lock for up to
 //! [`BUSY_TIMEOUT`]. Reads use a small pool of connections and run in parallel with writes.
-//! All SQLite calls run on tokio's blocking pool.
+//! SQLite calls run on tokio's blocking pool, except *point reads* (a row or two by primary
+//! key or unique index, microseconds with a warm page cache), which run on the calling
+//! worker thread when a pooled connection is idle: the hop to the blocking pool and back
+//! (two thread wake-ups) cost more than the read, and every authenticated request makes
+//! two of them (the session, then the record). A WAL reader does not wait for the writer.
 
 mod audit;
 mod authz;
@@ -88,6 +92,16 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     Ok(conn)
 }
 
+impl Inner {
+    /// Returns a reader to the pool, or closes it when the pool is full.
+    fn idle_reader(&self, conn: Connection) {
+        let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self> {
@@ -131,14 +145,26 @@ impl SqliteStore {
                 None => open_connection(&inner.path, true)?,
             };
             let out = f(&conn);
-            let mut idle = inner.readers.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(conn);
-            }
+            inner.idle_reader(conn);
             out
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    /// Runs a point read on the calling thread with an idle pooled connection, or on the
+    /// blocking pool when none is idle (the first reads, or as many concurrent readers as
+    /// the pool holds). Only for `f` that read a few rows by key: anything that scans, sorts
+    /// or may read many pages goes through [`Self::read`].
+    pub(crate) async fn read_point<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let pooled = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let Some(conn) = pooled else { return self.read(f).await };
+        let out = f(&conn);
+        self.inner.idle_reader(conn);
+        out
     }
 
     /// A fresh writable connection of its own, for a long import transaction.

@@ -22,7 +22,8 @@ use utoipa::{Modify, OpenApi};
         api::dry_run_policy, api::request_break_glass, api::list_break_glass, api::decide_break_glass,
         api::access_review, api::review_access,
         api::request_export, api::list_exports, api::get_export, api::decide_export, api::export_password,
-        api::download_export, api::settle_export, api::export_ledger, api::takeout_ledger, api::takeout_alerts,
+        api::download_export, api::fetch_export_share, api::shares_for_me, api::settle_export, api::export_ledger,
+        api::takeout_ledger, api::takeout_alerts,
     ),
     modifiers(&BearerAuth)
 )]

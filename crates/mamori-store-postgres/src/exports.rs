@@ -6,13 +6,16 @@ use crate::db::{execute, get, get_time, get_u32, get_u64, query, query_opt, stor
 use crate::error::pg;
 use deadpool_postgres::GenericClient;
 use mamori_core::ids::UserId;
-use mamori_store::{ExportChange, ExportRow, ExportStatus, LedgerRow, Result, from_micros, to_micros};
+use mamori_store::{
+    ExportChange, ExportRow, ExportStatus, HeldShare, LedgerRow, Result, ShareState, StoreError, from_micros, to_micros,
+};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
 const EXPORT_COLUMNS: &str = "id, user_id, requested_by, requested_at, collection, spec, rows, protection, status, \
      decided_by, decided_at, download_until, downloads_allowed, downloads_used, due_at, secret";
 const LEDGER_COLUMNS: &str = "seq, export_id, kind, at, actor, user_id, rows, detail";
+const SHARE_COLUMNS: &str = "export_id, share_index, custodian_id, custodian, held_at, state, ended_at";
 
 fn time_at(r: &Row, i: usize) -> Result<Option<OffsetDateTime>> {
     Ok(get::<Option<i64>>(r, i)?.map(from_micros))
@@ -49,6 +52,19 @@ fn ledger_row(r: &Row) -> Result<LedgerRow> {
         user_id: get::<Option<uuid::Uuid>>(r, 5)?.map(UserId::from_uuid),
         rows: get_u64(r, 6, "ledger rows")?,
         detail: get(r, 7)?,
+    })
+}
+
+fn share_row(r: &Row) -> Result<HeldShare> {
+    Ok(HeldShare {
+        export_id: get(r, 0)?,
+        index: u8::try_from(get::<i32>(r, 1)?).map_err(|_| StoreError::Corrupt("share index".into()))?,
+        custodian_id: UserId::from_uuid(get(r, 2)?),
+        custodian: get(r, 3)?,
+        held_at: get_time(r, 4)?,
+        state: ShareState::parse(get(r, 5)?)?,
+        ended_at: time_at(r, 6)?,
+        sealed: None,
     })
 }
 
@@ -163,6 +179,95 @@ impl PostgresStore {
         insert_ledger(&tx, entry).await?;
         tx.commit().await.map_err(pg)?;
         Ok(Some(used))
+    }
+
+    pub(crate) async fn insert_shares(&self, shares: &[HeldShare], entries: &[LedgerRow]) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        let sql = format!(
+            "INSERT INTO export_shares ({SHARE_COLUMNS}, sealed, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
+        for s in shares {
+            execute(
+                &tx,
+                &sql,
+                &[
+                    &s.export_id,
+                    &i32::from(s.index),
+                    s.custodian_id.as_uuid(),
+                    &s.custodian,
+                    &to_micros(s.held_at),
+                    &s.state.as_str(),
+                    &s.ended_at.map(to_micros),
+                    &s.sealed,
+                    &s.id(),
+                ],
+            )
+            .await?;
+        }
+        for e in entries {
+            insert_ledger(&tx, e).await?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    pub(crate) async fn take_share(
+        &self,
+        export_id: &str,
+        custodian: &UserId,
+        entry: &LedgerRow,
+    ) -> Result<Option<HeldShare>> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        // The row lock of UPDATE … RETURNING makes a concurrent second take find nothing held.
+        let Some(row) = query_opt(
+            &tx,
+            &format!(
+                "UPDATE export_shares AS s SET state = 'fetched', ended_at = $3, sealed = NULL
+                 FROM (SELECT id, sealed FROM export_shares
+                       WHERE export_id = $1 AND custodian_id = $2 AND state = 'held' FOR UPDATE) AS old
+                 WHERE s.id = old.id
+                 RETURNING {}, old.sealed",
+                SHARE_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
+            ),
+            &[&export_id, custodian.as_uuid(), &to_micros(entry.at)],
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut share = share_row(&row)?;
+        share.sealed = Some(get(&row, 7)?);
+        insert_ledger(&tx, entry).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(Some(share))
+    }
+
+    pub(crate) async fn discard_shares(&self, export_id: &str, entry: &LedgerRow) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        let n = execute(
+            &tx,
+            "UPDATE export_shares SET state = 'discarded', ended_at = $2, sealed = NULL
+             WHERE export_id = $1 AND state = 'held'",
+            &[&export_id, &to_micros(entry.at)],
+        )
+        .await?;
+        if n > 0 {
+            insert_ledger(&tx, entry).await?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(n)
+    }
+
+    pub(crate) async fn shares(&self, export_id: Option<&str>, custodian: Option<&UserId>) -> Result<Vec<HeldShare>> {
+        let conn = self.conn().await?;
+        let sql = format!(
+            "SELECT {SHARE_COLUMNS} FROM export_shares
+             WHERE ($1::text IS NULL OR export_id = $1) AND ($2::uuid IS NULL OR custodian_id = $2)
+             ORDER BY export_id, share_index"
+        );
+        query(&conn, &sql, &[&export_id, &custodian.map(|u| *u.as_uuid())]).await?.iter().map(share_row).collect()
     }
 
     pub(crate) async fn append_ledger(&self, entry: &LedgerRow) -> Result<()> {

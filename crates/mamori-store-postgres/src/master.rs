@@ -34,7 +34,8 @@ impl PostgresStore {
         // under the old master and be lost with it.
         execute(
             &tx,
-            "LOCK TABLE collections, collection_keks, users, break_glass_grants, export_requests IN EXCLUSIVE MODE",
+            "LOCK TABLE collections, collection_keks, users, break_glass_grants, export_requests, export_shares \
+             IN EXCLUSIVE MODE",
             &[],
         )
         .await?;

@@ -20,6 +20,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("20261207000000_takeout", include_str!("../migrations/20261207000000_takeout.sql")),
     ("20261208000000_change_notifications", include_str!("../migrations/20261208000000_change_notifications.sql")),
     ("20261209000000_access_windows", include_str!("../migrations/20261209000000_access_windows.sql")),
+    ("20261210000000_export_shares", include_str!("../migrations/20261210000000_export_shares.sql")),
 ];
 
 /// Namespace of mamori's advisory locks (the first key of the two-key form); the second key is

@@ -338,6 +338,27 @@ impl Store for PostgresStore {
         self.use_export_download(id, entry).await
     }
 
+    async fn hold_export_shares(&self, shares: &[HeldShare], entries: &[LedgerRow]) -> Result<()> {
+        self.insert_shares(shares, entries).await
+    }
+
+    async fn take_export_share(
+        &self,
+        export_id: &str,
+        custodian: &UserId,
+        entry: &LedgerRow,
+    ) -> Result<Option<HeldShare>> {
+        self.take_share(export_id, custodian, entry).await
+    }
+
+    async fn discard_export_shares(&self, export_id: &str, entry: &LedgerRow) -> Result<u64> {
+        self.discard_shares(export_id, entry).await
+    }
+
+    async fn list_export_shares(&self, export_id: Option<&str>, custodian: Option<&UserId>) -> Result<Vec<HeldShare>> {
+        self.shares(export_id, custodian).await
+    }
+
     async fn add_ledger(&self, entry: &LedgerRow) -> Result<()> {
         self.append_ledger(entry).await
     }

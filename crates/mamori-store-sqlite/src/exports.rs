@@ -3,12 +3,13 @@
 use crate::{SqliteStore, map_err};
 use mamori_core::ids::UserId;
 use mamori_store::*;
-use rusqlite::{Row, Transaction, params};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
 use time::OffsetDateTime;
 
 const EXPORT_COLUMNS: &str = "id, user_id, requested_by, requested_at, collection, spec, rows, protection, status, \
      decided_by, decided_at, download_until, downloads_allowed, downloads_used, due_at, secret";
 const LEDGER_COLUMNS: &str = "seq, export_id, kind, at, actor, user_id, rows, detail";
+const SHARE_COLUMNS: &str = "export_id, share_index, custodian_id, custodian, held_at, state, ended_at";
 
 fn corrupt(column: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -58,6 +59,20 @@ fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerRow> {
         user_id: user_id(r, 5)?,
         rows: r.get::<_, i64>(6)? as u64,
         detail: r.get(7)?,
+    })
+}
+
+fn share_row(r: &Row<'_>) -> rusqlite::Result<HeldShare> {
+    let state: String = r.get(5)?;
+    Ok(HeldShare {
+        export_id: r.get(0)?,
+        index: r.get(1)?,
+        custodian_id: user_id(r, 2)?.ok_or_else(|| corrupt(2, "custodian id"))?,
+        custodian: r.get(3)?,
+        held_at: from_micros(r.get(4)?),
+        state: ShareState::parse(&state).map_err(|_| corrupt(5, "share state"))?,
+        ended_at: time_at(r, 6)?,
+        sealed: None,
     })
 }
 
@@ -175,6 +190,99 @@ impl SqliteStore {
                 .query_row("SELECT downloads_used FROM export_requests WHERE id = ?1", [&id], |r| r.get(0))
                 .map_err(map_err)?;
             Ok(Some(used))
+        })
+        .await
+    }
+
+    pub(crate) async fn insert_shares(&self, shares: &[HeldShare], entries: &[LedgerRow]) -> Result<()> {
+        let (shares, entries) = (shares.to_vec(), entries.to_vec());
+        self.write(move |tx| {
+            for s in &shares {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO export_shares ({SHARE_COLUMNS}, sealed, id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                    ),
+                    params![
+                        s.export_id,
+                        s.index,
+                        s.custodian_id.as_bytes(),
+                        s.custodian,
+                        to_micros(s.held_at),
+                        s.state.as_str(),
+                        s.ended_at.map(to_micros),
+                        s.sealed,
+                        s.id(),
+                    ],
+                )
+                .map_err(map_err)?;
+            }
+            entries.iter().try_for_each(|e| insert_ledger(tx, e))
+        })
+        .await
+    }
+
+    pub(crate) async fn take_share(
+        &self,
+        export_id: &str,
+        custodian: &UserId,
+        entry: &LedgerRow,
+    ) -> Result<Option<HeldShare>> {
+        let (export_id, custodian, entry) = (export_id.to_owned(), *custodian, entry.clone());
+        self.write(move |tx| {
+            let found = tx
+                .query_row(
+                    &format!(
+                        "SELECT {SHARE_COLUMNS}, sealed FROM export_shares
+                         WHERE export_id = ?1 AND custodian_id = ?2 AND state = 'held'"
+                    ),
+                    params![export_id, custodian.as_bytes()],
+                    |r| Ok((share_row(r)?, r.get::<_, Vec<u8>>(7)?)),
+                )
+                .optional()
+                .map_err(map_err)?;
+            let Some((mut share, sealed)) = found else { return Ok(None) };
+            tx.execute(
+                "UPDATE export_shares SET state = 'fetched', ended_at = ?2, sealed = NULL WHERE id = ?1",
+                params![share.id(), to_micros(entry.at)],
+            )
+            .map_err(map_err)?;
+            insert_ledger(tx, &entry)?;
+            share.sealed = Some(sealed);
+            Ok(Some(share))
+        })
+        .await
+    }
+
+    pub(crate) async fn discard_shares(&self, export_id: &str, entry: &LedgerRow) -> Result<u64> {
+        let (export_id, entry) = (export_id.to_owned(), entry.clone());
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE export_shares SET state = 'discarded', ended_at = ?2, sealed = NULL
+                     WHERE export_id = ?1 AND state = 'held'",
+                    params![export_id, to_micros(entry.at)],
+                )
+                .map_err(map_err)?;
+            if n > 0 {
+                insert_ledger(tx, &entry)?;
+            }
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    pub(crate) async fn shares(&self, export_id: Option<String>, custodian: Option<UserId>) -> Result<Vec<HeldShare>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {SHARE_COLUMNS} FROM export_shares
+                 WHERE (?1 IS NULL OR export_id = ?1) AND (?2 IS NULL OR custodian_id = ?2)
+                 ORDER BY export_id, share_index"
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(map_err)?;
+            stmt.query_map(params![export_id, custodian.map(|u| u.as_bytes().to_vec())], share_row)
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)
         })
         .await
     }

@@ -14,7 +14,9 @@ fn row_key(kind: SealedKind, id: &str) -> Result<Value> {
             let user: UserId = id.parse().map_err(|_| StoreError::Backend("sealed value: bad user id".into()))?;
             Ok(Value::Blob(user.as_bytes().to_vec()))
         }
-        SealedKind::GrantReason | SealedKind::ExportSpec | SealedKind::ExportSecret => Ok(Value::Text(id.to_owned())),
+        SealedKind::GrantReason | SealedKind::ExportSpec | SealedKind::ExportSecret | SealedKind::HeldShare => {
+            Ok(Value::Text(id.to_owned()))
+        }
     }
 }
 

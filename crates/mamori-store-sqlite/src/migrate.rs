@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20261206000000, "authorization", include_str!("../migrations/20261206000000_authorization.sql")),
     (20261207000000, "takeout", include_str!("../migrations/20261207000000_takeout.sql")),
     (20261209000000, "access_windows", include_str!("../migrations/20261209000000_access_windows.sql")),
+    (20261210000000, "export_shares", include_str!("../migrations/20261210000000_export_shares.sql")),
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

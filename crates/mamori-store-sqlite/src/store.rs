@@ -494,7 +494,7 @@ impl Store for SqliteStore {
 
     async fn get_record(&self, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>> {
         let id = *id;
-        self.read(move |c| record_by_id(c, collection_id, &id)).await
+        self.read_point(move |c| record_by_id(c, collection_id, &id)).await
     }
 
     async fn get_record_with_key(
@@ -503,7 +503,7 @@ impl Store for SqliteStore {
         id: &RecordId,
     ) -> Result<Option<(RecordRow, Option<SubjectKeyRow>)>> {
         let id = *id;
-        self.read(move |c| {
+        self.read_point(move |c| {
             let Some(record) = record_by_id(c, collection_id, &id)? else { return Ok(None) };
             let key = subject_key(c, collection_id, &record.subject)?;
             Ok(Some((record, key)))
@@ -742,7 +742,7 @@ impl Store for SqliteStore {
 
     async fn get_user(&self, id: &UserId) -> Result<Option<UserRow>> {
         let id = *id;
-        self.read(move |c| user_by_id(c, &id)).await
+        self.read_point(move |c| user_by_id(c, &id)).await
     }
 
     async fn get_user_by_login(&self, login: &str) -> Result<Option<UserRow>> {
@@ -1036,7 +1036,7 @@ impl Store for SqliteStore {
 
     async fn get_session_with_user(&self, token_hash: &[u8; 32]) -> Result<Option<(SessionRow, UserRow)>> {
         let hash = *token_hash;
-        self.read(move |c| {
+        self.read_point(move |c| {
             let Some(session) = session_by_hash(c, &hash)? else { return Ok(None) };
             Ok(user_by_id(c, &session.user_id)?.map(|user| (session, user)))
         })
@@ -1156,6 +1156,27 @@ impl Store for SqliteStore {
 
     async fn take_export_download(&self, id: &str, entry: &LedgerRow) -> Result<Option<u32>> {
         self.use_export_download(id, entry).await
+    }
+
+    async fn hold_export_shares(&self, shares: &[HeldShare], entries: &[LedgerRow]) -> Result<()> {
+        self.insert_shares(shares, entries).await
+    }
+
+    async fn take_export_share(
+        &self,
+        export_id: &str,
+        custodian: &UserId,
+        entry: &LedgerRow,
+    ) -> Result<Option<HeldShare>> {
+        self.take_share(export_id, custodian, entry).await
+    }
+
+    async fn discard_export_shares(&self, export_id: &str, entry: &LedgerRow) -> Result<u64> {
+        self.discard_shares(export_id, entry).await
+    }
+
+    async fn list_export_shares(&self, export_id: Option<&str>, custodian: Option<&UserId>) -> Result<Vec<HeldShare>> {
+        self.shares(export_id.map(str::to_owned), custodian.copied()).await
     }
 
     async fn add_ledger(&self, entry: &LedgerRow) -> Result<()> {

@@ -19,7 +19,7 @@ macro_rules! conformance_tests {
             record_needs_its_subject_key, subject_key_needs_its_kek, master_rewrap_must_cover_every_key,
             master_rewrap_reseals_every_sealed_value,
             audit_query_filters, audit_checkpoints, audit_prune_keeps_the_chain,
-            policy_versions_four_eyes, break_glass_grants, exports_and_ledger,
+            policy_versions_four_eyes, break_glass_grants, exports_and_ledger, held_export_shares,
             record_ids_page_through_a_collection);
         $crate::conformance_tests!(@pairs $make; copy_store_copies_everything);
     };
@@ -565,9 +565,22 @@ fn keys_only(collection_id: i64) -> MasterRewrap {
 }
 
 pub async fn master_rewrap_reseals_every_sealed_value(store: Arc<dyn Store>) {
-    // Grants, exports (one with a password) and a TOTP secret, from the other cases.
+    // Grants, exports (one with a password), a held share and a TOTP secret, from the other
+    // cases.
     break_glass_grants(store.clone()).await;
     exports_and_ledger(store.clone()).await;
+    let requester = store.list_users().await.unwrap().into_iter().find(|u| u.login == "clerk").unwrap();
+    let held = HeldShare {
+        export_id: "x2".into(),
+        index: 1,
+        custodian_id: requester.id,
+        custodian: requester.login.clone(),
+        held_at: t(100),
+        state: ShareState::Held,
+        ended_at: None,
+        sealed: Some(vec![1; 70]),
+    };
+    store.hold_export_shares(&[held], &[]).await.unwrap();
     let c = collection(&*store, "customers").await;
     let user = store.list_users().await.unwrap().remove(0);
     store.set_totp(&user.id, Some(&[7; 48]), &[]).await.unwrap();
@@ -908,6 +921,92 @@ pub async fn exports_and_ledger(store: Arc<dyn Store>) {
     assert_eq!(store.takeout_rows_since(&UserId::generate(), t(0)).await.unwrap(), 0);
 }
 
+/// Shares of a split export held for their custodians: each handed over once, to its own
+/// custodian only, and destroyed when the export's window closes.
+pub async fn held_export_shares(store: Arc<dyn Store>) {
+    exports_and_ledger(store.clone()).await;
+    let users = store.list_users().await.unwrap();
+    let requester = &users[0];
+    let custodians: Vec<UserRow> = ["keeper-a", "keeper-b", "keeper-c"]
+        .iter()
+        .map(|login| {
+            UserRow::new(UserId::generate(), (*login).into(), "保管者".into(), "manager".into(), "$x".into(), t(0))
+        })
+        .collect();
+    for c in &custodians {
+        store.create_user(c).await.unwrap();
+    }
+    let line = |kind: &str, at| LedgerRow {
+        seq: 0,
+        export_id: Some("x2".into()),
+        kind: kind.into(),
+        at,
+        actor: format!("user:{}", requester.id),
+        user_id: Some(requester.id),
+        rows: 0,
+        detail: "{}".into(),
+    };
+    let share = |i: u8, c: &UserRow| HeldShare {
+        export_id: "x2".into(),
+        index: i,
+        custodian_id: c.id,
+        custodian: c.login.clone(),
+        held_at: t(100),
+        state: ShareState::Held,
+        ended_at: None,
+        sealed: Some(vec![i; 70]),
+    };
+    let set: Vec<HeldShare> = custodians.iter().enumerate().map(|(i, c)| share(i as u8 + 1, c)).collect();
+    let lines = [line("share", t(100)), line("share", t(100)), line("share", t(100))];
+    store.hold_export_shares(&set, &lines).await.unwrap();
+    let again = store.hold_export_shares(&set[..1], &lines[..1]).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "one set per export: {again:?}");
+    let ledger = || async { store.list_ledger(Some("x2"), Some(t(100))).await.unwrap().len() };
+    assert_eq!(ledger().await, 3, "a refused set adds no ledger line");
+
+    let listed = store.list_export_shares(Some("x2"), None).await.unwrap();
+    assert_eq!(listed.iter().map(|s| s.index).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(listed.iter().all(|s| s.sealed.is_none() && s.state == ShareState::Held), "listings carry no bytes");
+    let mine = store.list_export_shares(None, Some(&custodians[1].id)).await.unwrap();
+    assert_eq!((mine.len(), mine[0].index, mine[0].custodian.as_str()), (1, 2, "keeper-b"));
+
+    // Each custodian gets their own share, once; nobody else gets one.
+    assert_eq!(store.take_export_share("x2", &requester.id, &line("share_fetch", t(110))).await.unwrap(), None);
+    let got = store.take_export_share("x2", &custodians[1].id, &line("share_fetch", t(110))).await.unwrap().unwrap();
+    assert_eq!((got.index, got.sealed.as_deref()), (2, Some(&[2u8; 70][..])));
+    assert_eq!(store.take_export_share("x2", &custodians[1].id, &line("share_fetch", t(111))).await.unwrap(), None);
+    assert_eq!(ledger().await, 4, "one line per share handed over");
+    // Two instances taking the same share at once: one gets it.
+    let fetch = line("share_fetch", t(112));
+    let (a, b) = tokio::join!(
+        store.take_export_share("x2", &custodians[0].id, &fetch),
+        store.take_export_share("x2", &custodians[0].id, &fetch),
+    );
+    assert_eq!([a.unwrap(), b.unwrap()].iter().filter(|s| s.is_some()).count(), 1);
+
+    // The window closes: what is still held is destroyed, once.
+    assert_eq!(store.discard_export_shares("x2", &line("share_discard", t(120))).await.unwrap(), 1);
+    assert_eq!(store.discard_export_shares("x2", &line("share_discard", t(121))).await.unwrap(), 0);
+    assert_eq!(store.take_export_share("x2", &custodians[2].id, &line("share_fetch", t(122))).await.unwrap(), None);
+    let states: Vec<(u8, ShareState, Option<OffsetDateTime>)> = store
+        .list_export_shares(Some("x2"), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.index, s.state, s.ended_at))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (1, ShareState::Fetched, Some(t(112))),
+            (2, ShareState::Fetched, Some(t(110))),
+            (3, ShareState::Discarded, Some(t(120)))
+        ]
+    );
+    assert_eq!(ledger().await, 6);
+    assert!(store.list_master_sealed().await.unwrap().iter().all(|v| v.kind != SealedKind::HeldShare), "no bytes kept");
+}
+
 pub async fn record_ids_page_through_a_collection(store: Arc<dyn Store>) {
     let c = collection(&*store, "customers").await;
     let other = collection(&*store, "employees").await;
@@ -970,7 +1069,7 @@ pub async fn copy_store_copies_everything(from: Arc<dyn Store>, to: Arc<dyn Stor
     audit_prune_keeps_the_chain(from.clone()).await;
     policy_versions_four_eyes(from.clone()).await;
     break_glass_grants(from.clone()).await;
-    exports_and_ledger(from.clone()).await;
+    held_export_shares(from.clone()).await;
     let customers = from.get_collection("customers").await.unwrap().unwrap();
     from.add_kek(customers.id, &WrappedKek { version: 2, wrapped: vec![4; 60] }).await.unwrap();
     let sato = from.get_user_by_login("sato").await.unwrap().unwrap();

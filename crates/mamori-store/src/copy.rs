@@ -220,6 +220,11 @@ pub const TABLES: &[Table] = &[
         generated: Some("seq"),
         ..table("takeout_ledger", &["seq", "export_id", "kind", "at", "actor", "user_id", "rows", "detail"], &["seq"])
     },
+    table(
+        "export_shares",
+        &["id", "export_id", "share_index", "custodian_id", "custodian", "held_at", "state", "ended_at", "sealed"],
+        &["id"],
+    ),
 ];
 
 /// An open copy into an empty store: one transaction. Dropping it without `commit` rolls

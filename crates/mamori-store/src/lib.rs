@@ -251,6 +251,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn take_export_download(&self, id: &str, entry: &LedgerRow) -> Result<Option<u32>>;
     /// Adds a ledger line that changes no request (a print, an alert, a share issued).
     async fn add_ledger(&self, entry: &LedgerRow) -> Result<()>;
+    /// Stores the shares of a split export for their custodians, with their ledger lines,
+    /// in one transaction. `Conflict` when the export already has shares.
+    async fn hold_export_shares(&self, shares: &[HeldShare], entries: &[LedgerRow]) -> Result<()>;
+    /// Hands `custodian` their held share of `export_id` and forgets it, with the ledger
+    /// line, atomically: the sealed bytes are returned once, and a second call (from any
+    /// instance) gets `None`.
+    async fn take_export_share(
+        &self,
+        export_id: &str,
+        custodian: &UserId,
+        entry: &LedgerRow,
+    ) -> Result<Option<HeldShare>>;
+    /// Destroys the shares of `export_id` still held (state `Discarded`), adding `entry`
+    /// when there were any. The number destroyed.
+    async fn discard_export_shares(&self, export_id: &str, entry: &LedgerRow) -> Result<u64>;
+    /// Shares of one export, or held for one custodian, without their bytes; by export and
+    /// index.
+    async fn list_export_shares(&self, export_id: Option<&str>, custodian: Option<&UserId>) -> Result<Vec<HeldShare>>;
     /// Ledger lines, oldest first: of one request or all, from `since` on or all.
     async fn list_ledger(&self, export_id: Option<&str>, since: Option<OffsetDateTime>) -> Result<Vec<LedgerRow>>;
     /// Rows taken out (downloads, prints and copies) counted towards `user` since `since`.

@@ -44,11 +44,18 @@ pub enum SealedKind {
     ExportSpec,
     /// `export_requests.secret` (the file password).
     ExportSecret,
+    /// `export_shares.sealed` (a share held for its custodian), keyed `<export id>/<index>`.
+    HeldShare,
 }
 
 impl SealedKind {
-    pub const ALL: [SealedKind; 4] =
-        [SealedKind::TotpSecret, SealedKind::GrantReason, SealedKind::ExportSpec, SealedKind::ExportSecret];
+    pub const ALL: [SealedKind; 5] = [
+        SealedKind::TotpSecret,
+        SealedKind::GrantReason,
+        SealedKind::ExportSpec,
+        SealedKind::ExportSecret,
+        SealedKind::HeldShare,
+    ];
 
     /// The table and column that hold it; the same in both backends.
     pub fn table_column(self) -> (&'static str, &'static str) {
@@ -57,6 +64,7 @@ impl SealedKind {
             SealedKind::GrantReason => ("break_glass_grants", "reason"),
             SealedKind::ExportSpec => ("export_requests", "spec"),
             SealedKind::ExportSecret => ("export_requests", "secret"),
+            SealedKind::HeldShare => ("export_shares", "sealed"),
         }
     }
 }
@@ -485,6 +493,75 @@ impl ExportStatus {
             "closed" => ExportStatus::Closed,
             other => return Err(crate::StoreError::Corrupt(format!("export status `{other}`"))),
         })
+    }
+}
+
+/// Where one share of a split export held for its custodian stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareState {
+    /// Sealed in the store, waiting for its custodian.
+    Held,
+    /// Handed to its custodian; the store keeps no copy.
+    Fetched,
+    /// Destroyed unfetched (the window closed, or the export was closed).
+    Discarded,
+}
+
+impl ShareState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareState::Held => "held",
+            ShareState::Fetched => "fetched",
+            ShareState::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, crate::StoreError> {
+        Ok(match s {
+            "held" => ShareState::Held,
+            "fetched" => ShareState::Fetched,
+            "discarded" => ShareState::Discarded,
+            other => return Err(crate::StoreError::Corrupt(format!("share state `{other}`"))),
+        })
+    }
+}
+
+/// One share of a secret-split export, made for a named custodian and held (sealed under the
+/// master key) until that custodian fetches it: no one person, the requester included, is
+/// handed the whole set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HeldShare {
+    pub export_id: String,
+    /// 1-based index of the share in its set.
+    pub index: u8,
+    pub custodian_id: UserId,
+    /// The custodian's login (for listings and the ledger).
+    pub custodian: String,
+    pub held_at: OffsetDateTime,
+    pub state: ShareState,
+    /// When it was fetched or discarded.
+    pub ended_at: Option<OffsetDateTime>,
+    /// The sealed share file: only while `Held`, and only from [`crate::Store::take_export_share`]
+    /// (listings leave it out).
+    pub sealed: Option<Vec<u8>>,
+}
+
+impl HeldShare {
+    /// The row's key: `<export id>/<index>`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.export_id, self.index)
+    }
+}
+
+impl std::fmt::Debug for HeldShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldShare")
+            .field("export_id", &self.export_id)
+            .field("index", &self.index)
+            .field("custodian", &self.custodian)
+            .field("state", &self.state)
+            .field("sealed", &self.sealed.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
     }
 }
 

@@ -380,5 +380,6 @@ fn sealed_aad(value: &SealedValue) -> Result<Vec<u8>> {
         SealedKind::GrantReason => crate::approvals::grant_aad(&value.id),
         SealedKind::ExportSpec => crate::takeout::requests::spec_aad(&value.id),
         SealedKind::ExportSecret => crate::takeout::requests::secret_aad(&value.id),
+        SealedKind::HeldShare => crate::takeout::shares::held_share_aad(&value.id),
     })
 }

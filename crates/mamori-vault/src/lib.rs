@@ -57,7 +57,7 @@ pub use roster::{
 pub use sessions::SessionInfo;
 pub use takeout::{
     ExportFile, ExportFilter, ExportFormat, ExportInfo, ExportRequest, LedgerEntry, OutFile, Protection, Settlement,
-    TakeoutAlert, TakeoutSettings,
+    ShareForMe, ShareInfo, TakeoutAlert, TakeoutSettings,
 };
 
 use mamori_core::access::{Action, Role};

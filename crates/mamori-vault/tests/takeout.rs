@@ -194,26 +194,107 @@ async fn concurrent_downloads_never_overrun_the_limit() {
     assert!(matches!(spent, VaultError::Conflict(_)), "no password once the downloads are used up: {spent:?}");
 }
 
+fn split(threshold: u8, custodians: &[&str]) -> Protection {
+    Protection::Split {
+        threshold,
+        shares: custodians.len() as u8,
+        custodians: custodians.iter().map(|c| (*c).to_owned()).collect(),
+    }
+}
+
+/// 000-8-takeout-5: the shares go to their custodians one by one; nobody, the requester
+/// included, is handed the set; fewer than the threshold restore nothing.
 #[tokio::test]
-async fn secret_split_export_restores_from_threshold_shares_only() {
+async fn secret_split_shares_go_to_their_custodians_one_each() {
     let o = office(TakeoutSettings::default(), 2).await;
-    let split = request(Protection::Split { threshold: 2, shares: 3 }, ExportFormat::Csv);
-    let x = o.f.vault.request_export(&o.requester, &split).await.unwrap();
+    let keeper = member(&o.f, "keeper", Role::PrivacyOfficer).await;
+    let custodians = ["mgr-a", "mgr-b", "keeper"];
+    let x = o.f.vault.request_export(&o.requester, &request(split(2, &custodians), ExportFormat::Csv)).await.unwrap();
     o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
+
+    // The requester's download makes the shares and hands over none of them.
     let file = o.f.vault.download_export(&o.requester, &x.id).await.unwrap();
-    assert_eq!(file.files.len(), 3);
-    let shares: Vec<&[u8]> = file.files.iter().map(|f| f.bytes.as_slice()).collect();
-    assert!(mamori_export::combine(&shares[..1]).is_err(), "one share restores nothing");
-    let restored = mamori_export::combine(&[shares[0], shares[2]]).unwrap();
+    assert!(file.files.is_empty(), "the requester gets no file");
+    assert!(file.encrypted, "shares held apart protect the data");
+    let held: Vec<(u8, &str)> = file.held.iter().map(|s| (s.share, s.custodian.as_str())).collect();
+    assert_eq!(held, [(1, "mgr-a"), (2, "mgr-b"), (3, "keeper")]);
+    let again = o.f.vault.download_export(&o.requester, &x.id).await.unwrap_err();
+    assert!(matches!(again, VaultError::Conflict(_)), "one set of shares per export: {again:?}");
+    // Nothing of a held share is in clear in the store.
+    for sealed in o.f.store().list_master_sealed().await.unwrap() {
+        assert!(!String::from_utf8_lossy(&sealed.sealed).contains("試験"));
+    }
+
+    // Someone who is not a custodian gets nothing, and learns nothing.
+    let stranger = o.f.vault.fetch_export_share(&o.staff, &x.id).await.unwrap_err();
+    assert!(matches!(stranger, VaultError::NotFound(_)), "{stranger:?}");
+    assert!(o.f.vault.shares_for_me(&o.staff).await.unwrap().is_empty());
+    let waiting = o.f.vault.shares_for_me(&keeper).await.unwrap();
+    assert_eq!((waiting.len(), waiting[0].share, waiting[0].of, waiting[0].threshold), (1, 3, 3, 2));
+
+    // Each custodian fetches their own share, once.
+    let first = o.f.vault.fetch_export_share(&o.requester, &x.id).await.unwrap();
+    let third = o.f.vault.fetch_export_share(&keeper, &x.id).await.unwrap();
+    assert!(first.name.ends_with(".share-1-of-3.mamori") && third.name.ends_with(".share-3-of-3.mamori"));
+    let twice = o.f.vault.fetch_export_share(&keeper, &x.id).await.unwrap_err();
+    assert!(matches!(twice, VaultError::Conflict(_)), "{twice:?}");
+    assert!(o.f.vault.shares_for_me(&keeper).await.unwrap().is_empty());
+    assert!(mamori_export::combine(&[first.bytes.as_slice()]).is_err(), "one share restores nothing");
+    let restored = mamori_export::combine(&[first.bytes.as_slice(), third.bytes.as_slice()]).unwrap();
     assert!(String::from_utf8_lossy(&restored.plain).contains("試験 1郎"));
-    // Each share is its own ledger line.
+
+    // Where each share stands, in the request and in the ledger.
+    let info = o.f.vault.get_export(&o.requester, &x.id).await.unwrap();
+    let states: Vec<&str> = info.shares.iter().map(|s| s.state.as_str()).collect();
+    assert_eq!(states, ["fetched", "held", "fetched"]);
     let ledger = o.f.vault.takeout_ledger(&o.approver, Some(&x.id)).await.unwrap();
-    let shares: Vec<u64> =
+    let made: Vec<u64> =
         ledger.iter().filter(|l| l.kind == "share").map(|l| l.detail["share"].as_u64().unwrap()).collect();
-    assert_eq!(shares, [1, 2, 3]);
-    // Bundled into one ZIP for the browser and the API.
-    let zip = file.bundle().unwrap();
-    assert_eq!(zip.content_type, "application/zip");
+    assert_eq!(made, [1, 2, 3]);
+    let fetched: Vec<&str> =
+        ledger.iter().filter(|l| l.kind == "share_fetch").map(|l| l.detail["custodian"].as_str().unwrap()).collect();
+    assert_eq!(fetched, ["mgr-a", "keeper"]);
+    assert_eq!(events(&o.f, "export.share_fetch").await.len(), 4, "two fetches, two refusals");
+
+    // The window closes with share 2 unfetched: it is destroyed, not handed over.
+    o.clock.advance(time::Duration::days(30));
+    let late = o.f.vault.fetch_export_share(&o.approver, &x.id).await.unwrap_err();
+    assert!(matches!(late, VaultError::Conflict(_)), "{late:?}");
+    let info = o.f.vault.get_export(&o.requester, &x.id).await.unwrap();
+    assert_eq!(info.shares[1].state, "discarded");
+    assert!(
+        o.f.store().list_master_sealed().await.unwrap().iter().all(|v| v.kind != mamori_store::SealedKind::HeldShare)
+    );
+}
+
+#[tokio::test]
+async fn a_split_needs_one_active_custodian_per_share() {
+    let o = office(TakeoutSettings::default(), 1).await;
+    for (custodians, why) in [
+        (&["mgr-a", "mgr-b"][..], "too few for three shares"),
+        (&["mgr-a", "mgr-a", "mgr-b"][..], "named twice"),
+        (&["mgr-a", "mgr-b", "nobody"][..], "not an account"),
+    ] {
+        let mut req = request(split(2, custodians), ExportFormat::Csv);
+        if let Protection::Split { shares, .. } = &mut req.protection {
+            *shares = 3;
+        }
+        let refused = o.f.vault.request_export(&o.requester, &req).await.unwrap_err();
+        assert!(matches!(refused, VaultError::Invalid(_)), "{why}: {refused:?}");
+    }
+    // A custodian disabled after approval: the download refuses rather than hold a share
+    // for an account nobody can use.
+    let x =
+        o.f.vault
+            .request_export(&o.requester, &request(split(2, &["mgr-b", "clerk"]), ExportFormat::Csv))
+            .await
+            .unwrap();
+    o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
+    let admin = o.f.user("ops-admin", Role::SystemAdmin).await.0;
+    o.f.vault.set_user_disabled(&admin, "clerk", true).await.unwrap();
+    let refused = o.f.vault.download_export(&o.requester, &x.id).await.unwrap_err();
+    assert!(matches!(refused, VaultError::Conflict(_)), "{refused:?}");
+    assert!(o.f.store().list_export_shares(Some(&x.id), None).await.unwrap().is_empty(), "nothing held");
 }
 
 #[tokio::test]
@@ -234,7 +315,7 @@ async fn unencrypted_export_needs_its_own_right_and_csv_cannot_take_a_password()
     assert!(matches!(o.f.vault.request_export(&o.requester, &bad).await, Err(VaultError::Invalid(_))));
     let mut bad_age = request(Protection::Age { recipient: "age1notakey".into() }, ExportFormat::Csv);
     assert!(matches!(o.f.vault.request_export(&o.requester, &bad_age).await, Err(VaultError::Invalid(_))));
-    bad_age.protection = Protection::Split { threshold: 4, shares: 3 };
+    bad_age.protection = split(4, &["mgr-a", "mgr-b", "clerk"]);
     assert!(matches!(o.f.vault.request_export(&o.requester, &bad_age).await, Err(VaultError::Invalid(_))));
     let mut late = request(Protection::Password, ExportFormat::Xlsx);
     late.due_date = Some("2030-01-01".into());
@@ -330,7 +411,7 @@ async fn returns_and_witnessed_disposals_close_the_ledger_and_overdue_is_alerted
 #[tokio::test]
 async fn a_field_filter_exports_only_matching_records_and_values_stay_out_of_debug() {
     let o = office(TakeoutSettings::default(), 3).await;
-    let mut req = request(Protection::Split { threshold: 2, shares: 2 }, ExportFormat::Csv);
+    let mut req = request(split(2, &["mgr-a", "mgr-b"]), ExportFormat::Csv);
     req.filter = ExportFilter::Field { field: "phone".into(), value: "09010012001".into() };
     assert!(!format!("{req:?}").contains("0901001"), "{req:?}");
     let x = o.f.vault.request_export(&o.requester, &req).await.unwrap();

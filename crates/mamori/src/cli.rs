@@ -627,10 +627,20 @@ pub enum ExportCommand {
         #[command(flatten)]
         user: LoginArgs,
     },
-    /// Download your approved export into a directory (each share of a secret-split export
-    /// as its own file). Existing files are never overwritten.
+    /// Download your approved export into a directory. Existing files are never
+    /// overwritten. For a secret split with custodians nothing is written: the shares are
+    /// made and held, each for its custodian (`mamori export fetch-share`).
     Download {
         id: String,
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        #[command(flatten)]
+        user: LoginArgs,
+    },
+    /// As a custodian of a secret-split export: fetch the share held for you, once, into a
+    /// directory. Without an id, list the shares waiting for you.
+    FetchShare {
+        id: Option<String>,
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: PathBuf,
         #[command(flatten)]

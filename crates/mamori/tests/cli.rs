@@ -616,9 +616,10 @@ fn today() -> String {
 }
 
 /// Issue 9 from the command line: a secret-split export asked for with its request on a
-/// file (never argv), refused to its own requester, approved by a privacy officer,
-/// downloaded as three share files of which any two restore the CSV offline, recorded in
-/// the ledger and disposed of as recorded by its witness.
+/// file (never argv), refused to its own requester, approved by a privacy officer, its
+/// download making three shares held for three custodians (000-8-takeout-5: nobody is handed
+/// the set), each fetched by its custodian only, any two restoring the CSV offline, recorded
+/// in the ledger and disposed of as recorded by its witness.
 #[test]
 fn split_export_from_the_command_line() {
     let (dir, _) = installation();
@@ -630,12 +631,13 @@ fn split_export_from_the_command_line() {
         .arg(&people)
         .env("MAMORI_PASSWORD", PASSWORD));
     create_user(d, None, "officer", "privacy_officer");
+    create_user(d, None, "keeper", "staff");
     let spec = d.join("request.json");
     std::fs::write(
         &spec,
         r#"{"collection": "customers", "fields": ["name", "phone"], "filter": {"kind": "all"},
             "purpose": "契約内容の確認", "recipient": "委託先 印刷会社", "format": "csv",
-            "protection": {"kind": "split", "threshold": 2, "shares": 3}}"#,
+            "protection": {"kind": "split", "threshold": 2, "shares": 3, "custodians": ["mgr", "officer", "keeper"]}}"#,
     )
     .unwrap();
     let requested = json(ok(mamori(d)
@@ -658,12 +660,27 @@ fn split_export_from_the_command_line() {
         .args(["--json", "export", "download", &id, "--login", "mgr", "--out"])
         .arg(&out)
         .env("MAMORI_PASSWORD", PASSWORD)));
-    let files: Vec<String> =
-        downloaded["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect();
-    assert_eq!(
-        (files.len(), downloaded["rows"].as_u64(), downloaded["encrypted"].as_bool()),
-        (3, Some(20), Some(false)),
-    );
+    let held: Vec<&str> =
+        downloaded["shares"].as_array().unwrap().iter().map(|s| s["custodian"].as_str().unwrap()).collect();
+    assert_eq!((held, downloaded["rows"].as_u64()), (vec!["mgr", "officer", "keeper"], Some(20)));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "the requester is handed no share by the download");
+
+    // Each custodian fetches their own share, once.
+    let waiting = json(ok(mamori(d)
+        .args(["--json", "export", "fetch-share", "--login", "keeper"])
+        .env("MAMORI_PASSWORD", PASSWORD)));
+    assert_eq!(waiting[0]["share"], 3);
+    let mut files = Vec::new();
+    for login in ["mgr", "officer", "keeper"] {
+        let fetched = json(ok(mamori(d)
+            .args(["--json", "export", "fetch-share", &id, "--login", login, "--out"])
+            .arg(&out)
+            .env("MAMORI_PASSWORD", PASSWORD)));
+        files.push(fetched["file"].as_str().unwrap().to_owned());
+    }
+    let twice =
+        failure(mamori(d).args(["export", "fetch-share", &id, "--login", "keeper"]).env("MAMORI_PASSWORD", PASSWORD));
+    assert!(twice.contains("fetched already"), "{twice}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -693,7 +710,10 @@ fn split_export_from_the_command_line() {
         .args(["--json", "export", "ledger", &id, "--login", "officer"])
         .env("MAMORI_PASSWORD", PASSWORD)));
     let kinds: Vec<&str> = ledger.as_array().unwrap().iter().map(|l| l["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["request", "approve", "download", "share", "share", "share"]);
+    assert_eq!(
+        kinds,
+        ["request", "approve", "share", "share", "share", "download", "share_fetch", "share_fetch", "share_fetch"]
+    );
     // The disposal is recorded by its witness, never by the requester.
     let own = failure(
         mamori(d)

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mamori_vault::{ExportInfo, ExportRequest, LedgerEntry, Settlement, TakeoutAlert};
+use mamori_vault::{ExportInfo, ExportRequest, LedgerEntry, OutFile, Settlement, ShareForMe, ShareInfo, TakeoutAlert};
 use serde::{Deserialize, Serialize};
 
 /// Asks to take records out. Nothing leaves until a second person with the approve right
@@ -105,13 +105,27 @@ pub(crate) async fn export_password(
     Ok(Json(ExportPassword { password: password.as_str().to_owned() }))
 }
 
+/// What a download of a secret split with custodians answers: the shares were made and are
+/// held for their custodians, who fetch them with `POST /api/v1/exports/{id}/share`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SharesHeld {
+    export_id: String,
+    rows: u64,
+    withheld: u64,
+    shares: Vec<ShareInfo>,
+    warnings: Vec<String>,
+}
+
 /// Downloads an approved export (the requester, within the window, at most the allowed
-/// number of times). The body is the protected file; a secret-split export comes as a ZIP
-/// of its share files. `Mamori-Rows`, `Mamori-Download` (`n/max`), `Mamori-Encrypted` and
-/// `Mamori-Warning` describe it.
+/// number of times). The body is the protected file (a secret split without custodians, from
+/// before custodians existed, comes as a ZIP of its share files). A secret split with
+/// custodians answers 202 instead: its shares are made and held, each for its custodian.
+/// `Mamori-Rows`, `Mamori-Download` (`n/max`), `Mamori-Encrypted` and `Mamori-Warning`
+/// describe it.
 #[utoipa::path(post, path = "/api/v1/exports/{id}/download", tag = "exports", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, description = "The protected file", content_type = "application/octet-stream"),
+        (status = 202, body = SharesHeld),
         (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(crate) async fn download_export(
     State(state): State<AppState>,
@@ -122,7 +136,29 @@ pub(crate) async fn download_export(
     let (rows, download, allowed, encrypted) =
         (export.rows, export.download, export.downloads_allowed, export.encrypted);
     let warning = export.warnings.join("; ");
+    if !export.held.is_empty() {
+        let held = SharesHeld {
+            export_id: export.export_id,
+            rows,
+            withheld: export.withheld,
+            shares: export.held,
+            warnings: export.warnings,
+        };
+        return Ok((StatusCode::ACCEPTED, Json(held)).into_response());
+    }
     let file = export.bundle()?;
+    Ok(attachment(file, |set| {
+        set(HeaderName::from_static("mamori-rows"), rows.to_string());
+        set(HeaderName::from_static("mamori-download"), format!("{download}/{allowed}"));
+        set(HeaderName::from_static("mamori-encrypted"), encrypted.to_string());
+        if !warning.is_empty() {
+            set(HeaderName::from_static("mamori-warning"), warning.clone());
+        }
+    }))
+}
+
+/// A file as an attachment, with `more` headers.
+fn attachment(file: OutFile, more: impl FnOnce(&mut dyn FnMut(HeaderName, String))) -> Response {
     let mut response = file.bytes.into_response();
     let headers = response.headers_mut();
     let mut set = |name: HeaderName, value: String| {
@@ -132,13 +168,33 @@ pub(crate) async fn download_export(
     };
     set(header::CONTENT_TYPE, file.content_type.to_owned());
     set(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", file.name));
-    set(HeaderName::from_static("mamori-rows"), rows.to_string());
-    set(HeaderName::from_static("mamori-download"), format!("{download}/{allowed}"));
-    set(HeaderName::from_static("mamori-encrypted"), encrypted.to_string());
-    if !warning.is_empty() {
-        set(HeaderName::from_static("mamori-warning"), warning);
-    }
-    Ok(response)
+    more(&mut set);
+    response
+}
+
+/// Fetches the share of a secret-split export held for the caller (its custodian), once,
+/// within the export's download window. Anyone else gets 404.
+#[utoipa::path(post, path = "/api/v1/exports/{id}/share", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The share file", content_type = "application/octet-stream"),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub(crate) async fn fetch_export_share(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let file = state.vault.fetch_export_share(&caller.principal, &id).await?;
+    Ok(attachment(file, |_| {}))
+}
+
+/// Shares held for the caller as a custodian, still to be fetched.
+#[utoipa::path(get, path = "/api/v1/exports/shares", tag = "exports", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ShareForMe>)))]
+pub(crate) async fn shares_for_me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<ShareForMe>>, ApiError> {
+    Ok(Json(state.vault.shares_for_me(&caller.principal).await?))
 }
 
 /// Closes an approved export: `{"kind":"return"}` (the requester or an approver) or

@@ -17,7 +17,10 @@ use std::collections::BTreeMap;
 
 fn export_value(dates: Dates, x: &ExportInfo) -> Value {
     let protection = match &x.protection {
-        Protection::Split { threshold, shares } => format!("{threshold}/{shares}"),
+        Protection::Split { threshold, shares, custodians } if custodians.is_empty() => format!("{threshold}/{shares}"),
+        Protection::Split { threshold, shares, custodians } => {
+            format!("{threshold}/{shares}: {}", custodians.join(", "))
+        }
         _ => String::new(),
     };
     context! {
@@ -47,6 +50,10 @@ fn export_value(dates: Dates, x: &ExportInfo) -> Value {
         overdue => x.overdue,
         bulk => x.bulk,
         over_limit => x.over_limit,
+        shares => x.shares.iter().map(|s| context! {
+            share => s.share, custodian => s.custodian.clone(), state => s.state.clone(),
+            ended_at => s.ended_at.map(|t| dates.show(t)),
+        }).collect::<Vec<_>>(),
     }
 }
 
@@ -65,7 +72,19 @@ pub(crate) async fn list(State(state): State<AppState>, user: WebUser) -> Respon
         Ok(a) => a,
         Err(e) => return user.fail(&state, e),
     };
+    let held = match state.vault.shares_for_me(p).await {
+        Ok(h) => h,
+        Err(e) => return user.fail(&state, e),
+    };
     let dates = Dates::of(&state, &user);
+    let held: Vec<Value> = held
+        .iter()
+        .map(|s| {
+            context! { export_id => s.export_id.clone(), collection => s.collection.clone(),
+            requested_by => s.requested_by.clone(), share => s.share, of => s.of, threshold => s.threshold,
+            fetch_until => s.fetch_until.map(|t| dates.show(t)) }
+        })
+        .collect();
     let rows: Vec<Value> = exports.iter().map(|x| export_value(dates, x)).collect();
     let alerts: Vec<Value> = alerts
         .iter()
@@ -76,7 +95,7 @@ pub(crate) async fn list(State(state): State<AppState>, user: WebUser) -> Respon
         .collect();
     let exportable: Vec<String> =
         caps.collections.iter().filter(|c| c.allows(Action::Export)).map(|c| c.collection.clone()).collect();
-    let page = context! { exports => rows, alerts => alerts, exportable => exportable,
+    let page = context! { exports => rows, alerts => alerts, exportable => exportable, held => held,
     ledger => caps.can(Action::Approve) || caps.can(Action::AuditRead) };
     render(user.lang, "exports.html", signed_in(&state, &user, &caps), page)
 }
@@ -132,7 +151,17 @@ fn request_of(form: &BTreeMap<String, String>) -> Result<ExportRequest, VaultErr
     };
     let protection = match get("protection").as_str() {
         "age" => Protection::Age { recipient: get("age_recipient") },
-        "split" => Protection::Split { threshold: number("threshold")?, shares: number("shares")? },
+        "split" => {
+            // One custodian per share: the number of shares is the number of custodians.
+            let custodians: Vec<String> = get("custodians")
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let shares = u8::try_from(custodians.len())
+                .map_err(|_| VaultError::Invalid("custodians: at most 16, one per share".into()))?;
+            Protection::Split { threshold: number("threshold")?, shares, custodians }
+        }
         "none" => Protection::None,
         _ => Protection::Password,
     };
@@ -240,11 +269,36 @@ pub(crate) async fn password(State(state): State<AppState>, user: WebUser, Path(
 
 /// POST `/exports/{id}/download`: the protected file as an attachment (a ZIP of the share
 /// files for a secret-split export).
-pub(crate) async fn download(State(state): State<AppState>, user: WebUser, Path(id): Path<String>) -> Response {
-    let file = match state.vault.download_export(&user.principal, &id).await.and_then(|x| x.bundle()) {
-        Ok(f) => f,
+pub(crate) async fn download(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let export = match state.vault.download_export(&user.principal, &id).await {
+        Ok(x) => x,
         Err(e) => return user.fail(&state, e),
     };
+    // A split with custodians hands nothing over: back to the request, which lists the
+    // shares now held for their custodians.
+    if !export.held.is_empty() {
+        return redirect(&headers, &format!("/exports/{id}"));
+    }
+    match export.bundle() {
+        Ok(file) => attachment(file),
+        Err(e) => user.fail(&state, e),
+    }
+}
+
+/// POST `/exports/{id}/share`: the share held for the caller, as an attachment, once.
+pub(crate) async fn fetch_share(State(state): State<AppState>, user: WebUser, Path(id): Path<String>) -> Response {
+    match state.vault.fetch_export_share(&user.principal, &id).await {
+        Ok(file) => attachment(file),
+        Err(e) => user.fail(&state, e),
+    }
+}
+
+fn attachment(file: mamori_vault::OutFile) -> Response {
     let mut response = file.bytes.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(file.content_type));

@@ -66,6 +66,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/exports/{id}", get(exports::detail))
         .route("/exports/{id}/password", post(exports::password))
         .route("/exports/{id}/download", post(exports::download))
+        .route("/exports/{id}/share", post(exports::fetch_share))
         .route("/exports/{id}/{action}", post(exports::act))
         .route("/takeout/ledger", get(exports::ledger))
         .route("/account", get(account::page))

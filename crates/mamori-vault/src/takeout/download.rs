@@ -34,11 +34,15 @@ impl std::fmt::Debug for OutFile {
     }
 }
 
-/// The result of a download: one file, or the n share files of a secret-split export.
+/// The result of a download: one file, or the n share files of a secret-split export
+/// without custodians, or — for a split with custodians — no file at all: the shares are
+/// held for their custodians (`held`).
 #[derive(Debug)]
 pub struct ExportFile {
     pub export_id: String,
     pub files: Vec<OutFile>,
+    /// The shares made and held for their custodians, who fetch them themselves.
+    pub held: Vec<super::ShareInfo>,
     /// Records in the file.
     pub rows: u64,
     /// Records the filter matched that the requester may no longer read in full.
@@ -131,7 +135,7 @@ impl Vault {
     }
 
     /// Refuses (and audits) a download that is not possible now.
-    async fn refuse_download(&self, p: &Principal, row: &ExportRow, why: String) -> VaultError {
+    pub(super) async fn refuse_download(&self, p: &Principal, row: &ExportRow, why: String) -> VaultError {
         let mut e = self.event(p, "export.download", Outcome::Denied);
         e.collection = Some(row.collection.clone());
         e.reason = Some(format!("export {}: {why}", row.id));
@@ -217,7 +221,7 @@ impl Vault {
                 let file = OutFile { name: format!("{name}.age"), content_type: "application/octet-stream", bytes };
                 (vec![file], "age X25519, ChaCha20-Poly1305")
             }
-            Protection::Split { threshold, shares } => {
+            Protection::Split { threshold, shares, .. } => {
                 let files = mamori_export::split(&plain, *threshold, *shares, &name)
                     .map_err(export_error)?
                     .into_iter()
@@ -258,6 +262,16 @@ impl Vault {
         if !spec.protection.encrypted() {
             self.authorize_collection(p, Action::ExportPlain, "export.download", &row.collection).await?;
         }
+        let custodians = match &spec.protection {
+            Protection::Split { custodians, .. } if !custodians.is_empty() => Some(custodians.as_slice()),
+            _ => None,
+        };
+        // One set of shares per export: a second set would let a custodian of each hold a
+        // share of two different sets, and neither set would ever be complete.
+        if custodians.is_some() && row.downloads_used > 0 {
+            let why = format!("the shares of export {id} were made already; each custodian fetches their own");
+            return Err(self.refuse_download(p, &row, why).await);
+        }
         let (table, mut events, withheld) = self.export_table(p, &state, &row, &spec).await?;
         let rows = table.row_count() as u64;
         // The approver approved a number of records, not a filter to be re-run on whatever
@@ -272,11 +286,19 @@ impl Vault {
         let (files, method) = self.protect(&row, &spec, &table)?;
         drop(table);
 
-        // The risk note for incidents. A split download hands every share over at once, and
-        // the set restores the file: until the shares are kept apart it is not protected
-        // against loss. Each share alone is (its own ledger line says so).
+        // The risk note for incidents. A split without custodians hands every share over at
+        // once, and the set restores the file: until the shares are kept apart it is not
+        // protected against loss. Each share alone is (its own ledger line says so); shares
+        // held for their custodians are apart from the start.
         let split = matches!(spec.protection, Protection::Split { .. });
-        let encrypted = spec.protection.encrypted() && !split;
+        let encrypted = spec.protection.encrypted() && (!split || custodians.is_some());
+        let (files, held) = match custodians {
+            Some(custodians) => {
+                let held = self.hold_shares(p, &row, &spec, custodians, files).await?;
+                (Vec::new(), held)
+            }
+            None => (files, Vec::new()),
+        };
         let detail = serde_json::json!({
             "format": spec.format, "protection": spec.protection.kind(), "encrypted": encrypted, "method": method,
             "withheld": withheld, "files": files.iter().map(|f| serde_json::json!({
@@ -284,9 +306,14 @@ impl Vault {
         });
         let line = self.ledger_line(p, Some(id), "download", rows, detail);
         let Some(download) = self.store.take_export_download(id, &line).await? else {
+            if !held.is_empty() {
+                self.discard_held_shares(p, id, "the download was refused").await?;
+            }
             return Err(self.refuse_download(p, &row, format!("export {id} has no download left")).await);
         };
-        if let Protection::Split { threshold, shares } = spec.protection {
+        if let Protection::Split { threshold, shares, .. } = &spec.protection
+            && held.is_empty()
+        {
             for (i, f) in files.iter().enumerate() {
                 let detail = serde_json::json!({
                     "share": i + 1, "of": shares, "threshold": threshold, "name": f.name, "sha256": hex_digest(&f.bytes),
@@ -300,8 +327,15 @@ impl Vault {
         e.fields = spec.fields.clone();
         e.rows = Some(rows);
         e.purpose = Some(spec.purpose.clone());
+        let custody = match held.is_empty() {
+            true => String::new(),
+            false => {
+                let to: Vec<String> = held.iter().map(|s| format!("{} (share {})", s.custodian, s.share)).collect();
+                format!("; shares held for {}", to.join(", "))
+            }
+        };
         e.note = Some(format!(
-            "export {id}, download {download} of {}, {}{}",
+            "export {id}, download {download} of {}, {}{}{custody}",
             row.downloads_allowed,
             if encrypted { "encrypted: " } else { "UNENCRYPTED: " },
             method
@@ -325,6 +359,7 @@ impl Vault {
         Ok(ExportFile {
             export_id: id.to_owned(),
             files,
+            held,
             rows,
             withheld,
             encrypted,

@@ -103,6 +103,8 @@ impl Vault {
         if !self.store.change_export(id, &change, &self.ledger_line(p, Some(id), kind, 0, detail)).await? {
             return Err(VaultError::Conflict(format!("export {id} is not approved and open")));
         }
+        self.discard_held_shares(p, id, &format!("the export was closed ({kind}) before every share was fetched"))
+            .await?;
         let mut e = self.event(p, &format!("export.{kind}"), Outcome::Success);
         e.collection = Some(row.collection.clone());
         e.note = Some(format!("export {id}"));

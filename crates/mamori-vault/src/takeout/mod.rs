@@ -16,19 +16,22 @@
 //!   to the requester alone (each showing audited); every download of that request uses it.
 //! - Password protection is ECMA-376 agile encryption, which exists for OOXML only: a CSV
 //!   goes out with `age` or secret-split protection, or unencrypted under `export.plain`.
-//! - A secret-split export hands over all n shares in one download, each share a
-//!   self-contained file recorded on its own ledger line; holding them apart is the
-//!   requester's duty, confirmed on return or disposal.
+//! - A secret-split export names one custodian per share. The requester's download makes
+//!   the shares and holds each, sealed, for its custodian, who fetches it once within the
+//!   download window (`shares.rs`); nobody is handed the whole set. Each share has its own
+//!   ledger lines (made, fetched or destroyed).
 //! - Thresholds count rows taken out per organisation-local day (the `[authz]` UTC
 //!   offset): downloaded export rows, printed and copied records.
 
 mod download;
 mod ledger;
 pub(crate) mod requests;
+pub(crate) mod shares;
 
 pub use download::{ExportFile, OutFile};
 pub use ledger::{LedgerEntry, Settlement, TakeoutAlert};
 pub use requests::{ExportFilter, ExportFormat, ExportInfo, ExportRequest, Protection};
+pub use shares::{ShareForMe, ShareInfo};
 
 use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};

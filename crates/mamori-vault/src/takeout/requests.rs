@@ -30,8 +30,18 @@ pub enum Protection {
     /// Encrypted to an `age` X25519 recipient (`age1…`), for technical recipients.
     Age { recipient: String },
     /// 秘密分散: AES-256-GCM under a random key split into `shares` Shamir shares, any
-    /// `threshold` of which restore the file (`mamori shares combine`).
-    Split { threshold: u8, shares: u8 },
+    /// `threshold` of which restore the file (`mamori shares combine`). Share *i* is made
+    /// for `custodians[i-1]` (logins of distinct active accounts, one per share; the
+    /// requester may be one of them) and held, sealed, until that custodian fetches it, so
+    /// that no one person is ever handed enough shares to restore the file. Requests stored
+    /// before custodians existed have none: their download hands every share to the
+    /// requester, and the ledger marks it as not protected until the shares are apart.
+    Split {
+        threshold: u8,
+        shares: u8,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        custodians: Vec<String>,
+    },
     /// Not encrypted: needs the separately granted `export.plain` right; flagged in the ledger.
     None,
 }
@@ -146,6 +156,9 @@ pub struct ExportInfo {
     pub bulk: bool,
     /// More rows than the per-request hard limit: approval needs an explicit confirmation.
     pub over_limit: bool,
+    /// For a split with custodians, once downloaded: each share and where it stands.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<super::ShareInfo>,
     /// Warnings for the requester (thresholds crossed), on the response to the request only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -186,6 +199,12 @@ impl Vault {
 
     pub(super) async fn export_info(&self, row: &ExportRow, full: bool) -> Result<ExportInfo> {
         let spec = self.open_spec(row)?;
+        let shares = match &spec.protection {
+            Protection::Split { custodians, .. } if !custodians.is_empty() && row.downloads_used > 0 => {
+                self.share_states(&row.id).await?
+            }
+            _ => Vec::new(),
+        };
         let limits = &self.config.takeout;
         let status = row.status;
         Ok(ExportInfo {
@@ -214,6 +233,7 @@ impl Vault {
             overdue: status == ExportStatus::Approved && row.due_at < self.clock.now(),
             bulk: row.rows > limits.warn_rows_per_request,
             over_limit: row.rows > limits.hard_rows_per_request,
+            shares,
             warnings: Vec::new(),
         })
     }
@@ -257,7 +277,7 @@ impl Vault {
                 mamori_export::parse_age_recipient(recipient)
                     .map_err(|_| VaultError::Invalid("protection.recipient is not an age public key (age1…)".into()))?;
             }
-            (Protection::Split { threshold, shares }, _)
+            (Protection::Split { threshold, shares, .. }, _)
                 if !(2..=mamori_export::MAX_SHARES).contains(shares) || !(2..=*shares).contains(threshold) =>
             {
                 return Err(VaultError::Invalid(format!(
@@ -267,6 +287,14 @@ impl Vault {
             }
             _ => {}
         }
+        let protection = match &req.protection {
+            Protection::Split { threshold, shares, custodians } => Protection::Split {
+                threshold: *threshold,
+                shares: *shares,
+                custodians: self.check_custodians(custodians, *shares).await?,
+            },
+            other => other.clone(),
+        };
         let filter = match &req.filter {
             ExportFilter::All => ExportFilter::All,
             ExportFilter::Field { field, value } => {
@@ -298,10 +326,32 @@ impl Vault {
             recipient,
             due_date: req.due_date.clone(),
             format: req.format,
-            protection: req.protection.clone(),
+            protection,
         };
         let rows = self.exportable_count(p, &state, &checked.filter).await?;
         Ok((checked, rows))
+    }
+
+    /// One custodian per share: logins of distinct accounts that exist and are enabled.
+    async fn check_custodians(&self, custodians: &[String], shares: u8) -> Result<Vec<String>> {
+        if custodians.len() != usize::from(shares) {
+            return Err(VaultError::Invalid(format!(
+                "protection.custodians: name one custodian per share ({shares}), each a different person"
+            )));
+        }
+        let mut checked: Vec<String> = Vec::with_capacity(custodians.len());
+        for login in custodians {
+            let login = login.trim();
+            let user = match self.store.get_user_by_login(login).await? {
+                Some(u) if !u.disabled => u,
+                _ => return Err(VaultError::Invalid(format!("custodian `{login}` is not an active account"))),
+            };
+            if checked.contains(&user.login) {
+                return Err(VaultError::Invalid(format!("custodian `{login}` is named twice: one share each")));
+            }
+            checked.push(user.login);
+        }
+        Ok(checked)
     }
 
     fn due_at(&self, due_date: Option<&str>) -> Result<OffsetDateTime> {

@@ -108,6 +108,27 @@ pub async fn run(settings: &Settings, command: ExportCommand, json: bool) -> any
                 vault.download_export(p, &id).await
             })
             .await?;
+            if !export.held.is_empty() {
+                if json {
+                    output::json(&serde_json::json!({
+                        "export_id": export.export_id, "rows": export.rows, "withheld": export.withheld,
+                        "shares": export.held, "warnings": export.warnings,
+                    }))?;
+                } else {
+                    println!(
+                        "{} records ({} withheld by policy) split into shares, held for:",
+                        export.rows, export.withheld
+                    );
+                    for s in &export.held {
+                        println!("  share {}: {}", s.share, s.custodian);
+                    }
+                    println!("each custodian fetches their own with\n  mamori export fetch-share {id} --login <login>");
+                    for w in &export.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut written = Vec::new();
             for f in &export.files {
                 let path = out.join(&f.name);
@@ -138,6 +159,42 @@ pub async fn run(settings: &Settings, command: ExportCommand, json: bool) -> any
                 for w in &export.warnings {
                     eprintln!("warning: {w}");
                 }
+            }
+        }
+        ExportCommand::FetchShare { id: None, user, .. } => {
+            let waiting =
+                as_user(&vault, &user.login, "list the shares held for you", async |p| vault.shares_for_me(p).await)
+                    .await?;
+            if json {
+                output::json(&waiting)?;
+            } else {
+                let rows: Vec<Vec<String>> = waiting
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.export_id.clone(),
+                            s.collection.clone(),
+                            s.requested_by.clone(),
+                            format!("{} of {} (any {} restore)", s.share, s.of, s.threshold),
+                            output::maybe_timestamp(s.fetch_until),
+                        ]
+                    })
+                    .collect();
+                output::table(&["export", "collection", "requested by", "share", "fetch until"], &rows);
+            }
+        }
+        ExportCommand::FetchShare { id: Some(id), out, user } => {
+            anyhow::ensure!(out.is_dir(), "{} is not a directory", out.display());
+            let file = as_user(&vault, &user.login, &format!("fetch your share of export {id}"), async |p| {
+                vault.fetch_export_share(p, &id).await
+            })
+            .await?;
+            let path = out.join(&file.name);
+            write_new(&path, &file.bytes)?;
+            if json {
+                output::json(&serde_json::json!({ "export_id": id, "file": path.display().to_string() }))?;
+            } else {
+                println!("wrote {} — keep it apart from the other shares", path.display());
             }
         }
         ExportCommand::Return { id, user } => {
@@ -221,7 +278,12 @@ fn show(info: &ExportInfo, json: bool) -> anyhow::Result<()> {
         return output::json(info);
     }
     let protection = match &info.protection {
-        mamori_vault::Protection::Split { threshold, shares } => format!("split ({threshold} of {shares})"),
+        mamori_vault::Protection::Split { threshold, shares, custodians } if custodians.is_empty() => {
+            format!("split ({threshold} of {shares})")
+        }
+        mamori_vault::Protection::Split { threshold, shares, custodians } => {
+            format!("split ({threshold} of {shares}; custodians {})", custodians.join(", "))
+        }
         other => other.kind().to_owned(),
     };
     let rows = [
@@ -254,6 +316,17 @@ fn show(info: &ExportInfo, json: bool) -> anyhow::Result<()> {
         ("due", output::timestamp(info.due_at)),
     ];
     output::table(&["field", "value"], &rows.iter().map(|(k, v)| vec![(*k).to_owned(), v.clone()]).collect::<Vec<_>>());
+    if !info.shares.is_empty() {
+        println!();
+        let shares: Vec<Vec<String>> = info
+            .shares
+            .iter()
+            .map(|s| {
+                vec![s.share.to_string(), s.custodian.clone(), s.state.clone(), output::maybe_timestamp(s.ended_at)]
+            })
+            .collect();
+        output::table(&["share", "custodian", "state", "since"], &shares);
+    }
     Ok(())
 }
 

@@ -121,6 +121,18 @@ impl Session<'_> {
             .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
     }
 
+    /// Waits until no element matches `css`: after a click that submits a form, the old
+    /// page is still there for a moment, and anything on both pages is found at once.
+    async fn wait_gone(&self, css: &str) {
+        for _ in 0..100 {
+            if !self.exists(css).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} did not go away");
+    }
+
     async fn exists(&self, css: &str) -> bool {
         !self.c.find_all(Locator::Css(css)).await.unwrap().is_empty()
     }
@@ -360,8 +372,8 @@ fn take_out_request_approval_and_password_in_a_real_browser() {
         b.click(&format!(".tasks a[href='{request}']")).await;
         b.wait_for("#export-approve").await;
         b.click("#export-approve").await;
-        b.wait_for("#export-status").await;
-        assert!(!b.exists("#export-approve").await);
+        b.wait_gone("#export-approve").await;
+        assert_eq!(b.text("#export-status").await.trim(), "承認済み");
         b.log_out().await;
 
         b.log_in("manager", PASSWORD).await;
@@ -375,6 +387,71 @@ fn take_out_request_approval_and_password_in_a_real_browser() {
         b.go("/exports").await;
         b.wait_for("#exports-table").await;
         b.shot("23-exports-list").await;
+        b.log_out().await;
+    });
+}
+
+/// Secret splitting in the browser (issue 9, 000-8-takeout-5): the manager names three
+/// custodians; after approval the download hands the manager nothing and lists the shares
+/// held; a custodian finds the task on the home page and fetches their share once.
+#[test]
+fn split_export_shares_reach_their_custodians_in_a_real_browser() {
+    with_browser(Options::default(), async |b| {
+        b.log_in("manager", PASSWORD).await;
+        b.wait_for("#who").await;
+        b.go("/exports/new?collection=customers").await;
+        b.wait_for("#export-form").await;
+        b.click("#f-name").await;
+        b.fill("#recipient", "委託先 印刷会社").await;
+        b.wait_for("#format").await.select_by_value("csv").await.unwrap();
+        b.click("#protection-split").await;
+        b.fill("#custodians", "manager privacy staff").await;
+        b.shot("24-export-split-form").await;
+        b.click("#export-submit").await;
+        b.wait_for("#export-cancel").await;
+        let request = b.path().await;
+        b.log_out().await;
+
+        b.log_in("privacy", PASSWORD).await;
+        b.wait_for("#who").await;
+        b.go(&request).await;
+        b.click("#export-approve").await;
+        b.wait_gone("#export-approve").await;
+        b.log_out().await;
+
+        b.log_in("manager", PASSWORD).await;
+        b.wait_for("#who").await;
+        b.go(&request).await;
+        b.click("#export-download").await;
+        b.wait_for("#export-shares").await;
+        let shares = b.text("#export-shares tbody").await;
+        assert_eq!(shares.matches("保管中").count(), 3, "{shares}");
+        assert!(!b.exists("#export-download").await, "one set of shares per export");
+        b.shot("25-export-shares-held").await;
+        b.log_out().await;
+
+        b.log_in("staff", PASSWORD).await;
+        b.wait_for("#who").await;
+        b.click(".tasks a[href='/exports']").await;
+        b.wait_for("#held-shares").await;
+        b.shot("26-shares-for-me").await;
+        b.click("#fetch-share-3").await;
+        // The share arrives as a download; the list no longer offers it.
+        for _ in 0..50 {
+            b.go("/exports").await;
+            if !b.exists("#held-shares").await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!b.exists("#held-shares").await, "fetched once");
+        b.log_out().await;
+
+        b.log_in("manager", PASSWORD).await;
+        b.wait_for("#who").await;
+        b.go(&request).await;
+        let shares = b.text("#export-shares tbody").await;
+        assert_eq!((shares.matches("保管中").count(), shares.matches("受取済").count()), (2, 1), "{shares}");
         b.log_out().await;
     });
 }

@@ -241,7 +241,9 @@ async fn show(state: &AppState, user: &WebUser, id: &str, password: Option<Strin
     let downloadable = mine
         && open
         && x.downloads_used < x.downloads_allowed
-        && x.download_until.is_some_and(|t| t > state.vault.now());
+        && x.download_until.is_some_and(|t| t > state.vault.now())
+        // A split with custodians is made once; its shares are then fetched by their custodians.
+        && x.shares.is_empty();
     let lines: Vec<Value> = ledger.iter().map(|l| ledger_value(dates, l)).collect();
     let page = context! {
         x => export_value(dates, &x),

@@ -64,6 +64,16 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
             Err(e) => return user.fail(&state, e),
         }
     }
+    // Shares of a secret-split export held for this person (any role may be a custodian).
+    match state.vault.shares_for_me(p).await {
+        Ok(shares) => {
+            for s in &shares {
+                let text = format!("{} — {} ({}/{})", s.requested_by, s.collection, s.share, s.of);
+                tasks.push(context! { kind => lang.t("task_share"), text => text, export => None::<String>, link => "/exports" });
+            }
+        }
+        Err(e) => return user.fail(&state, e),
+    }
     if caps.can(Action::PolicyManage) {
         match state.vault.list_policy_versions(p).await {
             Ok(versions) => {

@@ -455,3 +455,29 @@ fn split_export_shares_reach_their_custodians_in_a_real_browser() {
         b.log_out().await;
     });
 }
+
+/// Registering a person in the browser (issue 7): a clerk (staff may create records of
+/// their own department) opens the form from the search page, saves, and the new record
+/// opens in the view the clerk is allowed (masked).
+#[test]
+fn clerk_registers_a_person_in_a_real_browser() {
+    with_browser(Options::default(), async |b| {
+        b.log_in("staff", PASSWORD).await;
+        b.wait_for("#who").await;
+        b.go("/collections/customers/search").await;
+        b.click("#new-record").await;
+        b.wait_for("#new-record-form").await;
+        b.fill("#f-name", "登録 花子").await;
+        b.fill("#f-phone", "090-1234-5678").await;
+        b.fill("#f-email", "touroku@example.jp").await;
+        b.shot("27-record-new").await;
+        b.click("#new-record-submit").await;
+        b.wait_gone("#new-record-form").await;
+        let path = b.path().await;
+        assert!(path.starts_with("/collections/customers/records/"), "{path}");
+        let body = b.body().await;
+        assert!(body.contains("090-****-5678") && !body.contains("090-1234-5678"), "shown masked");
+        b.shot("28-record-created").await;
+        b.log_out().await;
+    });
+}

@@ -51,6 +51,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/keepalive", post(auth::keepalive))
         .route("/collections", get(pages::collections))
         .route("/collections/{name}/search", get(pages::search_page).post(pages::search))
+        .route("/collections/{name}/records/new", get(pages::new_record_page).post(pages::create_record))
         .route("/collections/{name}/records/{id}", get(pages::record))
         .route("/collections/{name}/records/{id}/edit", get(pages::edit_page).post(pages::edit))
         .route("/collections/{name}/records/{id}/print", post(pages::print))

@@ -244,6 +244,7 @@ async fn search_with(state: AppState, user: WebUser, headers: HeaderMap, name: S
         value => value,
         view => view_slug(view),
         full_allowed => caps.can_in(&name, Action::ViewFull),
+        can_create => caps.can_in(&name, Action::Create),
         purpose => purpose_info(&info.schema),
         columns => field_list(&info.schema, false),
         results => results,
@@ -376,6 +377,72 @@ pub(crate) async fn edit(
     }
     match state.vault.update_record(&user.principal, &name, &id, &changes).await {
         Ok(()) => redirect(&headers, &format!("/collections/{name}/records/{id}?saved=1")),
+        Err(e) => user.fail(&state, e),
+    }
+}
+
+/// `/collections/{name}/records/new`: the form to register a person's record (the
+/// caller's own department; the vault decides whether they may).
+pub(crate) async fn new_record_page(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(name): Path<String>,
+) -> Response {
+    let p = &user.principal;
+    let caps = match state.vault.capabilities(p).await {
+        Ok(c) => c,
+        Err(e) => return user.fail(&state, e),
+    };
+    if !caps.can_in(&name, Action::Create) {
+        return user.fail(&state, mamori_vault::VaultError::Forbidden);
+    }
+    let info = match state.vault.collection_info(p, &name).await {
+        Ok(i) => i,
+        Err(e) => return user.fail(&state, e),
+    };
+    use mamori_core::schema::FieldType as T;
+    let page = context! {
+        collection => name.clone(),
+        label => info.schema.label.clone().unwrap_or(name.clone()),
+        fields => info.schema.fields.iter().map(|f| context! {
+            name => f.name.clone(),
+            label => f.label.clone().unwrap_or_else(|| f.name.clone()),
+            required => f.required,
+            input => match f.field_type {
+                T::Date => "date",
+                T::Email => "email",
+                T::Phone => "tel",
+                T::Integer => "number",
+                _ => "text",
+            },
+        }).collect::<Vec<_>>(),
+    };
+    render(user.lang, "new_record.html", signed_in(&state, &user, &caps), page)
+}
+
+/// POST `/collections/{name}/records/new`: creates the record and shows it.
+pub(crate) async fn create_record(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let subject = match form.get("subject").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match mamori_core::ids::SubjectId::new(s) {
+            Ok(id) => Some(id),
+            Err(e) => return user.fail(&state, e.into()),
+        },
+    };
+    // Empty inputs are absent values: the schema says which are required.
+    let values: BTreeMap<String, String> = form
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix("f.").map(|k| (k.to_owned(), v.trim().to_owned())))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    match state.vault.create_record(&user.principal, &name, subject, &values).await {
+        Ok(id) => redirect(&headers, &format!("/collections/{name}/records/{id}")),
         Err(e) => user.fail(&state, e),
     }
 }

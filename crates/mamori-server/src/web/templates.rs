@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("record.html", include_str!("../../web/templates/record.html")),
     ("subject.html", include_str!("../../web/templates/subject.html")),
     ("edit.html", include_str!("../../web/templates/edit.html")),
+    ("new_record.html", include_str!("../../web/templates/new_record.html")),
     ("print.html", include_str!("../../web/templates/print.html")),
     ("copy.html", include_str!("../../web/templates/copy.html")),
     ("users.html", include_str!("../../web/templates/users.html")),

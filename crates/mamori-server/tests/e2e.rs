@@ -320,6 +320,9 @@ fn administrator_enrols_totp_and_auditor_sees_the_accesses() {
         b.go("/users").await;
         b.wait_for("#users-table").await;
         b.shot("11-users-admin").await;
+        b.click("#edit-staff").await;
+        b.wait_for("#user-edit-form").await;
+        b.shot("11b-user-edit").await;
         // Administrators reach no record content, even by typing the address.
         b.go(&format!("/collections/customers/records/{}?view=full", hits[0].id)).await;
         assert!(b.text("#error-message").await.len() > 1);

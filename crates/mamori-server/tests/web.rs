@@ -582,3 +582,57 @@ fn the_take_out_workflow_in_both_languages() {
         assert_eq!(staff.get(&path).status, 404);
     }
 }
+
+/// Issue 4 in the web UI: an administrator edits an account's profile and access window
+/// (001-20-tech-2-5: allowed hours; 001-20-tech-1-6: source networks); a bad window is
+/// refused and changes nothing; the account's window shows in the roster; staff may not open
+/// the form.
+#[test]
+fn an_administrator_edits_an_account_and_its_access_window() {
+    let s = TestServer::start();
+    let mut staff = Browser::new(&s);
+    staff.log_in("staff", PASSWORD);
+    assert_eq!(staff.get("/users/staff/edit").status, 403);
+
+    let mut admin = Browser::new(&s);
+    admin.log_in("admin", PASSWORD);
+    assert!(admin.get("/users").body.contains("href=\"/users/staff/edit\""));
+    let form = admin.get("/users/staff/edit");
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains("id=\"window-role\" checked"), "{}", form.body);
+    let csrf = form.csrf();
+    let edit = |hours: &str, window: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "試験 事務員".to_owned()),
+            ("role", "staff".to_owned()),
+            ("window", window.to_owned()),
+            ("hours", hours.to_owned()),
+            ("days", "mon-fri".to_owned()),
+            ("networks", "10.0.0.0/8 192.168.1.0/24".to_owned()),
+        ]
+    };
+    let post = |b: &mut Browser, form: Vec<(&str, String)>| {
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        b.post("/users/staff/edit", &pairs)
+    };
+    let bad = post(&mut admin, edit("25:00-26:00", "own"));
+    assert!(bad.status == 400 || bad.status == 422, "{}: {}", bad.status, bad.body);
+    assert!(!admin.get("/users").body.contains("192.168.1.0/24"), "nothing changed");
+
+    assert_eq!(post(&mut admin, edit("09:00-18:00", "own")).status, 303);
+    let roster = admin.get("/users");
+    let row = roster.body.split("id=\"user-staff\"").nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
+    assert!(row.contains("09:00-18:00") && row.contains("試験 事務員"), "{row}");
+    let form = admin.get("/users/staff/edit");
+    let networks = form.body.split("id=\"networks\"").nth(1).unwrap().split('>').next().unwrap().to_owned();
+    // minijinja escapes `/` in attributes; the browser reads it back as `/`.
+    assert!(networks.contains("10.0.0.0&#x2f;8 192.168.1.0&#x2f;24"), "{networks}");
+    assert!(form.body.contains("id=\"window-own\" checked"));
+
+    // Back to the role's window.
+    assert_eq!(post(&mut admin, edit("", "role")).status, 303);
+    let roster = admin.get("/users");
+    let row = roster.body.split("id=\"user-staff\"").nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
+    assert!(!row.contains("09:00-18:00"), "{row}");
+}

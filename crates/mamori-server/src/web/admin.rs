@@ -4,13 +4,15 @@
 use super::templates::{Dates, render, role_slug, signed_in};
 use super::{WebUser, redirect};
 use crate::AppState;
+use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use mamori_core::audit::Outcome;
-use mamori_vault::AuditFilter;
+use mamori_vault::{AuditFilter, ProfileChange, VaultError};
 use minijinja::{Value, context};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 
 pub(crate) async fn users(State(state): State<AppState>, user: WebUser) -> Response {
@@ -63,6 +65,115 @@ pub(crate) async fn change_user(
         Ok(()) => redirect(&headers, "/users"),
         Err(e) => user.fail(&state, e),
     }
+}
+
+/// `/users/{login}/edit`: an account's profile, clearance, validity, training, pledge and
+/// access window (issue 4). What the vault refuses (a vendor without an end date, a role
+/// change that needs a second administrator) comes back as the error page.
+pub(crate) async fn edit_user_page(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(login): Path<String>,
+) -> Response {
+    let p = &user.principal;
+    let (caps, list) = match (state.vault.capabilities(p).await, state.vault.list_users(p).await) {
+        (Ok(c), Ok(l)) => (c, l),
+        (Err(e), _) | (_, Err(e)) => return user.fail(&state, e),
+    };
+    let Some(u) = list.iter().find(|u| u.login == login) else {
+        return user.fail(&state, mamori_vault::VaultError::NotFound("account"));
+    };
+    let offset = state.vault.config().authz.utc_offset;
+    // Validity ends at the local midnight after the last valid day: show that day.
+    let last_day = |t: Option<OffsetDateTime>| {
+        t.map(|t| (t.to_offset(offset) - time::Duration::nanoseconds(1)).date().to_string()).unwrap_or_default()
+    };
+    let window = u.access_window.as_ref().and_then(|w| serde_json::to_value(w).ok()).unwrap_or_default();
+    let list_of = |key: &str| {
+        window[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let page = context! {
+        login => u.login.clone(),
+        name => u.display_name.clone(),
+        department => u.department.clone().unwrap_or_default(),
+        title => u.title.clone().unwrap_or_default(),
+        role => role_slug(u.role),
+        roles => mamori_core::access::ALL_ROLES.iter().map(|r| role_slug(*r)).collect::<Vec<_>>(),
+        clearance => u.clearance.clone().unwrap_or_default(),
+        tiers => mamori_core::schema::ALL_TIERS.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+        valid_until => last_day(u.valid_until),
+        training_until => last_day(u.training_valid_until),
+        vendor => u.vendor,
+        pledge => u.pledge_signed_at.is_some(),
+        own_window => u.access_window.is_some(),
+        hours => window["hours"].as_str().unwrap_or_default().to_owned(),
+        days => list_of("days"),
+        closed_on_holidays => window["closed_on_holidays"].as_bool().unwrap_or(false),
+        networks => list_of("networks"),
+    };
+    render(user.lang, "user_edit.html", signed_in(&state, &user, &caps), page)
+}
+
+/// POST `/users/{login}/edit`. Empty text and date inputs leave the value as it is.
+pub(crate) async fn edit_user(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    Path(login): Path<String>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let offset = state.vault.config().authz.utc_offset;
+    match profile_change(&form, offset) {
+        Ok(change) => match state.vault.update_user(&user.principal, &login, change).await {
+            Ok(_) => redirect(&headers, "/users"),
+            Err(e) => user.fail(&state, e),
+        },
+        Err(e) => user.fail(&state, e),
+    }
+}
+
+fn profile_change(form: &BTreeMap<String, String>, offset: time::UtcOffset) -> Result<ProfileChange, VaultError> {
+    let get = |k: &str| form.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let checked = |k: &str| form.get(k).is_some_and(|v| v == "on");
+    let words = |k: &str| get(k).map(|v| v.split([' ', ',']).filter(|w| !w.is_empty()).collect::<Vec<_>>());
+    // "Valid through 2027-03-31" means all of that local day.
+    let end_of_day = |k: &str| -> Result<Option<OffsetDateTime>, VaultError> {
+        get(k)
+            .map(|d| {
+                let day = Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+                    .map_err(|_| VaultError::Invalid(format!("{k}: a date as YYYY-MM-DD")))?;
+                let next = day.next_day().ok_or_else(|| VaultError::Invalid(format!("{k}: out of range")))?;
+                Ok(next.midnight().assume_offset(offset))
+            })
+            .transpose()
+    };
+    let access_window = match get("window") {
+        Some("role") => Some(None),
+        _ => {
+            let json = serde_json::json!({
+                "hours": get("hours"), "days": words("days").unwrap_or_default(),
+                "closed_on_holidays": checked("closed_on_holidays"), "networks": words("networks").unwrap_or_default(),
+            });
+            let window =
+                serde_json::from_value(json).map_err(|e| VaultError::Invalid(format!("access window: {e}")))?;
+            Some(Some(window))
+        }
+    };
+    Ok(ProfileChange {
+        display_name: get("name").map(str::to_owned),
+        department: get("department").map(str::to_owned),
+        title: get("title").map(str::to_owned),
+        role: get("role").map(str::parse).transpose().map_err(VaultError::Invalid)?,
+        valid_until: end_of_day("valid_until")?,
+        vendor: Some(checked("vendor")),
+        clearance: get("clearance").map(str::parse).transpose()?,
+        training_valid_until: end_of_day("training_until")?,
+        pledge_signed: Some(checked("pledge")),
+        access_window,
+    })
 }
 
 pub(crate) async fn access_review(State(state): State<AppState>, user: WebUser) -> Response {

@@ -58,6 +58,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/collections/{name}/records/{id}/copy", post(pages::copy))
         .route("/subjects/{subject}", get(pages::subject))
         .route("/users", get(admin::users))
+        .route("/users/{login}/edit", get(admin::edit_user_page).post(admin::edit_user))
         .route("/users/{login}/{change}", post(admin::change_user))
         .route("/access-review", get(admin::access_review))
         .route("/audit", get(admin::audit))

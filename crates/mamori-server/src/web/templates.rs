@@ -27,6 +27,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("print.html", include_str!("../../web/templates/print.html")),
     ("copy.html", include_str!("../../web/templates/copy.html")),
     ("users.html", include_str!("../../web/templates/users.html")),
+    ("user_edit.html", include_str!("../../web/templates/user_edit.html")),
     ("access_review.html", include_str!("../../web/templates/access_review.html")),
     ("audit.html", include_str!("../../web/templates/audit.html")),
     ("account.html", include_str!("../../web/templates/account.html")),

@@ -1034,3 +1034,94 @@ fn kill_during_group_commit_loses_no_acknowledged_read() {
         );
     }
 }
+
+/// `serve --tls-client-ca --tls-client-crl` from the command line (issue 4, registered
+/// terminals; 001-20-tech-1-6): a device certificate of the CA connects, the same CA's
+/// device listed in the CRL is refused at the handshake.
+#[test]
+fn serve_refuses_a_device_revoked_in_the_crl_named_on_the_command_line() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, ExtendedKeyUsagePurpose,
+        IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(mamori(d).arg("init"));
+    // A throwaway CA for the server and the devices, made here.
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let issue = |names: Vec<String>, usage, serial: u64| {
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![usage];
+        params.serial_number = Some(SerialNumber::from(serial));
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        (cert, key)
+    };
+    let (server, server_key) = issue(vec!["127.0.0.1".into()], ExtendedKeyUsagePurpose::ServerAuth, 1);
+    let (kept, kept_key) = issue(vec!["terminal-kept".into()], ExtendedKeyUsagePurpose::ClientAuth, 2);
+    let (lost, lost_key) = issue(vec!["terminal-lost".into()], ExtendedKeyUsagePurpose::ClientAuth, 3);
+    let now = SystemClock.now();
+    let crl = CertificateRevocationListParams {
+        this_update: now - time::Duration::hours(1),
+        next_update: now + time::Duration::days(7),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![RevokedCertParams {
+            serial_number: SerialNumber::from(3u64),
+            revocation_time: now - time::Duration::minutes(5),
+            reason_code: Some(RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca)
+    .unwrap();
+    let write = |name: &str, contents: &str| {
+        let path = d.join(name);
+        std::fs::write(&path, contents).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        path.to_str().unwrap().to_owned()
+    };
+    let args = [
+        "--tls-cert".to_owned(),
+        write("server.crt", &server.pem()),
+        "--tls-key".to_owned(),
+        write("server.key", &server_key.serialize_pem()),
+        "--tls-client-ca".to_owned(),
+        write("devices-ca.crt", &ca.pem()),
+        "--tls-client-crl".to_owned(),
+        write("devices.crl", &crl.pem().unwrap()),
+    ];
+    let mut child = mamori(d)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut child);
+    let port = line.trim().strip_prefix("mamori listening on https://127.0.0.1:").expect(&line).to_owned();
+    let device = |cert: &rcgen::Certificate, key: &KeyPair| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        ureq::AgentBuilder::new().tls_config(std::sync::Arc::new(tls)).build()
+    };
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    assert_eq!(device(&kept, &kept_key).get(&url).call().unwrap().status(), 200);
+    assert!(device(&lost, &lost_key).get(&url).call().is_err(), "the revoked device is refused");
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    assert!(child.wait().unwrap().success());
+}

@@ -398,11 +398,29 @@ async fn returns_and_witnessed_disposals_close_the_ledger_and_overdue_is_alerted
     let last = ledger.last().unwrap();
     assert_eq!((last.kind.as_str(), last.detail["witness"].as_str()), ("dispose", Some("mgr-b")));
     assert_eq!(last.detail["disposed_by"].as_str(), Some("mgr-a"));
+
+    // A return is confirmed by the approver who received the data back, never by the
+    // requester's word alone.
+    let y = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    o.f.vault.decide_export(&o.approver, &y.id, true, false).await.unwrap();
+    let back = Settlement::Return { note: Some("USB メモリ 3 番".into()) };
+    let own = o.f.vault.settle_export(&o.requester, &y.id, &back).await.unwrap_err();
+    assert!(matches!(own, VaultError::Invalid(_)), "{own:?}");
+    assert_eq!(o.f.vault.get_export(&o.requester, &y.id).await.unwrap().status, "approved", "still open");
+    let staff_cannot = o.f.vault.settle_export(&o.staff, &y.id, &back).await.unwrap_err();
+    assert!(matches!(staff_cannot, VaultError::Forbidden), "{staff_cannot:?}");
+    let returned = o.f.vault.settle_export(&o.approver, &y.id, &back).await.unwrap();
+    assert_eq!(returned.status, "closed");
+    let returns = o.f.vault.takeout_ledger(&o.approver, Some(&y.id)).await.unwrap();
+    let last = returns.last().unwrap();
+    assert_eq!((last.kind.as_str(), last.detail["received_by"].as_str()), ("return", Some("mgr-b")));
+    assert_eq!(last.detail["returned_by"].as_str(), Some("mgr-a"));
     // Auditors read the ledger and the requests, without filter or recipient.
     let auditor = member(&o.f, "audit1", Role::Auditor).await;
-    assert_eq!(o.f.vault.takeout_ledger(&auditor, None).await.unwrap().len(), ledger.len());
+    let all = o.f.vault.takeout_ledger(&o.approver, None).await.unwrap();
+    assert_eq!(o.f.vault.takeout_ledger(&auditor, None).await.unwrap().len(), all.len());
     let seen = o.f.vault.list_exports(&auditor).await.unwrap();
-    assert_eq!((seen.len(), seen[0].recipient.is_none(), seen[0].filter.is_none()), (1, true, true));
+    assert_eq!((seen.len(), seen[0].recipient.is_none(), seen[0].filter.is_none()), (2, true, true));
     // Staff read neither.
     assert!(o.f.vault.takeout_ledger(&o.staff, None).await.is_err());
     assert!(o.f.vault.list_exports(&o.staff).await.unwrap().is_empty());

@@ -646,7 +646,8 @@ pub enum ExportCommand {
         #[command(flatten)]
         user: LoginArgs,
     },
-    /// Record that the data came back.
+    /// As the approver who received the data back (an approver of the collection, not the
+    /// requester): record the return.
     Return {
         id: String,
         #[command(flatten)]

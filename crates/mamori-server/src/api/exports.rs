@@ -197,9 +197,9 @@ pub(crate) async fn shares_for_me(
     Ok(Json(state.vault.shares_for_me(&caller.principal).await?))
 }
 
-/// Closes an approved export: `{"kind":"return"}` (the requester or an approver) or
-/// `{"kind":"dispose","method"}` (recorded by the witness: an approver other than the
-/// requester).
+/// Closes an approved export: `{"kind":"return","note"}` (recorded by the approver who
+/// received the data back) or `{"kind":"dispose","method"}` (recorded by the witness). Either
+/// way an approver of the collection other than the requester; the requester gets 422.
 #[utoipa::path(post, path = "/api/v1/exports/{id}/settle", tag = "exports", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = Settlement,
     responses((status = 200, body = ExportInfo), (status = 409, body = Problem), (status = 422, body = Problem)))]

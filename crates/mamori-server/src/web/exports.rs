@@ -252,7 +252,7 @@ async fn show(state: &AppState, user: &WebUser, id: &str, password: Option<Strin
         can_cancel => mine && x.status == "pending",
         can_download => downloadable,
         can_password => downloadable && x.protection == Protection::Password,
-        can_return => open && (mine || approver),
+        can_return => open && approver && !mine,
         can_witness => open && approver && !mine,
         password => password,
         bulk_warning => bulk || (mine && x.bulk && x.status == "pending"),

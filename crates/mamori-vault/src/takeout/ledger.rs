@@ -14,6 +14,9 @@ use time::OffsetDateTime;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Settlement {
     /// The media or files came back (and were erased from wherever they travelled).
+    /// Confirmed by the approver who received them, from their own session — never by the
+    /// requester alone. `note` is free text kept in the ledger, which auditors read: ids
+    /// and media names, never personal data.
     Return { note: Option<String> },
     /// Destroyed: how (e.g. "shredded", "secure erase"). Recorded by its witness from the
     /// witness's own session — an approver of the collection, never the requester — so the
@@ -58,37 +61,38 @@ pub struct TakeoutAlert {
 const ALERT_DAYS: i64 = 7;
 
 impl Vault {
-    /// Closes an approved export: returned (recorded by the requester or an approver), or
-    /// disposed of (recorded by the witness: an approver of the collection other than the
-    /// requester, who watched the destruction).
+    /// Closes an approved export: returned (confirmed by an approver of the collection other
+    /// than the requester, who received the data back), or disposed of (recorded by the
+    /// witness: an approver of the collection other than the requester, who watched the
+    /// destruction). Either way the requester's word alone closes nothing.
     pub async fn settle_export(&self, p: &Principal, id: &str, how: &Settlement) -> Result<crate::ExportInfo> {
         let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
-        if Some(row.user_id) != p.user_id {
-            self.authorize(p, Action::Approve, "export.settle", None).await?;
-            self.authorize_collection(p, Action::Search, "export.settle", &row.collection).await?;
+        if Some(row.user_id) == p.user_id {
+            return Err(VaultError::Invalid(
+                "a return or disposal is confirmed by an approver (who received the data back or witnessed its \
+                 destruction), not by the requester"
+                    .into(),
+            ));
         }
+        self.authorize(p, Action::Approve, "export.settle", None).await?;
+        self.authorize_collection(p, Action::Search, "export.settle", &row.collection).await?;
         if p.user_id.is_none() {
             return Err(VaultError::Invalid("returns and disposals are recorded by a logged-in account".into()));
         }
+        let requester = self.login_of(&row.user_id).await?;
         let (kind, detail) = match how {
             Settlement::Return { note } => {
                 let note = note.as_deref().map(str::trim).filter(|n| !n.is_empty());
                 if note.is_some_and(|n| n.chars().count() > 500 || n.chars().any(char::is_control)) {
                     return Err(VaultError::Invalid("note: at most 500 printable characters".into()));
                 }
-                ("return", serde_json::json!({ "note": note }))
+                ("return", serde_json::json!({ "note": note, "received_by": p.login, "returned_by": requester }))
             }
             Settlement::Dispose { method } => {
                 let method = method.trim();
                 if method.is_empty() || method.chars().count() > 200 || method.chars().any(char::is_control) {
                     return Err(VaultError::Invalid("method: how the data was destroyed, 1–200 characters".into()));
                 }
-                if Some(row.user_id) == p.user_id {
-                    return Err(VaultError::Invalid(
-                        "a disposal is recorded by its witness (an approver), not by the requester".into(),
-                    ));
-                }
-                let requester = self.login_of(&row.user_id).await?;
                 ("dispose", serde_json::json!({ "method": method, "witness": p.login, "disposed_by": requester }))
             }
         };

@@ -465,6 +465,7 @@ impl Vault {
         let (row, key) =
             self.store.get_record_with_key(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
         let access = self.authorize_record(p, Action::Update, "record.update", &state, &row).await?;
+        self.check_fields_visible(p, &state, &row, changes.keys()).await?;
         let (state, old, cipher) = self.open_row(&state, &row, key).await?;
         let current = state.current();
         let mut merged: BTreeMap<String, String> =
@@ -493,6 +494,31 @@ impl Vault {
         access.stamp(&mut e);
         self.audit.record(vec![e]).await?;
         Ok(())
+    }
+
+    /// Refuses (and audits) a change to a field the caller cannot see, even masked: a clerk
+    /// must not overwrite a 要配慮 value hidden from them (004-II-1-2-1, need-to-know). Names
+    /// the schema does not declare are left to validation, which refuses them.
+    async fn check_fields_visible<'a>(
+        &self,
+        p: &Principal,
+        state: &CollectionState,
+        row: &RecordRow,
+        fields: impl Iterator<Item = &'a String>,
+    ) -> Result<()> {
+        let department = row.department.clone().unwrap_or_default();
+        let visible = self.visible_fields(p, Action::ViewMasked, state, &department, &mut GrantMemo::default()).await?;
+        let current = state.current();
+        let hidden: Vec<&String> = fields.filter(|f| current.field(f).is_some() && !visible.contains(*f)).collect();
+        if hidden.is_empty() {
+            return Ok(());
+        }
+        let mut e = self.record_event(p, "record.update", state, &row.id, &row.subject);
+        e.outcome = Outcome::Denied;
+        e.fields = hidden.iter().map(|f| (*f).clone()).collect();
+        e.reason = Some("may not change fields hidden from the caller".into());
+        self.audit.record(vec![e]).await?;
+        Err(VaultError::Forbidden)
     }
 
     pub async fn delete_record(&self, p: &Principal, collection: &str, id: &RecordId) -> Result<()> {

@@ -345,3 +345,39 @@ async fn bad_input_to_the_new_paths_is_refused_and_changes_nothing() {
     assert!(matches!(f.vault.list_policy_versions(&manager).await, Err(VaultError::Forbidden)));
     assert_eq!(last_event(&f, "policy.list").await.outcome.as_str(), "denied");
 }
+
+/// Staff may update records of their department, but only the fields they can see: a
+/// 要配慮 field hidden from them is neither read nor overwritten (004-II-1-2-1). The refusal
+/// is audited and changes nothing.
+#[tokio::test]
+async fn staff_cannot_overwrite_a_field_hidden_from_them() {
+    let f = Fixture::new().await;
+    let (manager, id) = sales_record(&f).await;
+    let clerk = member(&f, "sales1", Role::Staff, "sales").await;
+    let change = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    let hidden = f
+        .vault
+        .update_record(&clerk, "customers", &id, &change(&[("phone", "090-3333-4444"), ("medical_history", "なし")]))
+        .await
+        .unwrap_err();
+    assert!(matches!(hidden, VaultError::Forbidden), "{hidden:?}");
+    let denied = last_event(&f, "record.update").await;
+    assert_eq!(
+        (denied.outcome, denied.fields.clone()),
+        (mamori_core::audit::Outcome::Denied, vec!["medical_history".to_owned()])
+    );
+    let full = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap();
+    assert_eq!(
+        (full.fields["medical_history"].as_str(), full.fields["phone"].as_str()),
+        ("花粉症", "090-1111-2222"),
+        "nothing changed"
+    );
+
+    // What the clerk can see, the clerk can change; the manager can change the rest.
+    f.vault.update_record(&clerk, "customers", &id, &change(&[("phone", "090-3333-4444")])).await.unwrap();
+    f.vault.update_record(&manager, "customers", &id, &change(&[("medical_history", "なし")])).await.unwrap();
+    let full = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap();
+    assert_eq!((full.fields["medical_history"].as_str(), full.fields["phone"].as_str()), ("なし", "090-3333-4444"));
+}

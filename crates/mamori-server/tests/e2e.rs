@@ -274,7 +274,7 @@ fn staff_and_manager_work_in_a_real_browser() {
 
 #[test]
 fn administrator_enrols_totp_and_auditor_sees_the_accesses() {
-    let options = Options { mfa_roles: vec![Role::SystemAdmin] };
+    let options = Options { mfa_roles: vec![Role::SystemAdmin], ..Options::default() };
     with_browser(options, async |b| {
         let person = mamori_synth::Generator::new(SEED).nth(3).unwrap();
         // Some accesses to find in the audit log later: a manager reads the person's record.
@@ -482,5 +482,44 @@ fn clerk_registers_a_person_in_a_real_browser() {
         assert!(body.contains("090-****-5678") && !body.contains("090-1234-5678"), "shown masked");
         b.shot("28-record-created").await;
         b.log_out().await;
+    });
+}
+
+/// Idle logout with a warning (issue 7, 000-8-takeout-6: nothing left on an unattended
+/// screen): with a 6-second idle timeout the warning shows after 3 seconds, "continue" keeps
+/// the session, and without it the page logs itself out and the session is gone.
+#[test]
+fn an_idle_page_warns_then_logs_out() {
+    let options = Options { session_idle: Some(time::Duration::seconds(6)), ..Options::default() };
+    with_browser(options, async |b| {
+        b.log_in("staff", PASSWORD).await;
+        b.wait_for("#who").await;
+        let warning_shown = async || {
+            for _ in 0..100 {
+                if b.wait_for("#idle-warning").await.is_displayed().await.unwrap() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        };
+        assert!(warning_shown().await, "the warning appears before the timeout");
+        b.shot("29-idle-warning").await;
+        b.click("#idle-continue").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!b.wait_for("#idle-warning").await.is_displayed().await.unwrap(), "continue hides it");
+        assert_eq!(b.path().await, "/", "still signed in");
+
+        // No answer this time: the page logs itself out.
+        assert!(warning_shown().await);
+        for _ in 0..100 {
+            if b.path().await.starts_with("/login") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(b.path().await.starts_with("/login"), "logged out");
+        b.go("/collections").await;
+        assert!(b.path().await.starts_with("/login"), "the session is gone on the server too");
     });
 }

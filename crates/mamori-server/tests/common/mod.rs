@@ -23,6 +23,8 @@ pub struct Options {
     /// Roles that must use a second factor (none by default, so that one test can log in
     /// many times; the identity tests cover the rule).
     pub mfa_roles: Vec<Role>,
+    /// The idle timeout, when a test needs a short one (the browser's idle warning).
+    pub session_idle: Option<time::Duration>,
 }
 
 pub struct TestServer {
@@ -49,6 +51,9 @@ impl TestServer {
             let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path).await.unwrap());
             let mut config = VaultConfig::default();
             config.auth.mfa_roles = options.mfa_roles;
+            if let Some(idle) = options.session_idle {
+                config.session_idle = idle;
+            }
             let vault = Vault::open(store, &MasterKey::generate(), vault_clock, config).await.unwrap();
             let op = Principal::operator("test");
             vault

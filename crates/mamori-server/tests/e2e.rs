@@ -470,6 +470,7 @@ fn clerk_registers_a_person_in_a_real_browser() {
         b.go("/collections/customers/search").await;
         b.click("#new-record").await;
         b.wait_for("#new-record-form").await;
+        assert!(!b.exists("#f-medical_history").await, "a 要配慮 field the clerk cannot see is not offered");
         b.fill("#f-name", "登録 花子").await;
         b.fill("#f-phone", "090-1234-5678").await;
         b.fill("#f-email", "touroku@example.jp").await;

@@ -255,6 +255,9 @@ impl Vault {
         };
         let (state, _) = self.authorize_collection(p, Action::Create, "record.create", collection).await?;
         let access = self.authorize_new_record(p, "record.create", &state, department.as_deref()).await?;
+        let mut event = self.event(p, "record.create", Outcome::Denied);
+        event.collection = Some(state.row.name.clone());
+        self.check_fields_writable(p, &state, department.as_deref(), event, input.keys()).await?;
         let values = validate_values(state.current(), input)?;
         let subject = subject.unwrap_or_else(SubjectId::generate);
         let dek = self.subject_key(&state, subject.as_str()).await?;
@@ -465,7 +468,8 @@ impl Vault {
         let (row, key) =
             self.store.get_record_with_key(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
         let access = self.authorize_record(p, Action::Update, "record.update", &state, &row).await?;
-        self.check_fields_visible(p, &state, &row, changes.keys()).await?;
+        let event = self.record_event(p, "record.update", &state, id, &row.subject);
+        self.check_fields_writable(p, &state, row.department.as_deref(), event, changes.keys()).await?;
         let (state, old, cipher) = self.open_row(&state, &row, key).await?;
         let current = state.current();
         let mut merged: BTreeMap<String, String> =
@@ -496,28 +500,43 @@ impl Vault {
         Ok(())
     }
 
-    /// Refuses (and audits) a change to a field the caller cannot see, even masked: a clerk
-    /// must not overwrite a 要配慮 value hidden from them (004-II-1-2-1, need-to-know). Names
-    /// the schema does not declare are left to validation, which refuses them.
-    async fn check_fields_visible<'a>(
+    /// Names of the fields `p` may write on records of `department` (`None`: the caller's
+    /// own) in `collection`: those the caller can see, at least masked. What a form offers.
+    pub async fn writable_fields(
+        &self,
+        p: &Principal,
+        collection: &str,
+        department: Option<&str>,
+    ) -> Result<HashSet<String>> {
+        let (state, _) = self.authorize_collection(p, Action::Update, "record.update", collection).await?;
+        let department = department.map(str::to_owned).or_else(|| p.department.clone()).unwrap_or_default();
+        self.visible_fields(p, Action::ViewMasked, &state, &department, &mut GrantMemo::default()).await
+    }
+
+    /// Refuses (and audits as `audit_action`) writing a field the caller cannot see, even
+    /// masked: a clerk neither overwrites a 要配慮 value hidden from them nor enters one they
+    /// could not read back (004-II-1-2-1, need-to-know). Names the schema does not declare
+    /// are left to validation, which refuses them.
+    async fn check_fields_writable<'a>(
         &self,
         p: &Principal,
         state: &CollectionState,
-        row: &RecordRow,
+        department: Option<&str>,
+        mut event: AuditEvent,
         fields: impl Iterator<Item = &'a String>,
     ) -> Result<()> {
-        let department = row.department.clone().unwrap_or_default();
-        let visible = self.visible_fields(p, Action::ViewMasked, state, &department, &mut GrantMemo::default()).await?;
+        let department = department.unwrap_or_default();
+        let visible = self.visible_fields(p, Action::ViewMasked, state, department, &mut GrantMemo::default()).await?;
         let current = state.current();
-        let hidden: Vec<&String> = fields.filter(|f| current.field(f).is_some() && !visible.contains(*f)).collect();
+        let hidden: Vec<String> =
+            fields.filter(|f| current.field(f).is_some() && !visible.contains(*f)).cloned().collect();
         if hidden.is_empty() {
             return Ok(());
         }
-        let mut e = self.record_event(p, "record.update", state, &row.id, &row.subject);
-        e.outcome = Outcome::Denied;
-        e.fields = hidden.iter().map(|f| (*f).clone()).collect();
-        e.reason = Some("may not change fields hidden from the caller".into());
-        self.audit.record(vec![e]).await?;
+        event.outcome = Outcome::Denied;
+        event.fields = hidden;
+        event.reason = Some("may not write fields hidden from the caller".into());
+        self.audit.record(vec![event]).await?;
         Err(VaultError::Forbidden)
     }
 

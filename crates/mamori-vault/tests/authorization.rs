@@ -50,12 +50,19 @@ async fn staff_see_their_own_department_only_and_learn_nothing_else() {
     let f = Fixture::new().await;
     let sales = member(&f, "sales1", Role::Staff, "sales").await;
     let hr = member(&f, "hr1", Role::Staff, "hr").await;
-    let id = f
-        .vault
-        .create_record(&sales, "customers", None, &person("試験 花子", "090-1111-2222", "h@example.jp"))
-        .await
-        .unwrap();
+    // Staff enter no 要配慮 value they could not read back: refused whole, and audited.
+    let sensitive = person("試験 花子", "090-1111-2222", "h@example.jp");
+    let refused = f.vault.create_record(&sales, "customers", None, &sensitive).await.unwrap_err();
+    assert!(matches!(refused, VaultError::Forbidden), "{refused:?}");
+    assert_eq!(last_event(&f, "record.create").await.fields, ["medical_history"]);
+    let mut ordinary = sensitive.clone();
+    ordinary.remove("medical_history");
+    let id = f.vault.create_record(&sales, "customers", None, &ordinary).await.unwrap();
     assert_eq!(last_event(&f, "record.create").await.policy.as_deref(), Some("staff.own-department"));
+    // A manager of the department records it.
+    let manager = member(&f, "mgr-sales", Role::Manager, "sales").await;
+    let history = BTreeMap::from([("medical_history".to_owned(), "花粉症".to_owned())]);
+    f.vault.update_record(&manager, "customers", &id, &history).await.unwrap();
 
     let own = f.vault.get_record(&sales, "customers", &id, View::Masked, None).await.unwrap();
     assert_eq!(own.department.as_deref(), Some("sales"));

@@ -31,7 +31,7 @@ async fn round_trip_full_and_masked() {
     let f = Fixture::new().await;
     let (manager, _) = f.user("manager1", Role::Manager).await;
     let (staff, _) = f.user("staff1", Role::Staff).await;
-    let id = f.vault.create_record(&staff, "customers", Some(SubjectId::new("S1").unwrap()), &taro()).await.unwrap();
+    let id = f.vault.create_record(&manager, "customers", Some(SubjectId::new("S1").unwrap()), &taro()).await.unwrap();
 
     let full = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap();
     assert_eq!(full.fields.clone().into_iter().collect::<BTreeMap<_, _>>(), taro());

@@ -339,11 +339,16 @@ pub(crate) async fn edit_page(
     // does not need (or expose) the full values.
     match state.vault.get_record(p, &name, &id, View::Masked, None).await {
         Ok(r) => {
+            // Only what the caller may write (fields they can see) is offered.
+            let writable = match state.vault.writable_fields(p, &name, r.department.as_deref()).await {
+                Ok(w) => w,
+                Err(e) => return user.fail(&state, e),
+            };
             let page = context! {
                 collection => name.clone(),
                 id => id.to_string(),
                 record => record_value(Dates::of(&state, &user), &info.schema, &r),
-                fields => info.schema.fields.iter().map(|f| context! {
+                fields => info.schema.fields.iter().filter(|f| writable.contains(&f.name)).map(|f| context! {
                     name => f.name.clone(),
                     label => f.label.clone().unwrap_or_else(|| f.name.clone()),
                     hint => r.fields.get(&f.name).cloned().unwrap_or_default(),
@@ -400,11 +405,15 @@ pub(crate) async fn new_record_page(
         Ok(i) => i,
         Err(e) => return user.fail(&state, e),
     };
+    let writable = match state.vault.writable_fields(p, &name, None).await {
+        Ok(w) => w,
+        Err(e) => return user.fail(&state, e),
+    };
     use mamori_core::schema::FieldType as T;
     let page = context! {
         collection => name.clone(),
         label => info.schema.label.clone().unwrap_or(name.clone()),
-        fields => info.schema.fields.iter().map(|f| context! {
+        fields => info.schema.fields.iter().filter(|f| writable.contains(&f.name)).map(|f| context! {
             name => f.name.clone(),
             label => f.label.clone().unwrap_or_else(|| f.name.clone()),
             required => f.required,

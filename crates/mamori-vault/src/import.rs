@@ -18,6 +18,7 @@
 //!
 //! Measures: 002-S-12 (entered values checked), 001-20-rule-4-2 (stored data encrypted).
 
+use crate::authz::GrantMemo;
 use crate::error::{Result, RowError, VaultError};
 use crate::keys::CollectionState;
 use crate::records::{Owner, Values, seal_record};
@@ -99,7 +100,9 @@ struct Layout {
     columns: Vec<Option<FieldDef>>,
 }
 
-fn layout(state: &CollectionState, header: &csv::ByteRecord) -> Result<Layout> {
+/// `writable`: the fields the importer can see (at least masked), the only ones an import
+/// may fill — writing follows seeing, as for single records.
+fn layout(state: &CollectionState, header: &csv::ByteRecord, writable: &HashSet<String>) -> Result<Layout> {
     let reject = |reason: String| VaultError::ImportRejected {
         errors: vec![RowError { line: 1, column: None, reason }],
         truncated: false,
@@ -119,6 +122,9 @@ fn layout(state: &CollectionState, header: &csv::ByteRecord) -> Result<Layout> {
         if name == SUBJECT_COLUMN {
             columns.push(None);
         } else if let Some(f) = schema.field(name) {
+            if !writable.contains(name) {
+                return Err(reject(format!("column `{name}` is a field hidden from you, so you may not write it")));
+            }
             columns.push(Some(f.clone()));
         } else if mamori_core::ids::CollectionName::new(name).is_ok() {
             return Err(reject(format!("column `{name}` is not a field of collection `{}`", schema.name)));
@@ -245,6 +251,8 @@ struct Producer<'a> {
     now: time::OffsetDateTime,
     /// Owning department of every imported record: the importer's own.
     department: Option<String>,
+    /// The fields the importer may write (see [`layout`]).
+    writable: HashSet<String>,
     /// The collection had no records and no keys when the import began: nothing in it can
     /// collide, so a million point lookups are skipped. (A concurrent writer is still caught
     /// by the database's own constraints, failing the whole import.)
@@ -273,7 +281,7 @@ impl Producer<'_> {
             .byte_headers()
             .map_err(|e| VaultError::ImportRejected { errors: vec![csv_error(&e)], truncated: false })?
             .clone();
-        let layout = layout(self.state, &header)?;
+        let layout = layout(self.state, &header, &self.writable)?;
         let mut record = csv::ByteRecord::new();
         let mut chunk: Vec<Row> = Vec::with_capacity(BATCH_ROWS);
         let mut end = false;
@@ -434,7 +442,10 @@ impl Vault {
         access.stamp(&mut e);
         self.audit.record(vec![e]).await?;
 
-        let outcome = self.import_in_transaction(&state, p.department.clone(), source, progress).await;
+        let department = p.department.clone().unwrap_or_default();
+        let writable =
+            self.visible_fields(p, Action::ViewMasked, &state, &department, &mut GrantMemo::default()).await?;
+        let outcome = self.import_in_transaction(&state, p.department.clone(), writable, source, progress).await;
         let mut e = self.event(p, "records.import", Outcome::Success);
         e.collection = Some(collection.to_owned());
         match outcome {
@@ -465,6 +476,7 @@ impl Vault {
         &self,
         state: &Arc<CollectionState>,
         department: Option<String>,
+        writable: HashSet<String>,
         source: Arc<dyn CsvSource>,
         progress: ProgressFn,
     ) -> Result<Produced> {
@@ -484,6 +496,7 @@ impl Vault {
                     handle: Handle::current(),
                     now,
                     department,
+                    writable,
                     collection_was_empty,
                     errs: ErrorList { errors: Vec::new(), truncated: false },
                     unique_seen: HashMap::new(),

@@ -174,3 +174,25 @@ async fn staff_without_create_right_cannot_import_and_auditor_is_denied() {
     let err = f.import(&auditor, &people_csv(3, 1)).await.unwrap_err();
     assert!(matches!(err, VaultError::Forbidden));
 }
+
+/// Writing follows seeing in imports too: a clerk's file with a 要配慮 column the clerk
+/// cannot see is refused whole at the header; without that column it imports.
+#[tokio::test]
+async fn an_import_fills_only_fields_the_importer_can_see() {
+    let f = Fixture::new().await;
+    let (clerk, _) = f.user("clerk1", Role::Staff).await;
+    let source = |csv: String| std::sync::Arc::new(mamori_vault::MemorySource(csv.into_bytes().into()));
+    let sensitive = format!("{HEADER}\n{}\n", row("S1", "a@example.jp"));
+    let err =
+        f.vault.import_csv(&clerk, "customers", source(sensitive), std::sync::Arc::new(|_| {})).await.unwrap_err();
+    let VaultError::ImportRejected { errors, .. } = err else { panic!("expected rejection, got {err:?}") };
+    assert!(errors[0].to_string().contains("`medical_history` is a field hidden from you"), "{errors:?}");
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    assert_eq!(f.vault.collection_info(&manager, "customers").await.unwrap().records, 0, "nothing written");
+
+    let header = HEADER.trim_end_matches(",medical_history");
+    let line = row("S1", "a@example.jp");
+    let ordinary = format!("{header}\n{}\n", line.trim_end_matches(",なし"));
+    let report = f.vault.import_csv(&clerk, "customers", source(ordinary), std::sync::Arc::new(|_| {})).await.unwrap();
+    assert_eq!(report.rows, 1);
+}

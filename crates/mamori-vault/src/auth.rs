@@ -525,16 +525,34 @@ impl Vault {
         if change.valid_until.is_some() || change.vendor.is_some() {
             self.check_validity(profile.vendor, profile.valid_until)?;
         }
+        // Widening what an account may read is not one administrator's decision (004: dual
+        // control when one manager would set all rights): a clearance raised by a signed-in
+        // administrator on an account that reads content disables it until a privacy officer
+        // activates it, exactly as a new content account waits. (The local operator holds the
+        // master key and could read everything anyway.)
+        let effective = |c: Option<&str>| -> Result<i64> {
+            Ok(match c {
+                Some(t) => t.parse::<Tier>()?.rank(),
+                None => self.config.authz.default_clearance.rank(),
+            })
+        };
+        let raised = change.clearance.is_some()
+            && effective(profile.clearance.as_deref())? > effective(user.clearance.as_deref())?;
+        let needs_activation = raised && p.user_id.is_some() && role.reads_content() && !user.disabled;
         self.store.update_user_profile(&user.id, &profile).await?;
         let mut ended = 0;
-        if role != old_role {
+        if needs_activation {
+            self.store.set_user_disabled(&user.id, true).await?;
+        }
+        if role != old_role || needs_activation {
             ended = self.store.delete_user_sessions(&user.id).await?;
         }
         let mut e = self.event(p, "user.update", Outcome::Success);
         e.reason = Some(format!(
-            "user:{} role={role} clearance={} training_until={} pledge={} access_window={} sessions_ended={ended}",
+            "user:{} role={role} clearance={}{} training_until={} pledge={} access_window={} sessions_ended={ended}",
             user.id,
             profile.clearance.as_deref().unwrap_or("default"),
+            if needs_activation { " (raised: disabled until a privacy officer activates it)" } else { "" },
             profile.training_valid_until.map_or("none".into(), |t| t.date().to_string()),
             profile.pledge_signed_at.is_some(),
             match &change.access_window {

@@ -388,3 +388,31 @@ async fn staff_cannot_overwrite_a_field_hidden_from_them() {
     let full = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap();
     assert_eq!((full.fields["medical_history"].as_str(), full.fields["phone"].as_str()), ("なし", "090-3333-4444"));
 }
+
+/// Dual control over clearance (seed 004: no one administrator sets all rights): a signed-in
+/// administrator who raises the clearance of an account that reads content disables it, its
+/// sessions end, and only a privacy officer activates it again; lowering needs nobody else.
+#[tokio::test]
+async fn a_raised_clearance_waits_for_a_privacy_officer() {
+    let f = Fixture::new().await;
+    let (admin, _) = f.user("ops-admin", Role::SystemAdmin).await;
+    let (officer, _) = f.user("officer", Role::PrivacyOfficer).await;
+    let (_, clerk_token) = f.user("clerk", Role::Staff).await;
+    let (_, other_token) = f.user("clerk2", Role::Staff).await;
+    let to = |tier| mamori_vault::ProfileChange { clearance: Some(tier), ..Default::default() };
+
+    let lowered = f.vault.update_user(&admin, "clerk2", to(Tier::Public)).await.unwrap();
+    assert!(!lowered.disabled, "lowering takes effect at once");
+    assert!(f.vault.authenticate(&other_token, None).await.is_ok());
+
+    let raised = f.vault.update_user(&admin, "clerk", to(Tier::TopSecret)).await.unwrap();
+    assert!(raised.disabled, "raised: disabled until activated");
+    assert!(f.vault.authenticate(&clerk_token, None).await.is_err(), "sessions ended");
+    assert!(last_event(&f, "user.update").await.reason.unwrap().contains("privacy officer"));
+    // The administrator cannot simply enable it again; the privacy officer activates it.
+    assert!(matches!(f.vault.set_user_disabled(&admin, "clerk", false).await, Err(VaultError::Forbidden)));
+    f.vault.activate_user(&officer, "clerk").await.unwrap();
+    let users = f.vault.list_users(&admin).await.unwrap();
+    let clerk = users.iter().find(|u| u.login == "clerk").unwrap();
+    assert_eq!((clerk.disabled, clerk.clearance.as_deref()), (false, Some("top_secret")));
+}

@@ -463,18 +463,25 @@ fn export_workflow_over_http() {
 }
 
 /// Issue 9 secret splitting over HTTP (000-8-takeout-5): the requester's download answers
-/// 202 and hands over nothing; each custodian fetches their own share once; anyone else gets
-/// 404; two shares restore the file.
+/// 202 and hands over nothing; each custodian (who must be able to read the data in full)
+/// fetches their own share once; anyone else gets 404; both shares restore the file.
 #[test]
 fn split_export_shares_go_to_their_custodians_over_http() {
     let s = TestServer::start();
-    let (manager, privacy, staff) = (s.login("manager"), s.login("privacy"), s.login("staff"));
-    let request = json!({
-        "collection": "customers", "fields": ["name", "phone"], "filter": {"kind": "all"},
-        "purpose": "契約内容の確認", "recipient": "委託先 印刷会社", "format": "csv",
-        "protection": {"kind": "split", "threshold": 2, "shares": 3, "custodians": ["manager", "privacy", "staff"]}
-    });
-    let (status, _, x) = s.call("POST", "/api/v1/exports", Some(&manager), Some(&request.to_string()));
+    let (manager, privacy) = (s.login("manager"), s.login("privacy"));
+    let request = |custodians: serde_json::Value| {
+        json!({
+            "collection": "customers", "fields": ["name", "phone"], "filter": {"kind": "all"},
+            "purpose": "契約内容の確認", "recipient": "委託先 印刷会社", "format": "csv",
+            "protection": {"kind": "split", "threshold": 2, "shares": 2, "custodians": custodians}
+        })
+        .to_string()
+    };
+    let (status, _, problem) =
+        s.call("POST", "/api/v1/exports", Some(&manager), Some(&request(json!(["manager", "staff"]))));
+    assert_eq!(status, 422, "staff may not read in full, so may not hold a share: {problem}");
+    let (status, _, x) =
+        s.call("POST", "/api/v1/exports", Some(&manager), Some(&request(json!(["manager", "privacy"]))));
     assert_eq!(status, 201, "{x}");
     let id = x["id"].as_str().unwrap().to_owned();
     let (status, _, x) = s.call("POST", &format!("/api/v1/exports/{id}/approve"), Some(&privacy), Some("{}"));
@@ -484,28 +491,30 @@ fn split_export_shares_go_to_their_custodians_over_http() {
     assert_eq!(status, 202, "{held}");
     let custodians: Vec<&str> =
         held["shares"].as_array().unwrap().iter().map(|s| s["custodian"].as_str().unwrap()).collect();
-    assert_eq!(custodians, ["manager", "privacy", "staff"]);
-    let (status, _, waiting) = s.call("GET", "/api/v1/exports/shares", Some(&staff), None);
-    assert_eq!((status, waiting[0]["share"].as_u64(), waiting[0]["threshold"].as_u64()), (200, Some(3), Some(2)));
+    assert_eq!(custodians, ["manager", "privacy"]);
+    let (status, _, waiting) = s.call("GET", "/api/v1/exports/shares", Some(&privacy), None);
+    assert_eq!((status, waiting[0]["share"].as_u64(), waiting[0]["threshold"].as_u64()), (200, Some(2), Some(2)));
 
     let share = |token: &str| download(&s, &format!("/api/v1/exports/{id}/share"), token);
-    let (status, _, _) = share(&s.login("auditor"));
-    assert_eq!(status, 404, "not a custodian");
-    let (status, headers, third) = share(&staff);
+    for stranger in ["auditor", "staff"] {
+        let (status, _, _) = share(&s.login(stranger));
+        assert_eq!(status, 404, "{stranger} is not a custodian");
+    }
+    let (status, headers, second) = share(&privacy);
     assert_eq!(status, 200);
-    assert!(headers["content-disposition"].ends_with(".share-3-of-3.mamori\""), "{headers:?}");
+    assert!(headers["content-disposition"].ends_with(".share-2-of-2.mamori\""), "{headers:?}");
     assert_eq!(headers["cache-control"], "no-store");
-    let (status, _, _) = share(&staff);
+    let (status, _, _) = share(&privacy);
     assert_eq!(status, 409, "once");
-    let (status, _, second) = share(&privacy);
+    let (status, _, first) = share(&manager);
     assert_eq!(status, 200);
-    assert!(mamori_export::combine(&[third.as_slice()]).is_err());
-    let restored = mamori_export::combine(&[second.as_slice(), third.as_slice()]).unwrap();
+    assert!(mamori_export::combine(&[second.as_slice()]).is_err());
+    let restored = mamori_export::combine(&[first.as_slice(), second.as_slice()]).unwrap();
     assert_eq!(String::from_utf8_lossy(&restored.plain).lines().count(), 51);
 
     let (status, _, x) = s.call("GET", &format!("/api/v1/exports/{id}"), Some(&manager), None);
     let states: Vec<&str> = x["shares"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
-    assert_eq!((status, states), (200, vec!["held", "fetched", "fetched"]));
+    assert_eq!((status, states), (200, vec!["fetched", "fetched"]));
 }
 
 /// `POST /api/v1/users/sync` (issue 4 lifecycle; 000-8-access-2): a bad roster is refused

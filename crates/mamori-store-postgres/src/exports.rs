@@ -225,7 +225,10 @@ impl PostgresStore {
             &format!(
                 "UPDATE export_shares AS s SET state = 'fetched', ended_at = $3, sealed = NULL
                  FROM (SELECT id, sealed FROM export_shares
-                       WHERE export_id = $1 AND custodian_id = $2 AND state = 'held' FOR UPDATE) AS old
+                       WHERE export_id = $1 AND custodian_id = $2 AND state = 'held'
+                         AND EXISTS (SELECT 1 FROM export_requests r WHERE r.id = $1
+                                     AND r.status = 'approved' AND r.download_until > $3)
+                       FOR UPDATE) AS old
                  WHERE s.id = old.id
                  RETURNING {}, old.sealed",
                 SHARE_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")

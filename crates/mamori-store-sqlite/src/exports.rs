@@ -233,9 +233,11 @@ impl SqliteStore {
                 .query_row(
                     &format!(
                         "SELECT {SHARE_COLUMNS}, sealed FROM export_shares
-                         WHERE export_id = ?1 AND custodian_id = ?2 AND state = 'held'"
+                         WHERE export_id = ?1 AND custodian_id = ?2 AND state = 'held'
+                           AND EXISTS (SELECT 1 FROM export_requests r WHERE r.id = ?1
+                                       AND r.status = 'approved' AND r.download_until > ?3)"
                     ),
-                    params![export_id, custodian.as_bytes()],
+                    params![export_id, custodian.as_bytes(), to_micros(entry.at)],
                     |r| Ok((share_row(r)?, r.get::<_, Vec<u8>>(7)?)),
                 )
                 .optional()

@@ -927,6 +927,36 @@ pub async fn held_export_shares(store: Arc<dyn Store>) {
     exports_and_ledger(store.clone()).await;
     let users = store.list_users().await.unwrap();
     let requester = &users[0];
+    // An approved split export whose window is open until t(1000).
+    let x3 = ExportRow {
+        id: "x3".into(),
+        user_id: requester.id,
+        requested_by: format!("user:{}", requester.id),
+        requested_at: t(0),
+        collection: "customers".into(),
+        spec: vec![5; 50],
+        rows: 10,
+        protection: "split".into(),
+        status: ExportStatus::Approved,
+        decided_by: Some("user:boss".into()),
+        decided_at: Some(t(10)),
+        download_until: Some(t(1000)),
+        downloads_allowed: 1,
+        downloads_used: 0,
+        due_at: t(86_400),
+        secret: None,
+    };
+    let request = LedgerRow {
+        seq: 0,
+        export_id: Some("x3".into()),
+        kind: "request".into(),
+        at: t(0),
+        actor: "user:x".into(),
+        user_id: None,
+        rows: 0,
+        detail: "{}".into(),
+    };
+    store.create_export(&x3, &request).await.unwrap();
     let custodians: Vec<UserRow> = ["keeper-a", "keeper-b", "keeper-c"]
         .iter()
         .map(|login| {
@@ -938,7 +968,7 @@ pub async fn held_export_shares(store: Arc<dyn Store>) {
     }
     let line = |kind: &str, at| LedgerRow {
         seq: 0,
-        export_id: Some("x2".into()),
+        export_id: Some("x3".into()),
         kind: kind.into(),
         at,
         actor: format!("user:{}", requester.id),
@@ -947,7 +977,7 @@ pub async fn held_export_shares(store: Arc<dyn Store>) {
         detail: "{}".into(),
     };
     let share = |i: u8, c: &UserRow| HeldShare {
-        export_id: "x2".into(),
+        export_id: "x3".into(),
         index: i,
         custodian_id: c.id,
         custodian: c.login.clone(),
@@ -961,35 +991,37 @@ pub async fn held_export_shares(store: Arc<dyn Store>) {
     store.hold_export_shares(&set, &lines).await.unwrap();
     let again = store.hold_export_shares(&set[..1], &lines[..1]).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "one set per export: {again:?}");
-    let ledger = || async { store.list_ledger(Some("x2"), Some(t(100))).await.unwrap().len() };
+    let ledger = || async { store.list_ledger(Some("x3"), Some(t(100))).await.unwrap().len() };
     assert_eq!(ledger().await, 3, "a refused set adds no ledger line");
 
-    let listed = store.list_export_shares(Some("x2"), None).await.unwrap();
+    let listed = store.list_export_shares(Some("x3"), None).await.unwrap();
     assert_eq!(listed.iter().map(|s| s.index).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(listed.iter().all(|s| s.sealed.is_none() && s.state == ShareState::Held), "listings carry no bytes");
     let mine = store.list_export_shares(None, Some(&custodians[1].id)).await.unwrap();
     assert_eq!((mine.len(), mine[0].index, mine[0].custodian.as_str()), (1, 2, "keeper-b"));
 
     // Each custodian gets their own share, once; nobody else gets one.
-    assert_eq!(store.take_export_share("x2", &requester.id, &line("share_fetch", t(110))).await.unwrap(), None);
-    let got = store.take_export_share("x2", &custodians[1].id, &line("share_fetch", t(110))).await.unwrap().unwrap();
+    assert_eq!(store.take_export_share("x3", &requester.id, &line("share_fetch", t(110))).await.unwrap(), None);
+    let got = store.take_export_share("x3", &custodians[1].id, &line("share_fetch", t(110))).await.unwrap().unwrap();
     assert_eq!((got.index, got.sealed.as_deref()), (2, Some(&[2u8; 70][..])));
-    assert_eq!(store.take_export_share("x2", &custodians[1].id, &line("share_fetch", t(111))).await.unwrap(), None);
+    assert_eq!(store.take_export_share("x3", &custodians[1].id, &line("share_fetch", t(111))).await.unwrap(), None);
     assert_eq!(ledger().await, 4, "one line per share handed over");
     // Two instances taking the same share at once: one gets it.
     let fetch = line("share_fetch", t(112));
     let (a, b) = tokio::join!(
-        store.take_export_share("x2", &custodians[0].id, &fetch),
-        store.take_export_share("x2", &custodians[0].id, &fetch),
+        store.take_export_share("x3", &custodians[0].id, &fetch),
+        store.take_export_share("x3", &custodians[0].id, &fetch),
     );
     assert_eq!([a.unwrap(), b.unwrap()].iter().filter(|s| s.is_some()).count(), 1);
 
+    // Past the window, nothing is handed over even before the sweep.
+    assert_eq!(store.take_export_share("x3", &custodians[2].id, &line("share_fetch", t(1000))).await.unwrap(), None);
     // The window closes: what is still held is destroyed, once.
-    assert_eq!(store.discard_export_shares("x2", &line("share_discard", t(120))).await.unwrap(), 1);
-    assert_eq!(store.discard_export_shares("x2", &line("share_discard", t(121))).await.unwrap(), 0);
-    assert_eq!(store.take_export_share("x2", &custodians[2].id, &line("share_fetch", t(122))).await.unwrap(), None);
+    assert_eq!(store.discard_export_shares("x3", &line("share_discard", t(120))).await.unwrap(), 1);
+    assert_eq!(store.discard_export_shares("x3", &line("share_discard", t(121))).await.unwrap(), 0);
+    assert_eq!(store.take_export_share("x3", &custodians[2].id, &line("share_fetch", t(122))).await.unwrap(), None);
     let states: Vec<(u8, ShareState, Option<OffsetDateTime>)> = store
-        .list_export_shares(Some("x2"), None)
+        .list_export_shares(Some("x3"), None)
         .await
         .unwrap()
         .into_iter()

@@ -256,7 +256,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn hold_export_shares(&self, shares: &[HeldShare], entries: &[LedgerRow]) -> Result<()>;
     /// Hands `custodian` their held share of `export_id` and forgets it, with the ledger
     /// line, atomically: the sealed bytes are returned once, and a second call (from any
-    /// instance) gets `None`.
+    /// instance) gets `None` — as does a call once the export is no longer approved or its
+    /// download window has closed at `entry.at`.
     async fn take_export_share(
         &self,
         export_id: &str,

@@ -538,7 +538,10 @@ impl Vault {
         };
         let raised = change.clearance.is_some()
             && effective(profile.clearance.as_deref())? > effective(user.clearance.as_deref())?;
-        let needs_activation = raised && p.user_id.is_some() && role.reads_content() && !user.disabled;
+        // So does a move between content roles (staff → privacy officer reads every
+        // department): a second person confirms who reads what.
+        let needs_activation =
+            (raised || role != old_role) && p.user_id.is_some() && role.reads_content() && !user.disabled;
         self.store.update_user_profile(&user.id, &profile).await?;
         let mut ended = 0;
         if needs_activation {
@@ -552,7 +555,7 @@ impl Vault {
             "user:{} role={role} clearance={}{} training_until={} pledge={} access_window={} sessions_ended={ended}",
             user.id,
             profile.clearance.as_deref().unwrap_or("default"),
-            if needs_activation { " (raised: disabled until a privacy officer activates it)" } else { "" },
+            if needs_activation { " (widened: disabled until a privacy officer activates it)" } else { "" },
             profile.training_valid_until.map_or("none".into(), |t| t.date().to_string()),
             profile.pledge_signed_at.is_some(),
             match &change.access_window {

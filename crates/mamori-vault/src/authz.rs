@@ -242,7 +242,7 @@ impl Vault {
         }
     }
 
-    fn gate(p: &Principal) -> Result<()> {
+    pub(crate) fn gate(p: &Principal) -> Result<()> {
         if p.password_change_only {
             return Err(VaultError::PasswordChangeRequired);
         }

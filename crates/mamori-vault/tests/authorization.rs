@@ -389,9 +389,10 @@ async fn staff_cannot_overwrite_a_field_hidden_from_them() {
     assert_eq!((full.fields["medical_history"].as_str(), full.fields["phone"].as_str()), ("なし", "090-3333-4444"));
 }
 
-/// Dual control over clearance (seed 004: no one administrator sets all rights): a signed-in
-/// administrator who raises the clearance of an account that reads content disables it, its
-/// sessions end, and only a privacy officer activates it again; lowering needs nobody else.
+/// Dual control over what an account reads (seed 004: no one administrator sets all rights):
+/// a signed-in administrator who raises the clearance of an account that reads content, or
+/// moves it to another content role, disables it, its sessions end, and only a privacy
+/// officer activates it again; lowering needs nobody else.
 #[tokio::test]
 async fn a_raised_clearance_waits_for_a_privacy_officer() {
     let f = Fixture::new().await;
@@ -399,6 +400,7 @@ async fn a_raised_clearance_waits_for_a_privacy_officer() {
     let (officer, _) = f.user("officer", Role::PrivacyOfficer).await;
     let (_, clerk_token) = f.user("clerk", Role::Staff).await;
     let (_, other_token) = f.user("clerk2", Role::Staff).await;
+    let (_, third_token) = f.user("clerk3", Role::Staff).await;
     let to = |tier| mamori_vault::ProfileChange { clearance: Some(tier), ..Default::default() };
 
     let lowered = f.vault.update_user(&admin, "clerk2", to(Tier::Public)).await.unwrap();
@@ -415,4 +417,10 @@ async fn a_raised_clearance_waits_for_a_privacy_officer() {
     let users = f.vault.list_users(&admin).await.unwrap();
     let clerk = users.iter().find(|u| u.login == "clerk").unwrap();
     assert_eq!((clerk.disabled, clerk.clearance.as_deref()), (false, Some("top_secret")));
+
+    // A move between content roles (staff → privacy officer, who reads every department)
+    // waits the same way.
+    let promoted = mamori_vault::ProfileChange { role: Some(Role::PrivacyOfficer), ..Default::default() };
+    assert!(f.vault.update_user(&admin, "clerk3", promoted).await.unwrap().disabled);
+    assert!(f.vault.authenticate(&third_token, None).await.is_err());
 }

@@ -270,10 +270,15 @@ async fn secret_split_shares_go_to_their_custodians_one_each() {
 #[tokio::test]
 async fn a_split_needs_one_active_custodian_per_share() {
     let o = office(TakeoutSettings::default(), 1).await;
+    let admin = o.f.user("ops-admin", Role::SystemAdmin).await.0;
+    member(&o.f, "mgr-c", Role::Manager).await;
     for (custodians, why) in [
         (&["mgr-a", "mgr-b"][..], "too few for three shares"),
         (&["mgr-a", "mgr-a", "mgr-b"][..], "named twice"),
         (&["mgr-a", "mgr-b", "nobody"][..], "not an account"),
+        // Shares brought together must not give anyone data policies keep from them.
+        (&["mgr-a", "mgr-b", "clerk"][..], "staff may not read in full"),
+        (&["mgr-a", "mgr-b", "ops-admin"][..], "the system administrator reads no content"),
     ] {
         let mut req = request(split(2, custodians), ExportFormat::Csv);
         if let Protection::Split { shares, .. } = &mut req.protection {
@@ -286,15 +291,19 @@ async fn a_split_needs_one_active_custodian_per_share() {
     // for an account nobody can use.
     let x =
         o.f.vault
-            .request_export(&o.requester, &request(split(2, &["mgr-b", "clerk"]), ExportFormat::Csv))
+            .request_export(&o.requester, &request(split(2, &["mgr-b", "mgr-c"]), ExportFormat::Csv))
             .await
             .unwrap();
     o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
-    let admin = o.f.user("ops-admin", Role::SystemAdmin).await.0;
-    o.f.vault.set_user_disabled(&admin, "clerk", true).await.unwrap();
+    o.f.vault.set_user_disabled(&admin, "mgr-c", true).await.unwrap();
     let refused = o.f.vault.download_export(&o.requester, &x.id).await.unwrap_err();
     assert!(matches!(refused, VaultError::Conflict(_)), "{refused:?}");
     assert!(o.f.store().list_export_shares(Some(&x.id), None).await.unwrap().is_empty(), "nothing held");
+    assert_eq!(
+        o.f.vault.get_export(&o.requester, &x.id).await.unwrap().downloads_used,
+        0,
+        "nothing read, nothing counted"
+    );
 }
 
 #[tokio::test]

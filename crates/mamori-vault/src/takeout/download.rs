@@ -268,9 +268,16 @@ impl Vault {
         };
         // One set of shares per export: a second set would let a custodian of each hold a
         // share of two different sets, and neither set would ever be complete.
-        if custodians.is_some() && row.downloads_used > 0 {
+        if custodians.is_some() && !self.store.list_export_shares(Some(id), None).await?.is_empty() {
             let why = format!("the shares of export {id} were made already; each custodian fetches their own");
             return Err(self.refuse_download(p, &row, why).await);
+        }
+        // Every custodian must still be an active account before anything is read.
+        for login in custodians.unwrap_or_default() {
+            if !self.store.get_user_by_login(login).await?.is_some_and(|u| !u.disabled) {
+                let why = format!("custodian `{login}` is no longer an active account; ask again");
+                return Err(self.refuse_download(p, &row, why).await);
+            }
         }
         let (table, mut events, withheld) = self.export_table(p, &state, &row, &spec).await?;
         let rows = table.row_count() as u64;
@@ -292,27 +299,20 @@ impl Vault {
         // held for their custodians are apart from the start.
         let split = matches!(spec.protection, Protection::Split { .. });
         let encrypted = spec.protection.encrypted() && (!split || custodians.is_some());
-        let (files, held) = match custodians {
-            Some(custodians) => {
-                let held = self.hold_shares(p, &row, &spec, custodians, files).await?;
-                (Vec::new(), held)
-            }
-            None => (files, Vec::new()),
-        };
+        // Shares for custodians are listed in the download line by their holders, not as
+        // files handed over.
+        let handed: &[OutFile] = if custodians.is_some() { &[] } else { &files };
         let detail = serde_json::json!({
             "format": spec.format, "protection": spec.protection.kind(), "encrypted": encrypted, "method": method,
-            "withheld": withheld, "files": files.iter().map(|f| serde_json::json!({
+            "withheld": withheld, "files": handed.iter().map(|f| serde_json::json!({
                 "name": f.name, "bytes": f.bytes.len(), "sha256": hex_digest(&f.bytes) })).collect::<Vec<_>>(),
         });
         let line = self.ledger_line(p, Some(id), "download", rows, detail);
         let Some(download) = self.store.take_export_download(id, &line).await? else {
-            if !held.is_empty() {
-                self.discard_held_shares(p, id, "the download was refused").await?;
-            }
             return Err(self.refuse_download(p, &row, format!("export {id} has no download left")).await);
         };
         if let Protection::Split { threshold, shares, .. } = &spec.protection
-            && held.is_empty()
+            && custodians.is_none()
         {
             for (i, f) in files.iter().enumerate() {
                 let detail = serde_json::json!({
@@ -327,10 +327,10 @@ impl Vault {
         e.fields = spec.fields.clone();
         e.rows = Some(rows);
         e.purpose = Some(spec.purpose.clone());
-        let custody = match held.is_empty() {
-            true => String::new(),
-            false => {
-                let to: Vec<String> = held.iter().map(|s| format!("{} (share {})", s.custodian, s.share)).collect();
+        let custody = match custodians {
+            None => String::new(),
+            Some(to) => {
+                let to: Vec<String> = to.iter().enumerate().map(|(i, c)| format!("{c} (share {})", i + 1)).collect();
                 format!("; shares held for {}", to.join(", "))
             }
         };
@@ -349,6 +349,13 @@ impl Vault {
         for chunk in events.chunks(10_000) {
             self.audit.record(chunk.to_vec()).await?;
         }
+        // Only now, with every read and the download durable in the audit log, do the shares
+        // become fetchable (fail closed: if this fails, nothing is held and, downloads
+        // permitting, the requester may try again).
+        let (files, held) = match custodians {
+            Some(custodians) => (Vec::new(), self.hold_shares(p, &row, &spec, custodians, files).await?),
+            None => (files, Vec::new()),
+        };
         let mut warnings = Vec::new();
         let today = self.rows_taken_out_today(p).await?;
         let limits = &self.config.takeout;

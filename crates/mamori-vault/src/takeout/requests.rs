@@ -291,7 +291,7 @@ impl Vault {
             Protection::Split { threshold, shares, custodians } => Protection::Split {
                 threshold: *threshold,
                 shares: *shares,
-                custodians: self.check_custodians(custodians, *shares).await?,
+                custodians: self.check_custodians(p, &state, custodians, *shares).await?,
             },
             other => other.clone(),
         };
@@ -332,8 +332,16 @@ impl Vault {
         Ok((checked, rows))
     }
 
-    /// One custodian per share: logins of distinct accounts that exist and are enabled.
-    async fn check_custodians(&self, custodians: &[String], shares: u8) -> Result<Vec<String>> {
+    /// One custodian per share: logins of distinct accounts that exist, are enabled, and may
+    /// themselves read the collection in full (role, clearance, training, pledge: shares
+    /// brought together must not hand anyone data the policies keep from them).
+    async fn check_custodians(
+        &self,
+        p: &Principal,
+        state: &crate::keys::CollectionState,
+        custodians: &[String],
+        shares: u8,
+    ) -> Result<Vec<String>> {
         if custodians.len() != usize::from(shares) {
             return Err(VaultError::Invalid(format!(
                 "protection.custodians: name one custodian per share ({shares}), each a different person"
@@ -348,6 +356,20 @@ impl Vault {
             };
             if checked.contains(&user.login) {
                 return Err(VaultError::Invalid(format!("custodian `{login}` is named twice: one share each")));
+            }
+            let subject = self.policy_subject(&user)?;
+            let record = mamori_policy::Resource::Record {
+                collection: state.row.name.clone(),
+                id: "*".into(),
+                tier: state.current().tier.rank(),
+                department: subject.department.clone(),
+                subject: String::new(),
+            };
+            let engine = self.policy_engine().await?;
+            if !engine.decide(&subject, Action::ViewFull, &record, &self.situation(p, false)).allowed {
+                return Err(VaultError::Invalid(format!(
+                    "custodian `{login}` may not read this collection in full, so may not hold a share of it"
+                )));
             }
             checked.push(user.login);
         }

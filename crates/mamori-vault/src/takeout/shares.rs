@@ -12,6 +12,7 @@ use super::download::OutFile;
 use super::requests::{ExportRequest, Protection};
 use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};
+use mamori_core::access::Action;
 use mamori_core::audit::Outcome;
 use mamori_store::{ExportRow, ExportStatus, HeldShare, ShareState};
 use serde::Serialize;
@@ -137,6 +138,7 @@ impl Vault {
 
     /// The shares held for the caller, still fetchable.
     pub async fn shares_for_me(&self, p: &Principal) -> Result<Vec<ShareForMe>> {
+        Self::gate(p)?;
         let Some(me) = p.user_id else { return Ok(Vec::new()) };
         let now = self.clock.now();
         let mut out = Vec::new();
@@ -166,6 +168,9 @@ impl Vault {
     /// included — is told there is no such export; a share whose window has closed is
     /// destroyed, not handed over.
     pub async fn fetch_export_share(&self, p: &Principal, export_id: &str) -> Result<OutFile> {
+        // A session limited to changing its password (or still owing its second factor)
+        // fetches nothing.
+        Self::gate(p)?;
         let refuse = async |why: String, err: VaultError| {
             let mut e = self.event(p, "export.share_fetch", Outcome::Denied);
             e.reason = Some(format!("export {export_id}: {why}"));
@@ -194,6 +199,8 @@ impl Vault {
             let why = format!("the download window of export {export_id} has closed; its held shares are destroyed");
             return Err(refuse(why.clone(), VaultError::Conflict(why)).await);
         }
+        // The custodian must still be allowed to read the collection in full (rights change).
+        self.authorize_collection(p, Action::ViewFull, "export.share_fetch", &row.collection).await?;
         let spec = self.open_spec(&row)?;
         let (threshold, of) = split_of(&spec);
         let detail = serde_json::json!({

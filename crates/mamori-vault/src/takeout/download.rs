@@ -274,7 +274,7 @@ impl Vault {
         }
         // Every custodian must still be an active account before anything is read.
         for login in custodians.unwrap_or_default() {
-            if !self.store.get_user_by_login(login).await?.is_some_and(|u| !u.disabled) {
+            if self.store.get_user_by_login(login).await?.is_none_or(|u| u.disabled) {
                 let why = format!("custodian `{login}` is no longer an active account; ask again");
                 return Err(self.refuse_download(p, &row, why).await);
             }

@@ -256,8 +256,12 @@ async fn secret_split_shares_go_to_their_custodians_one_each() {
     assert_eq!(fetched, ["mgr-a", "keeper"]);
     assert_eq!(events(&o.f, "export.share_fetch").await.len(), 4, "two fetches, two refusals");
 
-    // The window closes with share 2 unfetched: it is destroyed, not handed over.
+    // The window closes with share 2 unfetched: the server's sweep destroys it, and it is
+    // not handed over afterwards.
+    assert_eq!(o.f.vault.sweep_expired_shares().await.unwrap(), 0, "the window is still open");
     o.clock.advance(time::Duration::days(30));
+    assert_eq!(o.f.vault.sweep_expired_shares().await.unwrap(), 1);
+    assert_eq!(events(&o.f, "export.share_discard").await.len(), 1);
     let late = o.f.vault.fetch_export_share(&o.approver, &x.id).await.unwrap_err();
     assert!(matches!(late, VaultError::Conflict(_)), "{late:?}");
     let info = o.f.vault.get_export(&o.requester, &x.id).await.unwrap();

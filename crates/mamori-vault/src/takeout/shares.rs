@@ -136,6 +136,48 @@ impl Vault {
         Ok(self.store.list_export_shares(Some(export_id), None).await?.iter().map(ShareInfo::from).collect())
     }
 
+    /// Destroys the shares still held for exports whose download window has closed or that
+    /// are no longer approved, with a ledger line and an audit event each: the server runs
+    /// this every minute, so an export nobody settles keeps no share (and no backup does).
+    /// The number destroyed.
+    pub async fn sweep_expired_shares(&self) -> Result<u64> {
+        let now = self.clock.now();
+        let mut exports: Vec<String> = self
+            .store
+            .list_export_shares(None, None)
+            .await?
+            .into_iter()
+            .filter(|s| s.state == ShareState::Held)
+            .map(|s| s.export_id)
+            .collect();
+        exports.dedup();
+        let mut destroyed = 0;
+        for id in exports {
+            let Some(row) = self.store.get_export(&id).await? else { continue };
+            if window_open(&row, now) {
+                continue;
+            }
+            let mut line = self.ledger_line(
+                &Principal::operator("system"),
+                Some(&id),
+                "share_discard",
+                0,
+                serde_json::json!({ "reason": "the download window closed before every share was fetched" }),
+            );
+            line.actor = "system".into();
+            let n = self.store.discard_export_shares(&id, &line).await?;
+            if n > 0 {
+                let mut e =
+                    mamori_core::audit::AuditEvent::new(now, "system", "export.share_discard", Outcome::Success);
+                e.collection = Some(row.collection.clone());
+                e.note = Some(format!("export {id}: {n} unfetched shares destroyed, the window closed"));
+                self.audit.record(vec![e]).await?;
+            }
+            destroyed += n;
+        }
+        Ok(destroyed)
+    }
+
     /// The shares held for the caller, still fetchable.
     pub async fn shares_for_me(&self, p: &Principal) -> Result<Vec<ShareForMe>> {
         Self::gate(p)?;

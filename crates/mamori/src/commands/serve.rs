@@ -64,6 +64,19 @@ pub async fn run_server(
 ) -> anyhow::Result<ExitCode> {
     let config = ServerConfig { max_body_bytes: settings.max_body_bytes, login_throttle: settings.auth.throttle() };
     let app = router(vault.clone(), config);
+    // Shares of secret-split exports left unfetched when their window closes are destroyed
+    // within a minute, whether or not anyone looks at the export again.
+    let sweeper = Arc::downgrade(&vault);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(vault) = sweeper.upgrade() else { return };
+            if let Err(e) = vault.sweep_expired_shares().await {
+                tracing::warn!(error = %e, "could not destroy the held shares of closed exports");
+            }
+        }
+    });
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]

@@ -828,10 +828,9 @@ pub async fn break_glass_grants(store: Arc<dyn Store>) {
     assert_eq!(store.get_grant("nope").await.unwrap(), None);
 }
 
-pub async fn exports_and_ledger(store: Arc<dyn Store>) {
-    let user = UserRow::new(UserId::generate(), "clerk".into(), "事務".into(), "staff".into(), "$x".into(), t(0));
-    store.create_user(&user).await.unwrap();
-    let export = |id: &str| ExportRow {
+/// A pending password-protected request of `user` for 120 records, two downloads.
+fn export_request(id: &str, user: &UserRow) -> ExportRow {
+    ExportRow {
         id: id.into(),
         user_id: user.id,
         requested_by: format!("user:{}", user.id),
@@ -848,7 +847,13 @@ pub async fn exports_and_ledger(store: Arc<dyn Store>) {
         downloads_used: 0,
         due_at: t(86_400),
         secret: None,
-    };
+    }
+}
+
+pub async fn exports_and_ledger(store: Arc<dyn Store>) {
+    let user = UserRow::new(UserId::generate(), "clerk".into(), "事務".into(), "staff".into(), "$x".into(), t(0));
+    store.create_user(&user).await.unwrap();
+    let export = |id: &str| export_request(id, &user);
     let line = |id: &str, kind: &str, at, rows| LedgerRow {
         seq: 0,
         export_id: Some(id.into()),
@@ -929,22 +934,12 @@ pub async fn held_export_shares(store: Arc<dyn Store>) {
     let requester = &users[0];
     // An approved split export whose window is open until t(1000).
     let x3 = ExportRow {
-        id: "x3".into(),
-        user_id: requester.id,
-        requested_by: format!("user:{}", requester.id),
-        requested_at: t(0),
-        collection: "customers".into(),
-        spec: vec![5; 50],
-        rows: 10,
         protection: "split".into(),
         status: ExportStatus::Approved,
         decided_by: Some("user:boss".into()),
         decided_at: Some(t(10)),
         download_until: Some(t(1000)),
-        downloads_allowed: 1,
-        downloads_used: 0,
-        due_at: t(86_400),
-        secret: None,
+        ..export_request("x3", requester)
     };
     let request = LedgerRow {
         seq: 0,

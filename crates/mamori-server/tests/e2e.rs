@@ -335,7 +335,14 @@ fn administrator_enrols_totp_and_auditor_sees_the_accesses() {
         b.go("/audit").await;
         b.fill("#a-subject", &subject).await;
         b.click("#audit-search").await;
-        b.wait_for("#audit-table").await;
+        // The filters are a GET form: wait for the new page's address, not for a table the
+        // old page also has.
+        for _ in 0..100 {
+            if b.path().await.contains("subject=") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let table = b.text("#audit-table").await;
         assert!(table.contains("record.read") && table.contains("manager"), "{table}");
         assert!(table.contains("本人確認"), "the stated purpose is shown");

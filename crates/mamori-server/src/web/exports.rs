@@ -2,7 +2,7 @@
 //! downloading the protected file, recording return or disposal, and the ledger (issue 9).
 //! Every rule is the vault's; these pages only show people what they may do.
 
-use super::templates::{Dates, render, signed_in};
+use super::templates::{Dates, paginate, render, signed_in};
 use super::{WebUser, redirect};
 use crate::AppState;
 use axum::Form;
@@ -57,8 +57,14 @@ fn export_value(dates: Dates, x: &ExportInfo) -> Value {
     }
 }
 
-/// `/exports`: the caller's requests (approvers and auditors: all), and a way to ask.
-pub(crate) async fn list(State(state): State<AppState>, user: WebUser) -> Response {
+#[derive(Deserialize)]
+pub(crate) struct PageQuery {
+    page: Option<usize>,
+}
+
+/// `/exports?page=N`: the caller's requests (approvers and auditors: all), newest first, a
+/// page at a time, and a way to ask.
+pub(crate) async fn list(State(state): State<AppState>, user: WebUser, Query(q): Query<PageQuery>) -> Response {
     let p = &user.principal;
     let caps = match state.vault.capabilities(p).await {
         Ok(c) => c,
@@ -85,7 +91,8 @@ pub(crate) async fn list(State(state): State<AppState>, user: WebUser) -> Respon
             fetch_until => s.fetch_until.map(|t| dates.show(t)) }
         })
         .collect();
-    let rows: Vec<Value> = exports.iter().map(|x| export_value(dates, x)).collect();
+    let (shown, pager) = paginate(&exports, q.page, "/exports");
+    let rows: Vec<Value> = shown.iter().map(|x| export_value(dates, x)).collect();
     let alerts: Vec<Value> = alerts
         .iter()
         .map(|a| {
@@ -95,7 +102,7 @@ pub(crate) async fn list(State(state): State<AppState>, user: WebUser) -> Respon
         .collect();
     let exportable: Vec<String> =
         caps.collections.iter().filter(|c| c.allows(Action::Export)).map(|c| c.collection.clone()).collect();
-    let page = context! { exports => rows, alerts => alerts, exportable => exportable, held => held,
+    let page = context! { exports => rows, pager => pager, alerts => alerts, exportable => exportable, held => held,
     ledger => caps.can(Action::Approve) || caps.can(Action::AuditRead) };
     render(user.lang, "exports.html", signed_in(&state, &user, &caps), page)
 }
@@ -336,7 +343,7 @@ pub(crate) async fn act(
 }
 
 /// `/takeout/ledger`: the whole take-out ledger (approvers and auditors).
-pub(crate) async fn ledger(State(state): State<AppState>, user: WebUser) -> Response {
+pub(crate) async fn ledger(State(state): State<AppState>, user: WebUser, Query(q): Query<PageQuery>) -> Response {
     let p = &user.principal;
     let caps = match state.vault.capabilities(p).await {
         Ok(c) => c,
@@ -347,8 +354,15 @@ pub(crate) async fn ledger(State(state): State<AppState>, user: WebUser) -> Resp
         Err(e) => return user.fail(&state, e),
     };
     let dates = Dates::of(&state, &user);
-    let lines: Vec<Value> = ledger.iter().rev().map(|l| ledger_value(dates, l)).collect();
-    render(user.lang, "takeout_ledger.html", signed_in(&state, &user, &caps), context! { ledger => lines })
+    let newest_first: Vec<&mamori_vault::LedgerEntry> = ledger.iter().rev().collect();
+    let (shown, pager) = paginate(&newest_first, q.page, "/takeout/ledger");
+    let lines: Vec<Value> = shown.iter().map(|l| ledger_value(dates, l)).collect();
+    render(
+        user.lang,
+        "takeout_ledger.html",
+        signed_in(&state, &user, &caps),
+        context! { ledger => lines, pager => pager },
+    )
 }
 
 fn ledger_value(dates: Dates, l: &mamori_vault::LedgerEntry) -> Value {

@@ -36,6 +36,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("export_new.html", include_str!("../../web/templates/export_new.html")),
     ("export.html", include_str!("../../web/templates/export.html")),
     ("ledger_table.html", include_str!("../../web/templates/ledger_table.html")),
+    ("pager.html", include_str!("../../web/templates/pager.html")),
     ("takeout_ledger.html", include_str!("../../web/templates/takeout_ledger.html")),
 ];
 
@@ -217,5 +218,50 @@ mod tests {
         assert_eq!(ja.show(datetime!(1989-01-07 12:00 UTC)), "昭和64年1月7日 21:00");
         assert_eq!(ja.show(datetime!(1989-01-08 00:00 UTC)), "平成元年1月8日 09:00");
         assert_eq!(ja.show(datetime!(1926-12-24 00:00 UTC)), "1926年12月24日 09:00");
+    }
+}
+
+/// Rows shown per page on long lists (requests, the take-out ledger).
+pub(crate) const PAGE_ROWS: usize = 50;
+
+/// One page of `items` (1-based `page`, clamped) and the pager's context: the page number,
+/// how many pages, and the links to the previous and next pages of `path`.
+pub(crate) fn paginate<'a, T>(items: &'a [T], page: Option<usize>, path: &str) -> (&'a [T], Value) {
+    let pages = items.len().div_ceil(PAGE_ROWS).max(1);
+    let page = page.unwrap_or(1).clamp(1, pages);
+    let start = (page - 1) * PAGE_ROWS;
+    let shown = &items[start..(start + PAGE_ROWS).min(items.len())];
+    let link = |n: usize| format!("{path}?page={n}");
+    let pager = minijinja::context! {
+        page => page,
+        pages => pages,
+        prev => (page > 1).then(|| link(page - 1)),
+        next => (page < pages).then(|| link(page + 1)),
+    };
+    (shown, pager)
+}
+
+#[cfg(test)]
+mod pager_tests {
+    use super::{PAGE_ROWS, paginate};
+
+    #[test]
+    fn pages_are_clamped_and_linked() {
+        let items: Vec<usize> = (0..PAGE_ROWS * 2 + 3).collect();
+        let (shown, pager) = paginate(&items, None, "/exports");
+        assert_eq!((shown.len(), shown[0]), (PAGE_ROWS, 0));
+        assert_eq!(pager.get_attr("pages").unwrap().as_usize(), Some(3));
+        assert!(pager.get_attr("prev").unwrap().is_none());
+        assert_eq!(pager.get_attr("next").unwrap().as_str(), Some("/exports?page=2"));
+        let (shown, pager) = paginate(&items, Some(3), "/exports");
+        assert_eq!((shown.len(), shown[0]), (3, PAGE_ROWS * 2));
+        assert!(pager.get_attr("next").unwrap().is_none());
+        // Out of range asks get the nearest page, never a panic or an empty page.
+        assert_eq!(paginate(&items, Some(99), "/x").0.len(), 3);
+        assert_eq!(paginate(&items, Some(0), "/x").0[0], 0);
+        let none: Vec<usize> = Vec::new();
+        let (shown, pager) = paginate(&none, Some(5), "/x");
+        assert!(shown.is_empty());
+        assert_eq!(pager.get_attr("pages").unwrap().as_usize(), Some(1));
     }
 }

@@ -515,6 +515,20 @@ fn split_export_shares_go_to_their_custodians_over_http() {
     let (status, _, x) = s.call("GET", &format!("/api/v1/exports/{id}"), Some(&manager), None);
     let states: Vec<&str> = x["shares"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
     assert_eq!((status, states), (200, vec!["fetched", "fetched"]));
+
+    // The list comes a page at a time, with the total in a header.
+    let list = ureq::get(&format!("{}/api/v1/exports?limit=1", s.url))
+        .set("authorization", &format!("Bearer {manager}"))
+        .call()
+        .unwrap();
+    assert_eq!(list.header("mamori-total"), Some("1"));
+    assert_eq!(list.into_json::<serde_json::Value>().unwrap().as_array().unwrap().len(), 1);
+    let (status, _, past) = s.call("GET", "/api/v1/exports?offset=5", Some(&manager), None);
+    assert_eq!((status, past.as_array().unwrap().len()), (200, 0));
+    for bad in ["limit=0", "limit=1001", "limit=x", "page=2"] {
+        let (status, _, problem) = s.call("GET", &format!("/api/v1/exports?{bad}"), Some(&manager), None);
+        assert_eq!((status, problem_type(&problem)), (400, "urn:mamori:problem:invalid-query"), "{bad}");
+    }
 }
 
 /// `POST /api/v1/users/sync` (issue 4 lifecycle; 000-8-access-2): a bad roster is refused

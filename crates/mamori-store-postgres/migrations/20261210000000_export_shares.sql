@@ -5,8 +5,9 @@
 -- share file sealed under the master key, kept only until its custodian fetches it (or the
 -- export's window closes); then it is cleared and `state` says which.
 CREATE TABLE export_shares (
-    -- `<export id>/<share index>`: one text key, like the other tables that hold a value
-    -- sealed under the master key (the key rotation re-seals them by id).
+    -- `<export id>/<share index>/<custodian id>`: one text key, like the other tables that
+    -- hold a value sealed under the master key (the key rotation re-seals them by id); the
+    -- sealed share is bound to it.
     id           TEXT PRIMARY KEY,
     export_id    TEXT NOT NULL REFERENCES export_requests (id),
     share_index  INTEGER NOT NULL CHECK (share_index BETWEEN 1 AND 255),

@@ -44,7 +44,8 @@ pub enum SealedKind {
     ExportSpec,
     /// `export_requests.secret` (the file password).
     ExportSecret,
-    /// `export_shares.sealed` (a share held for its custodian), keyed `<export id>/<index>`.
+    /// `export_shares.sealed` (a share held for its custodian), keyed
+    /// `<export id>/<index>/<custodian id>`.
     HeldShare,
 }
 
@@ -547,9 +548,10 @@ pub struct HeldShare {
 }
 
 impl HeldShare {
-    /// The row's key: `<export id>/<index>`.
+    /// The row's key, `<export id>/<index>/<custodian id>`, which is also what the sealed
+    /// share is bound to: a share moved to another custodian's row no longer opens.
     pub fn id(&self) -> String {
-        format!("{}/{}", self.export_id, self.index)
+        format!("{}/{}/{}", self.export_id, self.index, self.custodian_id)
     }
 }
 

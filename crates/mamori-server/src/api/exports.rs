@@ -24,15 +24,44 @@ pub(crate) async fn request_export(
     Ok((StatusCode::CREATED, Json(state.vault.request_export(&caller.principal, &req).await?)))
 }
 
-/// Requests, newest first: approvers and auditors see all (auditors without filter and
-/// recipient), everyone else their own.
-#[utoipa::path(get, path = "/api/v1/exports", tag = "exports", security(("bearer" = [])),
-    responses((status = 200, body = Vec<ExportInfo>)))]
+/// Most requests one page of `GET /api/v1/exports` returns.
+const MAX_PAGE: usize = 1_000;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportPage {
+    /// Requests to skip (newest first); default 0.
+    #[serde(default)]
+    offset: usize,
+    /// Requests to return, 1–1000; default 100.
+    #[serde(default = "default_page")]
+    limit: usize,
+}
+
+fn default_page() -> usize {
+    100
+}
+
+/// Requests, newest first, a page at a time: approvers and auditors see all (auditors
+/// without filter and recipient), everyone else their own. `Mamori-Total` says how many
+/// there are in all.
+#[utoipa::path(get, path = "/api/v1/exports", tag = "exports", security(("bearer" = [])), params(ExportPage),
+    responses((status = 200, body = Vec<ExportInfo>), (status = 400, body = Problem)))]
 pub(crate) async fn list_exports(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<ExportInfo>>, ApiError> {
-    Ok(Json(state.vault.list_exports(&caller.principal).await?))
+    page: Result<axum::extract::Query<ExportPage>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(page) = page.map_err(|e| bad_request("invalid-query", e.body_text()))?;
+    if !(1..=MAX_PAGE).contains(&page.limit) {
+        return Err(bad_request("invalid-query", format!("limit must be 1–{MAX_PAGE}")));
+    }
+    let all = state.vault.list_exports(&caller.principal).await?;
+    let total = all.len();
+    let shown: Vec<ExportInfo> = all.into_iter().skip(page.offset).take(page.limit).collect();
+    let mut response = Json(shown).into_response();
+    response.headers_mut().insert(HeaderName::from_static("mamori-total"), HeaderValue::from(total));
+    Ok(response)
 }
 
 #[utoipa::path(get, path = "/api/v1/exports/{id}", tag = "exports", security(("bearer" = [])),

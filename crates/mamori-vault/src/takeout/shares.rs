@@ -55,6 +55,7 @@ pub struct ShareForMe {
     pub fetch_until: Option<OffsetDateTime>,
 }
 
+/// `id` is the row key `<export>/<index>/<custodian>`: the share opens only in its own row.
 pub(crate) fn held_share_aad(id: &str) -> Vec<u8> {
     format!("mamori/v1/held-share\0{id}").into_bytes()
 }

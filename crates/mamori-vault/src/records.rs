@@ -500,15 +500,18 @@ impl Vault {
         Ok(())
     }
 
-    /// Names of the fields `p` may write on records of `department` (`None`: the caller's
-    /// own) in `collection`: those the caller can see, at least masked. What a form offers.
+    /// Names of the fields `p` may write with `action` (`Create` or `Update`) on records of
+    /// `department` (`None`: the caller's own) in `collection`: those the caller can see, at
+    /// least masked. What a form offers.
     pub async fn writable_fields(
         &self,
         p: &Principal,
+        action: Action,
         collection: &str,
         department: Option<&str>,
     ) -> Result<HashSet<String>> {
-        let (state, _) = self.authorize_collection(p, Action::Update, "record.update", collection).await?;
+        let audit_action = if action == Action::Create { "record.create" } else { "record.update" };
+        let (state, _) = self.authorize_collection(p, action, audit_action, collection).await?;
         let department = department.map(str::to_owned).or_else(|| p.department.clone()).unwrap_or_default();
         self.visible_fields(p, Action::ViewMasked, &state, &department, &mut GrantMemo::default()).await
     }

@@ -340,7 +340,9 @@ pub(crate) async fn edit_page(
     match state.vault.get_record(p, &name, &id, View::Masked, None).await {
         Ok(r) => {
             // Only what the caller may write (fields they can see) is offered.
-            let writable = match state.vault.writable_fields(p, &name, r.department.as_deref()).await {
+            // A record without a department is checked as such (""), as the update will be.
+            let department = r.department.as_deref().unwrap_or_default();
+            let writable = match state.vault.writable_fields(p, Action::Update, &name, Some(department)).await {
                 Ok(w) => w,
                 Err(e) => return user.fail(&state, e),
             };
@@ -405,7 +407,7 @@ pub(crate) async fn new_record_page(
         Ok(i) => i,
         Err(e) => return user.fail(&state, e),
     };
-    let writable = match state.vault.writable_fields(p, &name, None).await {
+    let writable = match state.vault.writable_fields(p, Action::Create, &name, None).await {
         Ok(w) => w,
         Err(e) => return user.fail(&state, e),
     };

@@ -18,7 +18,6 @@
 //!
 //! Measures: 002-S-12 (entered values checked), 001-20-rule-4-2 (stored data encrypted).
 
-use crate::authz::GrantMemo;
 use crate::error::{Result, RowError, VaultError};
 use crate::keys::CollectionState;
 use crate::records::{Owner, Values, seal_record};
@@ -443,8 +442,7 @@ impl Vault {
         self.audit.record(vec![e]).await?;
 
         let department = p.department.clone().unwrap_or_default();
-        let writable =
-            self.visible_fields(p, Action::ViewMasked, &state, &department, &mut GrantMemo::default()).await?;
+        let writable = self.writable_in(p, &state, &department).await?;
         let outcome = self.import_in_transaction(&state, p.department.clone(), writable, source, progress).await;
         let mut e = self.event(p, "records.import", Outcome::Success);
         e.collection = Some(collection.to_owned());

@@ -513,7 +513,18 @@ impl Vault {
         let audit_action = if action == Action::Create { "record.create" } else { "record.update" };
         let (state, _) = self.authorize_collection(p, action, audit_action, collection).await?;
         let department = department.map(str::to_owned).or_else(|| p.department.clone()).unwrap_or_default();
-        self.visible_fields(p, Action::ViewMasked, &state, &department, &mut GrantMemo::default()).await
+        self.writable_in(p, &state, &department).await
+    }
+
+    /// The fields `p` may write on records of `department`: those they can see, at least
+    /// masked (the one rule behind forms, single writes and imports).
+    pub(crate) async fn writable_in(
+        &self,
+        p: &Principal,
+        state: &CollectionState,
+        department: &str,
+    ) -> Result<HashSet<String>> {
+        self.visible_fields(p, Action::ViewMasked, state, department, &mut GrantMemo::default()).await
     }
 
     /// Refuses (and audits as `audit_action`) writing a field the caller cannot see, even
@@ -528,8 +539,7 @@ impl Vault {
         mut event: AuditEvent,
         fields: impl Iterator<Item = &'a String>,
     ) -> Result<()> {
-        let department = department.unwrap_or_default();
-        let visible = self.visible_fields(p, Action::ViewMasked, state, department, &mut GrantMemo::default()).await?;
+        let visible = self.writable_in(p, state, department.unwrap_or_default()).await?;
         let current = state.current();
         let hidden: Vec<String> =
             fields.filter(|f| current.field(f).is_some() && !visible.contains(*f)).cloned().collect();

@@ -273,12 +273,10 @@ impl Vault {
             return Err(self.refuse_download(p, &row, why).await);
         }
         // Every custodian must still be an active account before anything is read.
-        for login in custodians.unwrap_or_default() {
-            if self.store.get_user_by_login(login).await?.is_none_or(|u| u.disabled) {
-                let why = format!("custodian `{login}` is no longer an active account; ask again");
-                return Err(self.refuse_download(p, &row, why).await);
-            }
-        }
+        let custodians = match custodians {
+            Some(logins) => Some(self.active_custodians(p, &row, logins).await?),
+            None => None,
+        };
         let (table, mut events, withheld) = self.export_table(p, &state, &row, &spec).await?;
         let rows = table.row_count() as u64;
         // The approver approved a number of records, not a filter to be re-run on whatever
@@ -327,10 +325,11 @@ impl Vault {
         e.fields = spec.fields.clone();
         e.rows = Some(rows);
         e.purpose = Some(spec.purpose.clone());
-        let custody = match custodians {
+        let custody = match &custodians {
             None => String::new(),
             Some(to) => {
-                let to: Vec<String> = to.iter().enumerate().map(|(i, c)| format!("{c} (share {})", i + 1)).collect();
+                let to: Vec<String> =
+                    to.iter().enumerate().map(|(i, c)| format!("{} (share {})", c.login, i + 1)).collect();
                 format!("; shares held for {}", to.join(", "))
             }
         };
@@ -353,7 +352,7 @@ impl Vault {
         // become fetchable (fail closed: if this fails, nothing is held and, downloads
         // permitting, the requester may try again).
         let (files, held) = match custodians {
-            Some(custodians) => (Vec::new(), self.hold_shares(p, &row, &spec, custodians, files).await?),
+            Some(custodians) => (Vec::new(), self.hold_shares(p, &row, &spec, &custodians, files).await?),
             None => (files, Vec::new()),
         };
         let mut warnings = Vec::new();

@@ -347,6 +347,8 @@ impl Vault {
                 "protection.custodians: name one custodian per share ({shares}), each a different person"
             )));
         }
+        let engine = self.policy_engine().await?;
+        let situation = self.situation(p, false);
         let mut checked: Vec<String> = Vec::with_capacity(custodians.len());
         for login in custodians {
             let login = login.trim();
@@ -365,8 +367,7 @@ impl Vault {
                 department: subject.department.clone(),
                 subject: String::new(),
             };
-            let engine = self.policy_engine().await?;
-            if !engine.decide(&subject, Action::ViewFull, &record, &self.situation(p, false)).allowed {
+            if !engine.decide(&subject, Action::ViewFull, &record, &situation).allowed {
                 return Err(VaultError::Invalid(format!(
                     "custodian `{login}` may not read this collection in full, so may not hold a share of it"
                 )));

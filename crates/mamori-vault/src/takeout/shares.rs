@@ -14,7 +14,7 @@ use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};
 use mamori_core::access::Action;
 use mamori_core::audit::Outcome;
-use mamori_store::{ExportRow, ExportStatus, HeldShare, ShareState};
+use mamori_store::{ExportRow, ExportStatus, HeldShare, ShareState, UserRow};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -60,6 +60,9 @@ pub(crate) fn held_share_aad(id: &str) -> Vec<u8> {
     format!("mamori/v1/held-share\0{id}").into_bytes()
 }
 
+/// Why shares still held when the download window closes are destroyed (ledger detail).
+const WINDOW_CLOSED: &str = "the download window closed before every share was fetched";
+
 fn split_of(spec: &ExportRequest) -> (u8, u8) {
     match spec.protection {
         Protection::Split { threshold, shares, .. } => (threshold, shares),
@@ -72,34 +75,48 @@ fn window_open(row: &ExportRow, now: OffsetDateTime) -> bool {
 }
 
 impl Vault {
-    /// Seals the shares of a download for their custodians and stores them with one ledger
-    /// line each. Every custodian must still be an active account.
+    /// The custodians' accounts, in share order; refuses (and audits) the download when one
+    /// of them is no longer an active account.
+    pub(super) async fn active_custodians(
+        &self,
+        p: &Principal,
+        row: &ExportRow,
+        logins: &[String],
+    ) -> Result<Vec<UserRow>> {
+        let mut accounts = Vec::with_capacity(logins.len());
+        for login in logins {
+            match self.store.get_user_by_login(login).await? {
+                Some(u) if !u.disabled => accounts.push(u),
+                _ => {
+                    let why = format!("custodian `{login}` is no longer an active account; ask again");
+                    return Err(self.refuse_download(p, row, why).await);
+                }
+            }
+        }
+        Ok(accounts)
+    }
+
+    /// Seals the shares of a download for their custodians (from [`Self::active_custodians`])
+    /// and stores them with one ledger line each.
     pub(super) async fn hold_shares(
         &self,
         p: &Principal,
         row: &ExportRow,
         spec: &ExportRequest,
-        custodians: &[String],
+        custodians: &[UserRow],
         files: Vec<OutFile>,
     ) -> Result<Vec<ShareInfo>> {
         let (threshold, of) = split_of(spec);
         let now = self.clock.now();
         let mut shares = Vec::with_capacity(files.len());
         let mut lines = Vec::with_capacity(files.len());
-        for (i, (file, login)) in files.iter().zip(custodians).enumerate() {
-            let custodian = match self.store.get_user_by_login(login).await? {
-                Some(u) if !u.disabled => u,
-                _ => {
-                    let why = format!("custodian `{login}` is no longer an active account; ask again");
-                    return Err(self.refuse_download(p, row, why).await);
-                }
-            };
+        for (i, (file, custodian)) in files.iter().zip(custodians).enumerate() {
             let index = u8::try_from(i + 1).map_err(|_| VaultError::Internal("too many shares".into()))?;
             let mut share = HeldShare {
                 export_id: row.id.clone(),
                 index,
                 custodian_id: custodian.id,
-                custodian: custodian.login,
+                custodian: custodian.login.clone(),
                 held_at: now,
                 state: ShareState::Held,
                 ended_at: None,
@@ -163,7 +180,7 @@ impl Vault {
                 Some(&id),
                 "share_discard",
                 0,
-                serde_json::json!({ "reason": "the download window closed before every share was fetched" }),
+                serde_json::json!({ "reason": WINDOW_CLOSED }),
             );
             line.actor = "system".into();
             let n = self.store.discard_export_shares(&id, &line).await?;
@@ -238,7 +255,7 @@ impl Vault {
             return Err(refuse(why.clone(), VaultError::Conflict(why)).await);
         }
         if !window_open(&row, self.clock.now()) {
-            self.discard_held_shares(p, export_id, "the download window closed before every share was fetched").await?;
+            self.discard_held_shares(p, export_id, WINDOW_CLOSED).await?;
             let why = format!("the download window of export {export_id} has closed; its held shares are destroyed");
             return Err(refuse(why.clone(), VaultError::Conflict(why)).await);
         }

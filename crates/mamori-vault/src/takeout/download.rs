@@ -273,7 +273,8 @@ impl Vault {
             return Err(self.refuse_download(p, &row, why).await);
         }
         // Every custodian must still be an active account before anything is read.
-        let custodians = match custodians {
+        let logins = custodians;
+        let custodians = match logins {
             Some(logins) => Some(self.active_custodians(p, &row, logins).await?),
             None => None,
         };
@@ -351,8 +352,12 @@ impl Vault {
         // Only now, with every read and the download durable in the audit log, do the shares
         // become fetchable (fail closed: if this fails, nothing is held and, downloads
         // permitting, the requester may try again).
-        let (files, held) = match custodians {
-            Some(custodians) => (Vec::new(), self.hold_shares(p, &row, &spec, &custodians, files).await?),
+        let (files, held) = match logins {
+            // Checked again: an account disabled while the records were read gets no share.
+            Some(logins) => {
+                let custodians = self.active_custodians(p, &row, logins).await?;
+                (Vec::new(), self.hold_shares(p, &row, &spec, &custodians, files).await?)
+            }
             None => (files, Vec::new()),
         };
         let mut warnings = Vec::new();

@@ -1,4 +1,4 @@
-use crate::store::{insert_record_row, insert_subject_key, subject_key};
+use crate::store::{insert_record_only, insert_subject_key, subject_key};
 use crate::{SqliteStore, map_err};
 use async_trait::async_trait;
 use mamori_store::{ImportSession, RecordRow, Result, StoreError, SubjectKeyRow};
@@ -7,6 +7,16 @@ use rusqlite::Connection;
 /// A bulk load on a connection of its own, inside one `BEGIN IMMEDIATE` transaction. If the
 /// session is dropped (error, cancellation, process killed) the transaction never commits,
 /// and SQLite rolls it back — an import is all or nothing.
+///
+/// Blind-index entries are staged, not inserted row by row: tokens are HMACs, so inserting
+/// them in file order lands every one on a random leaf of `blind_index`, and once the index
+/// outgrows the page cache most of an import's time went there (a million rows: 98 s of
+/// random inserts against 40 s staged and inserted in key order; BENCHMARKS.md, session 10).
+/// They go to a temporary table (appends) and into `blind_index` sorted, at commit. The
+/// temporary table and SQLite's sorter spill to temporary files, which hold tokens and
+/// record ids only (no personal value), are unlinked when opened and vanish with the
+/// connection. Uniqueness is still the database's: a collision fails the commit, and with
+/// it the whole import.
 pub(crate) struct SqliteImport {
     tx: OwnTransaction,
     collection_id: i64,
@@ -14,10 +24,22 @@ pub(crate) struct SqliteImport {
 
 impl SqliteImport {
     pub(crate) async fn begin(store: SqliteStore, collection_id: i64) -> Result<Self> {
-        // Three quarters of the usual page cache: the importer's own in-memory sets (unique values and
-        // subjects seen in the file) grow with the file, and the whole import is meant to
-        // stay under 200 MB (measured at 1M rows: 64 MiB → 214 MB peak, 32 MiB → 160 MB but 13% slower).
-        Ok(Self { tx: OwnTransaction::begin(store, "PRAGMA cache_size = -49152;").await?, collection_id })
+        // Half the usual page cache: the importer's own in-memory sets (unique values and
+        // subjects seen in the file) grow with the file, SQLite's sorter takes up to as much
+        // again at commit, and the whole import is meant to stay under 200 MB. With the index
+        // staged, every B-tree written during the import grows at its right edge, so a larger
+        // cache buys nothing (1M rows through the CLI: 48 MiB → 46.7 s and 197 MB peak,
+        // 32 MiB → 47.9 s and 162 MB). Temporary tables on disk, whatever the build's
+        // default: the staged tokens of a large file would not fit the memory budget.
+        let mut tx = OwnTransaction::begin(store, "PRAGMA cache_size = -32768; PRAGMA temp_store = FILE;").await?;
+        tx.run(|c| {
+            c.execute_batch(
+                "CREATE TEMP TABLE import_tokens (token BLOB NOT NULL, record_id BLOB NOT NULL, is_unique INTEGER NOT NULL)",
+            )
+            .map_err(map_err)
+        })
+        .await?;
+        Ok(Self { tx, collection_id })
     }
 
     async fn with_conn<T: Send + 'static>(
@@ -88,7 +110,19 @@ impl ImportSession for SqliteImport {
     }
 
     async fn insert_records(&mut self, records: Vec<RecordRow>) -> Result<()> {
-        self.with_conn(move |c, _| records.iter().try_for_each(|r| insert_record_row(c, r))).await
+        self.with_conn(move |c, _| {
+            let mut stage = c
+                .prepare_cached("INSERT INTO temp.import_tokens (token, record_id, is_unique) VALUES (?1, ?2, ?3)")
+                .map_err(map_err)?;
+            for r in &records {
+                insert_record_only(c, r)?;
+                for t in &r.tokens {
+                    stage.execute(rusqlite::params![t.token, r.id.as_bytes(), t.unique]).map_err(map_err)?;
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn get_subject_key(&mut self, subject: &str) -> Result<Option<SubjectKeyRow>> {
@@ -96,7 +130,17 @@ impl ImportSession for SqliteImport {
         self.with_conn(move |c, collection_id| subject_key(c, collection_id, &subject)).await
     }
 
-    async fn commit(self: Box<Self>) -> Result<()> {
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.with_conn(|c, collection_id| {
+            c.execute(
+                "INSERT INTO blind_index (collection_id, token, record_id, is_unique)
+                 SELECT ?1, token, record_id, is_unique FROM temp.import_tokens ORDER BY token, record_id",
+                [collection_id],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await?;
         self.tx.commit().await
     }
 }

@@ -95,6 +95,13 @@ pub(crate) fn insert_index(tx: &Connection, collection_id: i64, id: &RecordId, t
 }
 
 pub(crate) fn insert_record_row(tx: &Connection, r: &RecordRow) -> Result<()> {
+    insert_record_only(tx, r)?;
+    insert_index(tx, r.collection_id, &r.id, &r.tokens)
+}
+
+/// The record's row without its blind-index entries (an import stages those, see
+/// `crate::import`).
+pub(crate) fn insert_record_only(tx: &Connection, r: &RecordRow) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at,
                               department)
@@ -113,7 +120,7 @@ pub(crate) fn insert_record_row(tx: &Connection, r: &RecordRow) -> Result<()> {
         r.department
     ])
     .map_err(map_err)?;
-    insert_index(tx, r.collection_id, &r.id, &r.tokens)
+    Ok(())
 }
 
 pub(crate) fn insert_subject_key(tx: &Connection, collection_id: i64, k: &SubjectKeyRow) -> Result<usize> {

@@ -13,8 +13,8 @@
 
 use anyhow::Context;
 use mamori_bench::{
-    Latency, dir_size, durable_commit_latency, ms, open_plain, peak_rss_kib, plain_import, reset_peak_rss, rss_kib,
-    write_csv,
+    Latency, dir_size, durable_commit_latency, layout_floor_import, ms, open_plain, peak_rss_kib, plain_import,
+    reset_peak_rss, rss_kib, write_csv,
 };
 use mamori_core::clock::SystemClock;
 use mamori_crypto::MasterKey;
@@ -52,9 +52,9 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(rows > 0 && searches > 0, "ROWS and SEARCHES must be positive");
     let parent = std::env::var_os("MAMORI_BENCH_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let root = tempfile::Builder::new().prefix("mamori-bench-").tempdir_in(&parent)?;
-    let (input, vault_dir, plain_dir) =
-        (root.path().join("input"), root.path().join("vault"), root.path().join("plain"));
-    for d in [&input, &vault_dir, &plain_dir] {
+    let (input, vault_dir, plain_dir, floor_dir) =
+        (root.path().join("input"), root.path().join("vault"), root.path().join("plain"), root.path().join("floor"));
+    for d in [&input, &vault_dir, &plain_dir, &floor_dir] {
         std::fs::create_dir(d)?;
     }
 
@@ -70,6 +70,25 @@ async fn main() -> anyhow::Result<()> {
     let plain = plain_import(&csv_path, &plain_db)?;
     anyhow::ensure!(plain.rows == rows as u64, "baseline loaded {} rows", plain.rows);
     eprintln!("plain SQLite: {:.1}s, {:.0} rows/s", plain.seconds, plain.rows_per_second());
+
+    // The layout floor: mamori's own tables and statements, none of its own work (see
+    // `layout_floor_import`), in a fresh vault whose collection exists and is empty.
+    let floor = {
+        let db = floor_dir.join("mamori.db");
+        let store = SqliteStore::open(&db).await?;
+        let vault =
+            Vault::open(Arc::new(store), &MasterKey::generate(), Arc::new(SystemClock), VaultConfig::default()).await?;
+        mamori_bench::customers_and_manager(&vault).await?;
+        drop(vault);
+        let (id, kek): (i64, u32) = open_plain(&db)?.query_row(
+            "SELECT id, kek_version FROM collections WHERE name = 'customers'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        layout_floor_import(&csv_path, &db, id, kek)?
+    };
+    anyhow::ensure!(floor.rows == rows as u64, "layout floor loaded {} rows", floor.rows);
+    eprintln!("layout floor: {:.1}s, {:.0} rows/s", floor.seconds, floor.rows_per_second());
 
     // mamori import, through the real path: a fresh SQLite store, a manager's session.
     let store = SqliteStore::open(vault_dir.join("mamori.db")).await?;
@@ -101,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Sizes right after the import (before the searches add audit events), after a full
     // checkpoint so that pages are not counted both in the WAL and in the file.
-    for db in [vault_dir.join("mamori.db"), plain_db.clone()] {
+    for db in [vault_dir.join("mamori.db"), plain_db.clone(), floor_dir.join("mamori.db")] {
         open_plain(&db)?.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     }
     let (mamori_size, plain_size) = (dir_size(&vault_dir)?, dir_size(&plain_dir)?);
@@ -186,7 +205,18 @@ async fn main() -> anyhow::Result<()> {
         "| mamori `Vault::import_csv` (validate + encrypt + blind index + commit) | {mamori_seconds:.2} | {mamori_rps:.0} | {} |",
         mib(mamori_size)
     );
+    println!(
+        "| floor: mamori's tables and statements, no validation, encryption or hashing | {:.2} | {:.0} | {} |",
+        floor.seconds,
+        floor.rows_per_second(),
+        mib(dir_size(&floor_dir)?)
+    );
     println!();
+    println!(
+        "layout floor/baseline rows/s: {:.3}× (the best any import into this layout can do); mamori/floor: {:.3}×",
+        floor.rows_per_second() / plain.rows_per_second(),
+        mamori_rps / floor.rows_per_second()
+    );
     println!(
         "ratio mamori/baseline rows/s: **{ratio:.3}×** (goal ≥ 0.3×: {}); size ratio {:.2}×",
         verdict(ratio >= 0.3),

@@ -8,6 +8,10 @@
 //! - plain INSERT: the same rows as 9 TEXT columns, multi-row `INSERT … SELECT FROM unnest`
 //!   of 1,000 rows per statement, one transaction;
 //! - plain COPY: the same rows through binary `COPY FROM STDIN`, one transaction;
+//! - layout floor: the same rows into mamori's own tables (`subject_keys`, `records`, four
+//!   `blind_index` rows) with the store's binary COPYs in batches of 2,000, one transaction,
+//!   but no validation, encryption or hashing (`mamori_bench::FloorRows`): the best any import
+//!   into mamori's layout can do;
 //! - pgcrypto: the batched INSERT with `pgp_sym_encrypt(value, key, options)` on each of the
 //!   8 non-key columns, with the default options (iterated and salted S2K, AES-128) and
 //!   tuned (`s2k-mode=1, cipher-algo=aes256`), on a smaller number of rows (it is slow).
@@ -22,7 +26,7 @@
 //! `mamori_bench_*`, dropped at the end.
 
 use anyhow::Context;
-use mamori_bench::{Latency, ms, write_csv};
+use mamori_bench::{FLOOR_WRAPPED_DEK, FloorRow, Latency, for_each_customer, ms, write_csv};
 use mamori_core::clock::SystemClock;
 use mamori_crypto::MasterKey;
 use mamori_store_postgres::PostgresStore;
@@ -144,6 +148,80 @@ async fn timed_selects(client: &Client, select: &tokio_postgres::Statement, ids:
     .await
 }
 
+/// The layout floor (see the module comment) into the empty `customers` collection of the
+/// vault schema `client` is connected to.
+async fn layout_floor(client: &mut Client, csv_path: &Path) -> anyhow::Result<f64> {
+    const FLOOR_BATCH: usize = 2000;
+    let row = client.query_one("SELECT id, kek_version FROM collections WHERE name = 'customers'", &[]).await?;
+    let (collection_id, kek_version): (i64, i32) = (row.get(0), row.get(1));
+    let started = Instant::now();
+    let mut data: Vec<(String, FloorRow)> = Vec::new();
+    for_each_customer(csv_path, |faker, f| {
+        data.push((f[0].to_owned(), faker.row(f)));
+        Ok(())
+    })?;
+    let tx = client.transaction().await?;
+    let now = 1_780_000_000_000_000i64;
+    for batch in data.chunks(FLOOR_BATCH) {
+        let sink = tx
+            .copy_in("COPY subject_keys (collection_id, subject, kek_version, wrapped_dek) FROM STDIN (FORMAT binary)")
+            .await?;
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::INT4, Type::BYTEA]));
+        for (subject, _) in batch {
+            writer.as_mut().write(&[&collection_id, subject, &kek_version, &&FLOOR_WRAPPED_DEK[..]]).await?;
+        }
+        writer.finish().await?;
+        let sink = tx
+            .copy_in(
+                "COPY records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at,
+                              department) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let types = [
+            Type::INT8,
+            Type::UUID,
+            Type::TEXT,
+            Type::INT4,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+        ];
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+        for (subject, r) in batch {
+            let tokens = mamori_store::encode_tokens(&r.tokens);
+            writer
+                .as_mut()
+                .write(&[
+                    &collection_id,
+                    r.id.as_uuid(),
+                    subject,
+                    &1i32,
+                    &r.fields,
+                    &tokens,
+                    &now,
+                    &now,
+                    &Option::<String>::None,
+                ])
+                .await?;
+        }
+        writer.finish().await?;
+        let sink = tx
+            .copy_in("COPY blind_index (collection_id, token, record_id, is_unique) FROM STDIN (FORMAT binary)")
+            .await?;
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &[Type::INT8, Type::BYTEA, Type::UUID, Type::BOOL]));
+        for (_, r) in batch {
+            for t in &r.tokens {
+                writer.as_mut().write(&[&collection_id, &t.token, r.id.as_uuid(), &t.unique]).await?;
+            }
+        }
+        writer.finish().await?;
+    }
+    tx.commit().await?;
+    Ok(data.len() as f64 / started.elapsed().as_secs_f64())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -154,7 +232,8 @@ async fn main() -> anyhow::Result<()> {
         .or_else(|_| std::env::var("MAMORI_TEST_DATABASE_URL"))
         .context("set MAMORI_BENCH_DATABASE_URL (or MAMORI_TEST_DATABASE_URL) to a PostgreSQL database")?;
     let run = format!("{:08x}", rand::random::<u32>());
-    let (mamori_schema, base_schema) = (format!("mamori_bench_{run}"), format!("mamori_bench_{run}_base"));
+    let (mamori_schema, base_schema, floor_schema) =
+        (format!("mamori_bench_{run}"), format!("mamori_bench_{run}_base"), format!("mamori_bench_{run}_floor"));
     let work = tempfile::tempdir()?;
     let csv_path = work.path().join("customers.csv");
     write_csv(&csv_path, rows, SEED)?;
@@ -182,6 +261,15 @@ async fn main() -> anyhow::Result<()> {
     let report = vault.import_csv(&manager, "customers", Arc::new(csv_path.clone()), progress).await?;
     let mamori_import = report.rows as f64 / started.elapsed().as_secs_f64();
     anyhow::ensure!(report.rows == rows as u64, "mamori imported {} rows", report.rows);
+    eprintln!("layout floor of {rows} rows…");
+    let floor = {
+        let store = PostgresStore::connect_with_schema(&url, &floor_schema).await?;
+        let vault =
+            Vault::open(Arc::new(store), &MasterKey::generate(), Arc::new(SystemClock), VaultConfig::default()).await?;
+        mamori_bench::customers_and_manager(&vault).await?;
+        drop(vault);
+        layout_floor(&mut connect(&url, &floor_schema).await?, &csv_path).await?
+    };
     let pgcrypto =
         |options: &'static str| move |c: &str| format!("pgp_sym_encrypt({c}, '{PGCRYPTO_KEY}', '{options}')");
     eprintln!("pgcrypto (default options) of {crypto_rows} rows…");
@@ -241,7 +329,10 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
 
-    base.batch_execute(&format!("DROP SCHEMA {base_schema} CASCADE; DROP SCHEMA {mamori_schema} CASCADE")).await?;
+    base.batch_execute(&format!(
+        "DROP SCHEMA {base_schema} CASCADE; DROP SCHEMA {mamori_schema} CASCADE; DROP SCHEMA {floor_schema} CASCADE"
+    ))
+    .await?;
 
     println!("### mamori on PostgreSQL: import of {rows} rows (pgcrypto paths: {crypto_rows} rows)");
     println!();
@@ -251,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
         ("mamori `Vault::import_csv` (encrypt + blind index + COPY)", mamori_import),
         ("plain PostgreSQL, batched INSERT of 9 TEXT columns", plain_insert),
         ("plain PostgreSQL, binary COPY", plain_copy),
+        ("floor: mamori's tables and COPYs, no validation, encryption or hashing", floor),
         ("pgcrypto `pgp_sym_encrypt` per field, default options", crypto_default),
         ("pgcrypto `pgp_sym_encrypt` per field, `s2k-mode=1, cipher-algo=aes256`", crypto_tuned),
     ] {
@@ -264,6 +356,11 @@ async fn main() -> anyhow::Result<()> {
         verdict(mamori_import / plain_insert >= 0.5),
         mamori_import / crypto_tuned,
         verdict(mamori_import / crypto_tuned >= 5.0)
+    );
+    println!(
+        "layout floor ÷ plain INSERT: {:.3}× (the best any import into this layout can do); mamori ÷ floor: {:.3}×",
+        floor / plain_insert,
+        mamori_import / floor
     );
     println!();
     println!("### Point reads ({reads} sequential reads of random existing rows, one client)");

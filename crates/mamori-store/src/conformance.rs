@@ -237,6 +237,21 @@ pub async fn unique_values(store: Arc<dyn Store>) {
     assert_eq!(ok, 1);
 }
 
+/// One import: `keys`, then each batch of records, then commit; the first error.
+async fn write_then_commit(
+    store: &dyn Store,
+    collection_id: i64,
+    keys: Vec<SubjectKeyRow>,
+    batches: Vec<Vec<RecordRow>>,
+) -> Result<()> {
+    let mut import = store.begin_import(collection_id).await?;
+    import.insert_subject_keys(keys).await?;
+    for batch in batches {
+        import.insert_records(batch).await?;
+    }
+    import.commit().await
+}
+
 pub async fn import_is_all_or_nothing(store: Arc<dyn Store>) {
     let c = collection(&*store, "customers").await;
     let mut import = store.begin_import(c.id).await.unwrap();
@@ -246,13 +261,31 @@ pub async fn import_is_all_or_nothing(store: Arc<dyn Store>) {
     assert_eq!(store.count_records(c.id).await.unwrap(), 0, "dropped import rolls back");
     assert!(store.get_subject_keys(c.id, &["S1"]).await.unwrap().is_empty());
 
-    let mut import = store.begin_import(c.id).await.unwrap();
-    import.insert_subject_keys(vec![key("S1", 1, 1)]).await.unwrap();
-    import.insert_records(vec![record(&c, "S1", &[(1, true)])]).await.unwrap();
-    let dup = import.insert_records(vec![record(&c, "S1", &[(1, true)])]).await;
+    // A unique value twice in one import: refused when written or, where the backend writes
+    // the blind index last, at commit; either way nothing is kept.
+    let dup = write_then_commit(
+        &*store,
+        c.id,
+        vec![key("S1", 1, 1)],
+        vec![vec![record(&c, "S1", &[(1, true)])], vec![record(&c, "S1", &[(1, true)])]],
+    )
+    .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
-    drop(import);
     assert_eq!(store.count_records(c.id).await.unwrap(), 0);
+    assert!(store.get_subject_keys(c.id, &["S1"]).await.unwrap().is_empty());
+
+    // A unique value already committed in the collection, imported again: the same.
+    store.ensure_subject_key(c.id, &key("S7", 1, 7)).await.unwrap();
+    store.insert_record(&record(&c, "S7", &[(7, true)])).await.unwrap();
+    let taken =
+        write_then_commit(&*store, c.id, vec![key("S8", 1, 8)], vec![vec![record(&c, "S8", &[(8, false), (7, true)])]])
+            .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    assert_eq!(store.count_records(c.id).await.unwrap(), 1);
+    assert!(store.get_subject_keys(c.id, &["S8"]).await.unwrap().is_empty());
+    assert!(store.find_by_token(c.id, &token(8), 10).await.unwrap().is_empty());
+    let erased = ErasureCertificateRow { id: "cert-import".into(), subject: "S7".into(), ..Default::default() };
+    store.erase_subject("S7", &erased).await.unwrap();
 
     let mut import = store.begin_import(c.id).await.unwrap();
     import.insert_subject_keys(vec![key("S1", 1, 1)]).await.unwrap();

@@ -298,9 +298,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait ImportSession: Send {
     async fn insert_subject_keys(&mut self, keys: Vec<SubjectKeyRow>) -> Result<()>;
-    /// `Conflict` when a unique token is already taken (the whole import then rolls back).
+    /// `Conflict` when a unique token is already taken — here, or at [`Self::commit`] for a
+    /// backend that writes the blind index last (SQLite stages it and inserts it in key
+    /// order). Either way the whole import rolls back.
     async fn insert_records(&mut self, records: Vec<RecordRow>) -> Result<()>;
     /// A subject's key as this import's own transaction sees it (including keys it inserted).
     async fn get_subject_key(&mut self, subject: &str) -> Result<Option<SubjectKeyRow>>;
+    /// `Conflict` when a unique token is taken (see [`Self::insert_records`]); nothing is kept.
     async fn commit(self: Box<Self>) -> Result<()>;
 }

@@ -85,40 +85,58 @@ pub fn plain_import(csv_path: &Path, db_path: &Path) -> anyhow::Result<Load> {
     Ok(Load { rows, seconds: started.elapsed().as_secs_f64() })
 }
 
-/// One CSV row in mamori's record layout, made without mamori's work (see
-/// [`layout_floor_import`]).
-#[derive(Debug)]
-pub struct FloorRow {
-    pub id: mamori_core::ids::RecordId,
-    /// Values padded to a sealed value's size, in the vault's record encoding.
-    pub fields: Vec<u8>,
-    pub tokens: Vec<mamori_store::IndexToken>,
-}
-
-/// Makes [`FloorRow`]s: "ciphertexts" are the values padded to a sealed value's size and
-/// tokens are 16 bytes of a fast non-cryptographic hash (as random as HMACs, for a B-tree),
+/// The synthetic customers CSV as mamori's store rows, made without mamori's work (see
+/// [`layout_floor_import`]): read as [`plain_import`] reads it (UTF-8 checked), with
+/// "ciphertexts" that are the values padded to a sealed value's size, a constant wrapped
+/// data key, and tokens of a fast non-cryptographic hash (as random as HMACs, for a B-tree)
 /// on the four fields the customers schema indexes (`email` unique).
-#[derive(Debug)]
 pub struct FloorRows {
+    reader: csv::Reader<std::io::BufReader<std::fs::File>>,
     names: Vec<String>,
     hashers: (std::hash::RandomState, std::hash::RandomState),
+    line: csv::ByteRecord,
+    collection: mamori_store::CollectionRow,
+    at: time::OffsetDateTime,
+}
+
+impl std::fmt::Debug for FloorRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FloorRows").field("collection", &self.collection.name).finish_non_exhaustive()
+    }
 }
 
 impl FloorRows {
     /// Nonce, tag and format byte of a sealed field value.
     const SEAL_OVERHEAD: usize = 29;
+    /// Format byte, nonce, key and tag of a wrapped data key.
+    const WRAPPED_DEK_LEN: usize = 61;
     const INDEXED: [(usize, bool); 4] = [(1, false), (2, false), (6, false), (7, true)];
 
-    pub fn new(header: &csv::StringRecord) -> Self {
-        Self {
-            names: header.iter().map(str::to_owned).collect(),
+    pub fn open(csv_path: &Path, collection: &mamori_store::CollectionRow) -> anyhow::Result<Self> {
+        let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(csv_path)?);
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
+        let names = reader.headers()?.iter().map(str::to_owned).collect();
+        Ok(Self {
+            reader,
+            names,
             hashers: (std::hash::RandomState::new(), std::hash::RandomState::new()),
-        }
+            line: csv::ByteRecord::new(),
+            collection: collection.clone(),
+            at: time::OffsetDateTime::from_unix_timestamp(1_780_000_000)?,
+        })
     }
 
-    /// `values`: a CSV row of the synthetic customers, subject id first.
-    pub fn row(&self, values: &[&str; 9]) -> FloorRow {
+    /// The next line's subject key and record; `None` at the end of the file.
+    pub fn next_row(&mut self) -> anyhow::Result<Option<(mamori_store::SubjectKeyRow, mamori_store::RecordRow)>> {
         use std::hash::BuildHasher;
+        if !self.reader.read_byte_record(&mut self.line)? {
+            return Ok(None);
+        }
+        anyhow::ensure!(self.line.len() == 9, "expected 9 columns, found {}", self.line.len());
+        let mut values = [""; 9];
+        for (slot, raw) in values.iter_mut().zip(self.line.iter()) {
+            *slot = std::str::from_utf8(raw).context("CSV is not UTF-8")?;
+        }
         let mut fields = vec![1u8, 0, 8];
         for (name, value) in self.names.iter().zip(values).skip(1) {
             fields.push(name.len() as u8);
@@ -135,100 +153,61 @@ impl FloorRows {
                 mamori_store::IndexToken { token, unique }
             })
             .collect();
-        FloorRow { id: mamori_core::ids::RecordId::generate(), fields, tokens }
+        let subject = values[0].to_owned();
+        let key = mamori_store::SubjectKeyRow {
+            subject: subject.clone(),
+            kek_version: self.collection.kek_version,
+            wrapped_dek: vec![7; Self::WRAPPED_DEK_LEN],
+        };
+        let record = mamori_store::RecordRow {
+            id: mamori_core::ids::RecordId::generate(),
+            collection_id: self.collection.id,
+            subject,
+            schema_version: self.collection.schema_version,
+            fields,
+            tokens,
+            created_at: self.at,
+            updated_at: self.at,
+            department: None,
+        };
+        Ok(Some((key, record)))
     }
 }
 
-/// A wrapped data key's size (format byte, nonce, key, tag), for the floors.
-pub const FLOOR_WRAPPED_DEK: [u8; 61] = [7; 61];
-
-/// Reads the synthetic customers CSV as [`plain_import`] does (UTF-8 checked) and hands
-/// each row to `each`.
-pub fn for_each_customer(
-    csv_path: &Path,
-    mut each: impl FnMut(&FloorRows, &[&str; 9]) -> anyhow::Result<()>,
-) -> anyhow::Result<u64> {
-    let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(csv_path)?);
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
-    let faker = FloorRows::new(reader.headers()?);
-    let mut line = csv::ByteRecord::new();
-    let mut rows = 0u64;
-    while reader.read_byte_record(&mut line)? {
-        anyhow::ensure!(line.len() == 9, "line {}: expected 9 columns", rows + 2);
-        let mut f = [""; 9];
-        for (slot, raw) in f.iter_mut().zip(line.iter()) {
-            *slot = std::str::from_utf8(raw).context("CSV is not UTF-8")?;
-        }
-        each(&faker, &f)?;
-        rows += 1;
-    }
-    Ok(rows)
-}
-
-/// The floor of any import into mamori's SQLite layout: the same CSV parsed (UTF-8 checked)
-/// and written into a vault database's own tables with the store's own statements, one row
-/// per line into `subject_keys` and `records`, four `blind_index` entries (one unique)
-/// staged and inserted in key order at the end as the store's import does, inside one
-/// `BEGIN IMMEDIATE` transaction with the import's page cache — but with no validation,
-/// no encryption and no hashing ([`FloorRows`]). What mamori costs on top of this is its
-/// own work; what this costs on top of [`plain_import`] is the layout (ten B-tree entries
-/// per row instead of two).
+/// The floor of any import into mamori's layout: the same CSV, parsed as [`plain_import`]
+/// parses it, written through the store's own import session (`Store::begin_import`) in
+/// batches of 2,000 rows like the vault's import — one subject key, one record and four
+/// blind-index entries per line, one transaction — but with no validation, no encryption
+/// and no hashing ([`FloorRows`]), all on one thread. What mamori costs on top of this is its
+/// own work; what this costs on top of [`plain_import`] is the layout (on SQLite, ten B-tree
+/// entries per row instead of two).
 ///
-/// `db_path` must hold a vault whose collection `collection_id` (KEK `kek_version`) is empty.
-pub fn layout_floor_import(
+/// `collection` must be empty.
+pub async fn layout_floor_import(
+    store: &dyn mamori_store::Store,
     csv_path: &Path,
-    db_path: &Path,
-    collection_id: i64,
-    kek_version: u32,
+    collection: &mamori_store::CollectionRow,
 ) -> anyhow::Result<Load> {
-    let mut conn = open_plain(db_path)?;
-    conn.execute_batch("PRAGMA cache_size = -32768; PRAGMA temp_store = FILE;")?;
+    const BATCH: usize = 2000;
     let started = Instant::now();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let rows = {
-        let mut key = tx.prepare(
-            "INSERT INTO subject_keys (collection_id, subject, kek_version, wrapped_dek) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
-        )?;
-        let mut record = tx.prepare(
-            "INSERT INTO records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at,
-                                  department)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        // Staged and inserted in key order at the end, as the store's import does.
-        tx.execute_batch(
-            "CREATE TEMP TABLE import_tokens (token BLOB NOT NULL, record_id BLOB NOT NULL, is_unique INTEGER NOT NULL)",
-        )?;
-        let mut index =
-            tx.prepare("INSERT INTO temp.import_tokens (token, record_id, is_unique) VALUES (?1, ?2, ?3)")?;
-        let now = 1_780_000_000_000_000i64;
-        let rows = for_each_customer(csv_path, |faker, f| {
-            let row = faker.row(f);
-            key.execute(params![collection_id, f[0], kek_version, &FLOOR_WRAPPED_DEK[..]])?;
-            record.execute(params![
-                collection_id,
-                row.id.as_bytes(),
-                f[0],
-                1,
-                row.fields,
-                mamori_store::encode_tokens(&row.tokens),
-                now,
-                now,
-                Option::<String>::None
-            ])?;
-            for t in &row.tokens {
-                index.execute(params![t.token, row.id.as_bytes(), t.unique])?;
-            }
-            Ok(())
-        })?;
-        tx.execute(
-            "INSERT INTO blind_index (collection_id, token, record_id, is_unique)
-             SELECT ?1, token, record_id, is_unique FROM temp.import_tokens ORDER BY token, record_id",
-            [collection_id],
-        )?;
-        rows
-    };
-    tx.commit()?;
+    let mut source = FloorRows::open(csv_path, collection)?;
+    let mut session = store.begin_import(collection.id).await?;
+    let mut rows = 0u64;
+    loop {
+        let (mut keys, mut records) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
+        while records.len() < BATCH {
+            let Some((key, record)) = source.next_row()? else { break };
+            keys.push(key);
+            records.push(record);
+        }
+        if records.is_empty() {
+            break;
+        }
+        rows += records.len() as u64;
+        session.insert_subject_keys(keys).await?;
+        session.insert_records(records).await?;
+    }
+    session.commit().await?;
     Ok(Load { rows, seconds: started.elapsed().as_secs_f64() })
 }
 

@@ -74,18 +74,12 @@ async fn main() -> anyhow::Result<()> {
     // The layout floor: mamori's own tables and statements, none of its own work (see
     // `layout_floor_import`), in a fresh vault whose collection exists and is empty.
     let floor = {
-        let db = floor_dir.join("mamori.db");
-        let store = SqliteStore::open(&db).await?;
+        let store = SqliteStore::open(floor_dir.join("mamori.db")).await?;
         let vault =
             Vault::open(Arc::new(store), &MasterKey::generate(), Arc::new(SystemClock), VaultConfig::default()).await?;
         mamori_bench::customers_and_manager(&vault).await?;
-        drop(vault);
-        let (id, kek): (i64, u32) = open_plain(&db)?.query_row(
-            "SELECT id, kek_version FROM collections WHERE name = 'customers'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        layout_floor_import(&csv_path, &db, id, kek)?
+        let collection = vault.store().get_collection("customers").await?.context("customers")?;
+        layout_floor_import(&**vault.store(), &csv_path, &collection).await?
     };
     anyhow::ensure!(floor.rows == rows as u64, "layout floor loaded {} rows", floor.rows);
     eprintln!("layout floor: {:.1}s, {:.0} rows/s", floor.seconds, floor.rows_per_second());

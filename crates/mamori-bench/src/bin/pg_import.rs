@@ -8,10 +8,10 @@
 //! - plain INSERT: the same rows as 9 TEXT columns, multi-row `INSERT … SELECT FROM unnest`
 //!   of 1,000 rows per statement, one transaction;
 //! - plain COPY: the same rows through binary `COPY FROM STDIN`, one transaction;
-//! - layout floor: the same rows into mamori's own tables (`subject_keys`, `records`, four
-//!   `blind_index` rows) with the store's binary COPYs in batches of 2,000, one transaction,
-//!   but no validation, encryption or hashing (`mamori_bench::FloorRows`): the best any import
-//!   into mamori's layout can do;
+//! - layout floor: the same rows through the store's own import session (`subject_keys`,
+//!   `records`, four `blind_index` rows each; binary COPYs in batches of 2,000, one
+//!   transaction), but no validation, encryption or hashing (`mamori_bench::layout_floor_import`):
+//!   the best any import into mamori's layout can do;
 //! - pgcrypto: the batched INSERT with `pgp_sym_encrypt(value, key, options)` on each of the
 //!   8 non-key columns, with the default options (iterated and salted S2K, AES-128) and
 //!   tuned (`s2k-mode=1, cipher-algo=aes256`), on a smaller number of rows (it is slow).
@@ -26,7 +26,7 @@
 //! `mamori_bench_*`, dropped at the end.
 
 use anyhow::Context;
-use mamori_bench::{FLOOR_WRAPPED_DEK, FloorRow, Latency, for_each_customer, ms, write_csv};
+use mamori_bench::{Latency, layout_floor_import, ms, write_csv};
 use mamori_core::clock::SystemClock;
 use mamori_crypto::MasterKey;
 use mamori_store_postgres::PostgresStore;
@@ -148,80 +148,6 @@ async fn timed_selects(client: &Client, select: &tokio_postgres::Statement, ids:
     .await
 }
 
-/// The layout floor (see the module comment) into the empty `customers` collection of the
-/// vault schema `client` is connected to.
-async fn layout_floor(client: &mut Client, csv_path: &Path) -> anyhow::Result<f64> {
-    const FLOOR_BATCH: usize = 2000;
-    let row = client.query_one("SELECT id, kek_version FROM collections WHERE name = 'customers'", &[]).await?;
-    let (collection_id, kek_version): (i64, i32) = (row.get(0), row.get(1));
-    let started = Instant::now();
-    let mut data: Vec<(String, FloorRow)> = Vec::new();
-    for_each_customer(csv_path, |faker, f| {
-        data.push((f[0].to_owned(), faker.row(f)));
-        Ok(())
-    })?;
-    let tx = client.transaction().await?;
-    let now = 1_780_000_000_000_000i64;
-    for batch in data.chunks(FLOOR_BATCH) {
-        let sink = tx
-            .copy_in("COPY subject_keys (collection_id, subject, kek_version, wrapped_dek) FROM STDIN (FORMAT binary)")
-            .await?;
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::INT4, Type::BYTEA]));
-        for (subject, _) in batch {
-            writer.as_mut().write(&[&collection_id, subject, &kek_version, &&FLOOR_WRAPPED_DEK[..]]).await?;
-        }
-        writer.finish().await?;
-        let sink = tx
-            .copy_in(
-                "COPY records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at,
-                              department) FROM STDIN (FORMAT binary)",
-            )
-            .await?;
-        let types = [
-            Type::INT8,
-            Type::UUID,
-            Type::TEXT,
-            Type::INT4,
-            Type::BYTEA,
-            Type::BYTEA,
-            Type::INT8,
-            Type::INT8,
-            Type::TEXT,
-        ];
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-        for (subject, r) in batch {
-            let tokens = mamori_store::encode_tokens(&r.tokens);
-            writer
-                .as_mut()
-                .write(&[
-                    &collection_id,
-                    r.id.as_uuid(),
-                    subject,
-                    &1i32,
-                    &r.fields,
-                    &tokens,
-                    &now,
-                    &now,
-                    &Option::<String>::None,
-                ])
-                .await?;
-        }
-        writer.finish().await?;
-        let sink = tx
-            .copy_in("COPY blind_index (collection_id, token, record_id, is_unique) FROM STDIN (FORMAT binary)")
-            .await?;
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &[Type::INT8, Type::BYTEA, Type::UUID, Type::BOOL]));
-        for (_, r) in batch {
-            for t in &r.tokens {
-                writer.as_mut().write(&[&collection_id, &t.token, r.id.as_uuid(), &t.unique]).await?;
-            }
-        }
-        writer.finish().await?;
-    }
-    tx.commit().await?;
-    Ok(data.len() as f64 / started.elapsed().as_secs_f64())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -267,8 +193,8 @@ async fn main() -> anyhow::Result<()> {
         let vault =
             Vault::open(Arc::new(store), &MasterKey::generate(), Arc::new(SystemClock), VaultConfig::default()).await?;
         mamori_bench::customers_and_manager(&vault).await?;
-        drop(vault);
-        layout_floor(&mut connect(&url, &floor_schema).await?, &csv_path).await?
+        let collection = vault.store().get_collection("customers").await?.context("customers")?;
+        layout_floor_import(&**vault.store(), &csv_path, &collection).await?.rows_per_second()
     };
     let pgcrypto =
         |options: &'static str| move |c: &str| format!("pgp_sym_encrypt({c}, '{PGCRYPTO_KEY}', '{options}')");

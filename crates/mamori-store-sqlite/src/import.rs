@@ -10,8 +10,9 @@ use rusqlite::Connection;
 ///
 /// Blind-index entries are staged, not inserted row by row: tokens are HMACs, so inserting
 /// them in file order lands every one on a random leaf of `blind_index`, and once the index
-/// outgrows the page cache most of an import's time went there (a million rows: 98 s of
-/// random inserts against 40 s staged and inserted in key order; BENCHMARKS.md, session 10).
+/// outgrows the page cache most of an import's time went there (a million rows in the
+/// benchmarks' layout floor: 98 s inserted row by row, 35–40 s staged and inserted in key
+/// order; BENCHMARKS.md, session 10).
 /// They go to a temporary table (appends) and into `blind_index` sorted, at commit. The
 /// temporary table and SQLite's sorter spill to temporary files, which hold tokens and
 /// record ids only (no personal value), are unlinked when opened and vanish with the

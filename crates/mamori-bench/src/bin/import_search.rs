@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(plain.rows == rows as u64, "baseline loaded {} rows", plain.rows);
     eprintln!("plain SQLite: {:.1}s, {:.0} rows/s", plain.seconds, plain.rows_per_second());
 
-    // The layout floor: mamori's own tables and statements, none of its own work (see
+    // The layout floor: the store's own import session, none of mamori's own work (see
     // `layout_floor_import`), in a fresh vault whose collection exists and is empty.
     let floor = {
         let store = SqliteStore::open(floor_dir.join("mamori.db")).await?;

@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use time::OffsetDateTime;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +121,60 @@ impl AuditEvent {
     /// is canonical for a given event.
     pub fn canonical_json(&self) -> String {
         serde_json::to_string(self).expect("an audit event always serialises")
+    }
+}
+
+/// An [`AuditEvent`] parsed in place: the same fields with the same types, strings borrowed
+/// from the JSON wherever it has no escapes. It accepts exactly the JSON that `AuditEvent`
+/// accepts (a test holds the two together), without a heap allocation per string, for
+/// `mamori audit verify`, which checks the form and indexed columns of every event.
+#[derive(Debug, Deserialize)]
+pub struct AuditEventView<'a> {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    #[serde(borrow)]
+    pub actor: Text<'a>,
+    #[serde(default, borrow)]
+    pub session: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub source: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub action: Text<'a>,
+    #[serde(default, borrow)]
+    pub collection: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub record: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub subject: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub fields: Vec<Text<'a>>,
+    pub outcome: Outcome,
+    #[serde(default, borrow)]
+    pub reason: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub policy: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub grant: Option<Text<'a>>,
+    #[serde(default)]
+    pub rows: Option<u64>,
+    #[serde(default, borrow)]
+    pub purpose: Option<Text<'a>>,
+    #[serde(default)]
+    pub reviewed_to: Option<u64>,
+    #[serde(default, borrow)]
+    pub note: Option<Text<'a>>,
+}
+
+/// A string of an [`AuditEventView`]: borrowed from the JSON unless it had escapes. (serde
+/// borrows a `Cow<str>` only as a field of its own, not inside an `Option` or a `Vec`.)
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
     }
 }
 
@@ -255,6 +310,80 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The view, made owned, for comparison with the event.
+    fn owned(v: AuditEventView<'_>) -> AuditEvent {
+        let s = |c: Option<Text<'_>>| c.map(|t| t.0.into_owned());
+        AuditEvent {
+            at: v.at,
+            actor: v.actor.0.into_owned(),
+            session: s(v.session),
+            source: s(v.source),
+            action: v.action.0.into_owned(),
+            collection: s(v.collection),
+            record: s(v.record),
+            subject: s(v.subject),
+            fields: v.fields.into_iter().map(|t| t.0.into_owned()).collect(),
+            outcome: v.outcome,
+            reason: s(v.reason),
+            policy: s(v.policy),
+            grant: s(v.grant),
+            rows: v.rows,
+            purpose: s(v.purpose),
+            reviewed_to: v.reviewed_to,
+            note: s(v.note),
+        }
+    }
+
+    #[test]
+    fn the_view_accepts_exactly_what_the_event_accepts() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_800_000_000_123_456_000).unwrap();
+        let mut e = AuditEvent::new(at, "user:0190c3a2", "record.read", Outcome::Denied);
+        (e.session, e.source, e.collection) = (Some("abcd".into()), Some("10.0.0.1".into()), Some("customers".into()));
+        (e.record, e.subject, e.fields) = (Some("r-1".into()), Some("S1".into()), vec!["name".into(), "住所".into()]);
+        (e.reason, e.policy, e.grant) = (Some("a \"quoted\"\n reason".into()), Some("p1,p2".into()), Some("g".into()));
+        (e.rows, e.purpose, e.reviewed_to, e.note) = (Some(7), Some("給与計算".into()), Some(12), Some("n".into()));
+        let json = e.canonical_json();
+        let view: AuditEventView<'_> = serde_json::from_str(&json).unwrap();
+        assert!(matches!(view.actor.0, Cow::Borrowed(_)), "an unescaped string is borrowed");
+        assert!(matches!(view.collection.as_ref().map(|t| &t.0), Some(Cow::Borrowed(_))), "also in an Option");
+        assert!(matches!(view.fields[1].0, Cow::Borrowed(_)), "and in a Vec");
+        assert!(matches!(view.reason.as_ref().map(|t| &t.0), Some(Cow::Owned(_))), "escapes are undone");
+        assert_eq!(owned(view), e);
+
+        let mut inputs = vec![
+            AuditEvent::new(at, "cli:root", "audit.verify", Outcome::Success).canonical_json(),
+            json.replace("}", ",\"unknown\":[1,{\"x\":null}]}"),
+            json.replace("\"actor\":\"user:0190c3a2\"", "\"actor\":\"user:\\u0030190c3a2\""),
+            json.replace("\"rows\":7", "\"rows\":\"7\""),
+            json.replace("\"rows\":7", "\"rows\":-7"),
+            json.replace("\"rows\":7", "\"rows\":null"),
+            json.replace("\"denied\"", "\"maybe\""),
+            json.replace("\"name\",", "1,"),
+            json.replace("2027-", "2027/"),
+            json.replace("\"grant\":\"g\"", "\"grant\":\"g\",\"grant\":\"h\""),
+            json.replace("\"subject\":\"S1\"", "\"subject\":null"),
+            format!("{json} "),
+            format!("{json}x"),
+            format!("[{json}]"),
+            String::new(),
+            "{}".into(),
+        ];
+        // Every key left out in turn.
+        let keys =
+            ["at", "actor", "session", "source", "action", "collection", "record", "subject", "fields", "outcome"];
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for key in keys.iter().chain(&["reason", "policy", "grant", "rows", "purpose", "reviewed_to", "note"]) {
+            let mut v = value.clone();
+            v.as_object_mut().unwrap().remove(*key);
+            inputs.push(v.to_string());
+        }
+        for input in &inputs {
+            let event = serde_json::from_str::<AuditEvent>(input);
+            let view = serde_json::from_str::<AuditEventView<'_>>(input);
+            assert_eq!(event.as_ref().ok(), view.ok().map(owned).as_ref(), "{input}");
+        }
+    }
 
     #[test]
     fn chain_depends_on_everything() {

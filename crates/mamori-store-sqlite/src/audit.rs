@@ -3,7 +3,7 @@
 use crate::{SqliteStore, map_err};
 use mamori_core::audit::{AuditEvent, CheckpointKind, GENESIS_HASH, chain_hash};
 use mamori_store::*;
-use rusqlite::types::Value;
+use rusqlite::types::{Type, Value};
 use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 const AUDIT_COLUMNS: &str = "seq, event_json, hash, at, actor, action, outcome, collection, record, subject";
@@ -18,19 +18,32 @@ fn corrupt(column: usize, what: &str) -> rusqlite::Error {
 }
 
 fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
-    let hash: Vec<u8> = r.get(2)?;
-    Ok(AuditRow {
+    audit_row_ref(r).map(|row| row.to_row())
+}
+
+/// A row, borrowed from SQLite's own buffers: verification reads every event of the log,
+/// and an allocation per column was most of its reading time.
+fn audit_row_ref<'r>(r: &'r Row<'_>) -> rusqlite::Result<AuditRowRef<'r>> {
+    let text = |i: usize| -> rusqlite::Result<Option<&'r str>> {
+        r.get_ref(i)?
+            .as_str_or_null()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+    };
+    let required = |i: usize| text(i)?.ok_or(rusqlite::Error::InvalidColumnType(i, "NULL".into(), Type::Null));
+    let hash =
+        r.get_ref(2)?.as_blob().map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, Type::Blob, Box::new(e)))?;
+    Ok(AuditRowRef {
         seq: r.get::<_, i64>(0)? as u64,
-        event_json: r.get(1)?,
+        event_json: required(1)?,
         hash: hash.try_into().map_err(|_| corrupt(2, "audit hash"))?,
-        columns: AuditColumns {
+        columns: AuditColumnsRef {
             at: r.get(3)?,
-            actor: r.get(4)?,
-            action: r.get(5)?,
-            outcome: r.get(6)?,
-            collection: r.get(7)?,
-            record: r.get(8)?,
-            subject: r.get(9)?,
+            actor: required(4)?,
+            action: required(5)?,
+            outcome: required(6)?,
+            collection: text(7)?,
+            record: text(8)?,
+            subject: text(9)?,
         },
     })
 }
@@ -98,7 +111,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn audit_rows(&self, from: u64, limit: usize) -> Result<Vec<AuditRow>> {
+    pub(crate) async fn audit_page(&self, from: u64, limit: usize) -> Result<AuditPage> {
         let from = seq_param(from).unwrap_or(i64::MAX);
         self.read(move |c| {
             let mut stmt = c
@@ -106,12 +119,20 @@ impl SqliteStore {
                     "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
                 ))
                 .map_err(map_err)?;
-            stmt.query_map(params![from, limit as i64], audit_row)
-                .map_err(map_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(map_err)
+            let mut rows = stmt.query(params![from, limit as i64]).map_err(map_err)?;
+            // Events are a few hundred bytes of text each.
+            let expected = limit.min(4096);
+            let mut page = AuditPage::with_capacity(expected, expected * 640);
+            while let Some(row) = rows.next().map_err(map_err)? {
+                page.push(&audit_row_ref(row).map_err(map_err)?)?;
+            }
+            Ok(page)
         })
         .await
+    }
+
+    pub(crate) async fn audit_rows(&self, from: u64, limit: usize) -> Result<Vec<AuditRow>> {
+        Ok(self.audit_page(from, limit).await?.iter().map(|row| row.to_row()).collect())
     }
 
     pub(crate) async fn query_audit_rows(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {

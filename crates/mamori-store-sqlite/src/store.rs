@@ -1085,6 +1085,10 @@ impl Store for SqliteStore {
         self.audit_rows(from, limit).await
     }
 
+    async fn read_audit_page(&self, from: u64, limit: usize) -> Result<AuditPage> {
+        self.audit_page(from, limit).await
+    }
+
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
         self.query_audit_rows(query).await
     }

@@ -527,6 +527,17 @@ pub async fn audit_chain(store: Arc<dyn Store>) {
     assert_eq!(rows[0].columns, AuditColumns::of(&event(2)));
     assert!(rows[0].columns.agree_with(&event(2)));
     assert_eq!(verify_chain(&*store).await, 4);
+    // The packed page verification reads holds the same rows, NULL columns included.
+    let mut other = event(5);
+    (other.record, other.subject, other.collection) = (None, Some("S5".into()), Some("顧客".into()));
+    store.append_audit(&[other]).await.unwrap();
+    let all = store.read_audit(1, 10).await.unwrap();
+    let page = store.read_audit_page(1, 10).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.to_row()).collect::<Vec<_>>(), all);
+    assert_eq!(page.len(), 5);
+    let page = store.read_audit_page(3, 2).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.to_row()).collect::<Vec<_>>(), all[2..4]);
+    assert!(store.read_audit_page(6, 10).await.unwrap().is_empty());
 }
 
 pub async fn concurrent_audit_appends(store: Arc<dyn Store>) {

@@ -194,6 +194,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<u64>;
     /// Events with `seq >= from`, in order, at most `limit`.
     async fn read_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditRow>>;
+    /// The same events as [`Store::read_audit`], packed into one buffer: what verification
+    /// reads, every event of the log. Backends may fill it without an allocation per column;
+    /// the default packs `read_audit`'s rows.
+    async fn read_audit_page(&self, from: u64, limit: usize) -> Result<AuditPage> {
+        let rows = self.read_audit(from, limit).await?;
+        let text = rows.iter().map(|r| r.event_json.len() + 64).sum();
+        let mut page = AuditPage::with_capacity(rows.len(), text);
+        for row in &rows {
+            page.push(&row.as_ref())?;
+        }
+        Ok(page)
+    }
     /// Events matching a query (SQL filtering on the indexed columns), in order.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>>;
     /// Stores a signed checkpoint or anchor. A second one of the same kind at the same `seq`

@@ -1,7 +1,7 @@
 //! Row types crossing the storage interface. Byte fields are ciphertexts, wrapped keys or
 //! blind-index tokens — never plaintext personal values.
 
-use mamori_core::audit::{AuditEvent, CheckpointKind};
+use mamori_core::audit::{AuditEvent, AuditEventView, CheckpointKind};
 use mamori_core::ids::{RecordId, UserId};
 use time::OffsetDateTime;
 
@@ -290,13 +290,206 @@ impl AuditColumns {
         }
     }
 
-    /// Whether the columns say what the event says. Times agree to within a millisecond:
-    /// columns back-filled by a migration were computed by the database at that precision.
+    pub fn as_ref(&self) -> AuditColumnsRef<'_> {
+        AuditColumnsRef {
+            at: self.at,
+            actor: &self.actor,
+            action: &self.action,
+            outcome: &self.outcome,
+            collection: self.collection.as_deref(),
+            record: self.record.as_deref(),
+            subject: self.subject.as_deref(),
+        }
+    }
+
+    /// Whether the columns say what the event says (see [`AuditColumnsRef::agree_with`]).
     pub fn agree_with(&self, e: &AuditEvent) -> bool {
-        let mut expected = Self::of(e);
-        let close = (expected.at - self.at).abs() <= 1_000;
-        expected.at = self.at;
-        close && expected == *self
+        self.as_ref().agree_with(&AuditColumnsRef::of(e))
+    }
+}
+
+/// The indexed columns of an audit event, borrowed: from a stored row, an event or an
+/// event parsed in place. Comparing these allocates nothing, which matters to verification:
+/// it compares them for every event of the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditColumnsRef<'a> {
+    /// Microseconds since the Unix epoch.
+    pub at: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub outcome: &'a str,
+    pub collection: Option<&'a str>,
+    pub record: Option<&'a str>,
+    pub subject: Option<&'a str>,
+}
+
+impl<'a> AuditColumnsRef<'a> {
+    pub fn of(e: &'a AuditEvent) -> Self {
+        Self {
+            at: to_micros(e.at),
+            actor: &e.actor,
+            action: &e.action,
+            outcome: e.outcome.as_str(),
+            collection: e.collection.as_deref(),
+            record: e.record.as_deref(),
+            subject: e.subject.as_deref(),
+        }
+    }
+
+    pub fn of_view(e: &'a AuditEventView<'_>) -> Self {
+        Self {
+            at: to_micros(e.at),
+            actor: &e.actor,
+            action: &e.action,
+            outcome: e.outcome.as_str(),
+            collection: e.collection.as_deref(),
+            record: e.record.as_deref(),
+            subject: e.subject.as_deref(),
+        }
+    }
+
+    /// Whether two sets of columns say the same. Times agree to within a millisecond:
+    /// columns back-filled by a migration were computed by the database at that precision.
+    pub fn agree_with(&self, other: &AuditColumnsRef<'_>) -> bool {
+        // Every column named, so that a new one cannot be left out of the comparison.
+        let Self { at, actor, action, outcome, collection, record, subject } = *self;
+        (other.at - at).abs() <= 1_000
+            && actor == other.actor
+            && action == other.action
+            && outcome == other.outcome
+            && collection == other.collection
+            && record == other.record
+            && subject == other.subject
+    }
+}
+
+impl AuditRow {
+    pub fn as_ref(&self) -> AuditRowRef<'_> {
+        AuditRowRef { seq: self.seq, event_json: &self.event_json, hash: &self.hash, columns: self.columns.as_ref() }
+    }
+}
+
+/// An [`AuditRow`], borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditRowRef<'a> {
+    pub seq: u64,
+    pub event_json: &'a str,
+    pub hash: &'a [u8; 32],
+    pub columns: AuditColumnsRef<'a>,
+}
+
+impl AuditRowRef<'_> {
+    pub fn to_row(&self) -> AuditRow {
+        let c = &self.columns;
+        AuditRow {
+            seq: self.seq,
+            event_json: self.event_json.to_owned(),
+            hash: *self.hash,
+            columns: AuditColumns {
+                at: c.at,
+                actor: c.actor.to_owned(),
+                action: c.action.to_owned(),
+                outcome: c.outcome.to_owned(),
+                collection: c.collection.map(str::to_owned),
+                record: c.record.map(str::to_owned),
+                subject: c.subject.map(str::to_owned),
+            },
+        }
+    }
+}
+
+/// Where one text column of a packed row lies in its page's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PackedAuditRow {
+    seq: u64,
+    hash: [u8; 32],
+    at: i64,
+    event_json: Span,
+    actor: Span,
+    action: Span,
+    outcome: Span,
+    collection: Option<Span>,
+    record: Option<Span>,
+    subject: Option<Span>,
+}
+
+/// A page of audit rows whose text shares one buffer: what `mamori audit verify` reads, a few
+/// allocations per page instead of eight per row ([`crate::Store::read_audit_page`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditPage {
+    text: String,
+    rows: Vec<PackedAuditRow>,
+}
+
+impl AuditPage {
+    pub fn with_capacity(rows: usize, text_bytes: usize) -> Self {
+        Self { text: String::with_capacity(text_bytes), rows: Vec::with_capacity(rows) }
+    }
+
+    /// Appends a copy of `row`. Pages are bounded by their reader's `limit`, far below 4 GiB
+    /// of text; a larger page is refused rather than truncated.
+    pub fn push(&mut self, row: &AuditRowRef<'_>) -> crate::Result<()> {
+        let mut put = |s: &str| -> crate::Result<Span> {
+            let start = u32::try_from(self.text.len()).ok();
+            let len = u32::try_from(s.len()).ok();
+            let (Some(start), Some(len)) = (start, len) else {
+                return Err(crate::StoreError::Backend("an audit page over 4 GiB".into()));
+            };
+            self.text.push_str(s);
+            Ok(Span { start, len })
+        };
+        let c = &row.columns;
+        let packed = PackedAuditRow {
+            seq: row.seq,
+            hash: *row.hash,
+            at: c.at,
+            event_json: put(row.event_json)?,
+            actor: put(c.actor)?,
+            action: put(c.action)?,
+            outcome: put(c.outcome)?,
+            collection: c.collection.map(&mut put).transpose()?,
+            record: c.record.map(&mut put).transpose()?,
+            subject: c.subject.map(&mut put).transpose()?,
+        };
+        self.rows.push(packed);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<AuditRowRef<'_>> {
+        let r = self.rows.get(i)?;
+        let text = |s: Span| &self.text[s.start as usize..(s.start + s.len) as usize];
+        Some(AuditRowRef {
+            seq: r.seq,
+            event_json: text(r.event_json),
+            hash: &r.hash,
+            columns: AuditColumnsRef {
+                at: r.at,
+                actor: text(r.actor),
+                action: text(r.action),
+                outcome: text(r.outcome),
+                collection: r.collection.map(text),
+                record: r.record.map(text),
+                subject: r.subject.map(text),
+            },
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = AuditRowRef<'_>> {
+        (0..self.rows.len()).filter_map(|i| self.get(i))
     }
 }
 

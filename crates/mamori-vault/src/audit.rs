@@ -18,6 +18,7 @@
 //! [`AuditHealth::events`], `/metrics`): their ratio is the group-commit batch size.
 
 mod checkpoint;
+mod parallel_walk;
 mod query;
 mod siem;
 mod verify;

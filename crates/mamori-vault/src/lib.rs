@@ -274,7 +274,7 @@ impl Vault {
     pub async fn verify_audit_with(&self, checkpoint_file: Option<&std::path::Path>) -> Result<VerifyReport> {
         let trusted = self.config.audit.signing_key.as_ref().map(|k| k.verifying_key());
         let configured = self.config.audit.checkpoint_file.as_deref();
-        verify_store(&*self.store, trusted.as_ref(), configured, checkpoint_file).await
+        verify_store(&self.store, trusted.as_ref(), configured, checkpoint_file).await
     }
 
     /// The audit checkpoint public key stored with the data.

@@ -9,9 +9,10 @@ use common::{Fixture, PASSWORD};
 use mamori_core::access::Role;
 use mamori_core::audit::{AuditEvent, Outcome, SignedCheckpoint, chain_hash};
 use mamori_core::clock::{Clock, ManualClock, SystemClock};
-use mamori_crypto::AuditSigningKey;
-use mamori_store::AuditColumns;
-use mamori_vault::{AuditFilter, AuditSettings, ProblemKind, VaultConfig, VaultError, VerifyReport, View};
+use mamori_crypto::{AuditSigningKey, AuditVerifyingKey};
+use mamori_store::{AuditColumns, Store};
+use mamori_store_sqlite::SqliteStore;
+use mamori_vault::{AuditFilter, AuditLog, AuditSettings, ProblemKind, VaultConfig, VaultError, VerifyReport, View};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -480,4 +481,84 @@ async fn pruning_keeps_the_rest_verifiable_through_a_signed_anchor() {
     // Nor is an anchor moved forward by hand (its signature no longer fits).
     conn.execute("UPDATE audit_checkpoints SET seq = seq + 1 WHERE kind = 'anchor'", []).unwrap();
     assert_found(&f.vault.verify_audit().await.unwrap(), old + 1, ProblemKind::BadSignature);
+}
+
+/// A log that spans several of verification's pages (1,000 events each), written by the
+/// audit writer as the server writes it, with a signed checkpoint every 700 events and one
+/// at the head. Verification checks such a log on every core at once; a tampered one gets
+/// the same diagnosis as a short log.
+async fn long_log(events: u64) -> (tempfile::TempDir, Arc<dyn Store>, AuditVerifyingKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(AuditSigningKey::generate());
+    let public = key.verifying_key();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("mamori.db")).await.unwrap());
+    let settings = AuditSettings { signing_key: Some(key), checkpoint_every_events: 700, ..AuditSettings::default() };
+    let log = AuditLog::start_with(store.clone(), Arc::new(SystemClock), &settings);
+    for batch in 0..events.div_ceil(250) {
+        let events = (batch * 250..((batch + 1) * 250).min(events))
+            .map(|i| {
+                let mut e =
+                    AuditEvent::new(SystemClock.now(), format!("user:{}", i % 7), "record.read", Outcome::Success);
+                e.collection = Some("customers".into());
+                e.record = Some(format!("record-{i}"));
+                e.subject = Some(format!("S{i:06}"));
+                e
+            })
+            .collect();
+        log.record(events).await.unwrap();
+    }
+    assert_eq!(log.checkpoint().await.unwrap().expect("signed").seq, events);
+    (dir, store, public)
+}
+
+async fn verify_long(store: &Arc<dyn Store>, key: &AuditVerifyingKey) -> VerifyReport {
+    mamori_vault::verify_store(store, Some(key), None, None).await.unwrap()
+}
+
+fn long_db(dir: &tempfile::TempDir) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.path().join("mamori.db")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_log_in_order_verifies_to_its_head() {
+    let (dir, store, key) = long_log(3_456).await;
+    let report = verify_long(&store, &key).await;
+    assert!(report.ok, "{report:#?}");
+    assert_eq!((report.first_seq, report.head_seq, report.events), (1, 3_456, 3_456));
+    assert_eq!(report.signed_up_to, Some(3_456));
+    let (_, head_hash) = row(&long_db(&dir), 3_456);
+    assert_eq!(report.head_hash, mamori_core::audit::to_hex(&head_hash));
+    // Events appended after the check began are verified too: the walk goes on to the end.
+    let more = AuditEvent::new(SystemClock.now(), "user:late", "auth.logout", Outcome::Success);
+    store.append_audit(&[more]).await.unwrap();
+    let report = verify_long(&store, &key).await;
+    assert!(report.ok && report.head_seq == 3_457, "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampering_deep_in_a_long_log_is_found_where_it_is() {
+    let (dir, store, key) = long_log(3_456).await;
+    let conn = long_db(&dir);
+    // A modified event in the third page.
+    let (json, _) = row(&conn, 2_345);
+    conn.execute(
+        "UPDATE audit_events SET event_json = ?1 WHERE seq = 2345",
+        [json.replace("record.read", "record.list")],
+    )
+    .unwrap();
+    assert_found(&verify_long(&store, &key).await, 2_345, ProblemKind::Modified);
+    conn.execute("UPDATE audit_events SET event_json = ?1 WHERE seq = 2345", [json]).unwrap();
+    assert!(verify_long(&store, &key).await.ok);
+    // A forged indexed column in the second.
+    let actor: String = conn.query_row("SELECT actor FROM audit_events WHERE seq = 1500", [], |r| r.get(0)).unwrap();
+    conn.execute("UPDATE audit_events SET actor = 'user:nobody' WHERE seq = 1500", []).unwrap();
+    assert_found(&verify_long(&store, &key).await, 1_500, ProblemKind::Modified);
+    conn.execute("UPDATE audit_events SET actor = ?1 WHERE seq = 1500", [actor]).unwrap();
+    assert!(verify_long(&store, &key).await.ok);
+    // The first event of a page deleted.
+    conn.execute("DELETE FROM audit_events WHERE seq = 2001", []).unwrap();
+    assert_found(&verify_long(&store, &key).await, 2_001, ProblemKind::Deleted);
+    // Everything from there on deleted: the stored checkpoints behind it remember.
+    conn.execute("DELETE FROM audit_events WHERE seq > 2001", []).unwrap();
+    assert_found(&verify_long(&store, &key).await, 2_001, ProblemKind::TruncatedBehindCheckpoint);
 }

@@ -13,6 +13,7 @@
 //!   validly signed anchor says so.
 
 use super::checkpoint::{row_checkpoint, signature_valid};
+use super::parallel_walk::{Signed, VerifiedPrefix, verified_prefix};
 use crate::AUDIT_PUBLIC_KEY;
 use crate::error::{Result, VaultError};
 use mamori_core::audit::{AuditEvent, CheckpointKind, GENESIS_HASH, SignedCheckpoint, chain_hash};
@@ -20,6 +21,7 @@ use mamori_crypto::AuditVerifyingKey;
 use mamori_store::{AuditRow, Store};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What kind of tampering a problem shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
@@ -117,12 +119,12 @@ pub async fn stored_audit_key(store: &dyn Store) -> Result<Option<AuditVerifying
 /// given by an auditor); without it the database's own copy is used. The checkpoint file is
 /// `given`, else `configured` (whose absence is only a warning: nothing was written yet).
 pub async fn verify_store(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     trusted: Option<&AuditVerifyingKey>,
     configured: Option<&std::path::Path>,
     given: Option<&std::path::Path>,
 ) -> Result<VerifyReport> {
-    let stored = stored_audit_key(store).await?;
+    let stored = stored_audit_key(&**store).await?;
     let trusted = trusted.or(stored.as_ref());
     let mut missing_file = None;
     let lines = match given.or(configured) {
@@ -172,7 +174,7 @@ impl Walk {
 /// caller has it, else the one stored in the database); `stored_key` is the database's copy;
 /// `external` the lines of the external checkpoint file, if there is one.
 pub async fn verify_chain(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     key: Option<&AuditVerifyingKey>,
     stored_key: Option<&AuditVerifyingKey>,
     external: Option<&[CheckpointLine]>,
@@ -262,11 +264,10 @@ pub async fn verify_chain(
 
     // Where the chain starts: after the pruning anchor, or at the genesis.
     let start = anchor.or(bad_anchor);
-    let (mut prev, mut next) = match start {
+    let (prev, first_seq) = match start {
         Some((seq, hash)) => (hash, seq + 1),
         None => (GENESIS_HASH, 1),
     };
-    let first_seq = next;
     for (line, seq, hash) in external_anchors {
         if Some(seq) == start.map(|a| a.0) && Some(hash) != start.map(|a| a.1) {
             w.problem(
@@ -287,9 +288,27 @@ pub async fn verify_chain(
         }
     }
 
-    let mut prev_prev: Option<[u8; 32]> = None;
+    // Everything up to where the parallel check stopped is in order, and so is every signed
+    // checkpoint in that part; the walk below goes on from there (from `first_seq` when the
+    // parallel check found anything to look at).
+    let signed: Signed =
+        expected.iter().map(|(seq, hashes)| (*seq, hashes.iter().map(|(h, _)| *h).collect())).collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
+    let VerifiedPrefix { mut next, mut prev, mut prev_prev } =
+        verified_prefix(store, first_seq, prev, Arc::new(signed), workers).await?.unwrap_or(VerifiedPrefix {
+            next: first_seq,
+            prev,
+            prev_prev: None,
+        });
     let mut last_matched = first_seq - 1;
     let mut signed_up_to = None;
+    let in_prefix: Vec<u64> = expected.range(..next).map(|(seq, _)| *seq).collect();
+    for seq in in_prefix {
+        expected.remove(&seq);
+        last_matched = seq;
+        signed_up_to = Some(seq);
+    }
+    let store = &**store;
     let mut stopped = false;
     'walk: loop {
         let rows = store.read_audit(next, 1000).await?;

@@ -99,7 +99,7 @@ async fn verify(
     };
     let store = open_store(settings, false).await?;
     let configured = settings.audit.checkpoint_file.as_deref();
-    let report = mamori_vault::verify_store(&*store, trusted.as_ref(), configured, file).await?;
+    let report = mamori_vault::verify_store(&store, trusted.as_ref(), configured, file).await?;
     if json {
         output::json(&report)?;
     } else {

@@ -323,29 +323,28 @@ pub struct AuditColumnsRef<'a> {
     pub subject: Option<&'a str>,
 }
 
+/// The columns of an event or an event view: the same field names in both.
+macro_rules! columns_of {
+    ($e:expr) => {
+        AuditColumnsRef {
+            at: to_micros($e.at),
+            actor: &$e.actor,
+            action: &$e.action,
+            outcome: $e.outcome.as_str(),
+            collection: $e.collection.as_deref(),
+            record: $e.record.as_deref(),
+            subject: $e.subject.as_deref(),
+        }
+    };
+}
+
 impl<'a> AuditColumnsRef<'a> {
     pub fn of(e: &'a AuditEvent) -> Self {
-        Self {
-            at: to_micros(e.at),
-            actor: &e.actor,
-            action: &e.action,
-            outcome: e.outcome.as_str(),
-            collection: e.collection.as_deref(),
-            record: e.record.as_deref(),
-            subject: e.subject.as_deref(),
-        }
+        columns_of!(e)
     }
 
     pub fn of_view(e: &'a AuditEventView<'_>) -> Self {
-        Self {
-            at: to_micros(e.at),
-            actor: &e.actor,
-            action: &e.action,
-            outcome: e.outcome.as_str(),
-            collection: e.collection.as_deref(),
-            record: e.record.as_deref(),
-            subject: e.subject.as_deref(),
-        }
+        columns_of!(e)
     }
 
     /// Whether two sets of columns say the same. Times agree to within a millisecond:

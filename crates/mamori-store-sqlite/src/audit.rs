@@ -111,7 +111,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn audit_page(&self, from: u64, limit: usize) -> Result<AuditPage> {
+    pub(crate) async fn audit_page(&self, from: u64, limit: usize) -> Result<AuditRowPage> {
         let from = seq_param(from).unwrap_or(i64::MAX);
         self.read(move |c| {
             let mut stmt = c
@@ -122,7 +122,7 @@ impl SqliteStore {
             let mut rows = stmt.query(params![from, limit as i64]).map_err(map_err)?;
             // Events are a few hundred bytes of text each.
             let expected = limit.min(4096);
-            let mut page = AuditPage::with_capacity(expected, expected * 640);
+            let mut page = AuditRowPage::with_capacity(expected, expected * 640);
             while let Some(row) = rows.next().map_err(map_err)? {
                 page.push(&audit_row_ref(row).map_err(map_err)?)?;
             }

@@ -1085,7 +1085,7 @@ impl Store for SqliteStore {
         self.audit_rows(from, limit).await
     }
 
-    async fn read_audit_page(&self, from: u64, limit: usize) -> Result<AuditPage> {
+    async fn read_audit_page(&self, from: u64, limit: usize) -> Result<AuditRowPage> {
         self.audit_page(from, limit).await
     }
 

@@ -528,13 +528,19 @@ pub async fn audit_chain(store: Arc<dyn Store>) {
     assert!(rows[0].columns.agree_with(&event(2)));
     assert_eq!(verify_chain(&*store).await, 4);
     // The packed page verification reads holds the same rows, NULL columns included.
-    let mut other = event(5);
-    (other.record, other.subject, other.collection) = (None, Some("S5".into()), Some("顧客".into()));
-    store.append_audit(&[other]).await.unwrap();
+    let mut other_event = event(5);
+    (other_event.record, other_event.subject, other_event.collection) = (None, Some("S5".into()), Some("顧客".into()));
+    store.append_audit(std::slice::from_ref(&other_event)).await.unwrap();
     let all = store.read_audit(1, 10).await.unwrap();
     let page = store.read_audit_page(1, 10).await.unwrap();
     assert_eq!(page.iter().map(|r| r.to_row()).collect::<Vec<_>>(), all);
     assert_eq!(page.len(), 5);
+    let fifth = page.get(4).unwrap();
+    assert_eq!(
+        (fifth.columns.record, fifth.columns.subject, fifth.columns.collection),
+        (None, Some("S5"), Some("顧客"))
+    );
+    assert!(fifth.columns.agree_with(&AuditColumnsRef::of(&other_event)));
     let page = store.read_audit_page(3, 2).await.unwrap();
     assert_eq!(page.iter().map(|r| r.to_row()).collect::<Vec<_>>(), all[2..4]);
     assert!(store.read_audit_page(6, 10).await.unwrap().is_empty());

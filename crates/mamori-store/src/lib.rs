@@ -197,10 +197,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The same events as [`Store::read_audit`], packed into one buffer: what verification
     /// reads, every event of the log. Backends may fill it without an allocation per column;
     /// the default packs `read_audit`'s rows.
-    async fn read_audit_page(&self, from: u64, limit: usize) -> Result<AuditPage> {
+    async fn read_audit_page(&self, from: u64, limit: usize) -> Result<AuditRowPage> {
         let rows = self.read_audit(from, limit).await?;
         let text = rows.iter().map(|r| r.event_json.len() + 64).sum();
-        let mut page = AuditPage::with_capacity(rows.len(), text);
+        let mut page = AuditRowPage::with_capacity(rows.len(), text);
         for row in &rows {
             page.push(&row.as_ref())?;
         }

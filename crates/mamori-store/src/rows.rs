@@ -421,12 +421,12 @@ struct PackedAuditRow {
 /// A page of audit rows whose text shares one buffer: what `mamori audit verify` reads, a few
 /// allocations per page instead of eight per row ([`crate::Store::read_audit_page`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AuditPage {
+pub struct AuditRowPage {
     text: String,
     rows: Vec<PackedAuditRow>,
 }
 
-impl AuditPage {
+impl AuditRowPage {
     pub fn with_capacity(rows: usize, text_bytes: usize) -> Self {
         Self { text: String::with_capacity(text_bytes), rows: Vec::with_capacity(rows) }
     }
@@ -435,9 +435,11 @@ impl AuditPage {
     /// of text; a larger page is refused rather than truncated.
     pub fn push(&mut self, row: &AuditRowRef<'_>) -> crate::Result<()> {
         let mut put = |s: &str| -> crate::Result<Span> {
-            let start = u32::try_from(self.text.len()).ok();
-            let len = u32::try_from(s.len()).ok();
-            let (Some(start), Some(len)) = (start, len) else {
+            let span = u32::try_from(self.text.len())
+                .ok()
+                .zip(u32::try_from(s.len()).ok())
+                .filter(|(start, len)| start.checked_add(*len).is_some());
+            let Some((start, len)) = span else {
                 return Err(crate::StoreError::Backend("an audit page over 4 GiB".into()));
             };
             self.text.push_str(s);

@@ -95,7 +95,7 @@ fn audit_verify(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(bytes));
     group.bench_function(BenchmarkId::new("mamori", INPUT), |b| {
         b.iter(|| {
-            let report = rt.block_on(verify_store(&store, Some(&public), None, None)).expect("verify");
+            let report = rt.block_on(verify_store(&store, Some(&public), None, None, &Arc::default())).expect("verify");
             assert!(report.ok && report.events == EVENTS, "{report:?}");
             report
         })

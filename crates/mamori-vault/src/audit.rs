@@ -29,7 +29,8 @@ pub use siem::{
     JsonlSinkSettings, SiemCursor, SiemHealth, SiemSettings, SyslogSinkSettings, audit_head_seq, siem_cursor,
 };
 pub use verify::{
-    ProblemKind, VerifyProblem, VerifyReport, parse_checkpoint_file, stored_audit_key, verify_chain, verify_store,
+    ProblemKind, VerifyProblem, VerifyProgress, VerifyReport, parse_checkpoint_file, stored_audit_key, verify_chain,
+    verify_store,
 };
 
 use crate::error::{Result, VaultError};

@@ -36,8 +36,8 @@ pub use approvals::{GrantInfo, MAX_BREAK_GLASS_MINUTES, PolicyChange, PolicyVers
 pub use audit::{
     AuditEntry, AuditFilter, AuditHealth, AuditLog, AuditPage, AuditSettings, JsonlSinkSettings, MAX_QUERY_LIMIT,
     MIN_RETENTION_DAYS, ProblemKind, PruneReport, ReviewMark, SiemCursor, SiemHealth, SiemSettings, SyslogSinkSettings,
-    UNAUDITED_BENCHMARK, VerifyProblem, VerifyReport, audit_head_seq, finish_audit_writers, parse_checkpoint_file,
-    siem_cursor, stored_audit_key, verify_chain, verify_store,
+    UNAUDITED_BENCHMARK, VerifyProblem, VerifyProgress, VerifyReport, audit_head_seq, finish_audit_writers,
+    parse_checkpoint_file, siem_cursor, stored_audit_key, verify_chain, verify_store,
 };
 pub use auth::{AuthPolicy, LoginOutcome, NewUser, ProfileChange, TotpEnrolment, UserSummary};
 pub use authz::{AuthzSettings, BUILTIN_PROPOSER};
@@ -274,7 +274,7 @@ impl Vault {
     pub async fn verify_audit_with(&self, checkpoint_file: Option<&std::path::Path>) -> Result<VerifyReport> {
         let trusted = self.config.audit.signing_key.as_ref().map(|k| k.verifying_key());
         let configured = self.config.audit.checkpoint_file.as_deref();
-        verify_store(&self.store, trusted.as_ref(), configured, checkpoint_file).await
+        verify_store(&self.store, trusted.as_ref(), configured, checkpoint_file, &Arc::default()).await
     }
 
     /// The audit checkpoint public key stored with the data.

@@ -17,9 +17,9 @@
 //! the same diagnosis (first bad sequence number, kind of tampering) as before; only a
 //! clean log, the common case, is checked in parallel (002-S-11-b, 004-V-1-4-c).
 
-use crate::error::{Result, VaultError};
+use super::verify::VerifyProgress;
 use mamori_core::audit::{AuditEventView, chain_hash};
-use mamori_store::{AuditColumnsRef, AuditPage, AuditRowRef, Store};
+use mamori_store::{AuditColumnsRef, AuditRowPage, AuditRowRef, Store};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,52 +45,65 @@ pub(super) struct VerifiedPrefix {
 /// What a worker found in one page.
 #[derive(Debug, Clone, Copy)]
 enum PageOutcome {
-    /// Every event in order. `count` events (fewer than a page: the end of the log), and the
-    /// hashes of the last two of them (or of the event before the page).
-    InOrder { count: u64, last: [u8; 32], before_last: Option<[u8; 32]> },
+    /// Every event in order. `count` events (fewer than a page: the end of the log); `entry`,
+    /// the hash the first link was checked against (none when not even the event before the
+    /// page was there); and the hashes of the last two events (or of the event before the
+    /// page).
+    InOrder { count: u64, entry: Option<[u8; 32]>, last: [u8; 32], before_last: Option<[u8; 32]> },
     /// Something the sequential walk has to look at.
     Irregular,
 }
 
 /// Checks the log from `first_seq` (whose predecessor's hash is `start_prev`) on `workers`
 /// concurrent tasks. `None` when anything is out of order: the caller then walks the whole
-/// log sequentially. An error reading the store is an error, as in the sequential walk.
+/// log sequentially. A page that cannot be read (or whose check panicked) is irregular too,
+/// not an error: pages are read ahead, and a row the sequential walk would never reach (it
+/// stops at the first problem) must not turn a diagnosis into an error.
 pub(super) async fn verified_prefix(
     store: &Arc<dyn Store>,
     first_seq: u64,
     start_prev: [u8; 32],
     signed: Arc<Signed>,
     workers: usize,
-) -> Result<Option<VerifiedPrefix>> {
+    progress: &Arc<VerifyProgress>,
+) -> Option<VerifiedPrefix> {
     let claim = Arc::new(AtomicU64::new(0));
     // The lowest page that ended the log or was irregular: no worker needs to go past it.
     let last_page = Arc::new(AtomicU64::new(u64::MAX));
     let outcomes = Arc::new(Mutex::new(BTreeMap::new()));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers.max(1) {
-        let (store, claim, last_page, outcomes, signed) =
-            (store.clone(), claim.clone(), last_page.clone(), outcomes.clone(), signed.clone());
+        let (store, claim, last_page, outcomes, signed, progress) =
+            (store.clone(), claim.clone(), last_page.clone(), outcomes.clone(), signed.clone(), progress.clone());
         tasks.spawn(async move {
             loop {
                 let page = claim.fetch_add(1, Ordering::Relaxed);
                 if page > last_page.load(Ordering::Acquire) {
-                    return Ok::<_, VaultError>(());
+                    return;
                 }
                 let low = first_seq + page * PAGE;
                 // The event before the page gives its first link; the first page links to
                 // the anchor or the genesis instead.
                 let rows = if page == 0 {
-                    store.read_audit_page(low, PAGE as usize).await?
+                    store.read_audit_page(low, PAGE as usize).await
                 } else {
-                    store.read_audit_page(low - 1, PAGE as usize + 1).await?
+                    store.read_audit_page(low - 1, PAGE as usize + 1).await
                 };
-                let signed = signed.clone();
-                let outcome = tokio::task::spawn_blocking(move || {
-                    let prev = if page == 0 { Some(start_prev) } else { None };
-                    check_page(&rows, low, prev, &signed)
-                })
-                .await
-                .map_err(|e| VaultError::Unavailable(format!("audit verification worker: {e}")))?;
+                let outcome = match rows {
+                    Ok(rows) => {
+                        let signed = signed.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let prev = if page == 0 { Some(start_prev) } else { None };
+                            check_page(&rows, low, prev, &signed)
+                        })
+                        .await
+                        .unwrap_or(PageOutcome::Irregular)
+                    }
+                    Err(_) => PageOutcome::Irregular,
+                };
+                if let PageOutcome::InOrder { count, .. } = outcome {
+                    progress.events.fetch_add(count, Ordering::Relaxed);
+                }
                 if !matches!(outcome, PageOutcome::InOrder { count: PAGE, .. }) {
                     last_page.fetch_min(page, Ordering::AcqRel);
                 }
@@ -98,21 +111,26 @@ pub(super) async fn verified_prefix(
             }
         });
     }
-    while let Some(joined) = tasks.join_next().await {
-        joined.map_err(|e| VaultError::Unavailable(format!("audit verification worker: {e}")))??;
-    }
+    // A worker that panicked left its page without an outcome: `assemble` gives up there.
+    while tasks.join_next().await.is_some() {}
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|e| e.into_inner()));
-    Ok(assemble(&outcomes, first_seq, start_prev))
+    assemble(&outcomes, first_seq, start_prev)
 }
 
-/// Joins the pages' outcomes in order, up to the first short page (the end of the log).
+/// Joins the pages' outcomes in order, up to the first short page (the end of the log). Each
+/// page must start from the hash the page before it ended with: pages are separate reads, and
+/// a row rewritten between two of them must not let two halves of different chains pass as
+/// one.
 fn assemble(outcomes: &BTreeMap<u64, PageOutcome>, first_seq: u64, start_prev: [u8; 32]) -> Option<VerifiedPrefix> {
     let mut prefix = VerifiedPrefix { next: first_seq, prev: start_prev, prev_prev: None };
     for (expected_page, (&page, outcome)) in outcomes.iter().enumerate() {
         if page != expected_page as u64 {
             return None;
         }
-        let PageOutcome::InOrder { count, last, before_last } = *outcome else { return None };
+        let PageOutcome::InOrder { count, entry, last, before_last } = *outcome else { return None };
+        if count > PAGE || entry.is_some_and(|e| e != prefix.prev) {
+            return None;
+        }
         if count > 0 {
             prefix = VerifiedPrefix { next: prefix.next + count, prev: last, prev_prev: before_last };
         }
@@ -127,7 +145,7 @@ fn assemble(outcomes: &BTreeMap<u64, PageOutcome>, first_seq: u64, start_prev: [
 
 /// Checks the events `low..low + PAGE` in `rows`. Without `prev`, `rows` starts with the
 /// event before `low`, whose stored hash is the first link.
-fn check_page(rows: &AuditPage, low: u64, prev: Option<[u8; 32]>, signed: &Signed) -> PageOutcome {
+fn check_page(rows: &AuditRowPage, low: u64, prev: Option<[u8; 32]>, signed: &Signed) -> PageOutcome {
     let mut rows = rows.iter();
     let mut prev = match prev {
         Some(p) => p,
@@ -135,11 +153,12 @@ fn check_page(rows: &AuditPage, low: u64, prev: Option<[u8; 32]>, signed: &Signe
             // Nothing from the event before the page on: the log ended before this page. (Had
             // events been deleted up to the end, the sequential walk, which goes on from the
             // end of the prefix until it finds no more events, would see the gap.)
-            None => return PageOutcome::InOrder { count: 0, last: [0; 32], before_last: None },
+            None => return PageOutcome::InOrder { count: 0, entry: None, last: [0; 32], before_last: None },
             Some(before) if before.seq == low - 1 => *before.hash,
             Some(_) => return PageOutcome::Irregular,
         },
     };
+    let entry = Some(prev);
     let mut before_last = None;
     let mut count = 0;
     for row in rows {
@@ -152,7 +171,7 @@ fn check_page(rows: &AuditPage, low: u64, prev: Option<[u8; 32]>, signed: &Signe
     }
     // With no event in the page, `prev` is the hash before it and `before_last` unknown; the
     // caller keeps what it had.
-    PageOutcome::InOrder { count, last: prev, before_last }
+    PageOutcome::InOrder { count, entry, last: prev, before_last }
 }
 
 /// One event checked as the sequential walk checks it: its link, its form, its indexed
@@ -187,7 +206,7 @@ mod tests {
     }
 
     fn check_page(rows: &[AuditRow], low: u64, prev: Option<[u8; 32]>, signed: &Signed) -> PageOutcome {
-        let mut page = AuditPage::default();
+        let mut page = AuditRowPage::default();
         for row in rows {
             page.push(&row.as_ref()).expect("small page");
         }
@@ -198,8 +217,8 @@ mod tests {
     fn a_page_in_order_links_to_the_event_before_it() {
         let rows = chain(5);
         let outcome = check_page(&rows[1..], 3, None, &Signed::new());
-        assert!(matches!(outcome, PageOutcome::InOrder { count: 3, last, before_last: Some(b) }
-            if last == rows[4].hash && b == rows[3].hash));
+        assert!(matches!(outcome, PageOutcome::InOrder { count: 3, entry: Some(e), last, before_last: Some(b) }
+            if e == rows[1].hash && last == rows[4].hash && b == rows[3].hash));
     }
 
     #[test]
@@ -242,24 +261,34 @@ mod tests {
         let head = store.read_audit(2_500, 1).await.unwrap().remove(0);
         let before = store.read_audit(2_499, 1).await.unwrap().remove(0);
         for workers in [1, 3] {
-            let prefix = verified_prefix(&store, 1, GENESIS_HASH, Arc::new(Signed::new()), workers).await.unwrap();
+            let prefix =
+                verified_prefix(&store, 1, GENESIS_HASH, Arc::new(Signed::new()), workers, &Arc::default()).await;
             assert_eq!(prefix, Some(VerifiedPrefix { next: 2_501, prev: head.hash, prev_prev: Some(before.hash) }));
         }
+        // A log that ends exactly at the end of a page.
+        let more: Vec<AuditEvent> =
+            chain(3_000)[2_500..].iter().map(|r| serde_json::from_str(&r.event_json).unwrap()).collect();
+        store.append_audit(&more).await.unwrap();
+        let head = store.read_audit(3_000, 1).await.unwrap().remove(0);
+        let before = store.read_audit(2_999, 1).await.unwrap().remove(0);
+        let prefix = verified_prefix(&store, 1, GENESIS_HASH, Arc::new(Signed::new()), 2, &Arc::default()).await;
+        assert_eq!(prefix, Some(VerifiedPrefix { next: 3_001, prev: head.hash, prev_prev: Some(before.hash) }));
         // A checkpoint that signed something else at 1,700: the sequential walk must look.
         let signed = Arc::new(Signed::from([(1_700, vec![[1; 32]])]));
-        assert_eq!(verified_prefix(&store, 1, GENESIS_HASH, signed, 3).await.unwrap(), None);
+        assert_eq!(verified_prefix(&store, 1, GENESIS_HASH, signed, 3, &Arc::default()).await, None);
         // After an anchor at 1,000, the walk starts at 1,001 from the anchor's hash.
         let anchor = store.read_audit(1_000, 1).await.unwrap().remove(0).hash;
-        let prefix = verified_prefix(&store, 1_001, anchor, Arc::new(Signed::new()), 2).await.unwrap();
-        assert_eq!(prefix.map(|p| p.next), Some(2_501));
-        assert_eq!(verified_prefix(&store, 1_001, [9; 32], Arc::new(Signed::new()), 2).await.unwrap(), None);
+        let prefix = verified_prefix(&store, 1_001, anchor, Arc::new(Signed::new()), 2, &Arc::default()).await;
+        assert_eq!(prefix.map(|p| p.next), Some(3_001));
+        assert_eq!(verified_prefix(&store, 1_001, [9; 32], Arc::new(Signed::new()), 2, &Arc::default()).await, None);
     }
 
     #[test]
     fn the_prefix_ends_at_the_first_short_page_and_needs_every_page_before_it() {
-        let full = |n: u8| PageOutcome::InOrder { count: PAGE, last: [n; 32], before_last: Some([n - 1; 32]) };
-        let short = PageOutcome::InOrder { count: 3, last: [9; 32], before_last: Some([8; 32]) };
-        let empty = PageOutcome::InOrder { count: 0, last: [0; 32], before_last: None };
+        let full =
+            |n: u8| PageOutcome::InOrder { count: PAGE, entry: None, last: [n; 32], before_last: Some([n - 1; 32]) };
+        let short = PageOutcome::InOrder { count: 3, entry: Some([2; 32]), last: [9; 32], before_last: Some([8; 32]) };
+        let empty = PageOutcome::InOrder { count: 0, entry: None, last: [0; 32], before_last: None };
         let pages = BTreeMap::from([(0, full(2)), (1, short), (2, empty)]);
         assert_eq!(
             assemble(&pages, 1, GENESIS_HASH),
@@ -271,6 +300,12 @@ mod tests {
             assemble(&pages, 1, GENESIS_HASH),
             Some(VerifiedPrefix { next: 1 + PAGE, prev: [2; 32], prev_prev: Some([1; 32]) })
         );
+        // A page that starts from another hash than the one before it ended with (a row
+        // rewritten between the two reads), or more rows than a page: no prefix.
+        let elsewhere = PageOutcome::InOrder { count: 3, entry: Some([5; 32]), last: [9; 32], before_last: None };
+        assert_eq!(assemble(&BTreeMap::from([(0, full(2)), (1, elsewhere)]), 1, GENESIS_HASH), None);
+        let too_many = PageOutcome::InOrder { count: PAGE + 1, entry: None, last: [3; 32], before_last: None };
+        assert_eq!(assemble(&BTreeMap::from([(0, too_many), (1, empty)]), 1, GENESIS_HASH), None);
         // A missing page or an irregular one before the end: no prefix.
         assert_eq!(assemble(&BTreeMap::from([(0, full(2)), (2, short)]), 1, GENESIS_HASH), None);
         assert_eq!(assemble(&BTreeMap::from([(0, PageOutcome::Irregular), (1, short)]), 1, GENESIS_HASH), None);

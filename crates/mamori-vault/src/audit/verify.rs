@@ -22,6 +22,15 @@ use mamori_store::{AuditRow, Store};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How far a verification has got, for a progress display: events checked so far (the
+/// parallel fast path adds whole pages as they finish; if it gives up, the sequential walk
+/// starts the count again from the first event).
+#[derive(Debug, Default)]
+pub struct VerifyProgress {
+    pub events: AtomicU64,
+}
 
 /// What kind of tampering a problem shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
@@ -123,6 +132,7 @@ pub async fn verify_store(
     trusted: Option<&AuditVerifyingKey>,
     configured: Option<&std::path::Path>,
     given: Option<&std::path::Path>,
+    progress: &Arc<VerifyProgress>,
 ) -> Result<VerifyReport> {
     let stored = stored_audit_key(&**store).await?;
     let trusted = trusted.or(stored.as_ref());
@@ -138,7 +148,7 @@ pub async fn verify_store(
             Err(e) => return Err(VaultError::Unavailable(format!("checkpoint file {}: {e}", path.display()))),
         },
     };
-    let mut report = verify_chain(store, trusted, stored.as_ref(), lines.as_deref()).await?;
+    let mut report = verify_chain(store, trusted, stored.as_ref(), lines.as_deref(), progress).await?;
     report.warnings.extend(missing_file);
     Ok(report)
 }
@@ -178,6 +188,7 @@ pub async fn verify_chain(
     key: Option<&AuditVerifyingKey>,
     stored_key: Option<&AuditVerifyingKey>,
     external: Option<&[CheckpointLine]>,
+    progress: &Arc<VerifyProgress>,
 ) -> Result<VerifyReport> {
     let mut w = Walk { problems: Vec::new(), warnings: Vec::new() };
     if let (Some(k), Some(s)) = (key, stored_key)
@@ -295,7 +306,7 @@ pub async fn verify_chain(
         expected.iter().map(|(seq, hashes)| (*seq, hashes.iter().map(|(h, _)| *h).collect())).collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
     let VerifiedPrefix { mut next, mut prev, mut prev_prev } =
-        verified_prefix(store, first_seq, prev, Arc::new(signed), workers).await?.unwrap_or(VerifiedPrefix {
+        verified_prefix(store, first_seq, prev, Arc::new(signed), workers, progress).await.unwrap_or(VerifiedPrefix {
             next: first_seq,
             prev,
             prev_prev: None,
@@ -315,6 +326,7 @@ pub async fn verify_chain(
         if rows.is_empty() {
             break;
         }
+        progress.events.store(next - first_seq, Ordering::Relaxed);
         for row in rows {
             if row.seq != next {
                 let missing = if row.seq == next + 1 { format!("{next}") } else { format!("{next}..={}", row.seq - 1) };

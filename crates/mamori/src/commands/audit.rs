@@ -7,9 +7,11 @@ use crate::open::{load_signing_key, open_store, open_vault};
 use crate::output;
 use crate::settings::Settings;
 use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 use mamori_crypto::AuditVerifyingKey;
-use mamori_vault::{AuditEntry, AuditFilter, VerifyReport};
+use mamori_vault::{AuditEntry, AuditFilter, VerifyProgress, VerifyReport};
 use std::process::ExitCode;
+use std::sync::Arc;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -99,13 +101,44 @@ async fn verify(
     };
     let store = open_store(settings, false).await?;
     let configured = settings.audit.checkpoint_file.as_deref();
-    let report = mamori_vault::verify_store(&store, trusted.as_ref(), configured, file).await?;
+    let progress = Arc::new(VerifyProgress::default());
+    let bar = verify_bar(&store, &progress, !json).await?;
+    let report = mamori_vault::verify_store(&store, trusted.as_ref(), configured, file, &progress).await;
+    bar.finish_and_clear();
+    let report = report?;
     if json {
         output::json(&report)?;
     } else {
         print_report(&report);
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(TAMPERED) })
+}
+
+/// A bar over the events in the log (from the first stored one to the head, known before
+/// verifying starts), fed from `progress` by a ticker task; hidden when `visible` is false.
+async fn verify_bar(
+    store: &Arc<dyn mamori_store::Store>,
+    progress: &Arc<VerifyProgress>,
+    visible: bool,
+) -> anyhow::Result<ProgressBar> {
+    if !visible {
+        return Ok(ProgressBar::hidden());
+    }
+    let first = store.read_audit(0, 1).await?.first().map_or(1, |r| r.seq);
+    let head = mamori_vault::audit_head_seq(&**store).await?;
+    let bar = ProgressBar::new((head + 1).saturating_sub(first));
+    bar.set_style(
+        ProgressStyle::with_template("verifying [{bar:30}] {pos}/{len} events ({per_sec}) {elapsed}")
+            .expect("valid template"),
+    );
+    let (shown, progress) = (bar.clone(), progress.clone());
+    tokio::spawn(async move {
+        while !shown.is_finished() {
+            shown.set_position(progress.events.load(std::sync::atomic::Ordering::Relaxed));
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    Ok(bar)
 }
 
 fn print_report(r: &VerifyReport) {

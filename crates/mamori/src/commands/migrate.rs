@@ -69,7 +69,7 @@ pub async fn run(settings: &Settings, from: PathBuf, to: String, json: bool) -> 
     let seq = vault.record_store_migration(&operator(), &from.display().to_string(), &tables).await?;
     vault.flush_audit_checkpoint().await?;
     let configured = settings.audit.checkpoint_file.as_deref();
-    let report = mamori_vault::verify_store(&target, trusted.as_ref(), configured, None).await?;
+    let report = mamori_vault::verify_store(&target, trusted.as_ref(), configured, None, &Default::default()).await?;
 
     let total: u64 = tables.iter().map(|t| t.rows).sum();
     if json {

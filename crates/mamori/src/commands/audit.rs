@@ -128,7 +128,7 @@ async fn verify_bar(
     let head = mamori_vault::audit_head_seq(&**store).await?;
     let bar = ProgressBar::new((head + 1).saturating_sub(first));
     bar.set_style(
-        ProgressStyle::with_template("verifying [{bar:30}] {pos}/{len} events ({per_sec}) {elapsed}")
+        ProgressStyle::with_template("verifying [{bar:30}] {human_pos}/{human_len} events, {elapsed}")
             .expect("valid template"),
     );
     let (shown, progress) = (bar.clone(), progress.clone());

@@ -519,6 +519,15 @@ fn long_db(dir: &tempfile::TempDir) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.path().join("mamori.db")).unwrap()
 }
 
+/// Turns the `record.read` at `seq` into a `record.list` behind the chain's back; returns the
+/// event as it was.
+fn relabel(conn: &rusqlite::Connection, seq: i64) -> String {
+    let (json, _) = row(conn, seq);
+    let edited = json.replace("record.read", "record.list");
+    conn.execute("UPDATE audit_events SET event_json = ?1 WHERE seq = ?2", rusqlite::params![edited, seq]).unwrap();
+    json
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_log_in_order_verifies_to_its_head() {
     let (dir, store, key) = long_log(3_456).await;
@@ -534,6 +543,9 @@ async fn a_long_log_in_order_verifies_to_its_head() {
     store.append_audit(&[more]).await.unwrap();
     let report = verify_long(&store, &key).await;
     assert!(report.ok && report.head_seq == 3_457, "{report:#?}");
+    // Verifications started together take turns, and both finish.
+    let (a, b) = tokio::join!(verify_long(&store, &key), verify_long(&store, &key));
+    assert!(a.ok && b.ok && a.head_hash == b.head_hash);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -541,12 +553,7 @@ async fn tampering_deep_in_a_long_log_is_found_where_it_is() {
     let (dir, store, key) = long_log(3_456).await;
     let conn = long_db(&dir);
     // A modified event in the third page.
-    let (json, _) = row(&conn, 2_345);
-    conn.execute(
-        "UPDATE audit_events SET event_json = ?1 WHERE seq = 2345",
-        [json.replace("record.read", "record.list")],
-    )
-    .unwrap();
+    let json = relabel(&conn, 2_345);
     assert_found(&verify_long(&store, &key).await, 2_345, ProblemKind::Modified);
     conn.execute("UPDATE audit_events SET event_json = ?1 WHERE seq = 2345", [json]).unwrap();
     assert!(verify_long(&store, &key).await.ok);
@@ -568,12 +575,7 @@ async fn tampering_deep_in_a_long_log_is_found_where_it_is() {
 async fn an_unreadable_row_past_the_first_problem_does_not_hide_the_diagnosis() {
     let (dir, store, key) = long_log(3_456).await;
     let conn = long_db(&dir);
-    let (json, _) = row(&conn, 10);
-    conn.execute(
-        "UPDATE audit_events SET event_json = ?1 WHERE seq = 10",
-        [json.replace("record.read", "record.list")],
-    )
-    .unwrap();
+    relabel(&conn, 10);
     // Verification reads pages ahead; a row it never needs to reach must not turn the
     // diagnosis into an error.
     conn.execute("UPDATE audit_events SET hash = zeroblob(31) WHERE seq = 1500", []).unwrap();

@@ -24,6 +24,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// One parallel verification at a time per process: each keeps every core busy with jobs on
+/// the blocking pool, which the store's own reads share, so concurrent verifications (API
+/// callers, say) would only slow each other and everything else down.
+static PARALLEL_VERIFICATION: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// How far a verification has got, for a progress display: events checked so far (the
 /// parallel fast path adds whole pages as they finish; if it gives up, the sequential walk
 /// starts the count again from the first event).
@@ -305,6 +310,8 @@ pub async fn verify_chain(
     let signed: Signed =
         expected.iter().map(|(seq, hashes)| (*seq, hashes.iter().map(|(h, _)| *h).collect())).collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
+    // The semaphore is never closed, so this cannot fail; the permit is held to the end.
+    let _one_at_a_time = PARALLEL_VERIFICATION.acquire().await;
     let VerifiedPrefix { mut next, mut prev, mut prev_prev } =
         verified_prefix(store, first_seq, prev, Arc::new(signed), workers, progress).await.unwrap_or(VerifiedPrefix {
             next: first_seq,

@@ -63,6 +63,11 @@ fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<CheckpointRow> {
     })
 }
 
+/// Events from a sequence number on, in order, up to a limit.
+fn read_from_sql() -> String {
+    format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
+}
+
 fn seq_param(seq: u64) -> Result<i64> {
     i64::try_from(seq).map_err(|_| StoreError::Backend("sequence number too large".into()))
 }
@@ -114,11 +119,7 @@ impl SqliteStore {
     pub(crate) async fn audit_page(&self, from: u64, limit: usize) -> Result<AuditRowPage> {
         let from = seq_param(from).unwrap_or(i64::MAX);
         self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
-                ))
-                .map_err(map_err)?;
+            let mut stmt = c.prepare_cached(&read_from_sql()).map_err(map_err)?;
             let mut rows = stmt.query(params![from, limit as i64]).map_err(map_err)?;
             // Events are a few hundred bytes of text each.
             let expected = limit.min(4096);
@@ -132,7 +133,15 @@ impl SqliteStore {
     }
 
     pub(crate) async fn audit_rows(&self, from: u64, limit: usize) -> Result<Vec<AuditRow>> {
-        Ok(self.audit_page(from, limit).await?.iter().map(|row| row.to_row()).collect())
+        let from = seq_param(from).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&read_from_sql()).map_err(map_err)?;
+            stmt.query_map(params![from, limit as i64], audit_row)
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)
+        })
+        .await
     }
 
     pub(crate) async fn query_audit_rows(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {

@@ -360,18 +360,18 @@ impl Checkpointer {
 async fn walk(store: &dyn Store, base: (u64, [u8; 32]), seq: u64) -> Result<[u8; 32], String> {
     let (mut at, mut prev) = base;
     while at < seq {
-        let rows = store.read_audit(at + 1, 1000).await.map_err(|e| e.to_string())?;
+        let rows = store.read_audit_page(at + 1, 1000).await.map_err(|e| e.to_string())?;
         if rows.is_empty() {
             return Err(format!("audit event {} is missing", at + 1));
         }
-        for row in rows {
+        for row in rows.iter() {
             if row.seq != at + 1 {
                 return Err(format!("the audit chain has a gap at seq {}", at + 1));
             }
-            if chain_hash(&prev, row.seq, &row.event_json) != row.hash {
+            if chain_hash(&prev, row.seq, row.event_json) != *row.hash {
                 return Err(format!("the audit chain does not verify at seq {}", row.seq));
             }
-            prev = row.hash;
+            prev = *row.hash;
             at = row.seq;
             if at == seq {
                 break;

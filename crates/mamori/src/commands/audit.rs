@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use mamori_crypto::AuditVerifyingKey;
 use mamori_vault::{AuditEntry, AuditFilter, VerifyProgress, VerifyReport};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -102,7 +103,7 @@ async fn verify(
     let store = open_store(settings, false).await?;
     let configured = settings.audit.checkpoint_file.as_deref();
     let progress = Arc::new(VerifyProgress::default());
-    let bar = verify_bar(&store, &progress, !json).await?;
+    let bar = verify_bar(&store, &progress, !json).await;
     let report = mamori_vault::verify_store(&store, trusted.as_ref(), configured, file, &progress).await;
     bar.finish_and_clear();
     let report = report?;
@@ -115,18 +116,23 @@ async fn verify(
 }
 
 /// A bar over the events in the log (from the first stored one to the head, known before
-/// verifying starts), fed from `progress` by a ticker task; hidden when `visible` is false.
+/// verifying starts), fed from `progress` by a ticker task; hidden when `visible` is false or
+/// stderr is not a terminal. Best effort: a row that the lookups for its length trip over is
+/// for verification to report, so a failed lookup only leaves the bar without a length.
 async fn verify_bar(
     store: &Arc<dyn mamori_store::Store>,
     progress: &Arc<VerifyProgress>,
     visible: bool,
-) -> anyhow::Result<ProgressBar> {
-    if !visible {
-        return Ok(ProgressBar::hidden());
+) -> ProgressBar {
+    if !visible || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
     }
-    let first = store.read_audit(0, 1).await?.first().map_or(1, |r| r.seq);
-    let head = mamori_vault::audit_head_seq(&**store).await?;
-    let bar = ProgressBar::new((head + 1).saturating_sub(first));
+    let first = store.read_audit(0, 1).await.ok().and_then(|rows| rows.first().map(|r| r.seq));
+    let head = mamori_vault::audit_head_seq(&**store).await.ok();
+    let bar = match (first, head) {
+        (Some(first), Some(head)) => ProgressBar::new((head + 1).saturating_sub(first)),
+        _ => ProgressBar::no_length(),
+    };
     bar.set_style(
         ProgressStyle::with_template("verifying [{bar:30}] {human_pos}/{human_len} events, {elapsed}")
             .expect("valid template"),
@@ -138,7 +144,7 @@ async fn verify_bar(
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     });
-    Ok(bar)
+    bar
 }
 
 fn print_report(r: &VerifyReport) {

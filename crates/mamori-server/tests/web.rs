@@ -152,6 +152,13 @@ fn session_cookie_is_secure_httponly_strict_and_pages_need_it() {
     assert_eq!(home.status, 200);
     assert!(home.body.contains("staff"));
     assert!(home.body.contains("data-idle-seconds=\"900\""), "the idle timeout reaches the page");
+
+    // The login form's `next` is checked like every redirect target.
+    let mut other = Browser::new(&s);
+    let csrf = other.get("/login").csrf();
+    let form = [("csrf", csrf.as_str()), ("login", "staff"), ("password", PASSWORD), ("next", "/\t/evil.example")];
+    let page = other.post("/login", &form);
+    assert_eq!((page.status, page.header("location")), (303, Some("/")));
 }
 
 #[test]
@@ -313,6 +320,9 @@ fn japanese_by_default_english_on_request() {
     let page = b.get("/login");
     assert!(page.body.contains("<html lang=\"en\">") && page.body.contains("Log in"));
     assert_eq!(b.get("/lang/en?next=https://evil.example").header("location"), Some("/"));
+    // Browsers drop the tab before parsing `Location`: `/\t/evil.example` is `//evil.example`.
+    assert_eq!(b.get("/lang/en?next=/%09/evil.example").header("location"), Some("/"));
+    assert_eq!(b.get("/calendar/wareki?next=/%0A/evil.example").header("location"), Some("/"));
 }
 
 /// Every page renders (templates run in strict mode: a missing string or variable is a 500)

@@ -252,10 +252,11 @@ impl PostgresStore {
         Ok((get_u32(&row, 0, "failed login count")?, get_optional_time(&row, 1)?))
     }
 
-    pub(crate) async fn count_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
+    pub(crate) async fn count_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<bool> {
         let conn = self.conn().await?;
-        let sql = "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = $2 WHERE id = $1";
-        found(execute(&conn, sql, &[id.as_uuid(), &to_micros(at)]).await?)
+        let sql = "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = $2 \
+                   WHERE id = $1 AND NOT disabled AND (locked_until IS NULL OR locked_until <= $2)";
+        Ok(execute(&conn, sql, &[id.as_uuid(), &to_micros(at)]).await? == 1)
     }
 
     pub(crate) async fn unlock(&self, id: &UserId) -> Result<()> {

@@ -202,7 +202,7 @@ impl Store for PostgresStore {
         self.count_login_failure(id, at, lock_after, lock_until).await
     }
 
-    async fn record_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
+    async fn record_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<bool> {
         self.count_login_success(id, at).await
     }
 

@@ -895,12 +895,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
+    async fn record_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<bool> {
         let id = *id;
-        self.update_user(
-            "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?2 WHERE id = ?1",
-            move |tx, sql| tx.execute(sql, params![id.as_bytes(), to_micros(at)]),
-        )
+        self.write(move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?2 \
+                     WHERE id = ?1 AND disabled = 0 AND (locked_until IS NULL OR locked_until <= ?2)",
+                    params![id.as_bytes(), to_micros(at)],
+                )
+                .map_err(map_err)?;
+            Ok(changed == 1)
+        })
         .await
     }
 

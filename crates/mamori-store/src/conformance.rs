@@ -454,9 +454,23 @@ pub async fn account_security_state(store: Arc<dyn Store>) {
     let u = store.get_user(&user.id).await.unwrap().unwrap();
     assert_eq!((u.failed_logins, u.locked_until), (0, None));
     store.record_login_failure(&user.id, t(1), 3, t(900)).await.unwrap();
-    store.record_login_success(&user.id, t(77)).await.unwrap();
+    assert!(store.record_login_success(&user.id, t(77)).await.unwrap());
     let u = store.get_user(&user.id).await.unwrap().unwrap();
     assert_eq!((u.failed_logins, u.locked_until, u.last_login_at), (0, None, Some(t(77))));
+    // A success never lifts a lock that holds at its time, nor records a login of a disabled
+    // or unknown account: concurrent guesses cannot undo the lockout their failures set.
+    for i in 1..=3 {
+        store.record_login_failure(&user.id, t(100 + i), 3, t(900)).await.unwrap();
+    }
+    assert!(!store.record_login_success(&user.id, t(200)).await.unwrap());
+    let u = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!((u.failed_logins, u.locked_until, u.last_login_at), (3, Some(t(900)), Some(t(77))));
+    assert!(store.record_login_success(&user.id, t(900)).await.unwrap(), "the lock ended at 900");
+    store.set_user_disabled(&user.id, true).await.unwrap();
+    assert!(!store.record_login_success(&user.id, t(950)).await.unwrap());
+    store.set_user_disabled(&user.id, false).await.unwrap();
+    assert_eq!(store.get_user(&user.id).await.unwrap().unwrap().last_login_at, Some(t(900)));
+    assert!(!store.record_login_success(&missing, t(1)).await.unwrap());
     assert_eq!(store.record_login_failure(&missing, t(1), 3, t(900)).await, Err(StoreError::NotFound));
 
     // Concurrent failures from several connections are all counted.

@@ -162,7 +162,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         lock_until: OffsetDateTime,
     ) -> Result<(u32, Option<OffsetDateTime>)>;
     /// Resets the failure count and lock, and stamps `last_login_at`.
-    async fn record_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<()>;
+    /// Records a login at `at` and resets the failure counter — only if the account is, as
+    /// stored now, enabled and not locked at `at`; false otherwise (also for an unknown id),
+    /// and nothing changes. The caller read the account before its slow password check, and
+    /// concurrent failures may have locked it since: their lock must hold (001-20-tech-1-5).
+    async fn record_login_success(&self, id: &UserId, at: OffsetDateTime) -> Result<bool>;
     async fn unlock_user(&self, id: &UserId) -> Result<()>;
     /// Sets (or with `None` removes) the wrapped TOTP secret and replaces the recovery codes'
     /// hashes; the last accepted step is reset.

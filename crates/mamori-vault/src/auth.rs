@@ -707,7 +707,14 @@ impl Vault {
                 return Err(err);
             }
         };
-        self.store.record_login_success(&user.id, now).await?;
+        // `user` was read before the password check, which waits its turn for Argon2id:
+        // concurrent wrong guesses may have locked the account, or an administrator disabled
+        // it, since. The store refuses to record the success then, and the lock holds.
+        if !self.store.record_login_success(&user.id, now).await? {
+            e.reason = with_device(Some("account locked or disabled during the login".into()));
+            self.audit.record(vec![e]).await?;
+            return Err(VaultError::Unauthenticated);
+        }
         let mut events = Vec::new();
         // Make room under the concurrent-session limit: the oldest sessions end.
         let sessions = self.store.list_user_sessions(&user.id).await?;
@@ -863,7 +870,8 @@ impl Vault {
         }
     }
 
-    async fn count_failure(&self, user: &UserRow, now: OffsetDateTime) -> Result<()> {
+    /// Counts a wrong password towards the lockout; true if the account is locked now.
+    async fn count_failure(&self, user: &UserRow, now: OffsetDateTime) -> Result<bool> {
         let policy = &self.config.auth;
         let lock_until = policy.lock_for.map_or(LOCKED_FOR_GOOD, |d| now + d);
         let (count, locked) = self.store.record_login_failure(&user.id, now, policy.lock_after, lock_until).await?;
@@ -875,7 +883,7 @@ impl Vault {
             });
             self.audit.record(vec![e]).await?;
         }
-        Ok(())
+        Ok(locked.is_some_and(|t| t > now))
     }
 
     async fn disable_automatically(&self, user: &UserRow, action: &str, reason: &str) -> Result<()> {
@@ -960,14 +968,29 @@ impl Vault {
     }
 
     /// Changes the caller's own password and ends all of their sessions.
+    ///
+    /// A wrong current password counts towards the lockout like a failed login: whoever holds
+    /// a session left open must not get unlimited guesses at the password behind it. The
+    /// failure that locks the account also ends its sessions (001-20-tech-1-5).
     pub async fn change_password(&self, p: &Principal, current: &SecretString, new: &SecretString) -> Result<()> {
         let id = p.user_id.ok_or(VaultError::Forbidden)?;
         let user = self.store.get_user(&id).await?.ok_or(VaultError::Unauthenticated)?;
-        if !self.verify_password(current, Some(&user.password_hash)).await? {
+        let now = self.clock.now();
+        let refuse = async |reason: &str| {
             let mut e = self.event(p, "auth.password_change", Outcome::Failure);
-            e.reason = Some("wrong current password".into());
+            e.reason = Some(reason.into());
             self.audit.record(vec![e]).await?;
-            return Err(VaultError::Unauthenticated);
+            Err(VaultError::Unauthenticated)
+        };
+        if user.locked_until.is_some_and(|t| t > now) {
+            return refuse("account locked").await;
+        }
+        if !self.verify_password(current, Some(&user.password_hash)).await? {
+            if self.count_failure(&user, now).await? {
+                self.store.delete_user_sessions(&id).await?;
+                return refuse("wrong current password; account locked, its sessions ended").await;
+            }
+            return refuse("wrong current password").await;
         }
         if let Err(err) = self.check_new_password(Some(&user), &user.login, &user.display_name, new).await {
             let mut e = self.event(p, "auth.password_change", Outcome::Failure);
@@ -1080,6 +1103,10 @@ pub(crate) fn clean_optional(value: Option<String>) -> Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::VaultConfig;
+    use mamori_crypto::MasterKey;
+    use mamori_store::Store;
+    use std::sync::Arc;
 
     /// Who needs a registered device: only the listed roles, only from the network.
     #[test]
@@ -1098,5 +1125,44 @@ mod tests {
             assert_eq!(policy.lacks_device(role, source, device), lacks, "{role} from {source:?} with {device:?}");
         }
         assert!(!AuthPolicy::default().lacks_device(Role::SystemAdmin, Some("192.0.2.7"), None), "off by default");
+    }
+
+    /// A login reads the account, then waits for its Argon2id check; wrong guesses sent at the
+    /// same time may lock the account meanwhile. The right password arriving last must not
+    /// lift that lock, or concurrent guessing would bypass the lockout (001-20-tech-1-5).
+    #[tokio::test]
+    async fn a_lock_set_during_the_password_check_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(mamori_store_sqlite::SqliteStore::open(dir.path().join("mamori.db")).await.unwrap());
+        let clock = Arc::new(mamori_core::clock::SystemClock);
+        let vault = Vault::open(store.clone(), &MasterKey::generate(), clock, VaultConfig::default()).await.unwrap();
+        let new = NewUser {
+            password: Some(SecretString::new("Correct-Horse-42".into())),
+            must_change_password: false,
+            ..NewUser::new("staff1", "Staff (test)", Role::Staff)
+        };
+        vault.create_user(&Principal::operator("test"), new).await.unwrap();
+        let read_before_the_check = store.get_user_by_login("staff1").await.unwrap();
+        let id = read_before_the_check.as_ref().unwrap().id;
+        let now = vault.now();
+        // Whole seconds: the stores keep microseconds.
+        let lock = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() + 900).unwrap();
+        assert_eq!(store.record_login_failure(&id, now, 1, lock).await.unwrap(), (1, Some(lock)));
+
+        let refused = vault.complete_login(read_before_the_check.clone(), true, None, None, None).await;
+        assert!(matches!(refused, Err(VaultError::Unauthenticated)), "{refused:?}");
+        let user = store.get_user(&id).await.unwrap().unwrap();
+        assert_eq!((user.failed_logins, user.locked_until, user.last_login_at), (1, Some(lock), None));
+        assert!(store.list_user_sessions(&id).await.unwrap().is_empty());
+        let last = store.read_audit(1, 1000).await.unwrap().pop().unwrap();
+        assert!(last.event_json.contains("account locked or disabled during the login"), "{}", last.event_json);
+
+        // Disabled by an administrator during the check: refused the same way.
+        store.unlock_user(&id).await.unwrap();
+        store.set_user_disabled(&id, true).await.unwrap();
+        let refused = vault.complete_login(read_before_the_check, true, None, None, None).await;
+        assert!(matches!(refused, Err(VaultError::Unauthenticated)), "{refused:?}");
+        assert!(store.list_user_sessions(&id).await.unwrap().is_empty());
     }
 }

@@ -30,6 +30,44 @@ async fn lockout_after_five_failures_gives_the_same_answer() {
     f.vault.login("staff1", &pw(PASSWORD), None).await.unwrap();
 }
 
+/// Whoever holds a session left open must not get unlimited guesses at the password behind
+/// it: a wrong current password counts like a failed login, and the failure that locks the
+/// account ends its sessions (001-20-tech-1-5).
+#[tokio::test]
+async fn wrong_current_passwords_lock_the_account_and_end_its_sessions() {
+    let f = Fixture::new().await;
+    let (staff, token) = f.user("staff1", Role::Staff).await;
+    for _ in 0..4 {
+        let wrong = f.vault.change_password(&staff, &pw("Wrong-Pass-123"), &pw("Another-Pass-77")).await;
+        assert!(matches!(wrong, Err(VaultError::Unauthenticated)), "{wrong:?}");
+    }
+    f.vault.authenticate(&token, None).await.expect("four failures: the session lives on");
+    let fifth = f.vault.change_password(&staff, &pw("Wrong-Pass-123"), &pw("Another-Pass-77")).await;
+    assert!(matches!(fifth, Err(VaultError::Unauthenticated)), "{fifth:?}");
+    assert!(matches!(f.vault.authenticate(&token, None).await, Err(VaultError::Unauthenticated)), "sessions ended");
+    let user = f.store().get_user_by_login("staff1").await.unwrap().unwrap();
+    assert_eq!(user.failed_logins, 5);
+    assert!(user.locked_until.is_some());
+    // Locked: the right current password is refused too, and nothing changes.
+    let right = f.vault.change_password(&staff, &pw(PASSWORD), &pw("Another-Pass-77")).await;
+    assert!(matches!(right, Err(VaultError::Unauthenticated)), "{right:?}");
+    assert!(matches!(f.vault.login("staff1", &pw(PASSWORD), None).await, Err(VaultError::Unauthenticated)));
+    f.vault.unlock_user(&f.admin, "staff1").await.unwrap();
+    f.vault.login("staff1", &pw(PASSWORD), None).await.expect("the old password still holds");
+    let reasons: Vec<String> = f
+        .store()
+        .read_audit(1, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event_json.contains("auth.password_change") || r.event_json.contains("auth.lockout"))
+        .map(|r| r.event_json)
+        .collect();
+    assert_eq!(reasons.len(), 7, "{reasons:#?}");
+    assert!(reasons.iter().any(|e| e.contains("account locked, its sessions ended")), "{reasons:#?}");
+    assert!(reasons.last().unwrap().contains("\"reason\":\"account locked\""), "{reasons:#?}");
+}
+
 #[tokio::test]
 async fn weak_and_reused_passwords_are_rejected_with_rule_slugs() {
     let f = Fixture::new().await;

@@ -70,11 +70,16 @@ pub(crate) struct ChangePasswordRequest {
     new_password: SecretString,
 }
 
-/// Changes the caller's password; every session of the caller ends, so log in again.
+/// Changes the caller's password; every session of the caller ends, so log in again. A wrong
+/// current password counts towards the account's lockout like a failed login, and the
+/// failure that locks the account also ends its sessions.
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])),
     request_body = ChangePasswordRequest,
-    responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, description = "Too many attempts from this address",
+            headers(("Retry-After" = u64, description = "Seconds until the next attempt is allowed")))))]
 pub(crate) async fn change_password(
+    _: Attempt,
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<ChangePasswordRequest>,

@@ -8,6 +8,7 @@ use super::templates::{Dates, render, role_slug, signed_in};
 use crate::AppState;
 use axum::Form;
 use axum::extract::{Path, State};
+use axum::http::request::Parts;
 use axum::http::header;
 use axum::response::Response;
 use base64::Engine as _;
@@ -102,9 +103,13 @@ pub(crate) struct ConfirmForm {
 /// login uses the new factor), so the recovery codes page is the last page of this session.
 pub(crate) async fn confirm_totp(
     State(state): State<AppState>,
+    parts: Parts,
     user: WebUser,
     Form(form): Form<ConfirmForm>,
 ) -> Response {
+    if let Some(refused) = super::auth::throttled(&state, &parts, user.lang).await {
+        return refused;
+    }
     let caps = match capabilities(&state, &user).await {
         Ok(c) => c,
         Err(res) => return *res,

@@ -64,8 +64,9 @@ pub(crate) struct LoginForm {
     next: Option<String>,
 }
 
-/// The per-source throttle of `/api/v1/auth/login`, shared with the web login.
-async fn throttled(state: &AppState, parts: &Parts, lang: Lang) -> Option<Response> {
+/// The per-source throttle of `/api/v1/auth/login`, shared with the web login and the other
+/// forms that check a password or a code.
+pub(crate) async fn throttled(state: &AppState, parts: &Parts, lang: Lang) -> Option<Response> {
     let ip = peer_ip(parts).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let Verdict::Refuse { retry_after, record } = state.throttle.check(ip, Instant::now()) else { return None };
     if let Some(refused) = record
@@ -210,10 +211,14 @@ pub(crate) struct PasswordForm {
 
 pub(crate) async fn change_password(
     State(state): State<AppState>,
+    parts: Parts,
     user: WebUser,
     Form(form): Form<PasswordForm>,
 ) -> Response {
     let lang = user.lang;
+    if let Some(refused) = throttled(&state, &parts, lang).await {
+        return refused;
+    }
     if !mamori_crypto::constant_time_eq(form.new.expose().as_bytes(), form.confirm.expose().as_bytes()) {
         return password_form(&state, &user, Some(lang.t("password_mismatch").into()), Vec::new());
     }

@@ -118,10 +118,20 @@ pub(crate) fn redirect(headers: &HeaderMap, to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
-/// Only a path on this site may be a redirect target (no `//evil.example`, no scheme).
+/// Only a path on this site may be a redirect target: no scheme, no `//evil.example`, and
+/// only visible ASCII — browsers drop tabs and line breaks from a `Location` before parsing
+/// it, so `/\t/evil.example` would leave the site, and the `http` crate lets a tab through.
+/// Our own links percent-encode everything else (see [`encode_path`]).
 pub(crate) fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && p.len() <= 512 => p,
+        Some(p)
+            if p.len() <= 512
+                && p.starts_with('/')
+                && !p[1..].starts_with(['/', '\\'])
+                && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            p
+        }
         _ => "/",
     }
 }
@@ -137,4 +147,36 @@ pub(crate) fn encode_path(path: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_visible_local_paths_are_redirect_targets() {
+        for ok in ["/", "/collections", "/records/customers/0190?view=masked&q=%E5%B1%B1", "/login?next=/audit"] {
+            assert_eq!(local_path(Some(ok)), ok);
+        }
+        let long = format!("/{}", "a".repeat(512));
+        for bad in [
+            "",
+            "collections",
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/ /evil.example",
+            "/\u{3000}/evil.example",
+            "/a\\b",
+            "/\x7f",
+            long.as_str(),
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
 }

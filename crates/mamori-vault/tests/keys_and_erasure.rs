@@ -85,12 +85,12 @@ async fn master_rotation_carries_every_sealed_secret() {
     let request = ExportRequest {
         collection: "customers".into(),
         fields: vec!["name".into()],
-        filter: ExportFilter::All,
+        filter: ExportFilter::All {},
         purpose: "契約内容の確認".into(),
         recipient: "委託先 印刷会社".into(),
         due_date: None,
         format: ExportFormat::Xlsx,
-        protection: Protection::Password,
+        protection: Protection::Password {},
     };
     let export = f.vault.request_export(&requester, &request).await.unwrap();
     f.vault.decide_export(&approver, &export.id, true, false).await.unwrap();

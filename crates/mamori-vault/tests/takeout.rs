@@ -56,7 +56,7 @@ fn request(protection: Protection, format: ExportFormat) -> ExportRequest {
     ExportRequest {
         collection: "customers".into(),
         fields: vec!["name".into(), "phone".into()],
-        filter: ExportFilter::All,
+        filter: ExportFilter::All {},
         purpose: "契約内容の確認".into(),
         recipient: "委託先 印刷会社".into(),
         due_date: None,
@@ -76,7 +76,7 @@ async fn events(f: &Fixture, action: &str) -> Vec<AuditEvent> {
 #[tokio::test]
 async fn an_approved_password_export_opens_with_its_password_only() {
     let o = office(TakeoutSettings::default(), 3).await;
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     assert_eq!((x.status.as_str(), x.rows, x.encrypted), ("pending", 3, true));
 
     // Nothing leaves before approval; no password exists yet.
@@ -123,7 +123,7 @@ async fn an_approved_password_export_opens_with_its_password_only() {
 #[tokio::test]
 async fn the_requester_can_never_approve_their_own_export() {
     let o = office(TakeoutSettings::default(), 1).await;
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     let own = o.f.vault.decide_export(&o.requester, &x.id, true, false).await.unwrap_err();
     assert!(matches!(own, VaultError::Forbidden), "{own:?}");
     // Staff lack the approve right.
@@ -176,7 +176,7 @@ async fn downloads_are_limited_in_number_and_time_and_only_for_the_requester() {
 async fn concurrent_downloads_never_overrun_the_limit() {
     let settings = TakeoutSettings { max_downloads: 3, ..TakeoutSettings::default() };
     let o = office(settings, 2).await;
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
     let vault = o.f.vault.clone();
     let mut tasks = Vec::new();
@@ -314,23 +314,23 @@ async fn a_split_needs_one_active_custodian_per_share() {
 async fn unencrypted_export_needs_its_own_right_and_csv_cannot_take_a_password() {
     let o = office(TakeoutSettings::default(), 1).await;
     let plain =
-        o.f.vault.request_export(&o.requester, &request(Protection::None, ExportFormat::Csv)).await.unwrap_err();
+        o.f.vault.request_export(&o.requester, &request(Protection::None {}, ExportFormat::Csv)).await.unwrap_err();
     assert!(matches!(plain, VaultError::Forbidden), "no built-in role holds export.plain: {plain:?}");
     let csv =
-        o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Csv)).await.unwrap_err();
+        o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Csv)).await.unwrap_err();
     assert!(matches!(csv, VaultError::Invalid(_)), "{csv:?}");
     // Staff may not export at all; an unknown or unreadable field is refused.
     let staff =
-        o.f.vault.request_export(&o.staff, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap_err();
+        o.f.vault.request_export(&o.staff, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap_err();
     assert!(matches!(staff, VaultError::Forbidden), "{staff:?}");
-    let mut bad = request(Protection::Password, ExportFormat::Xlsx);
+    let mut bad = request(Protection::Password {}, ExportFormat::Xlsx);
     bad.fields = vec!["no_such_field".into()];
     assert!(matches!(o.f.vault.request_export(&o.requester, &bad).await, Err(VaultError::Invalid(_))));
     let mut bad_age = request(Protection::Age { recipient: "age1notakey".into() }, ExportFormat::Csv);
     assert!(matches!(o.f.vault.request_export(&o.requester, &bad_age).await, Err(VaultError::Invalid(_))));
     bad_age.protection = split(4, &["mgr-a", "mgr-b", "clerk"]);
     assert!(matches!(o.f.vault.request_export(&o.requester, &bad_age).await, Err(VaultError::Invalid(_))));
-    let mut late = request(Protection::Password, ExportFormat::Xlsx);
+    let mut late = request(Protection::Password {}, ExportFormat::Xlsx);
     late.due_date = Some("2030-01-01".into());
     assert!(matches!(o.f.vault.request_export(&o.requester, &late).await, Err(VaultError::Invalid(_))));
     assert!(o.f.vault.list_exports(&o.requester).await.unwrap().is_empty(), "nothing was stored");
@@ -346,7 +346,7 @@ async fn thresholds_warn_alert_and_need_explicit_bulk_confirmation() {
         ..TakeoutSettings::default()
     };
     let o = office(settings, 4).await;
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     assert!((x.bulk, x.over_limit) == (true, true), "{x:?}");
     assert_eq!(x.warnings.len(), 2, "per request and per day: {:?}", x.warnings);
     let alerts = o.f.vault.takeout_alerts(&o.approver).await.unwrap();
@@ -388,7 +388,7 @@ async fn f_first_record(o: &Office) -> mamori_core::ids::RecordId {
 #[tokio::test]
 async fn returns_and_witnessed_disposals_close_the_ledger_and_overdue_is_alerted() {
     let o = office(TakeoutSettings::default(), 1).await;
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
     o.clock.advance(time::Duration::days(16));
     let info = o.f.vault.get_export(&o.requester, &x.id).await.unwrap();
@@ -414,7 +414,7 @@ async fn returns_and_witnessed_disposals_close_the_ledger_and_overdue_is_alerted
 
     // A return is confirmed by the approver who received the data back, never by the
     // requester's word alone.
-    let y = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    let y = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     o.f.vault.decide_export(&o.approver, &y.id, true, false).await.unwrap();
     let back = Settlement::Return { note: Some("USB メモリ 3 番".into()) };
     let own = o.f.vault.settle_export(&o.requester, &y.id, &back).await.unwrap_err();
@@ -463,7 +463,7 @@ async fn what_is_counted_approved_and_downloaded_is_only_what_the_requester_may_
         .create_record(&hr, "customers", None, &person("人事 花子", "090-9999-0000", "hr@example.jp"))
         .await
         .unwrap();
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password, ExportFormat::Xlsx)).await.unwrap();
+    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     assert_eq!(x.rows, 2, "the count reveals nothing about records the requester may not read");
 
     // A system administrator holds `approve` but no right on the collection: no decision,
@@ -484,4 +484,26 @@ async fn what_is_counted_approved_and_downloaded_is_only_what_the_requester_may_
     assert_eq!(o.f.vault.get_export(&o.requester, &x.id).await.unwrap().downloads_used, 0, "no download used");
     // Malformed ids are simply not found (and not written to the audit log).
     assert!(matches!(o.f.vault.download_export(&o.requester, "../../etc").await, Err(VaultError::NotFound(_))));
+}
+
+/// A misspelt field is refused, never silently dropped: `notes` for `note` would lose the
+/// ledger's note, `due` for `due_date` would give the default return date.
+#[test]
+fn request_and_settlement_bodies_refuse_unknown_fields() {
+    let request = serde_json::json!({
+        "collection": "customers", "fields": ["name"], "filter": {"kind": "all"}, "purpose": "mailing",
+        "recipient": "vendor", "format": "csv", "protection": {"kind": "password"}
+    });
+    serde_json::from_value::<ExportRequest>(request.clone()).expect("the well-formed request");
+    let with = |pointer: &str, key: &str| {
+        let mut bent = request.clone();
+        bent.pointer_mut(pointer).unwrap().as_object_mut().unwrap().insert(key.into(), "x".into());
+        serde_json::from_value::<ExportRequest>(bent)
+    };
+    assert!(with("", "due").is_err());
+    assert!(with("/filter", "value").is_err());
+    assert!(with("/protection", "recipients").is_err());
+    serde_json::from_value::<Settlement>(serde_json::json!({"kind": "return", "note": "USB 3"})).unwrap();
+    assert!(serde_json::from_value::<Settlement>(serde_json::json!({"kind": "return", "notes": "USB 3"})).is_err());
+    assert!(serde_json::from_value::<Settlement>(serde_json::json!({"kind": "dispose", "method": "m", "by": "x"})).is_err());
 }

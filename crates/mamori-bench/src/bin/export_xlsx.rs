@@ -79,12 +79,12 @@ async fn main() -> anyhow::Result<()> {
     let request = ExportRequest {
         collection: "customers".into(),
         fields: FIELDS.iter().map(|f| (*f).to_owned()).collect(),
-        filter: ExportFilter::All,
+        filter: ExportFilter::All {},
         purpose: "契約内容の確認".into(),
         recipient: "ベンチマーク".into(),
         due_date: None,
         format: ExportFormat::Xlsx,
-        protection: Protection::Password,
+        protection: Protection::Password {},
     };
     let t = Instant::now();
     let x = vault.request_export(&managers[0], &request).await?;

@@ -32,7 +32,7 @@ fn export_value(dates: Dates, x: &ExportInfo) -> Value {
         purpose => x.purpose.clone(),
         recipient => x.recipient.clone(),
         filter => match &x.filter {
-            Some(ExportFilter::All) => Some(String::new()),
+            Some(ExportFilter::All {}) => Some(String::new()),
             Some(ExportFilter::Field { field, value }) => Some(format!("{field} = {value}")),
             Some(ExportFilter::Subjects { ids }) => Some(ids.join(", ")),
             None => None,
@@ -154,7 +154,7 @@ fn request_of(form: &BTreeMap<String, String>) -> Result<ExportRequest, VaultErr
         "subjects" => {
             ExportFilter::Subjects { ids: get("filter_subjects").split_whitespace().map(str::to_owned).collect() }
         }
-        _ => ExportFilter::All,
+        _ => ExportFilter::All {},
     };
     let protection = match get("protection").as_str() {
         "age" => Protection::Age { recipient: get("age_recipient") },
@@ -169,8 +169,8 @@ fn request_of(form: &BTreeMap<String, String>) -> Result<ExportRequest, VaultErr
                 .map_err(|_| VaultError::Invalid("custodians: at most 16, one per share".into()))?;
             Protection::Split { threshold: number("threshold")?, shares, custodians }
         }
-        "none" => Protection::None,
-        _ => Protection::Password,
+        "none" => Protection::None {},
+        _ => Protection::Password {},
     };
     Ok(ExportRequest {
         collection: get("collection"),
@@ -258,7 +258,7 @@ async fn show(state: &AppState, user: &WebUser, id: &str, password: Option<Strin
         can_decide => approver && !mine && x.status == "pending",
         can_cancel => mine && x.status == "pending",
         can_download => downloadable,
-        can_password => downloadable && x.protection == Protection::Password,
+        can_password => downloadable && x.protection == Protection::Password {},
         can_return => open && approver && !mine,
         can_witness => open && approver && !mine,
         password => password,

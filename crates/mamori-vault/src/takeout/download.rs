@@ -70,7 +70,7 @@ impl Vault {
         let id = state.row.id;
         let mut ids = Vec::new();
         match filter {
-            ExportFilter::All => loop {
+            ExportFilter::All {} => loop {
                 let page = self.store.page_record_ids(id, ids.last(), PAGE).await?;
                 let done = page.len() < PAGE;
                 ids.extend(page);
@@ -211,7 +211,7 @@ impl Vault {
         let stem = format!("mamori-{}-{}", spec.collection, &row.id[row.id.len() - 12..]);
         let name = format!("{stem}.{extension}");
         Ok(match &spec.protection {
-            Protection::Password => {
+            Protection::Password {} => {
                 let password = SecretPassword::new(self.unseal_password(row)?.as_str());
                 let bytes = mamori_export::encrypt_ooxml(&plain, &password).map_err(export_error)?;
                 (vec![OutFile { name, content_type, bytes }], "ECMA-376 agile encryption, AES-256-CBC, SHA-512")
@@ -233,7 +233,7 @@ impl Vault {
                     .collect();
                 (files, "AES-256-GCM, key split by Shamir secret sharing")
             }
-            Protection::None => (vec![OutFile { name, content_type, bytes: plain.to_vec() }], "none (UNENCRYPTED)"),
+            Protection::None {} => (vec![OutFile { name, content_type, bytes: plain.to_vec() }], "none (UNENCRYPTED)"),
         })
     }
 

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 /// How data taken out came to an end.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Settlement {
     /// The media or files came back (and were erased from wherever they travelled).
     /// Confirmed by the approver who received them, from their own session — never by the

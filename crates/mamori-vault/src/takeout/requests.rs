@@ -22,11 +22,13 @@ pub enum ExportFormat {
 
 /// How the file is protected on its way out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+// Variants without fields are written `V {}`: serde lets an internally tagged *unit* variant
+// take any extra keys, even with `deny_unknown_fields`.
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Protection {
     /// XLSX with ECMA-376 agile encryption (AES-256) under a password mamori generates on
     /// approval and shows to the requester only. Opens in office software without add-ons.
-    Password,
+    Password {},
     /// Encrypted to an `age` X25519 recipient (`age1…`), for technical recipients.
     Age { recipient: String },
     /// 秘密分散: AES-256-GCM under a random key split into `shares` Shamir shares, any
@@ -43,31 +45,31 @@ pub enum Protection {
         custodians: Vec<String>,
     },
     /// Not encrypted: needs the separately granted `export.plain` right; flagged in the ledger.
-    None,
+    None {},
 }
 
 impl Protection {
     pub fn kind(&self) -> &'static str {
         match self {
-            Protection::Password => "password",
+            Protection::Password {} => "password",
             Protection::Age { .. } => "age",
             Protection::Split { .. } => "split",
-            Protection::None => "none",
+            Protection::None {} => "none",
         }
     }
 
     pub fn encrypted(&self) -> bool {
-        !matches!(self, Protection::None)
+        !matches!(self, Protection::None {})
     }
 }
 
 /// Which records of the collection. Values here may be personal (a searched name), so the
 /// filter is sealed at rest and its `Debug` prints no value.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ExportFilter {
     /// Every record of the collection the requester may read in full.
-    All,
+    All {},
     /// Records whose searchable `field` equals `value` (through the blind index).
     Field { field: String, value: String },
     /// The records of these data subjects.
@@ -77,15 +79,17 @@ pub enum ExportFilter {
 impl std::fmt::Debug for ExportFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ExportFilter::All => f.write_str("All"),
+            ExportFilter::All {} => f.write_str("All"),
             ExportFilter::Field { field, .. } => write!(f, "Field({field} = [REDACTED])"),
             ExportFilter::Subjects { ids } => write!(f, "Subjects({} ids)", ids.len()),
         }
     }
 }
 
-/// What a requester asks to take out.
+/// What a requester asks to take out. Unknown fields are refused: a misspelt `due_date`
+/// must not silently become the default return date.
 #[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ExportRequest {
     pub collection: String,
     /// The fields to include, in this order: only what the task needs (000-8-takeout-8).
@@ -268,7 +272,7 @@ impl Vault {
             .ok_or_else(|| VaultError::Invalid("purpose: say why the data is taken out (利用目的)".into()))?;
         let recipient = text("recipient", &req.recipient, 200)?;
         match (&req.protection, req.format) {
-            (Protection::Password, ExportFormat::Csv) => {
+            (Protection::Password {}, ExportFormat::Csv) => {
                 return Err(VaultError::Invalid(
                     "password protection is for XLSX; protect a CSV with age or secret splitting".into(),
                 ));
@@ -296,7 +300,7 @@ impl Vault {
             other => other.clone(),
         };
         let filter = match &req.filter {
-            ExportFilter::All => ExportFilter::All,
+            ExportFilter::All {} => ExportFilter::All {},
             ExportFilter::Field { field, value } => {
                 schema
                     .field(field)
@@ -491,7 +495,7 @@ impl Vault {
         let now = self.clock.now();
         let spec = self.open_spec(&row)?;
         let (to, until, secret) = if approve {
-            let secret = (spec.protection == Protection::Password).then(|| {
+            let secret = (spec.protection == Protection::Password {}).then(|| {
                 let password = mamori_export::generate_password();
                 self.master().seal_secret(password.expose().as_bytes(), &secret_aad(id))
             });

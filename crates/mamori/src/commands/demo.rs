@@ -107,7 +107,7 @@ pub async fn run(settings: &Settings, listen: &str, people: usize, json: bool) -
         recipient: "デモ 委託先".into(),
         due_date: None,
         format: mamori_vault::ExportFormat::Xlsx,
-        protection: mamori_vault::Protection::Password,
+        protection: mamori_vault::Protection::Password {},
     };
     vault.request_export(&importer, &request).await?;
     vault.logout(&importer, &token).await?;

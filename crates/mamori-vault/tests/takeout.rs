@@ -130,6 +130,13 @@ async fn the_requester_can_never_approve_their_own_export() {
     let staff = o.f.vault.decide_export(&o.staff, &x.id, true, false).await.unwrap_err();
     assert!(matches!(staff, VaultError::Forbidden), "{staff:?}");
     assert_eq!(o.f.vault.get_export(&o.requester, &x.id).await.unwrap().status, "pending");
+    // Showing one request is audited like the list: it may name people (filter, recipient).
+    let hidden = o.f.vault.get_export(&o.staff, &x.id).await.unwrap_err();
+    assert!(matches!(hidden, VaultError::NotFound(_)), "{hidden:?}");
+    let views = events(&o.f, "export.view").await;
+    let outcomes: Vec<_> = views.iter().map(|e| (e.outcome.as_str(), e.collection.as_deref())).collect();
+    assert_eq!(outcomes, [("success", Some("customers")), ("denied", None)]);
+    assert!(views.iter().all(|e| e.reason.as_deref().is_some_and(|r| r.contains(&x.id))), "{views:?}");
     let denied = events(&o.f, "export.approve").await;
     assert!(denied.iter().all(|e| e.outcome.as_str() == "denied"), "{denied:?}");
     // A decision is made once.

@@ -576,14 +576,30 @@ impl Vault {
         Ok(out)
     }
 
-    /// One request, with the same visibility as [`Vault::list_exports`].
+    /// One request, with the same visibility as [`Vault::list_exports`]. Audited like the
+    /// list (`export.view`): the filter and recipient it shows may name people.
     pub async fn get_export(&self, p: &Principal, id: &str) -> Result<ExportInfo> {
+        // Only a well-formed id reaches the store and the (permanent) audit log.
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(VaultError::NotFound("export request"));
+        }
         let viewer = self.export_viewer(p).await?;
         let row = self.store.get_export(id).await?;
-        match row.as_ref().and_then(|r| viewer.sees(p, r)) {
-            Some(full) => self.export_info(row.as_ref().expect("matched above"), full).await,
-            None => Err(VaultError::NotFound("export request")),
-        }
+        let mut e = self.event(p, "export.view", Outcome::Success);
+        let shown = match row.as_ref().and_then(|r| viewer.sees(p, r).map(|full| (r, full))) {
+            Some((row, full)) => {
+                e.collection = Some(row.collection.clone());
+                e.reason = Some(format!("export {id}{}", if full { "" } else { " (without filter and recipient)" }));
+                Some(self.export_info(row, full).await?)
+            }
+            None => {
+                e.outcome = Outcome::Denied;
+                e.reason = Some(format!("export {id}: not visible to the caller"));
+                None
+            }
+        };
+        self.audit.record(vec![e]).await?;
+        shown.ok_or(VaultError::NotFound("export request"))
     }
 
     /// What the caller may see of requests (decided silently, once per call).

@@ -13,6 +13,7 @@
 mod api;
 mod metrics;
 mod openapi;
+mod proxy;
 pub mod problem;
 pub mod throttle;
 pub mod tls;
@@ -33,11 +34,17 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Login and TOTP-confirmation attempts allowed per source address.
     pub login_throttle: throttle::ThrottleConfig,
+    /// Reverse proxies whose `X-Forwarded-For` names the caller (see `proxy.rs`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, login_throttle: throttle::ThrottleConfig::default() }
+        Self {
+            max_body_bytes: 1024 * 1024,
+            login_throttle: throttle::ThrottleConfig::default(),
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
@@ -60,6 +67,7 @@ pub fn router(vault: Arc<Vault>, config: ServerConfig) -> Router {
         .merge(metrics::routes())
         .merge(web::routes().layer(axum::middleware::from_fn(web::csrf_guard)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(Arc::from(config.trusted_proxies), proxy::resolve_client))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         // Responses may carry personal data: never let a browser or proxy keep them.
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

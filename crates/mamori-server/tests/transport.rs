@@ -165,7 +165,11 @@ impl Fixture {
 
     /// Plain HTTP on 127.0.0.1:0 with the given throttle.
     fn serve_plain(&self, login_throttle: ThrottleConfig) -> SocketAddr {
-        let app = router(self.vault.clone(), ServerConfig { login_throttle, ..ServerConfig::default() });
+        self.serve_plain_with(ServerConfig { login_throttle, ..ServerConfig::default() })
+    }
+
+    fn serve_plain_with(&self, config: ServerConfig) -> SocketAddr {
+        let app = router(self.vault.clone(), config);
         self.runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
@@ -428,4 +432,53 @@ fn eleventh_rapid_login_from_one_source_is_throttled_and_another_source_is_not()
         .collect();
     assert_eq!(throttled.len(), 1, "{throttled:?}");
     assert_eq!((throttled[0].actor.as_str(), throttled[0].source.as_deref()), ("anonymous", Some("127.0.0.1")));
+}
+
+/// Behind a reverse proxy on the same host every connection comes from 127.0.0.1, inside the
+/// default trusted networks where no second factor is asked. With `trusted_proxies`, the
+/// caller is the client the proxy names in `X-Forwarded-For` (its right-most entry: the left
+/// ones the client wrote itself); a loopback connection that forwards for someone while no
+/// proxy is configured is treated as an unknown, untrusted caller (000-8-access-11,
+/// 004-V-2-5). Staff here have no second factor, so an untrusted source is refused.
+#[test]
+fn behind_a_proxy_the_forwarded_client_is_the_caller() {
+    let f = Fixture::new();
+    let open = ThrottleConfig { per_minute: 0, ..ThrottleConfig::default() };
+    let proxied = ServerConfig {
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        login_throttle: open,
+        ..ServerConfig::default()
+    };
+    let behind = format!("http://{}", f.serve_plain_with(proxied));
+    let unconfigured = format!("http://{}", f.serve_plain(open));
+    let login_via = |url: &str, forwarded: Option<&str>| {
+        let mut req = ureq::post(&format!("{url}/api/v1/auth/login")).set("content-type", "application/json");
+        if let Some(f) = forwarded {
+            req = req.set("x-forwarded-for", f);
+        }
+        match req.send_string(&json!({"login": "staff", "password": PASSWORD}).to_string()) {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(status, _)) => status,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // (server, X-Forwarded-For, expected status, source recorded)
+    let cases = [
+        (&behind, Some("192.0.2.7"), 401, "192.0.2.7"),
+        (&behind, Some("127.0.0.1, 192.0.2.8"), 401, "192.0.2.8"),
+        (&behind, Some("192.0.2.9, 127.0.0.1"), 401, "192.0.2.9"),
+        (&behind, Some("127.0.0.1"), 200, "127.0.0.1"),
+        (&behind, None, 401, "0.0.0.0"),
+        (&behind, Some("not-an-address"), 401, "0.0.0.0"),
+        (&unconfigured, Some("127.0.0.1"), 401, "0.0.0.0"),
+        (&unconfigured, None, 200, "127.0.0.1"),
+    ];
+    for (url, forwarded, status, _) in &cases {
+        assert_eq!(login_via(url, *forwarded), *status, "{forwarded:?} via {url}");
+    }
+    let mut sources: Vec<String> = f.logins().into_iter().filter_map(|e| e.source).collect();
+    let mut expected: Vec<&str> = cases.iter().map(|c| c.3).collect();
+    sources.sort();
+    expected.sort();
+    assert_eq!(sources, expected);
 }

@@ -144,7 +144,7 @@ fn session_cookie_is_secure_httponly_strict_and_pages_need_it() {
     let page = b.log_in("staff", PASSWORD);
     assert_eq!(page.status, 303, "{}", page.body);
     assert_eq!(page.header("location"), Some("/"));
-    let session = page.cookies().into_iter().find(|c| c.starts_with("mamori_session=")).unwrap().to_owned();
+    let session = page.cookies().into_iter().find(|c| c.starts_with("__Host-mamori_session=")).unwrap().to_owned();
     for flag in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(session.contains(flag), "{session} lacks {flag}");
     }
@@ -171,7 +171,7 @@ fn wrong_password_and_unknown_user_get_the_same_page() {
     assert_eq!(unknown.status, 401);
     let message = |p: &Page| p.body.split("id=\"login-error\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
     assert_eq!(message(&wrong), message(&unknown));
-    assert!(wrong.cookie("mamori_session").is_none());
+    assert!(wrong.cookie("__Host-mamori_session").is_none());
 }
 
 #[test]
@@ -200,7 +200,7 @@ fn posts_without_the_csrf_token_or_from_another_site_are_refused() {
     let mut fresh = Browser::new(&s);
     let forged = fresh.post("/login", &[("csrf", "forged"), ("login", "staff"), ("password", PASSWORD)]);
     assert_eq!(forged.status, 403);
-    assert!(forged.cookie("mamori_session").is_none());
+    assert!(forged.cookie("__Host-mamori_session").is_none());
 
     // With the token, from the same origin: done, and the staff member is out at once.
     let ok = b.send("POST", "/users/staff/disable", Some(&[("csrf", &csrf)]), &[("sec-fetch-site", "same-origin")]);

@@ -21,6 +21,9 @@ pub struct Settings {
     pub master_key_file: Option<PathBuf>,
     pub listen: String,
     pub insecure_http: bool,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For` names the caller. Only this file sets
+    /// it: whoever could set it could choose their own source address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_body_bytes: usize,
     pub search_limit: usize,
     pub log: LogSettings,
@@ -260,6 +263,7 @@ impl Default for Settings {
             master_key_file: None,
             listen: "127.0.0.1:8080".into(),
             insecure_http: false,
+            trusted_proxies: Vec::new(),
             max_body_bytes: 1024 * 1024,
             search_limit: 100,
             log: LogSettings { format: "text".into(), level: "info".into() },

@@ -1,12 +1,12 @@
 //! Who is behind a browser request, and the checks every state-changing request passes.
 //!
-//! - The session token is the `mamori_session` cookie: `Secure; HttpOnly; SameSite=Strict;
+//! - The session token is the `__Host-mamori_session` cookie: `Secure; HttpOnly; SameSite=Strict;
 //!   Path=/`, no `Max-Age` (it dies with the browser; the server ends it on idle timeout,
 //!   lifetime, logout, disable, password or role change anyway).
 //! - Every POST must come from this origin (`Sec-Fetch-Site` / `Origin`) and carry the CSRF
 //!   token in the form field `csrf` or the `X-CSRF-Token` header: derived from the session
 //!   ([`SessionToken::csrf_token`]), or before login a random value also set as the
-//!   `mamori_prelogin` cookie (double submit). Compared in constant time.
+//!   `__Host-mamori_prelogin` cookie (double submit). Compared in constant time.
 //! - A session that must first change its password (or enrol a second factor) reaches only
 //!   the setup pages.
 
@@ -22,10 +22,13 @@ use axum::response::Response;
 use mamori_crypto::{SessionToken, constant_time_eq};
 use mamori_vault::{Principal, VaultError};
 
-pub(crate) const SESSION_COOKIE: &str = "mamori_session";
-pub(crate) const PRELOGIN_COOKIE: &str = "mamori_prelogin";
+// The `__Host-` prefix: browsers accept these cookies only from this host itself, Secure, with
+// `Path=/` and no `Domain`, so a sibling subdomain cannot plant its own session cookie here
+// (session fixation into an attacker's account).
+pub(crate) const SESSION_COOKIE: &str = "__Host-mamori_session";
+pub(crate) const PRELOGIN_COOKIE: &str = "__Host-mamori_prelogin";
 /// The sealed login ticket between the password and the code page.
-pub(crate) const TICKET_COOKIE: &str = "mamori_ticket";
+pub(crate) const TICKET_COOKIE: &str = "__Host-mamori_ticket";
 /// Largest form a page posts (the CSRF check reads the body before the handler).
 const MAX_FORM_BYTES: usize = 64 * 1024;
 

@@ -93,7 +93,7 @@ impl TestServer {
             let login_throttle = mamori_server::throttle::ThrottleConfig { per_minute: 0, ..Default::default() };
             let app = mamori_server::router(
                 vault.clone(),
-                mamori_server::ServerConfig { max_body_bytes: 64 * 1024, login_throttle },
+                mamori_server::ServerConfig { max_body_bytes: 64 * 1024, login_throttle, ..Default::default() },
             );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());

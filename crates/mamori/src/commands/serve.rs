@@ -62,7 +62,11 @@ pub async fn run_server(
     listener: tokio::net::TcpListener,
     tls: Option<TlsConfig>,
 ) -> anyhow::Result<ExitCode> {
-    let config = ServerConfig { max_body_bytes: settings.max_body_bytes, login_throttle: settings.auth.throttle() };
+    let config = ServerConfig {
+        max_body_bytes: settings.max_body_bytes,
+        login_throttle: settings.auth.throttle(),
+        trusted_proxies: settings.trusted_proxies.clone(),
+    };
     let app = router(vault.clone(), config);
     // Shares of secret-split exports left unfetched when their window closes are destroyed
     // within a minute, whether or not anyone looks at the export again.

@@ -1,0 +1,127 @@
+//! The client's address behind a reverse proxy.
+//!
+//! Behind a TLS-terminating proxy on the same host, every connection comes from 127.0.0.1:
+//! without this, every caller would look like a trusted-network caller (no second factor
+//! needed, `auth.trusted_networks`), share one login-throttle bucket, and be logged under the
+//! proxy's address. With `trusted_proxies` set, a connection *from* one of those networks is
+//! attributed to the address its `X-Forwarded-For` names: the right-most entry that is not
+//! itself a trusted proxy (entries further left were written by the client and prove
+//! nothing). A trusted proxy that sends no usable entry gets the unspecified address —
+//! never trusted, one shared throttle bucket — rather than its own loopback address.
+//! Connections from anywhere else keep their socket address, whatever headers they send —
+//! except that a loopback connection carrying `X-Forwarded-For` while no proxy is configured
+//! is an unconfigured local proxy: it too gets the unspecified address (fail closed: a second
+//! factor is asked of everyone), and a warning says what to set.
+//! Measures: 001-20-tech-1-5 (lockout and throttling per source), 000-8-access-11 (records of
+//! where access came from).
+
+use crate::tls::Peer;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use ipnet::IpNet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Once};
+
+/// Rewrites the connection's address (`ConnectInfo<Peer>`) to the client's, for connections
+/// from a trusted proxy. Every handler reads the address from there.
+pub(crate) async fn resolve_client(State(proxies): State<Arc<[IpNet]>>, mut req: Request, next: Next) -> Response {
+    let client = req.extensions().get::<ConnectInfo<Peer>>().and_then(|ConnectInfo(peer)| {
+        let ip = peer.addr.ip();
+        if trusted(&proxies, ip) {
+            let client = forwarded_client(&proxies, req.headers());
+            if client.is_none() {
+                tracing::warn!(proxy = %ip, "a trusted proxy sent no usable X-Forwarded-For; the caller's address is unknown");
+            }
+            Some(client.unwrap_or(UNKNOWN))
+        } else if proxies.is_empty() && ip.to_canonical().is_loopback() && req.headers().contains_key(FORWARDED_FOR) {
+            static WARNED: Once = Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "requests from {ip} carry X-Forwarded-For, but no trusted_proxies are configured: they are treated \
+                     as coming from an unknown, untrusted address; list the proxy in trusted_proxies (mamori.toml)"
+                )
+            });
+            Some(UNKNOWN)
+        } else {
+            None
+        }
+    });
+    if let (Some(client), Some(ConnectInfo(peer))) = (client, req.extensions_mut().get_mut::<ConnectInfo<Peer>>()) {
+        peer.addr = SocketAddr::new(client, 0);
+    }
+    next.run(req).await
+}
+
+const FORWARDED_FOR: &str = "x-forwarded-for";
+/// A caller whose address is not known: outside every trusted network.
+const UNKNOWN: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+fn trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
+    proxies.iter().any(|n| n.contains(&ip.to_canonical()))
+}
+
+/// The right-most `X-Forwarded-For` entry that is not a trusted proxy; `None` when there is
+/// none, or when the first such entry is not an address.
+fn forwarded_client(proxies: &[IpNet], headers: &HeaderMap) -> Option<IpAddr> {
+    let values: Vec<&str> =
+        headers.get_all(FORWARDED_FOR).iter().map(|v| v.to_str()).collect::<Result<_, _>>().ok()?;
+    let entries = values.iter().flat_map(|v| v.split(',')).map(str::trim).collect::<Vec<_>>();
+    let mut last = None;
+    for entry in entries.into_iter().rev() {
+        let ip = parse_entry(entry)?;
+        if !trusted(proxies, ip) {
+            return Some(ip);
+        }
+        last = Some(ip);
+    }
+    // Every hop is a trusted proxy: the left-most one is where the request started.
+    last
+}
+
+/// `192.0.2.7`, `2001:db8::7`, `192.0.2.7:51234` or `[2001:db8::7]:51234`.
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip())).map(|ip| ip.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_right_most_untrusted_entry_is_the_client() {
+        let proxies: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap(), "10.0.0.0/24".parse().unwrap()];
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let cases: &[(&[&str], Option<IpAddr>)] = &[
+            (&["192.0.2.7"], ip("192.0.2.7")),
+            // The client wrote the left part: it cannot pick a trusted address for itself.
+            (&["127.0.0.1, 192.0.2.7"], ip("192.0.2.7")),
+            (&["198.51.100.1, 192.0.2.7, 10.0.0.5"], ip("192.0.2.7")),
+            (&["198.51.100.1", "192.0.2.7"], ip("192.0.2.7")),
+            (&["[2001:db8::7]:443"], ip("2001:db8::7")),
+            (&["192.0.2.7:51234"], ip("192.0.2.7")),
+            (&["::ffff:192.0.2.7"], ip("192.0.2.7")),
+            (&["10.0.0.9, 127.0.0.1"], ip("10.0.0.9")),
+            (&[], None),
+            (&["unknown"], None),
+            (&["192.0.2.7, garbage"], None),
+            // Garbage left of the client's entry was the client's own doing.
+            (&["garbage, 192.0.2.7"], ip("192.0.2.7")),
+        ];
+        for (values, expected) in cases {
+            assert_eq!(forwarded_client(&proxies, &headers(values)), *expected, "{values:?}");
+        }
+        assert!(trusted(&proxies, "::ffff:127.0.0.1".parse().unwrap()), "IPv4-mapped loopback");
+        assert!(!trusted(&proxies, "192.0.2.7".parse().unwrap()));
+    }
+}

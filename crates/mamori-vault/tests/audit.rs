@@ -546,6 +546,15 @@ async fn a_long_log_in_order_verifies_to_its_head() {
     // Verifications started together take turns, and both finish.
     let (a, b) = tokio::join!(verify_long(&store, &key), verify_long(&store, &key));
     assert!(a.ok && b.ok && a.head_hash == b.head_hash);
+    let keyed = |r: &VerifyReport| r.warnings.iter().filter(|w| w.contains("key id")).count();
+    assert_eq!(keyed(&a), 0, "{:?}", a.warnings);
+    // Without a key held apart, the database's own copy is used, and the report says what
+    // that proves less (whoever rewrites the database can replace that key too).
+    store.put_meta(mamori_vault::AUDIT_PUBLIC_KEY, &key.to_der()).await.unwrap();
+    let own = mamori_vault::verify_store(&store, None, None, None, &Arc::default()).await.unwrap();
+    assert!(own.ok, "{own:#?}");
+    assert_eq!(keyed(&own), 1, "{:?}", own.warnings);
+    assert!(own.warnings.iter().any(|w| w.contains(&format!("key id {}", key.key_id()))), "{:?}", own.warnings);
 }
 
 #[tokio::test(flavor = "multi_thread")]

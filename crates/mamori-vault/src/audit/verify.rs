@@ -140,6 +140,17 @@ pub async fn verify_store(
     progress: &Arc<VerifyProgress>,
 ) -> Result<VerifyReport> {
     let stored = stored_audit_key(&**store).await?;
+    // The database's own copy proves less: whoever can rewrite the events can replace the key
+    // and re-sign. Say so, with the key's id to compare against a copy kept elsewhere.
+    let key_warning = match (trusted, &stored) {
+        (None, Some(key)) => Some(format!(
+            "checkpoint signatures were checked against the public key stored in the database (key id {}): \
+             whoever can rewrite the database can replace it as well; for independent proof give the public key \
+             kept apart from it (--public-key, or the signing key file)",
+            key.key_id()
+        )),
+        _ => None,
+    };
     let trusted = trusted.or(stored.as_ref());
     let mut missing_file = None;
     let lines = match given.or(configured) {
@@ -155,6 +166,7 @@ pub async fn verify_store(
     };
     let mut report = verify_chain(store, trusted, stored.as_ref(), lines.as_deref(), progress).await?;
     report.warnings.extend(missing_file);
+    report.warnings.extend(key_warning);
     Ok(report)
 }
 

@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
      department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
      totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at, reviewed_at, reviewed_by, \
-     access_window";
+     access_window, enabled_at";
 const SESSION_COLUMNS: &str = "token_hash, user_id, created_at, expires_at, last_seen_at, password_change_only, mfa";
 
 fn user_row(r: &Row) -> Result<UserRow> {
@@ -40,6 +40,7 @@ fn user_row(r: &Row) -> Result<UserRow> {
         reviewed_at: get_optional_time(r, 21)?,
         reviewed_by: get(r, 22)?,
         access_window: get(r, 23)?,
+        enabled_at: get_optional_time(r, 24)?,
     })
 }
 
@@ -82,7 +83,7 @@ impl PostgresStore {
             &format!(
                 "INSERT INTO users ({USER_COLUMNS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                         $19, $20, $21, $22, $23, $24)"
+                         $19, $20, $21, $22, $23, $24, $25)"
             ),
             &[
                 u.id.as_uuid(),
@@ -110,6 +111,7 @@ impl PostgresStore {
                 &u.reviewed_at.map(to_micros),
                 &u.reviewed_by,
                 &u.access_window,
+                &u.enabled_at.map(to_micros),
             ],
         )
         .await?;
@@ -188,6 +190,12 @@ impl PostgresStore {
     pub(crate) async fn update_disabled(&self, id: &UserId, disabled: bool) -> Result<()> {
         let conn = self.conn().await?;
         found(execute(&conn, "UPDATE users SET disabled = $2 WHERE id = $1", &[id.as_uuid(), &disabled]).await?)
+    }
+
+    pub(crate) async fn mark_enabled(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
+        let conn = self.conn().await?;
+        let sql = "UPDATE users SET disabled = false, enabled_at = $2 WHERE id = $1";
+        found(execute(&conn, sql, &[id.as_uuid(), &to_micros(at)]).await?)
     }
 
     pub(crate) async fn mark_reviewed(&self, id: &UserId, by: &str, at: OffsetDateTime) -> Result<()> {

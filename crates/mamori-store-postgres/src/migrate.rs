@@ -21,6 +21,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("20261208000000_change_notifications", include_str!("../migrations/20261208000000_change_notifications.sql")),
     ("20261209000000_access_windows", include_str!("../migrations/20261209000000_access_windows.sql")),
     ("20261210000000_export_shares", include_str!("../migrations/20261210000000_export_shares.sql")),
+    ("20261211000000_user_enabled_at", include_str!("../migrations/20261211000000_user_enabled_at.sql")),
 ];
 
 /// Namespace of mamori's advisory locks (the first key of the two-key form); the second key is

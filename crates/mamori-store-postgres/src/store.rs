@@ -184,6 +184,10 @@ impl Store for PostgresStore {
         self.update_disabled(id, disabled).await
     }
 
+    async fn enable_user(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
+        self.mark_enabled(id, at).await
+    }
+
     async fn mark_user_reviewed(&self, id: &UserId, by: &str, at: OffsetDateTime) -> Result<()> {
         self.mark_reviewed(id, by, at).await
     }

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20261207000000, "takeout", include_str!("../migrations/20261207000000_takeout.sql")),
     (20261209000000, "access_windows", include_str!("../migrations/20261209000000_access_windows.sql")),
     (20261210000000, "export_shares", include_str!("../migrations/20261210000000_export_shares.sql")),
+    (20261211000000, "user_enabled_at", include_str!("../migrations/20261211000000_user_enabled_at.sql")),
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

@@ -71,13 +71,14 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, UserRow)> {
             reviewed_at: optional_time(21)?,
             reviewed_by: r.get(22)?,
             access_window: r.get(23)?,
+            enabled_at: optional_time(24)?,
         },
     ))
 }
 const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
      department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
      totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at, reviewed_at, reviewed_by, \
-     access_window";
+     access_window, enabled_at";
 
 fn finish_user((id, mut user): (Vec<u8>, UserRow)) -> Result<UserRow> {
     user.id = UserId::from_slice(&id).map_err(|_| StoreError::Corrupt("user id".into()))?;
@@ -709,7 +710,7 @@ impl Store for SqliteStore {
                 &format!(
                     "INSERT INTO users ({USER_COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                             ?19, ?20, ?21, ?22, ?23, ?24)"
+                             ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
                 ),
                 params![
                     u.id.as_bytes(),
@@ -736,6 +737,7 @@ impl Store for SqliteStore {
                     u.reviewed_at.map(to_micros),
                     u.reviewed_by,
                     u.access_window,
+                    u.enabled_at.map(to_micros),
                 ],
             )
             .map_err(|e| match map_err(e) {
@@ -1015,6 +1017,14 @@ impl Store for SqliteStore {
         let id = *id;
         self.update_user("UPDATE users SET disabled = ?1 WHERE id = ?2", move |tx, sql| {
             tx.execute(sql, params![disabled, id.as_bytes()])
+        })
+        .await
+    }
+
+    async fn enable_user(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
+        let id = *id;
+        self.update_user("UPDATE users SET disabled = 0, enabled_at = ?1 WHERE id = ?2", move |tx, sql| {
+            tx.execute(sql, params![to_micros(at), id.as_bytes()])
         })
         .await
     }

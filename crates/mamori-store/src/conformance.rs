@@ -468,8 +468,11 @@ pub async fn account_security_state(store: Arc<dyn Store>) {
     assert!(store.record_login_success(&user.id, t(900)).await.unwrap(), "the lock ended at 900");
     store.set_user_disabled(&user.id, true).await.unwrap();
     assert!(!store.record_login_success(&user.id, t(950)).await.unwrap());
-    store.set_user_disabled(&user.id, false).await.unwrap();
-    assert_eq!(store.get_user(&user.id).await.unwrap().unwrap().last_login_at, Some(t(900)));
+    store.enable_user(&user.id, t(960)).await.unwrap();
+    let u = store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!((u.disabled, u.last_login_at, u.enabled_at), (false, Some(t(900)), Some(t(960))));
+    assert_eq!(u.idle_since(), t(960));
+    assert_eq!(store.enable_user(&missing, t(1)).await, Err(StoreError::NotFound));
     assert!(!store.record_login_success(&missing, t(1)).await.unwrap());
     assert_eq!(store.record_login_failure(&missing, t(1), 3, t(900)).await, Err(StoreError::NotFound));
 

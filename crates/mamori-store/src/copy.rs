@@ -146,6 +146,7 @@ pub const TABLES: &[Table] = &[
             "reviewed_at",
             "reviewed_by",
             "access_window",
+            "enabled_at",
         ],
         &["id"],
     ),

@@ -183,6 +183,9 @@ pub struct UserRow {
     /// The account's own access window (`mamori_core::access_window::AccessWindow` as JSON),
     /// replacing its role's; `None`: the role's window applies.
     pub access_window: Option<String>,
+    /// When an administrator last enabled (or activated) the account: dormancy counts from
+    /// the latest of this, the last login and creation.
+    pub enabled_at: Option<OffsetDateTime>,
 }
 
 impl UserRow {
@@ -220,7 +223,14 @@ impl UserRow {
             reviewed_at: None,
             reviewed_by: None,
             access_window: None,
+            enabled_at: None,
         }
+    }
+
+    /// Since when the account has gone unused: its last login, or when an administrator
+    /// last enabled it, or its creation — whichever is latest (auth.dormant_days).
+    pub fn idle_since(&self) -> OffsetDateTime {
+        [self.last_login_at, self.enabled_at].into_iter().flatten().fold(self.created_at, OffsetDateTime::max)
     }
 }
 

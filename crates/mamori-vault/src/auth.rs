@@ -581,9 +581,13 @@ impl Vault {
             self.audit.record(vec![e]).await?;
             return Err(VaultError::Forbidden);
         }
-        self.store.set_user_disabled(&user.id, disabled).await?;
         if disabled {
+            self.store.set_user_disabled(&user.id, true).await?;
             self.store.delete_user_sessions(&user.id).await?;
+        } else {
+            // Dormancy counts from now too: an account enabled after a dormancy lock is not
+            // locked again by its next login.
+            self.store.enable_user(&user.id, self.clock.now()).await?;
         }
         let mut e = self.event(p, if disabled { "user.disable" } else { "user.enable" }, Outcome::Success);
         e.reason = Some(format!("user:{}", user.id));
@@ -632,7 +636,7 @@ impl Vault {
         let password = one_time_password();
         self.store.set_password(&user.id, &self.hash_password(&password).await?, true, self.clock.now()).await?;
         self.store.delete_user_sessions(&user.id).await?;
-        self.store.set_user_disabled(&user.id, false).await?;
+        self.store.enable_user(&user.id, self.clock.now()).await?;
         let mut e = self.event(p, "user.activate", Outcome::Success);
         e.reason = Some(format!("user:{} role={}", user.id, user.role));
         self.audit.record(vec![e]).await?;
@@ -783,7 +787,7 @@ impl Vault {
             return Err(fail("account expired"));
         }
         if let Some(dormant) = policy.dormant_after
-            && user.last_login_at.unwrap_or(user.created_at) + dormant <= now
+            && user.idle_since() + dormant <= now
         {
             self.disable_automatically(user, "user.dormant", "no login within the dormancy period")
                 .await

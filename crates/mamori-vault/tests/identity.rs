@@ -175,6 +175,33 @@ async fn staff_has_one_session_and_vendors_need_an_end_date() {
     f.vault.create_user(&f.admin, vendor).await.unwrap();
 }
 
+/// An account unused for the dormancy period (90 days) is disabled at its next login; once an
+/// administrator enables it again (or a privacy officer activates it), dormancy counts from
+/// then, so its next login works instead of disabling it again.
+#[tokio::test]
+async fn an_account_enabled_after_dormancy_can_log_in() {
+    use mamori_core::clock::ManualClock;
+    use time::macros::datetime;
+
+    let clock = std::sync::Arc::new(ManualClock::new(datetime!(2026-01-05 00:00 UTC)));
+    let f = Fixture::build(mamori_vault::VaultConfig::default(), clock.clone()).await;
+    f.user("clerk1", Role::Staff).await;
+    f.user("clerk2", Role::Staff).await;
+    clock.set(datetime!(2026-04-06 00:00 UTC));
+    for login in ["clerk1", "clerk2"] {
+        let dormant = f.vault.login(login, &pw(PASSWORD), None).await.unwrap_err();
+        assert!(matches!(dormant, VaultError::Unauthenticated), "{dormant:?}");
+        assert!(f.store().get_user_by_login(login).await.unwrap().unwrap().disabled);
+    }
+    f.vault.set_user_disabled(&f.admin, "clerk1", false).await.unwrap();
+    f.vault.login("clerk1", &pw(PASSWORD), None).await.expect("enabled today: not dormant");
+
+    let (privacy, _) = f.user("privacy1", Role::PrivacyOfficer).await;
+    let one_time = f.vault.activate_user(&privacy, "clerk2").await.unwrap();
+    let out = f.vault.login("clerk2", &one_time, None).await.expect("activated today: not dormant");
+    assert!(out.password_change_required);
+}
+
 /// Access windows (001-20-tech-2-5: no use outside working hours or on holidays;
 /// 001-20-tech-1-6: only from the networks authorised users work from). Staff may work
 /// 08:00–20:00 JST on weekdays except holidays, from 10.0.0.0/8; managers are unrestricted.

@@ -53,6 +53,8 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     pub metrics: Arc<metrics::Metrics>,
     pub throttle: Arc<throttle::LoginThrottle>,
+    /// Reverse proxies whose `X-Forwarded-For` names the caller (`proxy.rs`).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// The whole application as one router.
@@ -61,13 +63,13 @@ pub fn router(vault: Arc<Vault>, config: ServerConfig) -> Router {
         vault,
         metrics: Arc::new(metrics::Metrics::new()),
         throttle: Arc::new(throttle::LoginThrottle::new(config.login_throttle)),
+        trusted_proxies: Arc::from(config.trusted_proxies),
     };
     Router::new()
         .merge(api::routes())
         .merge(metrics::routes())
         .merge(web::routes().layer(axum::middleware::from_fn(web::csrf_guard)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(axum::middleware::from_fn_with_state(Arc::from(config.trusted_proxies), proxy::resolve_client))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         // Responses may carry personal data: never let a browser or proxy keep them.
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

@@ -16,47 +16,43 @@
 //! where access came from).
 
 use crate::tls::Peer;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::ConnectInfo;
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::request::Parts;
 use ipnet::IpNet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Once};
-
-/// Rewrites the connection's address (`ConnectInfo<Peer>`) to the client's, for connections
-/// from a trusted proxy. Every handler reads the address from there.
-pub(crate) async fn resolve_client(State(proxies): State<Arc<[IpNet]>>, mut req: Request, next: Next) -> Response {
-    let client = req.extensions().get::<ConnectInfo<Peer>>().and_then(|ConnectInfo(peer)| {
-        let ip = peer.addr.ip();
-        if trusted(&proxies, ip) {
-            let client = forwarded_client(&proxies, req.headers());
-            if client.is_none() {
-                tracing::warn!(proxy = %ip, "a trusted proxy sent no usable X-Forwarded-For; the caller's address is unknown");
-            }
-            Some(client.unwrap_or(UNKNOWN))
-        } else if proxies.is_empty() && ip.to_canonical().is_loopback() && req.headers().contains_key(FORWARDED_FOR) {
-            static WARNED: Once = Once::new();
-            WARNED.call_once(|| {
-                tracing::warn!(
-                    "requests from {ip} carry X-Forwarded-For, but no trusted_proxies are configured: they are treated \
-                     as coming from an unknown, untrusted address; list the proxy in trusted_proxies (mamori.toml)"
-                )
-            });
-            Some(UNKNOWN)
-        } else {
-            None
-        }
-    });
-    if let (Some(client), Some(ConnectInfo(peer))) = (client, req.extensions_mut().get_mut::<ConnectInfo<Peer>>()) {
-        peer.addr = SocketAddr::new(client, 0);
-    }
-    next.run(req).await
-}
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Once;
 
 const FORWARDED_FOR: &str = "x-forwarded-for";
 /// A caller whose address is not known: outside every trusted network.
 const UNKNOWN: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+/// The caller's address: the socket's, or for a connection from a trusted proxy the client
+/// its `X-Forwarded-For` names. `None` only for a router served without connect info.
+/// Resolved where it is read rather than by a middleware layer, which would cost every
+/// request a service clone (measured: BENCHMARKS.md, session 12).
+pub(crate) fn client_ip(proxies: &[IpNet], parts: &Parts) -> Option<IpAddr> {
+    let ConnectInfo(peer) = parts.extensions.get::<ConnectInfo<Peer>>()?;
+    let ip = peer.addr.ip();
+    if trusted(proxies, ip) {
+        let client = forwarded_client(proxies, &parts.headers);
+        if client.is_none() {
+            tracing::warn!(proxy = %ip, "a trusted proxy sent no usable X-Forwarded-For; the caller's address is unknown");
+        }
+        return Some(client.unwrap_or(UNKNOWN));
+    }
+    if proxies.is_empty() && ip.to_canonical().is_loopback() && parts.headers.contains_key(FORWARDED_FOR) {
+        static WARNED: Once = Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "requests from {ip} carry X-Forwarded-For, but no trusted_proxies are configured: they are treated as \
+                 coming from an unknown, untrusted address; list the proxy in trusted_proxies (mamori.toml)"
+            )
+        });
+        return Some(UNKNOWN);
+    }
+    Some(ip)
+}
 
 fn trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
     proxies.iter().any(|n| n.contains(&ip.to_canonical()))
@@ -82,7 +78,7 @@ fn forwarded_client(proxies: &[IpNet], headers: &HeaderMap) -> Option<IpAddr> {
 
 /// `192.0.2.7`, `2001:db8::7`, `192.0.2.7:51234` or `[2001:db8::7]:51234`.
 fn parse_entry(entry: &str) -> Option<IpAddr> {
-    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip())).map(|ip| ip.to_canonical())
+    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip())).map(|ip| ip.to_canonical())
 }
 
 #[cfg(test)]

@@ -81,13 +81,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/takeout/alerts", get(takeout_alerts))
 }
 
-/// The caller's address as seen on the socket, for the audit log.
-pub(crate) fn source(parts: &Parts) -> Option<String> {
-    peer_ip(parts).map(|ip| ip.to_string())
+/// The caller's address, for the audit log and the vault's network rules: the socket's, or
+/// behind a trusted proxy the client it names (see `proxy.rs`).
+pub(crate) fn source(parts: &Parts, state: &AppState) -> Option<String> {
+    peer_ip(parts, state).map(|ip| ip.to_string())
 }
 
-pub(crate) fn peer_ip(parts: &Parts) -> Option<IpAddr> {
-    parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0.addr.ip())
+pub(crate) fn peer_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    crate::proxy::client_ip(&state.trusted_proxies, parts)
 }
 
 /// An authenticated caller: `Authorization: Bearer <token>`, resolved on every request, so a
@@ -108,7 +109,7 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|t| !t.is_empty() && t.len() <= 128)
             .ok_or(ApiError::from(VaultError::Unauthenticated))?;
         let token = SessionToken::from_presented(token);
-        let principal = state.vault.authenticate(&token, source(parts)).await?;
+        let principal = state.vault.authenticate(&token, source(parts, state)).await?;
         Ok(Caller { principal, token })
     }
 }
@@ -118,8 +119,8 @@ pub(crate) struct Source(pub Option<String>);
 
 impl FromRequestParts<AppState> for Source {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(Source(source(parts)))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Source(source(parts, state)))
     }
 }
 
@@ -146,13 +147,13 @@ impl FromRequestParts<AppState> for Attempt {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         // Without a socket address (a router served without connect info) all such callers
         // share one bucket: throttled together rather than not at all.
-        let ip = peer_ip(parts).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let ip = peer_ip(parts, state).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         match state.throttle.check(ip, Instant::now()) {
             Verdict::Allow => Ok(Attempt),
             Verdict::Refuse { retry_after, record } => {
                 if let Some(refused) = record
                     && let Err(e) =
-                        state.vault.record_throttled_login(peer_ip(parts).map(|ip| ip.to_string()), refused).await
+                        state.vault.record_throttled_login(peer_ip(parts, state).map(|ip| ip.to_string()), refused).await
                 {
                     return Err(ApiError::from(e).into_response());
                 }

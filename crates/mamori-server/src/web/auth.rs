@@ -67,7 +67,7 @@ pub(crate) struct LoginForm {
 /// The per-source throttle of `/api/v1/auth/login`, shared with the web login and the other
 /// forms that check a password or a code.
 pub(crate) async fn throttled(state: &AppState, parts: &Parts, lang: Lang) -> Option<Response> {
-    let ip = peer_ip(parts).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let ip = peer_ip(parts, state).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let Verdict::Refuse { retry_after, record } = state.throttle.check(ip, Instant::now()) else { return None };
     if let Some(refused) = record
         && let Err(e) = state.vault.record_throttled_login(Some(ip.to_string()), refused).await

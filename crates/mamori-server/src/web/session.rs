@@ -62,7 +62,7 @@ impl FromRequestParts<AppState> for WebUser {
             .filter(|t| !t.is_empty() && t.len() <= 128)
             .map(|t| SessionToken::from_presented(&t));
         let Some(token) = token else { return Err(to_login(parts)) };
-        match state.vault.authenticate(&token, crate::api::source(parts)).await {
+        match state.vault.authenticate(&token, crate::api::source(parts, state)).await {
             Ok(principal) => {
                 if principal.password_change_only && !setup_page(parts.uri.path()) {
                     return Err(redirect(&parts.headers, "/account"));

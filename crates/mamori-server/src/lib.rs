@@ -13,8 +13,8 @@
 mod api;
 mod metrics;
 mod openapi;
-mod proxy;
 pub mod problem;
+mod proxy;
 pub mod throttle;
 pub mod tls;
 mod web;

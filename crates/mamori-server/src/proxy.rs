@@ -61,8 +61,7 @@ fn trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
 /// The right-most `X-Forwarded-For` entry that is not a trusted proxy; `None` when there is
 /// none, or when the first such entry is not an address.
 fn forwarded_client(proxies: &[IpNet], headers: &HeaderMap) -> Option<IpAddr> {
-    let values: Vec<&str> =
-        headers.get_all(FORWARDED_FOR).iter().map(|v| v.to_str()).collect::<Result<_, _>>().ok()?;
+    let values: Vec<&str> = headers.get_all(FORWARDED_FOR).iter().map(|v| v.to_str()).collect::<Result<_, _>>().ok()?;
     let entries = values.iter().flat_map(|v| v.split(',')).map(str::trim).collect::<Vec<_>>();
     let mut last = None;
     for entry in entries.into_iter().rev() {
@@ -78,7 +77,11 @@ fn forwarded_client(proxies: &[IpNet], headers: &HeaderMap) -> Option<IpAddr> {
 
 /// `192.0.2.7`, `2001:db8::7`, `192.0.2.7:51234` or `[2001:db8::7]:51234`.
 fn parse_entry(entry: &str) -> Option<IpAddr> {
-    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip())).map(|ip| ip.to_canonical())
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .map(|ip| ip.to_canonical())
 }
 
 #[cfg(test)]

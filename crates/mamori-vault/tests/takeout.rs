@@ -76,7 +76,8 @@ async fn events(f: &Fixture, action: &str) -> Vec<AuditEvent> {
 #[tokio::test]
 async fn an_approved_password_export_opens_with_its_password_only() {
     let o = office(TakeoutSettings::default(), 3).await;
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
+    let x =
+        o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     assert_eq!((x.status.as_str(), x.rows, x.encrypted), ("pending", 3, true));
 
     // Nothing leaves before approval; no password exists yet.
@@ -123,7 +124,8 @@ async fn an_approved_password_export_opens_with_its_password_only() {
 #[tokio::test]
 async fn the_requester_can_never_approve_their_own_export() {
     let o = office(TakeoutSettings::default(), 1).await;
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
+    let x =
+        o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     let own = o.f.vault.decide_export(&o.requester, &x.id, true, false).await.unwrap_err();
     assert!(matches!(own, VaultError::Forbidden), "{own:?}");
     // Staff lack the approve right.
@@ -183,7 +185,8 @@ async fn downloads_are_limited_in_number_and_time_and_only_for_the_requester() {
 async fn concurrent_downloads_never_overrun_the_limit() {
     let settings = TakeoutSettings { max_downloads: 3, ..TakeoutSettings::default() };
     let o = office(settings, 2).await;
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
+    let x =
+        o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
     let vault = o.f.vault.clone();
     let mut tasks = Vec::new();
@@ -353,7 +356,8 @@ async fn thresholds_warn_alert_and_need_explicit_bulk_confirmation() {
         ..TakeoutSettings::default()
     };
     let o = office(settings, 4).await;
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
+    let x =
+        o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     assert!((x.bulk, x.over_limit) == (true, true), "{x:?}");
     assert_eq!(x.warnings.len(), 2, "per request and per day: {:?}", x.warnings);
     let alerts = o.f.vault.takeout_alerts(&o.approver).await.unwrap();
@@ -395,7 +399,8 @@ async fn f_first_record(o: &Office) -> mamori_core::ids::RecordId {
 #[tokio::test]
 async fn returns_and_witnessed_disposals_close_the_ledger_and_overdue_is_alerted() {
     let o = office(TakeoutSettings::default(), 1).await;
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
+    let x =
+        o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
     o.clock.advance(time::Duration::days(16));
     let info = o.f.vault.get_export(&o.requester, &x.id).await.unwrap();
@@ -421,7 +426,8 @@ async fn returns_and_witnessed_disposals_close_the_ledger_and_overdue_is_alerted
 
     // A return is confirmed by the approver who received the data back, never by the
     // requester's word alone.
-    let y = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
+    let y =
+        o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     o.f.vault.decide_export(&o.approver, &y.id, true, false).await.unwrap();
     let back = Settlement::Return { note: Some("USB メモリ 3 番".into()) };
     let own = o.f.vault.settle_export(&o.requester, &y.id, &back).await.unwrap_err();
@@ -470,7 +476,8 @@ async fn what_is_counted_approved_and_downloaded_is_only_what_the_requester_may_
         .create_record(&hr, "customers", None, &person("人事 花子", "090-9999-0000", "hr@example.jp"))
         .await
         .unwrap();
-    let x = o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
+    let x =
+        o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     assert_eq!(x.rows, 2, "the count reveals nothing about records the requester may not read");
 
     // A system administrator holds `approve` but no right on the collection: no decision,
@@ -512,5 +519,7 @@ fn request_and_settlement_bodies_refuse_unknown_fields() {
     assert!(with("/protection", "recipients").is_err());
     serde_json::from_value::<Settlement>(serde_json::json!({"kind": "return", "note": "USB 3"})).unwrap();
     assert!(serde_json::from_value::<Settlement>(serde_json::json!({"kind": "return", "notes": "USB 3"})).is_err());
-    assert!(serde_json::from_value::<Settlement>(serde_json::json!({"kind": "dispose", "method": "m", "by": "x"})).is_err());
+    assert!(
+        serde_json::from_value::<Settlement>(serde_json::json!({"kind": "dispose", "method": "m", "by": "x"})).is_err()
+    );
 }

@@ -152,8 +152,10 @@ impl FromRequestParts<AppState> for Attempt {
             Verdict::Allow => Ok(Attempt),
             Verdict::Refuse { retry_after, record } => {
                 if let Some(refused) = record
-                    && let Err(e) =
-                        state.vault.record_throttled_login(peer_ip(parts, state).map(|ip| ip.to_string()), refused).await
+                    && let Err(e) = state
+                        .vault
+                        .record_throttled_login(peer_ip(parts, state).map(|ip| ip.to_string()), refused)
+                        .await
                 {
                     return Err(ApiError::from(e).into_response());
                 }

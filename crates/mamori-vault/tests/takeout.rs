@@ -281,6 +281,34 @@ async fn secret_split_shares_go_to_their_custodians_one_each() {
     );
 }
 
+/// Fetching a share destroys the held copy. When the audit log cannot record the fetch, the
+/// request fails closed and the share stays held: it can be fetched once the log works.
+#[tokio::test]
+async fn a_share_is_not_destroyed_when_its_fetch_cannot_be_audited() {
+    let o = office(TakeoutSettings::default(), 2).await;
+    let keeper = member(&o.f, "keeper", Role::PrivacyOfficer).await;
+    let x = o
+        .f
+        .vault
+        .request_export(&o.requester, &request(split(2, &["mgr-a", "mgr-b", "keeper"]), ExportFormat::Csv))
+        .await
+        .unwrap();
+    o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
+    o.f.vault.download_export(&o.requester, &x.id).await.unwrap();
+
+    let db = rusqlite::Connection::open(o.f.db_path()).unwrap();
+    db.execute_batch("CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'full'); END;")
+        .unwrap();
+    let err = o.f.vault.fetch_export_share(&keeper, &x.id).await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    db.execute_batch("DROP TRIGGER no_audit;").unwrap();
+
+    assert_eq!(o.f.vault.shares_for_me(&keeper).await.unwrap().len(), 1, "still held");
+    let share = o.f.vault.fetch_export_share(&keeper, &x.id).await.unwrap();
+    assert!(share.name.ends_with(".share-3-of-3.mamori"), "{}", share.name);
+    assert_eq!(events(&o.f, "export.share_fetch").await.len(), 1);
+}
+
 #[tokio::test]
 async fn a_split_needs_one_active_custodian_per_share() {
     let o = office(TakeoutSettings::default(), 1).await;

@@ -266,18 +266,21 @@ impl Vault {
         let detail = serde_json::json!({
             "share": share.index, "of": of, "threshold": threshold, "custodian": share.custodian, "state": "fetched",
         });
+        // The event is durable before the share is taken from the store: taking destroys the
+        // held copy, so an audit log that cannot be written must leave the share held (fail
+        // closed without losing it) rather than destroy it undelivered.
+        let mut e = self.event(p, "export.share_fetch", Outcome::Success);
+        e.collection = Some(row.collection.clone());
+        e.note = Some(format!("export {export_id}, share {} of {of} (any {threshold} restore the file)", share.index));
+        self.audit.record(vec![e]).await?;
         let line = self.ledger_line(p, Some(export_id), "share_fetch", 0, detail);
         let Some(taken) = self.store.take_export_share(export_id, &me, &line).await? else {
-            let why = format!("share {} was fetched already", share.index);
+            // The custodian's other request took it since the check above, and delivered it.
+            let why = format!("share {} was fetched by a concurrent request; this one delivered nothing", share.index);
             return Err(refuse(why.clone(), VaultError::Conflict(why)).await);
         };
         let sealed = taken.sealed.as_deref().ok_or_else(|| VaultError::Integrity("held share without bytes".into()))?;
         let bytes = self.master().open_secret(sealed, &held_share_aad(&taken.id()))?;
-        let mut e = self.event(p, "export.share_fetch", Outcome::Success);
-        e.collection = Some(row.collection.clone());
-        e.note = Some(format!("export {export_id}, share {} of {of} (any {threshold} restore the file)", taken.index));
-        // Durable before the share leaves (fail closed).
-        self.audit.record(vec![e]).await?;
         let short = &row.id[row.id.len().saturating_sub(12)..];
         Ok(OutFile {
             name: format!("mamori-{}-{short}.share-{}-of-{of}.mamori", row.collection, taken.index),

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub const ERASURE_METHOD: &str = "crypto-shredding: the subject's AES-256-GCM data keys were destroyed in every \
-     collection; its encrypted records and blind-index entries were deleted";
+     collection; its encrypted records and blind-index entries were deleted; shares still held of exports that may \
+     contain it were destroyed";
 
 /// Evidence of an erasure: what, when, by whom, how. Contains ids and counts only.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -25,11 +26,18 @@ pub struct ErasureCertificate {
     pub method: String,
     pub data_keys_destroyed: u64,
     pub records_deleted: u64,
+    /// Shares of secret-split exports that may contain the subject, still held by mamori
+    /// for their custodians and destroyed first (absent from certificates issued before).
+    #[serde(default)]
+    pub held_shares_destroyed: u64,
 }
 
 impl Vault {
     pub async fn erase_subject(&self, p: &Principal, subject: &SubjectId) -> Result<ErasureCertificate> {
         self.authorize(p, Action::SubjectErase, "subject.erase", None).await?;
+        // First, so that a failure here leaves the subject in place rather than erased with a
+        // held copy of its data left behind.
+        let held_shares_destroyed = self.discard_shares_for_erasure(p, subject.as_str()).await?;
         let mut cert = ErasureCertificate {
             certificate_id: uuid::Uuid::now_v7().to_string(),
             subject_id: subject.to_string(),
@@ -38,6 +46,7 @@ impl Vault {
             method: ERASURE_METHOD.into(),
             data_keys_destroyed: 0,
             records_deleted: 0,
+            held_shares_destroyed,
         };
         // The counts are only known inside the erasure transaction: the store records them in
         // columns of their own beside this body, and they are merged back on reading.

@@ -9,6 +9,7 @@ use common::Fixture;
 use mamori_core::access::Role;
 use mamori_core::audit::AuditEvent;
 use mamori_core::clock::ManualClock;
+use mamori_core::ids::SubjectId;
 use mamori_export::SecretPassword;
 use mamori_vault::{
     ExportFilter, ExportFormat, ExportRequest, NewUser, Principal, Protection, Settlement, TakeOut, TakeoutSettings,
@@ -287,12 +288,11 @@ async fn secret_split_shares_go_to_their_custodians_one_each() {
 async fn a_share_is_not_destroyed_when_its_fetch_cannot_be_audited() {
     let o = office(TakeoutSettings::default(), 2).await;
     let keeper = member(&o.f, "keeper", Role::PrivacyOfficer).await;
-    let x = o
-        .f
-        .vault
-        .request_export(&o.requester, &request(split(2, &["mgr-a", "mgr-b", "keeper"]), ExportFormat::Csv))
-        .await
-        .unwrap();
+    let x =
+        o.f.vault
+            .request_export(&o.requester, &request(split(2, &["mgr-a", "mgr-b", "keeper"]), ExportFormat::Csv))
+            .await
+            .unwrap();
     o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
     o.f.vault.download_export(&o.requester, &x.id).await.unwrap();
 
@@ -307,6 +307,46 @@ async fn a_share_is_not_destroyed_when_its_fetch_cannot_be_audited() {
     let share = o.f.vault.fetch_export_share(&keeper, &x.id).await.unwrap();
     assert!(share.name.ends_with(".share-3-of-3.mamori"), "{}", share.name);
     assert_eq!(events(&o.f, "export.share_fetch").await.len(), 1);
+}
+
+/// A held share is the export file itself: erasing a data subject the export may contain
+/// destroys the shares still held (the subject must not be restorable from them), and says
+/// so in the certificate. An export that names other subjects only keeps its shares.
+#[tokio::test]
+async fn erasing_a_subject_destroys_the_held_shares_of_exports_that_may_contain_it() {
+    let o = office(TakeoutSettings::default(), 3).await;
+    let keeper = member(&o.f, "keeper", Role::PrivacyOfficer).await;
+    let subject_of = async |email: &str| {
+        let found = o.f.vault.search(&o.requester, "customers", "email", email, View::Full, None).await.unwrap();
+        found[0].subject_id.clone()
+    };
+    let (erased, other) = (subject_of("t0@example.jp").await, subject_of("t1@example.jp").await);
+    let mut everyone = request(split(2, &["mgr-a", "mgr-b", "keeper"]), ExportFormat::Csv);
+    let mut others_only = everyone.clone();
+    others_only.filter = ExportFilter::Subjects { ids: vec![other] };
+    everyone.filter = ExportFilter::All {};
+    let mut ids = Vec::new();
+    for req in [&everyone, &others_only] {
+        let x = o.f.vault.request_export(&o.requester, req).await.unwrap();
+        o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
+        o.f.vault.download_export(&o.requester, &x.id).await.unwrap();
+        ids.push(x.id);
+    }
+    o.f.vault.fetch_export_share(&keeper, &ids[0]).await.unwrap();
+
+    let cert = o.f.vault.erase_subject(&keeper, &SubjectId::new(&erased).unwrap()).await.unwrap();
+    assert_eq!((cert.records_deleted, cert.held_shares_destroyed), (1, 2), "{cert:?}");
+    let states = async |id: &str| {
+        let info = o.f.vault.get_export(&o.requester, id).await.unwrap();
+        info.shares.iter().map(|s| s.state.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(states(&ids[0]).await, ["discarded", "discarded", "fetched"]);
+    assert_eq!(states(&ids[1]).await, ["held", "held", "held"]);
+    let gone = o.f.vault.fetch_export_share(&o.approver, &ids[0]).await.unwrap_err();
+    assert!(matches!(gone, VaultError::Conflict(_)), "{gone:?}");
+    let discards = events(&o.f, "export.share_discard").await;
+    assert_eq!(discards.len(), 1);
+    assert!(discards[0].note.as_deref().is_some_and(|n| n.contains(&ids[0]) && n.contains("erased")), "{discards:?}");
 }
 
 #[tokio::test]

@@ -62,6 +62,7 @@ pub(crate) fn held_share_aad(id: &str) -> Vec<u8> {
 
 /// Why shares still held when the download window closes are destroyed (ledger detail).
 const WINDOW_CLOSED: &str = "the download window closed before every share was fetched";
+const ERASED: &str = "a data subject the export may contain was erased";
 
 fn split_of(spec: &ExportRequest) -> (u8, u8) {
     match spec.protection {
@@ -189,6 +190,46 @@ impl Vault {
                     mamori_core::audit::AuditEvent::new(now, "system", "export.share_discard", Outcome::Success);
                 e.collection = Some(row.collection.clone());
                 e.note = Some(format!("export {id}: {n} unfetched shares destroyed, the window closed"));
+                self.audit.record(vec![e]).await?;
+            }
+            destroyed += n;
+        }
+        Ok(destroyed)
+    }
+
+    /// Before a data subject is erased: destroys the shares still held for every export that
+    /// may contain the subject — its collection holds the subject's data and its filter does
+    /// not name other subjects only — with a ledger line and an audit event each. A held
+    /// share is the export file itself (sealed under the master key): left in place, it would
+    /// let its custodians restore the erased subject's data until the window closes. Files
+    /// already handed out are beyond mamori's reach. The number destroyed.
+    pub(crate) async fn discard_shares_for_erasure(&self, p: &Principal, subject: &str) -> Result<u64> {
+        let mut exports: Vec<String> = self
+            .store
+            .list_export_shares(None, None)
+            .await?
+            .into_iter()
+            .filter(|s| s.state == ShareState::Held)
+            .map(|s| s.export_id)
+            .collect();
+        exports.sort();
+        exports.dedup();
+        let mut destroyed = 0;
+        for id in exports {
+            let Some(row) = self.store.get_export(&id).await? else { continue };
+            let names_others_only = match &self.open_spec(&row)?.filter {
+                super::ExportFilter::Subjects { ids } => !ids.iter().any(|s| s == subject),
+                _ => false,
+            };
+            let Some(collection) = self.store.get_collection(&row.collection).await? else { continue };
+            if names_others_only || self.store.get_subject_keys(collection.id, &[subject]).await?.is_empty() {
+                continue;
+            }
+            let n = self.discard_held_shares(p, &id, ERASED).await?;
+            if n > 0 {
+                let mut e = self.event(p, "export.share_discard", Outcome::Success);
+                e.collection = Some(row.collection.clone());
+                e.note = Some(format!("export {id}: {n} unfetched shares destroyed, {ERASED}"));
                 self.audit.record(vec![e]).await?;
             }
             destroyed += n;

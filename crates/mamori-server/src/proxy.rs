@@ -33,15 +33,21 @@ const UNKNOWN: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 /// request a service clone (measured: BENCHMARKS.md, session 12).
 pub(crate) fn client_ip(proxies: &[IpNet], parts: &Parts) -> Option<IpAddr> {
     let ConnectInfo(peer) = parts.extensions.get::<ConnectInfo<Peer>>()?;
-    let ip = peer.addr.ip();
+    // IPv4 callers of a dual-stack listener arrive as `::ffff:a.b.c.d`: networks, windows and
+    // policies are written in IPv4.
+    let ip = peer.addr.ip().to_canonical();
     if trusted(proxies, ip) {
         let client = forwarded_client(proxies, &parts.headers);
         if client.is_none() {
-            tracing::warn!(proxy = %ip, "a trusted proxy sent no usable X-Forwarded-For; the caller's address is unknown");
+            // Once per process: a client can send such requests at will.
+            static WARNED: Once = Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(proxy = %ip, "a trusted proxy sent no usable X-Forwarded-For; such callers are unknown")
+            });
         }
         return Some(client.unwrap_or(UNKNOWN));
     }
-    if proxies.is_empty() && ip.to_canonical().is_loopback() && parts.headers.contains_key(FORWARDED_FOR) {
+    if proxies.is_empty() && ip.is_loopback() && parts.headers.contains_key(FORWARDED_FOR) {
         static WARNED: Once = Once::new();
         WARNED.call_once(|| {
             tracing::warn!(
@@ -59,24 +65,35 @@ fn trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
 }
 
 /// The right-most `X-Forwarded-For` entry that is not a trusted proxy; `None` when there is
-/// none, or when the first such entry is not an address.
+/// none, or when the first such entry is not an address. Entries are read from the right
+/// as bytes and only as far as needed: what the client wrote further left (any bytes at all)
+/// cannot change the answer.
 fn forwarded_client(proxies: &[IpNet], headers: &HeaderMap) -> Option<IpAddr> {
-    let values: Vec<&str> = headers.get_all(FORWARDED_FOR).iter().map(|v| v.to_str()).collect::<Result<_, _>>().ok()?;
-    let entries = values.iter().flat_map(|v| v.split(',')).map(str::trim).collect::<Vec<_>>();
-    let mut last = None;
-    for entry in entries.into_iter().rev() {
+    let values: Vec<&[u8]> = headers.get_all(FORWARDED_FOR).iter().map(|v| v.as_bytes()).collect();
+    let mut entries = values.iter().rev().flat_map(|v| v.rsplit(|b| *b == b','));
+    let right_most = parse_entry(entries.next()?)?;
+    if !trusted(proxies, right_most) {
+        return Some(right_most);
+    }
+    let mut hops = 1;
+    for entry in entries {
+        hops += 1;
         let ip = parse_entry(entry)?;
         if !trusted(proxies, ip) {
             return Some(ip);
         }
-        last = Some(ip);
     }
-    // Every hop is a trusted proxy: the left-most one is where the request started.
-    last
+    // Every entry claims a proxy address. One alone is a caller on a proxy host (a script on
+    // the proxy's machine) as the proxy saw it. With several, those left of the right-most
+    // could be a caller's own, written to pass as a trusted network from inside a (too) broad
+    // proxy range: nobody is believed.
+    (hops == 1).then_some(right_most)
 }
 
-/// `192.0.2.7`, `2001:db8::7`, `192.0.2.7:51234` or `[2001:db8::7]:51234`.
-fn parse_entry(entry: &str) -> Option<IpAddr> {
+/// `192.0.2.7`, `2001:db8::7`, `192.0.2.7:51234` or `[2001:db8::7]:51234`, with optional
+/// surrounding spaces.
+fn parse_entry(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry.trim_ascii()).ok()?;
     entry
         .parse::<IpAddr>()
         .ok()
@@ -110,7 +127,10 @@ mod tests {
             (&["[2001:db8::7]:443"], ip("2001:db8::7")),
             (&["192.0.2.7:51234"], ip("192.0.2.7")),
             (&["::ffff:192.0.2.7"], ip("192.0.2.7")),
-            (&["10.0.0.9, 127.0.0.1"], ip("10.0.0.9")),
+            (&["10.0.0.9, 127.0.0.1"], None),
+            (&["127.0.0.1"], ip("127.0.0.1")),
+            (&["127.0.0.1", "10.0.0.9"], None),
+            (&[" 192.0.2.7 ,10.0.0.5 "], ip("192.0.2.7")),
             (&[], None),
             (&["unknown"], None),
             (&["192.0.2.7, garbage"], None),
@@ -120,6 +140,13 @@ mod tests {
         for (values, expected) in cases {
             assert_eq!(forwarded_client(&proxies, &headers(values)), *expected, "{values:?}");
         }
+        // Bytes the client wrote left of the entries examined do not matter.
+        let mut raw = HeaderMap::new();
+        raw.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff\xfe, 192.0.2.7").unwrap());
+        assert_eq!(forwarded_client(&proxies, &raw), ip("192.0.2.7"));
+        let mut raw = HeaderMap::new();
+        raw.append("x-forwarded-for", HeaderValue::from_bytes(b"192.0.2.7, \xff").unwrap());
+        assert_eq!(forwarded_client(&proxies, &raw), None);
         assert!(trusted(&proxies, "::ffff:127.0.0.1".parse().unwrap()), "IPv4-mapped loopback");
         assert!(!trusted(&proxies, "192.0.2.7".parse().unwrap()));
     }

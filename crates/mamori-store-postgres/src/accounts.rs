@@ -194,7 +194,8 @@ impl PostgresStore {
 
     pub(crate) async fn mark_enabled(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
         let conn = self.conn().await?;
-        let sql = "UPDATE users SET disabled = false, enabled_at = $2 WHERE id = $1";
+        let sql = "UPDATE users SET enabled_at = CASE WHEN disabled THEN $2 ELSE enabled_at END, disabled = false \
+                   WHERE id = $1";
         found(execute(&conn, sql, &[id.as_uuid(), &to_micros(at)]).await?)
     }
 

@@ -1023,9 +1023,10 @@ impl Store for SqliteStore {
 
     async fn enable_user(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
         let id = *id;
-        self.update_user("UPDATE users SET disabled = 0, enabled_at = ?1 WHERE id = ?2", move |tx, sql| {
-            tx.execute(sql, params![to_micros(at), id.as_bytes()])
-        })
+        self.update_user(
+            "UPDATE users SET enabled_at = CASE WHEN disabled THEN ?1 ELSE enabled_at END, disabled = 0 WHERE id = ?2",
+            move |tx, sql| tx.execute(sql, params![to_micros(at), id.as_bytes()]),
+        )
         .await
     }
 

@@ -472,6 +472,8 @@ pub async fn account_security_state(store: Arc<dyn Store>) {
     let u = store.get_user(&user.id).await.unwrap().unwrap();
     assert_eq!((u.disabled, u.last_login_at, u.enabled_at), (false, Some(t(900)), Some(t(960))));
     assert_eq!(u.idle_since(), t(960));
+    store.enable_user(&user.id, t(990)).await.unwrap();
+    assert_eq!(store.get_user(&user.id).await.unwrap().unwrap().enabled_at, Some(t(960)), "already enabled");
     assert_eq!(store.enable_user(&missing, t(1)).await, Err(StoreError::NotFound));
     assert!(!store.record_login_success(&missing, t(1)).await.unwrap());
     assert_eq!(store.record_login_failure(&missing, t(1), 3, t(900)).await, Err(StoreError::NotFound));

@@ -147,7 +147,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The most recent earlier password hashes, newest first (the current one excluded).
     async fn password_history(&self, id: &UserId, limit: usize) -> Result<Vec<String>>;
     async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()>;
-    /// Enables the account and records `at` as when it was enabled (`enabled_at`).
+    /// Enables the account; if it was disabled, records `at` as when it was enabled
+    /// (`enabled_at`). Enabling an enabled account changes nothing: repeating it must not keep
+    /// an unused account from going dormant.
     async fn enable_user(&self, id: &UserId, at: OffsetDateTime) -> Result<()>;
     async fn update_user_profile(&self, id: &UserId, profile: &UserProfile) -> Result<()>;
     /// Records an access review of the account (`NotFound` for an unknown account).

@@ -28,6 +28,8 @@ pub struct ErasureCertificate {
     pub records_deleted: u64,
     /// Shares of secret-split exports that may contain the subject, still held by mamori
     /// for their custodians and destroyed first (absent from certificates issued before).
+    /// Shares a download made while the erasure ran are destroyed right after it and counted
+    /// in the `subject.erase` audit event.
     #[serde(default)]
     pub held_shares_destroyed: u64,
 }
@@ -37,7 +39,8 @@ impl Vault {
         self.authorize(p, Action::SubjectErase, "subject.erase", None).await?;
         // First, so that a failure here leaves the subject in place rather than erased with a
         // held copy of its data left behind.
-        let held_shares_destroyed = self.discard_shares_for_erasure(p, subject.as_str()).await?;
+        let holding = self.collections_holding(subject.as_str()).await?;
+        let held_shares_destroyed = self.discard_shares_for_erasure(p, subject.as_str(), &holding).await?;
         let mut cert = ErasureCertificate {
             certificate_id: uuid::Uuid::now_v7().to_string(),
             subject_id: subject.to_string(),
@@ -59,12 +62,19 @@ impl Vault {
             records_deleted: 0,
         };
         let counts = self.store.erase_subject(subject.as_str(), &row).await?;
+        // A download that read the subject's records before the erasure may have made its
+        // shares since the first pass: now nothing new can contain the subject. Those are
+        // counted in the audit event (the certificate was stored with the erasure).
+        let late_shares = self.discard_shares_for_erasure(p, subject.as_str(), &holding).await?;
         cert.data_keys_destroyed = counts.keys_destroyed;
         cert.records_deleted = counts.records_deleted;
         let mut e = self.event(p, "subject.erase", Outcome::Success);
         e.subject = Some(subject.to_string());
         e.rows = Some(counts.records_deleted);
         e.reason = Some(format!("certificate {}", cert.certificate_id));
+        if late_shares > 0 {
+            e.note = Some(format!("{late_shares} more held shares, made during the erasure, destroyed after it"));
+        }
         self.audit.record(vec![e]).await?;
         Ok(cert)
     }

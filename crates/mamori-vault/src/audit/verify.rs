@@ -145,8 +145,8 @@ pub async fn verify_store(
     let key_warning = match (trusted, &stored) {
         (None, Some(key)) => Some(format!(
             "checkpoint signatures were checked against the public key stored in the database (key id {}): \
-             whoever can rewrite the database can replace it as well; for independent proof give the public key \
-             kept apart from it (--public-key, or the signing key file)",
+             whoever can rewrite the database can replace it as well; for independent proof, verify with the \
+             public key kept apart from it (`mamori audit verify --public-key FILE`, or the signing key file)",
             key.key_id()
         )),
         _ => None,

@@ -197,13 +197,29 @@ impl Vault {
         Ok(destroyed)
     }
 
-    /// Before a data subject is erased: destroys the shares still held for every export that
-    /// may contain the subject — its collection holds the subject's data and its filter does
-    /// not name other subjects only — with a ledger line and an audit event each. A held
+    /// The collections that hold data of `subject` (it has a data key there).
+    pub(crate) async fn collections_holding(&self, subject: &str) -> Result<std::collections::BTreeSet<String>> {
+        let mut out = std::collections::BTreeSet::new();
+        for collection in self.store.list_collections().await? {
+            if !self.store.get_subject_keys(collection.id, &[subject]).await?.is_empty() {
+                out.insert(collection.name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Around a data subject's erasure: destroys the shares still held for every export that
+    /// may contain the subject — its collection is one of `holding` and its filter does not
+    /// name other subjects only — with a ledger line and an audit event each. A held
     /// share is the export file itself (sealed under the master key): left in place, it would
     /// let its custodians restore the erased subject's data until the window closes. Files
     /// already handed out are beyond mamori's reach. The number destroyed.
-    pub(crate) async fn discard_shares_for_erasure(&self, p: &Principal, subject: &str) -> Result<u64> {
+    pub(crate) async fn discard_shares_for_erasure(
+        &self,
+        p: &Principal,
+        subject: &str,
+        holding: &std::collections::BTreeSet<String>,
+    ) -> Result<u64> {
         let mut exports: Vec<String> = self
             .store
             .list_export_shares(None, None)
@@ -221,8 +237,7 @@ impl Vault {
                 super::ExportFilter::Subjects { ids } => !ids.iter().any(|s| s == subject),
                 _ => false,
             };
-            let Some(collection) = self.store.get_collection(&row.collection).await? else { continue };
-            if names_others_only || self.store.get_subject_keys(collection.id, &[subject]).await?.is_empty() {
+            if names_others_only || !holding.contains(&row.collection) {
                 continue;
             }
             let n = self.discard_held_shares(p, &id, ERASED).await?;

@@ -161,15 +161,7 @@ impl Vault {
     /// The number destroyed.
     pub async fn sweep_expired_shares(&self) -> Result<u64> {
         let now = self.clock.now();
-        let mut exports: Vec<String> = self
-            .store
-            .list_export_shares(None, None)
-            .await?
-            .into_iter()
-            .filter(|s| s.state == ShareState::Held)
-            .map(|s| s.export_id)
-            .collect();
-        exports.dedup();
+        let exports = self.exports_holding_shares().await?;
         let mut destroyed = 0;
         for id in exports {
             let Some(row) = self.store.get_export(&id).await? else { continue };
@@ -197,6 +189,21 @@ impl Vault {
         Ok(destroyed)
     }
 
+    /// The exports that still hold shares for their custodians, each once.
+    async fn exports_holding_shares(&self) -> Result<Vec<String>> {
+        let mut exports: Vec<String> = self
+            .store
+            .list_export_shares(None, None)
+            .await?
+            .into_iter()
+            .filter(|s| s.state == ShareState::Held)
+            .map(|s| s.export_id)
+            .collect();
+        exports.sort();
+        exports.dedup();
+        Ok(exports)
+    }
+
     /// The collections that hold data of `subject` (it has a data key there).
     pub(crate) async fn collections_holding(&self, subject: &str) -> Result<std::collections::BTreeSet<String>> {
         let mut out = std::collections::BTreeSet::new();
@@ -220,16 +227,7 @@ impl Vault {
         subject: &str,
         holding: &std::collections::BTreeSet<String>,
     ) -> Result<u64> {
-        let mut exports: Vec<String> = self
-            .store
-            .list_export_shares(None, None)
-            .await?
-            .into_iter()
-            .filter(|s| s.state == ShareState::Held)
-            .map(|s| s.export_id)
-            .collect();
-        exports.sort();
-        exports.dedup();
+        let exports = self.exports_holding_shares().await?;
         let mut destroyed = 0;
         for id in exports {
             let Some(row) = self.store.get_export(&id).await? else { continue };

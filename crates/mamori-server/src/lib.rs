@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub login_throttle: throttle::ThrottleConfig,
     /// Reverse proxies whose `X-Forwarded-For` names the caller (see `proxy.rs`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Send `Strict-Transport-Security` (one year): set when mamori itself serves HTTPS, so a
+    /// browser that has seen it never again sends the session cookie over plain HTTP. Behind
+    /// a TLS-terminating proxy, the proxy sets it.
+    pub hsts: bool,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +48,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             login_throttle: throttle::ThrottleConfig::default(),
             trusted_proxies: Vec::new(),
+            hsts: false,
         }
     }
 }
@@ -65,7 +70,7 @@ pub fn router(vault: Arc<Vault>, config: ServerConfig) -> Router {
         throttle: Arc::new(throttle::LoginThrottle::new(config.login_throttle)),
         trusted_proxies: Arc::from(config.trusted_proxies),
     };
-    Router::new()
+    let app = Router::new()
         .merge(api::routes())
         .merge(metrics::routes())
         .merge(web::routes().layer(axum::middleware::from_fn(web::csrf_guard)))
@@ -80,7 +85,14 @@ pub fn router(vault: Arc<Vault>, config: ServerConfig) -> Router {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
-        .with_state(state)
+        .with_state(state);
+    if !config.hsts {
+        return app;
+    }
+    app.layer(SetResponseHeaderLayer::overriding(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    ))
 }
 
 /// Serves plain HTTP until `shutdown` resolves, then finishes in-flight requests.

@@ -151,7 +151,7 @@ impl Fixture {
             client_crl: crl.map(|c| self.write("devices.crl", c)),
         };
         let tls = mamori_server::tls::server_config(&files).unwrap();
-        let app = router(self.vault.clone(), ServerConfig::default());
+        let app = router(self.vault.clone(), ServerConfig { hsts: true, ..ServerConfig::default() });
         let (stop, stopped) = oneshot::channel::<()>();
         self.runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -245,6 +245,8 @@ fn https_round_trip_plain_http_refused_and_graceful_shutdown() {
     let url = format!("https://127.0.0.1:{}", addr.port());
     let agent = client(&f.ca.der(), None);
     let res = agent.get(&format!("{url}/healthz")).call().unwrap();
+    // Once seen over HTTPS, the browser never sends the session cookie over plain HTTP.
+    assert_eq!(res.header("strict-transport-security"), Some("max-age=31536000"));
     assert_eq!((res.status(), res.into_string().unwrap().as_str()), (200, "ok"));
     // A role that needs no device logs in without a certificate.
     let (status, body) = login(&agent, &url, "staff", PASSWORD).unwrap();
@@ -451,6 +453,8 @@ fn behind_a_proxy_the_forwarded_client_is_the_caller() {
     };
     let behind = format!("http://{}", f.serve_plain_with(proxied));
     let unconfigured = format!("http://{}", f.serve_plain(open));
+    let res = ureq::get(&format!("{unconfigured}/healthz")).call().unwrap();
+    assert_eq!(res.header("strict-transport-security"), None, "not over plain HTTP");
     let login_via = |url: &str, forwarded: Option<&str>| {
         let mut req = ureq::post(&format!("{url}/api/v1/auth/login")).set("content-type", "application/json");
         if let Some(f) = forwarded {

@@ -66,6 +66,7 @@ pub async fn run_server(
         max_body_bytes: settings.max_body_bytes,
         login_throttle: settings.auth.throttle(),
         trusted_proxies: settings.trusted_proxies.clone(),
+        hsts: tls.is_some(),
     };
     let app = router(vault.clone(), config);
     // Shares of secret-split exports left unfetched when their window closes are destroyed

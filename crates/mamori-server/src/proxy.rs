@@ -69,8 +69,7 @@ fn trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
 /// as bytes and only as far as needed: what the client wrote further left (any bytes at all)
 /// cannot change the answer.
 fn forwarded_client(proxies: &[IpNet], headers: &HeaderMap) -> Option<IpAddr> {
-    let values: Vec<&[u8]> = headers.get_all(FORWARDED_FOR).iter().map(|v| v.as_bytes()).collect();
-    let mut entries = values.iter().rev().flat_map(|v| v.rsplit(|b| *b == b','));
+    let mut entries = headers.get_all(FORWARDED_FOR).iter().rev().flat_map(|v| v.as_bytes().rsplit(|b| *b == b','));
     let right_most = parse_entry(entries.next()?)?;
     if !trusted(proxies, right_most) {
         return Some(right_most);

@@ -195,6 +195,15 @@ fn text(what: &str, value: &str, max: usize) -> Result<String> {
     Ok(v.to_owned())
 }
 
+/// Only a well-formed id reaches the store and the (permanent) audit log; any other is
+/// "not found" (`what`).
+pub(super) fn well_formed_export_id(id: &str, what: &'static str) -> Result<()> {
+    match uuid::Uuid::parse_str(id) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(VaultError::NotFound(what)),
+    }
+}
+
 impl Vault {
     pub(super) fn open_spec(&self, row: &ExportRow) -> Result<ExportRequest> {
         let json = self.master().open_secret(&row.spec, &spec_aad(&row.id))?;
@@ -544,10 +553,7 @@ impl Vault {
 
     /// A request of the caller's own; anyone else's is "not found" (and the attempt audited).
     pub(super) async fn own_export(&self, p: &Principal, id: &str, action: &str) -> Result<ExportRow> {
-        // Only a well-formed id reaches the store and the (permanent) audit log.
-        if uuid::Uuid::parse_str(id).is_err() {
-            return Err(VaultError::NotFound("export request"));
-        }
+        well_formed_export_id(id, "export request")?;
         let row = self.store.get_export(id).await?;
         match row {
             Some(row) if Some(row.user_id) == p.user_id => Ok(row),
@@ -579,10 +585,7 @@ impl Vault {
     /// One request, with the same visibility as [`Vault::list_exports`]. Audited like the
     /// list (`export.view`): the filter and recipient it shows may name people.
     pub async fn get_export(&self, p: &Principal, id: &str) -> Result<ExportInfo> {
-        // Only a well-formed id reaches the store and the (permanent) audit log.
-        if uuid::Uuid::parse_str(id).is_err() {
-            return Err(VaultError::NotFound("export request"));
-        }
+        well_formed_export_id(id, "export request")?;
         let viewer = self.export_viewer(p).await?;
         let row = self.store.get_export(id).await?;
         let mut e = self.event(p, "export.view", Outcome::Success);

@@ -296,9 +296,7 @@ impl Vault {
         let Some(me) = p.user_id else {
             return Err(refuse("not an account".into(), VaultError::NotFound("export share")).await);
         };
-        if uuid::Uuid::parse_str(export_id).is_err() {
-            return Err(VaultError::NotFound("export share"));
-        }
+        super::requests::well_formed_export_id(export_id, "export share")?;
         let row = self.store.get_export(export_id).await?;
         let mine = self.store.list_export_shares(Some(export_id), Some(&me)).await?;
         let (Some(row), Some(share)) = (row, mine.first()) else {

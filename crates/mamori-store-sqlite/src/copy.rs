@@ -103,9 +103,22 @@ impl CopySession for SqliteCopy {
     async fn insert_rows(&mut self, table: &'static Table, rows: Vec<Vec<Value>>) -> Result<()> {
         self.tx
             .run(move |c| {
-                let mut stmt = c.prepare_cached(&table.insert_sql(placeholder)).map_err(map_err)?;
+                // Columns SQLite generates itself (the audit trail's indexed columns) are
+                // left to it: it recomputes them from the copied event.
+                let generated: Vec<String> = c
+                    .prepare_cached("SELECT name FROM pragma_table_xinfo(?1) WHERE hidden IN (2, 3)")
+                    .map_err(map_err)?
+                    .query_map([table.name], |r| r.get(0))
+                    .map_err(map_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(map_err)?;
+                let written: Vec<usize> = (0..table.columns.len())
+                    .filter(|&i| !generated.iter().any(|g| Some(&g.as_str()) == table.columns.get(i)))
+                    .collect();
+                let mut stmt = c.prepare_cached(&table.insert_sql(&written, placeholder)).map_err(map_err)?;
                 for row in &rows {
-                    stmt.execute(rusqlite::params_from_iter(row.iter().map(Param))).map_err(map_err)?;
+                    stmt.execute(rusqlite::params_from_iter(written.iter().filter_map(|&i| row.get(i)).map(Param)))
+                        .map_err(map_err)?;
                 }
                 Ok(())
             })

@@ -14,7 +14,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20261209000000, "access_windows", include_str!("../migrations/20261209000000_access_windows.sql")),
     (20261210000000, "export_shares", include_str!("../migrations/20261210000000_export_shares.sql")),
     (20261211000000, "user_enabled_at", include_str!("../migrations/20261211000000_user_enabled_at.sql")),
+    (20261212000000, "audit_generated_columns", AUDIT_GENERATED_COLUMNS),
 ];
+
+const AUDIT_GENERATED_COLUMNS: &str = include_str!("../migrations/20261212000000_audit_generated_columns.sql");
+
+/// The definition of `audit_events` as the newest migration creates it, which SQLite keeps
+/// verbatim (without the `;`): `audit_columns_generated` holds the live table to it.
+pub(crate) fn audit_events_definition() -> Option<&'static str> {
+    let start = AUDIT_GENERATED_COLUMNS.find("CREATE TABLE audit_events (")?;
+    let len = AUDIT_GENERATED_COLUMNS.get(start..)?.find("\n);")? + 2;
+    AUDIT_GENERATED_COLUMNS.get(start..start + len)
+}
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {
     // IMMEDIATE: two processes opening a new data directory at once must not both migrate.

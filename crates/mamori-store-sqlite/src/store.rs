@@ -1102,8 +1102,12 @@ impl Store for SqliteStore {
         self.audit_rows(from, limit).await
     }
 
-    async fn read_audit_page(&self, from: u64, limit: usize) -> Result<AuditRowPage> {
-        self.audit_page(from, limit).await
+    async fn read_audit_page(&self, from: u64, limit: usize, columns: bool) -> Result<AuditRowPage> {
+        self.audit_page(from, limit, columns).await
+    }
+
+    async fn audit_columns_generated(&self) -> Result<bool> {
+        self.generated_audit_columns().await
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>> {

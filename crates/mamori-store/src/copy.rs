@@ -66,10 +66,12 @@ impl Table {
         format!("SELECT {} FROM {} {condition} ORDER BY {key} LIMIT {limit}", self.columns.join(", "), self.name)
     }
 
-    /// One row's `INSERT`, parameters in column order.
-    pub fn insert_sql(&self, placeholder: impl Fn(usize) -> String) -> String {
-        let params: Vec<String> = (1..=self.columns.len()).map(placeholder).collect();
-        format!("INSERT INTO {} ({}) VALUES ({})", self.name, self.columns.join(", "), params.join(", "))
+    /// One row's `INSERT` of the columns at positions `written` (within [`Table::columns`]),
+    /// parameters in that order.
+    pub fn insert_sql(&self, written: &[usize], placeholder: impl Fn(usize) -> String) -> String {
+        let names: Vec<&str> = written.iter().filter_map(|&i| self.columns.get(i).copied()).collect();
+        let params: Vec<String> = (1..=names.len()).map(placeholder).collect();
+        format!("INSERT INTO {} ({}) VALUES ({})", self.name, names.join(", "), params.join(", "))
     }
 }
 

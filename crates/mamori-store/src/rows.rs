@@ -374,36 +374,38 @@ impl<'a> AuditColumnsRef<'a> {
 
 impl AuditRow {
     pub fn as_ref(&self) -> AuditRowRef<'_> {
-        AuditRowRef { seq: self.seq, event_json: &self.event_json, hash: &self.hash, columns: self.columns.as_ref() }
+        AuditRowRef {
+            seq: self.seq,
+            event_json: &self.event_json,
+            hash: &self.hash,
+            columns: Some(self.columns.as_ref()),
+        }
     }
 }
 
-/// An [`AuditRow`], borrowed.
+/// An [`AuditRow`], borrowed. `columns` is `None` when the row was read without them (see
+/// [`crate::Store::read_audit_page`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuditRowRef<'a> {
     pub seq: u64,
     pub event_json: &'a str,
     pub hash: &'a [u8; 32],
-    pub columns: AuditColumnsRef<'a>,
+    pub columns: Option<AuditColumnsRef<'a>>,
 }
 
 impl AuditRowRef<'_> {
+    /// The row, owned; columns read without them are left empty.
     pub fn to_row(&self) -> AuditRow {
-        let c = &self.columns;
-        AuditRow {
-            seq: self.seq,
-            event_json: self.event_json.to_owned(),
-            hash: *self.hash,
-            columns: AuditColumns {
-                at: c.at,
-                actor: c.actor.to_owned(),
-                action: c.action.to_owned(),
-                outcome: c.outcome.to_owned(),
-                collection: c.collection.map(str::to_owned),
-                record: c.record.map(str::to_owned),
-                subject: c.subject.map(str::to_owned),
-            },
-        }
+        let columns = self.columns.map_or_else(AuditColumns::default, |c| AuditColumns {
+            at: c.at,
+            actor: c.actor.to_owned(),
+            action: c.action.to_owned(),
+            outcome: c.outcome.to_owned(),
+            collection: c.collection.map(str::to_owned),
+            record: c.record.map(str::to_owned),
+            subject: c.subject.map(str::to_owned),
+        });
+        AuditRow { seq: self.seq, event_json: self.event_json.to_owned(), hash: *self.hash, columns }
     }
 }
 
@@ -415,17 +417,22 @@ struct Span {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct PackedAuditRow {
-    seq: u64,
-    hash: [u8; 32],
+struct PackedColumns {
     at: i64,
-    event_json: Span,
     actor: Span,
     action: Span,
     outcome: Span,
     collection: Option<Span>,
     record: Option<Span>,
     subject: Option<Span>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PackedAuditRow {
+    seq: u64,
+    hash: [u8; 32],
+    event_json: Span,
+    columns: Option<PackedColumns>,
 }
 
 /// A page of audit rows whose text shares one buffer: what `mamori audit verify` reads, a few
@@ -455,20 +462,20 @@ impl AuditRowPage {
             self.text.push_str(s);
             Ok(Span { start, len })
         };
-        let c = &row.columns;
-        let packed = PackedAuditRow {
-            seq: row.seq,
-            hash: *row.hash,
-            at: c.at,
-            event_json: put(row.event_json)?,
-            actor: put(c.actor)?,
-            action: put(c.action)?,
-            outcome: put(c.outcome)?,
-            collection: c.collection.map(&mut put).transpose()?,
-            record: c.record.map(&mut put).transpose()?,
-            subject: c.subject.map(&mut put).transpose()?,
+        let event_json = put(row.event_json)?;
+        let columns = match &row.columns {
+            None => None,
+            Some(c) => Some(PackedColumns {
+                at: c.at,
+                actor: put(c.actor)?,
+                action: put(c.action)?,
+                outcome: put(c.outcome)?,
+                collection: c.collection.map(&mut put).transpose()?,
+                record: c.record.map(&mut put).transpose()?,
+                subject: c.subject.map(&mut put).transpose()?,
+            }),
         };
-        self.rows.push(packed);
+        self.rows.push(PackedAuditRow { seq: row.seq, hash: *row.hash, event_json, columns });
         Ok(())
     }
 
@@ -487,15 +494,15 @@ impl AuditRowPage {
             seq: r.seq,
             event_json: text(r.event_json),
             hash: &r.hash,
-            columns: AuditColumnsRef {
-                at: r.at,
-                actor: text(r.actor),
-                action: text(r.action),
-                outcome: text(r.outcome),
-                collection: r.collection.map(text),
-                record: r.record.map(text),
-                subject: r.subject.map(text),
-            },
+            columns: r.columns.as_ref().map(|c| AuditColumnsRef {
+                at: c.at,
+                actor: text(c.actor),
+                action: text(c.action),
+                outcome: text(c.outcome),
+                collection: c.collection.map(text),
+                record: c.record.map(text),
+                subject: c.subject.map(text),
+            }),
         })
     }
 

@@ -144,7 +144,7 @@ fn audit_verify(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("read_pages", INPUT), |b| {
         b.iter(|| {
             read_all(&|from| {
-                let page = rt.block_on(store.read_audit_page(from, 1000)).expect("read");
+                let page = rt.block_on(store.read_audit_page(from, 1000, false)).expect("read");
                 page.get(page.len().wrapping_sub(1)).map(|r| r.seq)
             })
         })
@@ -152,6 +152,38 @@ fn audit_verify(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("read_rows", INPUT), |b| {
         b.iter(|| read_all(&|from| rt.block_on(store.read_audit(from, 1000)).expect("read").last().map(|r| r.seq)))
     });
+    // The floor under any reader: SQLite itself stepping through the rows, every byte looked
+    // at, nothing copied, one thread.
+    let raw = rusqlite::Connection::open_with_flags(
+        dir.path().join("mamori.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .expect("raw connection");
+    raw.execute_batch("PRAGMA cache_size = -65536").expect("pragma");
+    for (name, sql) in [
+        (
+            "raw_sqlite_all_columns",
+            "SELECT seq, event_json, hash, at, actor, action, outcome, collection, record, subject FROM audit_events ORDER BY seq",
+        ),
+        ("raw_sqlite_event_and_hash", "SELECT seq, event_json, hash FROM audit_events ORDER BY seq"),
+    ] {
+        group.bench_function(BenchmarkId::new(name, INPUT), |b| {
+            b.iter(|| {
+                let mut stmt = raw.prepare_cached(sql).expect("prepare");
+                let mut rows = stmt.query([]).expect("query");
+                let mut touched = 0usize;
+                while let Some(row) = rows.next().expect("step") {
+                    for i in 0..row.as_ref().column_count() {
+                        touched += match row.get_ref(i).expect("column") {
+                            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t.len(),
+                            _ => 1,
+                        };
+                    }
+                }
+                touched
+            })
+        });
+    }
     group.finish();
 }
 
@@ -172,6 +204,8 @@ fn main() {
                 ("audit_verify", INPUT, "parse_view_in_memory", None),
                 ("audit_verify", INPUT, "read_rows", None),
                 ("audit_verify", INPUT, "read_pages", None),
+                ("audit_verify", INPUT, "raw_sqlite_all_columns", None),
+                ("audit_verify", INPUT, "raw_sqlite_event_and_hash", None),
             ],
         );
     }

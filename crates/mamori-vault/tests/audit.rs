@@ -10,7 +10,7 @@ use mamori_core::access::Role;
 use mamori_core::audit::{AuditEvent, Outcome, SignedCheckpoint, chain_hash};
 use mamori_core::clock::{Clock, ManualClock, SystemClock};
 use mamori_crypto::{AuditSigningKey, AuditVerifyingKey};
-use mamori_store::{AuditColumns, Store};
+use mamori_store::Store;
 use mamori_store_sqlite::SqliteStore;
 use mamori_vault::{AuditFilter, AuditLog, AuditSettings, ProblemKind, VaultConfig, VaultError, VerifyReport, View};
 use std::path::PathBuf;
@@ -188,13 +188,9 @@ async fn inserted_event_is_detected() {
     let forged = AuditEvent::new(SystemClock.now(), "user:forged", "auth.logout", Outcome::Success);
     let json = forged.canonical_json();
     let hash = chain_hash(&prev.try_into().unwrap(), 9, &json);
-    let c = AuditColumns::of(&forged);
     shift(&conn, 9, 1);
-    conn.execute(
-        "INSERT INTO audit_events (seq, event_json, hash, at, actor, action, outcome) VALUES (9, ?1, ?2, ?3, ?4, ?5, ?6)",
-        rusqlite::params![json, hash, c.at, c.actor, c.action, c.outcome],
-    )
-    .unwrap();
+    conn.execute("INSERT INTO audit_events (seq, event_json, hash) VALUES (9, ?1, ?2)", rusqlite::params![json, hash])
+        .unwrap();
     assert_found(&f.vault.verify_audit().await.unwrap(), 9, ProblemKind::Inserted);
     // The same with a careless forger whose hash is garbage.
     conn.execute("UPDATE audit_events SET hash = zeroblob(32) WHERE seq = 9", []).unwrap();
@@ -295,14 +291,59 @@ async fn no_checkpoint_is_signed_over_a_broken_chain() {
     assert!(health.checkpoint_failures >= 1, "{health:?}");
 }
 
+/// What someone holding the database file has to do to change an indexed column, which
+/// SQLite generates from the event: rewrite the table's definition into ordinary columns
+/// (`PRAGMA writable_schema`), fill them from the events, and rebuild the indexes.
+fn make_columns_writable(conn: &rusqlite::Connection) {
+    let indexes = ["at", "actor", "action", "subject", "collection", "record"];
+    for index in indexes {
+        conn.execute_batch(&format!("DROP INDEX audit_events_{index}")).unwrap();
+    }
+    let version: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0)).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA writable_schema = ON;
+         UPDATE sqlite_schema SET sql = 'CREATE TABLE audit_events (seq INTEGER PRIMARY KEY, event_json TEXT NOT NULL,
+             hash BLOB NOT NULL, at INTEGER, actor TEXT, action TEXT, outcome TEXT, collection TEXT, record TEXT,
+             subject TEXT)' WHERE name = 'audit_events';
+         PRAGMA writable_schema = OFF;
+         PRAGMA schema_version = {};",
+        version + 1
+    ))
+    .unwrap();
+    let reopened = rusqlite::Connection::open(conn.path().unwrap()).unwrap();
+    reopened
+        .execute_batch(
+            "UPDATE audit_events SET at = (unixepoch(substr(event_json ->> '$.at', 1, 19)) * 1000000
+                 + CAST(substr(rtrim(substr(event_json ->> '$.at', 21), 'Z') || '000000', 1, 6) AS INTEGER)),
+             actor = event_json ->> '$.actor', action = event_json ->> '$.action',
+             outcome = event_json ->> '$.outcome', collection = event_json ->> '$.collection',
+             record = event_json ->> '$.record', subject = event_json ->> '$.subject';",
+        )
+        .unwrap();
+    for index in indexes {
+        let columns = if index == "at" { "at".to_owned() } else { format!("{index}, seq") };
+        reopened.execute_batch(&format!("CREATE INDEX audit_events_{index} ON audit_events ({columns})")).unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn altered_index_columns_are_reported() {
     let (f, _, _) = busy().await;
     let conn = db(&f);
-    // Hiding an access from a query by changing the indexed column only.
+    // The columns are generated from the event: an UPDATE of one is refused.
     let seq: i64 =
         conn.query_row("SELECT seq FROM audit_events WHERE collection IS NOT NULL LIMIT 1", [], |r| r.get(0)).unwrap();
-    conn.execute("UPDATE audit_events SET collection = 'elsewhere' WHERE seq = ?1", [seq]).unwrap();
+    let sql = "UPDATE audit_events SET collection = 'elsewhere' WHERE seq = ?1";
+    assert!(conn.execute(sql, [seq]).unwrap_err().to_string().contains("generated column"));
+    assert!(f.vault.verify_audit().await.unwrap().ok);
+    // Hiding an access from a query by changing the indexed column only, after rewriting the
+    // table's definition: verification sees the definition changed and compares every
+    // event's columns with the event again.
+    make_columns_writable(&conn);
+    assert!(!f.store().audit_columns_generated().await.unwrap());
+    assert!(f.vault.verify_audit().await.unwrap().ok, "the columns still say what the events say");
+    let conn = db(&f);
+    conn.execute(sql, [seq]).unwrap();
     assert_found(&f.vault.verify_audit().await.unwrap(), seq as u64, ProblemKind::Modified);
     // A query that lands on the doctored row refuses to answer instead of misleading.
     let (auditor, _) = f.user("aud", Role::Auditor).await;
@@ -566,7 +607,10 @@ async fn tampering_deep_in_a_long_log_is_found_where_it_is() {
     assert_found(&verify_long(&store, &key).await, 2_345, ProblemKind::Modified);
     conn.execute("UPDATE audit_events SET event_json = ?1 WHERE seq = 2345", [json]).unwrap();
     assert!(verify_long(&store, &key).await.ok);
-    // A forged indexed column in the second.
+    // A forged indexed column in the second (after the table's definition was rewritten:
+    // every page is then read with its columns and each event compared with them).
+    make_columns_writable(&conn);
+    let conn = long_db(&dir);
     let actor: String = conn.query_row("SELECT actor FROM audit_events WHERE seq = 1500", [], |r| r.get(0)).unwrap();
     conn.execute("UPDATE audit_events SET actor = 'user:nobody' WHERE seq = 1500", []).unwrap();
     assert_found(&verify_long(&store, &key).await, 1_500, ProblemKind::Modified);

@@ -360,7 +360,7 @@ impl Checkpointer {
 async fn walk(store: &dyn Store, base: (u64, [u8; 32]), seq: u64) -> Result<[u8; 32], String> {
     let (mut at, mut prev) = base;
     while at < seq {
-        let rows = store.read_audit_page(at + 1, 1000).await.map_err(|e| e.to_string())?;
+        let rows = store.read_audit_page(at + 1, 1000, false).await.map_err(|e| e.to_string())?;
         if rows.is_empty() {
             return Err(format!("audit event {} is missing", at + 1));
         }

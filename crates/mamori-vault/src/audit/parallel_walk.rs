@@ -64,6 +64,7 @@ pub(super) async fn verified_prefix(
     first_seq: u64,
     start_prev: [u8; 32],
     signed: Arc<Signed>,
+    columns: Columns,
     workers: usize,
     progress: &Arc<VerifyProgress>,
 ) -> Option<VerifiedPrefix> {
@@ -84,17 +85,18 @@ pub(super) async fn verified_prefix(
                 let low = first_seq + page * PAGE;
                 // The event before the page gives its first link; the first page links to
                 // the anchor or the genesis instead.
+                let compared = columns == Columns::Compared;
                 let rows = if page == 0 {
-                    store.read_audit_page(low, PAGE as usize).await
+                    store.read_audit_page(low, PAGE as usize, compared).await
                 } else {
-                    store.read_audit_page(low - 1, PAGE as usize + 1).await
+                    store.read_audit_page(low - 1, PAGE as usize + 1, compared).await
                 };
                 let outcome = match rows {
                     Ok(rows) => {
                         let signed = signed.clone();
                         tokio::task::spawn_blocking(move || {
                             let prev = if page == 0 { Some(start_prev) } else { None };
-                            check_page(&rows, low, prev, &signed)
+                            check_page(&rows, low, prev, &signed, columns)
                         })
                         .await
                         .unwrap_or(PageOutcome::Irregular)
@@ -145,7 +147,7 @@ fn assemble(outcomes: &BTreeMap<u64, PageOutcome>, first_seq: u64, start_prev: [
 
 /// Checks the events `low..low + PAGE` in `rows`. Without `prev`, `rows` starts with the
 /// event before `low`, whose stored hash is the first link.
-fn check_page(rows: &AuditRowPage, low: u64, prev: Option<[u8; 32]>, signed: &Signed) -> PageOutcome {
+fn check_page(rows: &AuditRowPage, low: u64, prev: Option<[u8; 32]>, signed: &Signed, columns: Columns) -> PageOutcome {
     let mut rows = rows.iter();
     let mut prev = match prev {
         Some(p) => p,
@@ -162,7 +164,7 @@ fn check_page(rows: &AuditRowPage, low: u64, prev: Option<[u8; 32]>, signed: &Si
     let mut before_last = None;
     let mut count = 0;
     for row in rows {
-        if row.seq != low + count || !link_in_order(&row, &prev, signed) {
+        if row.seq != low + count || !link_in_order(&row, &prev, signed, columns) {
             return PageOutcome::Irregular;
         }
         before_last = Some(prev);
@@ -174,15 +176,36 @@ fn check_page(rows: &AuditRowPage, low: u64, prev: Option<[u8; 32]>, signed: &Si
     PageOutcome::InOrder { count, entry, last: prev, before_last }
 }
 
-/// One event checked as the sequential walk checks it: its link, its form, its indexed
-/// columns and any signed checkpoint at its sequence number.
-fn link_in_order(row: &AuditRowRef<'_>, prev: &[u8; 32], signed: &Signed) -> bool {
-    if chain_hash(prev, row.seq, row.event_json) != *row.hash {
+/// How the indexed columns of the events are held to the events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Columns {
+    /// The database generates them from the event: they cannot disagree with it, and events
+    /// are hashed without being parsed.
+    Generated,
+    /// Written beside the event: each event is parsed and its columns compared with it.
+    Compared,
+}
+
+/// One event checked as the sequential walk checks it: its link, any signed checkpoint at
+/// its sequence number and, where the columns are not generated, its form and its indexed
+/// columns.
+///
+/// With generated columns the JSON is not parsed, so an event whose hash holds but whose
+/// JSON is malformed passes here where the sequential walk would name it. Only someone who
+/// recomputed the hashes after it can have written one, and a signed checkpoint after it
+/// shows that rewrite (`Rewritten`) as it shows any other.
+fn link_in_order(row: &AuditRowRef<'_>, prev: &[u8; 32], signed: &Signed, columns: Columns) -> bool {
+    if chain_hash(prev, row.seq, row.event_json) != *row.hash
+        || signed.get(&row.seq).is_some_and(|hashes| hashes.iter().any(|h| h != row.hash))
+    {
         return false;
     }
-    let Ok(event) = serde_json::from_str::<AuditEventView<'_>>(row.event_json) else { return false };
-    row.columns.agree_with(&AuditColumnsRef::of_view(&event))
-        && signed.get(&row.seq).is_none_or(|hashes| hashes.iter().all(|h| h == row.hash))
+    match (columns, row.columns) {
+        (Columns::Generated, _) => true,
+        (Columns::Compared, None) => false,
+        (Columns::Compared, Some(stored)) => serde_json::from_str::<AuditEventView<'_>>(row.event_json)
+            .is_ok_and(|event| stored.agree_with(&AuditColumnsRef::of_view(&event))),
+    }
 }
 
 #[cfg(test)]
@@ -191,6 +214,8 @@ mod tests {
     use mamori_core::audit::{AuditEvent, GENESIS_HASH, Outcome};
     use mamori_store::{AuditColumns, AuditRow};
     use time::OffsetDateTime;
+
+    const GENERATED: Columns = Columns::Generated;
 
     fn chain(n: u64) -> Vec<AuditRow> {
         let mut prev = GENESIS_HASH;
@@ -210,7 +235,7 @@ mod tests {
         for row in rows {
             page.push(&row.as_ref()).expect("small page");
         }
-        super::check_page(&page, low, prev, signed)
+        super::check_page(&page, low, prev, signed, Columns::Compared)
     }
 
     #[test]
@@ -239,6 +264,15 @@ mod tests {
         let mut column = rows.clone();
         column[3].columns.actor = "user:someone-else".into();
         assert!(irregular(&column, 1, Some(GENESIS_HASH), &Signed::new()));
+        // Where the database generates the columns, they are not compared (nor read).
+        let mut page = AuditRowPage::default();
+        for row in &column {
+            page.push(&AuditRowRef { columns: None, ..row.as_ref() }).expect("small page");
+        }
+        let generated = super::check_page(&page, 1, Some(GENESIS_HASH), &Signed::new(), Columns::Generated);
+        assert!(matches!(generated, PageOutcome::InOrder { count: 6, .. }));
+        let compared = super::check_page(&page, 1, Some(GENESIS_HASH), &Signed::new(), Columns::Compared);
+        assert!(matches!(compared, PageOutcome::Irregular), "columns asked for and missing");
         assert!(irregular(&rows[2..], 5, None, &Signed::new()));
         assert!(!irregular(&rows[2..], 4, None, &Signed::new()));
         // Nothing at all from the event before the page: the end of the log, not a problem.
@@ -260,9 +294,10 @@ mod tests {
         }
         let head = store.read_audit(2_500, 1).await.unwrap().remove(0);
         let before = store.read_audit(2_499, 1).await.unwrap().remove(0);
-        for workers in [1, 3] {
+        for (workers, columns) in [(1, Columns::Generated), (3, Columns::Compared)] {
             let prefix =
-                verified_prefix(&store, 1, GENESIS_HASH, Arc::new(Signed::new()), workers, &Arc::default()).await;
+                verified_prefix(&store, 1, GENESIS_HASH, Arc::new(Signed::new()), columns, workers, &Arc::default())
+                    .await;
             assert_eq!(prefix, Some(VerifiedPrefix { next: 2_501, prev: head.hash, prev_prev: Some(before.hash) }));
         }
         // A log that ends exactly at the end of a page.
@@ -271,16 +306,21 @@ mod tests {
         store.append_audit(&more).await.unwrap();
         let head = store.read_audit(3_000, 1).await.unwrap().remove(0);
         let before = store.read_audit(2_999, 1).await.unwrap().remove(0);
-        let prefix = verified_prefix(&store, 1, GENESIS_HASH, Arc::new(Signed::new()), 2, &Arc::default()).await;
+        let prefix =
+            verified_prefix(&store, 1, GENESIS_HASH, Arc::new(Signed::new()), GENERATED, 2, &Arc::default()).await;
         assert_eq!(prefix, Some(VerifiedPrefix { next: 3_001, prev: head.hash, prev_prev: Some(before.hash) }));
         // A checkpoint that signed something else at 1,700: the sequential walk must look.
         let signed = Arc::new(Signed::from([(1_700, vec![[1; 32]])]));
-        assert_eq!(verified_prefix(&store, 1, GENESIS_HASH, signed, 3, &Arc::default()).await, None);
+        assert_eq!(verified_prefix(&store, 1, GENESIS_HASH, signed, GENERATED, 3, &Arc::default()).await, None);
         // After an anchor at 1,000, the walk starts at 1,001 from the anchor's hash.
         let anchor = store.read_audit(1_000, 1).await.unwrap().remove(0).hash;
-        let prefix = verified_prefix(&store, 1_001, anchor, Arc::new(Signed::new()), 2, &Arc::default()).await;
+        let prefix =
+            verified_prefix(&store, 1_001, anchor, Arc::new(Signed::new()), GENERATED, 2, &Arc::default()).await;
         assert_eq!(prefix.map(|p| p.next), Some(3_001));
-        assert_eq!(verified_prefix(&store, 1_001, [9; 32], Arc::new(Signed::new()), 2, &Arc::default()).await, None);
+        assert_eq!(
+            verified_prefix(&store, 1_001, [9; 32], Arc::new(Signed::new()), GENERATED, 2, &Arc::default()).await,
+            None
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!   validly signed anchor says so.
 
 use super::checkpoint::{row_checkpoint, signature_valid};
-use super::parallel_walk::{Signed, VerifiedPrefix, verified_prefix};
+use super::parallel_walk::{Columns, Signed, VerifiedPrefix, verified_prefix};
 use crate::AUDIT_PUBLIC_KEY;
 use crate::error::{Result, VaultError};
 use mamori_core::audit::{AuditEvent, CheckpointKind, GENESIS_HASH, SignedCheckpoint, chain_hash};
@@ -324,12 +324,11 @@ pub async fn verify_chain(
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
     // The semaphore is never closed, so this cannot fail; the permit is held to the end.
     let _one_at_a_time = PARALLEL_VERIFICATION.acquire().await;
+    let columns = if store.audit_columns_generated().await? { Columns::Generated } else { Columns::Compared };
     let VerifiedPrefix { mut next, mut prev, mut prev_prev } =
-        verified_prefix(store, first_seq, prev, Arc::new(signed), workers, progress).await.unwrap_or(VerifiedPrefix {
-            next: first_seq,
-            prev,
-            prev_prev: None,
-        });
+        verified_prefix(store, first_seq, prev, Arc::new(signed), columns, workers, progress)
+            .await
+            .unwrap_or(VerifiedPrefix { next: first_seq, prev, prev_prev: None });
     let mut last_matched = first_seq - 1;
     let mut signed_up_to = None;
     let in_prefix: Vec<u64> = expected.range(..next).map(|(seq, _)| *seq).collect();

@@ -81,6 +81,24 @@ fn read_from_sql() -> String {
 /// `audit_generated_columns`), and computing them is most of the cost of reading a row.
 const READ_CHAIN_SQL: &str = "SELECT seq, event_json, hash FROM audit_events WHERE seq >= ?1 ORDER BY seq LIMIT ?2";
 
+/// Calls `f` with each event from `from` on, borrowed from SQLite's buffers.
+fn each_row(
+    c: &rusqlite::Connection,
+    from: u64,
+    limit: usize,
+    columns: bool,
+    mut f: impl FnMut(AuditRowRef<'_>) -> Result<()>,
+) -> Result<()> {
+    let from = seq_param(from).unwrap_or(i64::MAX);
+    let mut stmt =
+        if columns { c.prepare_cached(&read_from_sql()) } else { c.prepare_cached(READ_CHAIN_SQL) }.map_err(map_err)?;
+    let mut rows = stmt.query(params![from, limit as i64]).map_err(map_err)?;
+    while let Some(row) = rows.next().map_err(map_err)? {
+        f(audit_row_ref_with(row, columns).map_err(map_err)?)?;
+    }
+    Ok(())
+}
+
 fn seq_param(seq: u64) -> Result<i64> {
     i64::try_from(seq).map_err(|_| StoreError::Backend("sequence number too large".into()))
 }
@@ -116,18 +134,22 @@ impl SqliteStore {
     }
 
     pub(crate) async fn audit_page(&self, from: u64, limit: usize, columns: bool) -> Result<AuditRowPage> {
-        let from = seq_param(from).unwrap_or(i64::MAX);
         self.read(move |c| {
-            let mut stmt = if columns { c.prepare_cached(&read_from_sql()) } else { c.prepare_cached(READ_CHAIN_SQL) }
-                .map_err(map_err)?;
-            let mut rows = stmt.query(params![from, limit as i64]).map_err(map_err)?;
             // Events are a few hundred bytes of text each.
             let expected = limit.min(4096);
             let mut page = AuditRowPage::with_capacity(expected, expected * 640);
-            while let Some(row) = rows.next().map_err(map_err)? {
-                page.push(&audit_row_ref_with(row, columns).map_err(map_err)?)?;
-            }
+            each_row(c, from, limit, columns, |row| page.push(&row))?;
             Ok(page)
+        })
+        .await
+    }
+
+    pub(crate) async fn scan(&self, from: u64, limit: usize, columns: bool, mut visit: AuditVisitor) -> Result<()> {
+        self.read(move |c| {
+            each_row(c, from, limit, columns, |row| {
+                visit(row);
+                Ok(())
+            })
         })
         .await
     }

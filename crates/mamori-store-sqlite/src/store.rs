@@ -1106,6 +1106,10 @@ impl Store for SqliteStore {
         self.audit_page(from, limit, columns).await
     }
 
+    async fn scan_audit(&self, from: u64, limit: usize, columns: bool, visit: AuditVisitor) -> Result<()> {
+        self.scan(from, limit, columns, visit).await
+    }
+
     async fn audit_columns_generated(&self) -> Result<bool> {
         self.generated_audit_columns().await
     }

@@ -19,7 +19,7 @@
 
 use super::verify::VerifyProgress;
 use mamori_core::audit::{AuditEventView, chain_hash};
-use mamori_store::{AuditColumnsRef, AuditRowPage, AuditRowRef, Store};
+use mamori_store::{AuditColumnsRef, AuditRowRef, AuditVisitor, Store};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -85,24 +85,8 @@ pub(super) async fn verified_prefix(
                 let low = first_seq + page * PAGE;
                 // The event before the page gives its first link; the first page links to
                 // the anchor or the genesis instead.
-                let compared = columns == Columns::Compared;
-                let rows = if page == 0 {
-                    store.read_audit_page(low, PAGE as usize, compared).await
-                } else {
-                    store.read_audit_page(low - 1, PAGE as usize + 1, compared).await
-                };
-                let outcome = match rows {
-                    Ok(rows) => {
-                        let signed = signed.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let prev = if page == 0 { Some(start_prev) } else { None };
-                            check_page(&rows, low, prev, &signed, columns)
-                        })
-                        .await
-                        .unwrap_or(PageOutcome::Irregular)
-                    }
-                    Err(_) => PageOutcome::Irregular,
-                };
+                let prev = if page == 0 { Some(start_prev) } else { None };
+                let outcome = check_page(&*store, low, prev, signed.clone(), columns).await;
                 if let PageOutcome::InOrder { count, .. } = outcome {
                     progress.events.fetch_add(count, Ordering::Relaxed);
                 }
@@ -145,35 +129,80 @@ fn assemble(outcomes: &BTreeMap<u64, PageOutcome>, first_seq: u64, start_prev: [
     None
 }
 
-/// Checks the events `low..low + PAGE` in `rows`. Without `prev`, `rows` starts with the
-/// event before `low`, whose stored hash is the first link.
-fn check_page(rows: &AuditRowPage, low: u64, prev: Option<[u8; 32]>, signed: &Signed, columns: Columns) -> PageOutcome {
-    let mut rows = rows.iter();
-    let mut prev = match prev {
-        Some(p) => p,
-        None => match rows.next() {
+/// Checks the events `low..low + PAGE` as they are read, one row at a time. Without a
+/// `prev` to start from, the first row must be the event before `low`, whose stored hash is
+/// the first link.
+struct PageCheck {
+    low: u64,
+    /// The hash the next event must link to; `None` until the event before the page is seen.
+    prev: Option<[u8; 32]>,
+    entry: Option<[u8; 32]>,
+    before_last: Option<[u8; 32]>,
+    count: u64,
+    irregular: bool,
+    signed: Arc<Signed>,
+    columns: Columns,
+}
+
+impl PageCheck {
+    fn new(low: u64, prev: Option<[u8; 32]>, signed: Arc<Signed>, columns: Columns) -> Self {
+        Self { low, prev, entry: prev, before_last: None, count: 0, irregular: false, signed, columns }
+    }
+
+    fn row(&mut self, row: &AuditRowRef<'_>) {
+        if self.irregular {
+            return;
+        }
+        match self.prev {
+            None if row.seq.checked_add(1) == Some(self.low) => {
+                (self.prev, self.entry) = (Some(*row.hash), Some(*row.hash))
+            }
+            None => self.irregular = true,
+            Some(prev) => {
+                if row.seq != self.low + self.count || !link_in_order(row, &prev, &self.signed, self.columns) {
+                    self.irregular = true;
+                    return;
+                }
+                (self.before_last, self.prev) = (Some(prev), Some(*row.hash));
+                self.count += 1;
+            }
+        }
+    }
+
+    fn outcome(&self) -> PageOutcome {
+        match (self.irregular, self.prev) {
+            (true, _) => PageOutcome::Irregular,
             // Nothing from the event before the page on: the log ended before this page. (Had
             // events been deleted up to the end, the sequential walk, which goes on from the
             // end of the prefix until it finds no more events, would see the gap.)
-            None => return PageOutcome::InOrder { count: 0, entry: None, last: [0; 32], before_last: None },
-            Some(before) if before.seq == low - 1 => *before.hash,
-            Some(_) => return PageOutcome::Irregular,
-        },
-    };
-    let entry = Some(prev);
-    let mut before_last = None;
-    let mut count = 0;
-    for row in rows {
-        if row.seq != low + count || !link_in_order(&row, &prev, signed, columns) {
-            return PageOutcome::Irregular;
+            (false, None) => PageOutcome::InOrder { count: 0, entry: None, last: [0; 32], before_last: None },
+            // With no event in the page, `last` is the hash before it and `before_last`
+            // unknown; the caller keeps what it had.
+            (false, Some(last)) => {
+                PageOutcome::InOrder { count: self.count, entry: self.entry, last, before_last: self.before_last }
+            }
         }
-        before_last = Some(prev);
-        prev = *row.hash;
-        count += 1;
     }
-    // With no event in the page, `prev` is the hash before it and `before_last` unknown; the
-    // caller keeps what it had.
-    PageOutcome::InOrder { count, entry, last: prev, before_last }
+}
+
+/// Reads and checks one page where the store reads it, without copying it first.
+async fn check_page(
+    store: &dyn Store,
+    low: u64,
+    prev: Option<[u8; 32]>,
+    signed: Arc<Signed>,
+    columns: Columns,
+) -> PageOutcome {
+    // From the event before the page, whose hash is the first link, unless `prev` gives it.
+    let (from, limit) = if prev.is_some() { (low, PAGE) } else { (low - 1, PAGE + 1) };
+    let check = Arc::new(Mutex::new(PageCheck::new(low, prev, signed, columns)));
+    let visitor = check.clone();
+    let visit: AuditVisitor =
+        Box::new(move |row: AuditRowRef<'_>| visitor.lock().unwrap_or_else(|e| e.into_inner()).row(&row));
+    match store.scan_audit(from, limit as usize, columns == Columns::Compared, visit).await {
+        Ok(()) => check.lock().unwrap_or_else(|e| e.into_inner()).outcome(),
+        Err(_) => PageOutcome::Irregular,
+    }
 }
 
 /// How the indexed columns of the events are held to the events.
@@ -230,12 +259,23 @@ mod tests {
             .collect()
     }
 
-    fn check_page(rows: &[AuditRow], low: u64, prev: Option<[u8; 32]>, signed: &Signed) -> PageOutcome {
-        let mut page = AuditRowPage::default();
+    fn check_rows(
+        rows: &[AuditRowRef<'_>],
+        low: u64,
+        prev: Option<[u8; 32]>,
+        columns: Columns,
+        signed: &Signed,
+    ) -> PageOutcome {
+        let mut check = PageCheck::new(low, prev, Arc::new(signed.clone()), columns);
         for row in rows {
-            page.push(&row.as_ref()).expect("small page");
+            check.row(row);
         }
-        super::check_page(&page, low, prev, signed, Columns::Compared)
+        check.outcome()
+    }
+
+    fn check_page(rows: &[AuditRow], low: u64, prev: Option<[u8; 32]>, signed: &Signed) -> PageOutcome {
+        let rows: Vec<AuditRowRef<'_>> = rows.iter().map(AuditRow::as_ref).collect();
+        check_rows(&rows, low, prev, Columns::Compared, signed)
     }
 
     #[test]
@@ -265,13 +305,10 @@ mod tests {
         column[3].columns.actor = "user:someone-else".into();
         assert!(irregular(&column, 1, Some(GENESIS_HASH), &Signed::new()));
         // Where the database generates the columns, they are not compared (nor read).
-        let mut page = AuditRowPage::default();
-        for row in &column {
-            page.push(&AuditRowRef { columns: None, ..row.as_ref() }).expect("small page");
-        }
-        let generated = super::check_page(&page, 1, Some(GENESIS_HASH), &Signed::new(), Columns::Generated);
+        let bare: Vec<AuditRowRef<'_>> = column.iter().map(|r| AuditRowRef { columns: None, ..r.as_ref() }).collect();
+        let generated = check_rows(&bare, 1, Some(GENESIS_HASH), Columns::Generated, &Signed::new());
         assert!(matches!(generated, PageOutcome::InOrder { count: 6, .. }));
-        let compared = super::check_page(&page, 1, Some(GENESIS_HASH), &Signed::new(), Columns::Compared);
+        let compared = check_rows(&bare, 1, Some(GENESIS_HASH), Columns::Compared, &Signed::new());
         assert!(matches!(compared, PageOutcome::Irregular), "columns asked for and missing");
         assert!(irregular(&rows[2..], 5, None, &Signed::new()));
         assert!(!irregular(&rows[2..], 4, None, &Signed::new()));

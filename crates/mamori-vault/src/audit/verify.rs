@@ -321,7 +321,12 @@ pub async fn verify_chain(
     // parallel check found anything to look at).
     let signed: Signed =
         expected.iter().map(|(seq, hashes)| (*seq, hashes.iter().map(|(h, _)| *h).collect())).collect();
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
+    // Three pages in flight per core: a worker's page is read and checked on the blocking
+    // pool, and between two pages its core would idle while the next job is handed over
+    // (measured on 2 cores: 2 workers 0.41×, 3 0.46–0.49×, 4 0.51–0.55×, 6 0.54–0.58× of
+    // SHA-256; BENCHMARKS.md, session 13). Pages are streamed, not held, so a worker costs
+    // only a pooled connection.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) * 3;
     // The semaphore is never closed, so this cannot fail; the permit is held to the end.
     let _one_at_a_time = PARALLEL_VERIFICATION.acquire().await;
     let columns = if store.audit_columns_generated().await? { Columns::Generated } else { Columns::Compared };

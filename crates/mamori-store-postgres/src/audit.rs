@@ -5,6 +5,7 @@
 use crate::PostgresStore;
 use crate::db::{self, execute, get, get_hash, get_u64, query, query_opt};
 use crate::error::pg;
+use deadpool_postgres::GenericClient;
 use mamori_core::audit::{AuditEvent, CheckpointKind, GENESIS_HASH, chain_hash};
 use mamori_store::*;
 use tokio_postgres::Row;
@@ -45,53 +46,82 @@ fn seq_param(seq: u64) -> Result<i64> {
     i64::try_from(seq).map_err(|_| StoreError::Backend("sequence number too large".into()))
 }
 
+/// Appends events after the chain's head inside the caller's transaction; returns the last
+/// sequence number.
+pub(crate) async fn append_in<C: GenericClient>(tx: &C, events: &[AuditEvent]) -> Result<u64> {
+    // EXCLUSIVE blocks other appenders (in any process) until commit, but not readers;
+    // without it two appenders would read the same head and one would fail on the key.
+    tx.batch_execute("LOCK TABLE audit_events IN EXCLUSIVE MODE").await.map_err(pg)?;
+    let head = query_opt(tx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", &[]).await?;
+    let (mut seq, mut prev) = match &head {
+        Some(row) => (get_u64(row, 0, "audit sequence number")?, get_hash(row, 1, "audit hash")?),
+        None => (0, GENESIS_HASH),
+    };
+    if events.is_empty() {
+        return Ok(seq);
+    }
+    let n = events.len();
+    let (mut seqs, mut jsons, mut hashes) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut ats, mut actors, mut actions, mut outcomes) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut collections, mut records, mut subjects) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for event in events {
+        seq += 1;
+        let json = event.canonical_json();
+        prev = chain_hash(&prev, seq, &json);
+        seqs.push(seq_param(seq).map_err(|_| StoreError::Backend("audit sequence exhausted".into()))?);
+        jsons.push(json);
+        hashes.push(prev.to_vec());
+        let c = AuditColumns::of(event);
+        ats.push(c.at);
+        actors.push(c.actor);
+        actions.push(c.action);
+        outcomes.push(c.outcome);
+        collections.push(c.collection);
+        records.push(c.record);
+        subjects.push(c.subject);
+    }
+    execute(
+        tx,
+        &format!(
+            "INSERT INTO audit_events ({AUDIT_COLUMNS})
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[], $4::int8[], $5::text[], $6::text[],
+                                      $7::text[], $8::text[], $9::text[], $10::text[])"
+        ),
+        &[&seqs, &jsons, &hashes, &ats, &actors, &actions, &outcomes, &collections, &records, &subjects],
+    )
+    .await?;
+    Ok(seq)
+}
+
 impl PostgresStore {
     pub(crate) async fn append_audit_events(&self, events: &[AuditEvent]) -> Result<u64> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        // EXCLUSIVE blocks other appenders (in any process) until commit, but not readers;
-        // without it two appenders would read the same head and one would fail on the key.
-        tx.batch_execute("LOCK TABLE audit_events IN EXCLUSIVE MODE").await.map_err(pg)?;
-        let head = query_opt(&tx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", &[]).await?;
-        let (mut seq, mut prev) = match &head {
-            Some(row) => (get_u64(row, 0, "audit sequence number")?, get_hash(row, 1, "audit hash")?),
-            None => (0, GENESIS_HASH),
-        };
-        if events.is_empty() {
-            return Ok(seq);
+        let seq = append_in(&tx, events).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(seq)
+    }
+
+    /// A change and its audit events in one transaction ([`mamori_store::Store::apply_audited`]).
+    /// The audit table is locked last, after the change's own row locks, so that appenders
+    /// wait for it only as long as the commit.
+    pub(crate) async fn apply_audited_change(&self, change: &AuditedChange, events: &[AuditEvent]) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        match change {
+            AuditedChange::InsertRecord(r) => crate::records::insert_record_in(&tx, r).await?,
+            AuditedChange::UpdateRecord(r) => crate::records::update_record_in(&tx, r).await?,
+            AuditedChange::DeleteRecord { collection_id, id } => {
+                if !crate::records::delete_record_in(&tx, *collection_id, id).await? {
+                    return Err(StoreError::NotFound);
+                }
+            }
         }
-        let n = events.len();
-        let (mut seqs, mut jsons, mut hashes) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut ats, mut actors, mut actions, mut outcomes) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut collections, mut records, mut subjects) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        for event in events {
-            seq += 1;
-            let json = event.canonical_json();
-            prev = chain_hash(&prev, seq, &json);
-            seqs.push(seq_param(seq).map_err(|_| StoreError::Backend("audit sequence exhausted".into()))?);
-            jsons.push(json);
-            hashes.push(prev.to_vec());
-            let c = AuditColumns::of(event);
-            ats.push(c.at);
-            actors.push(c.actor);
-            actions.push(c.action);
-            outcomes.push(c.outcome);
-            collections.push(c.collection);
-            records.push(c.record);
-            subjects.push(c.subject);
-        }
-        execute(
-            &tx,
-            &format!(
-                "INSERT INTO audit_events ({AUDIT_COLUMNS})
-                 SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[], $4::int8[], $5::text[], $6::text[],
-                                      $7::text[], $8::text[], $9::text[], $10::text[])"
-            ),
-            &[&seqs, &jsons, &hashes, &ats, &actors, &actions, &outcomes, &collections, &records, &subjects],
-        )
-        .await?;
+        let seq = append_in(&tx, events)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the audit trail cannot be written: {e}")))?;
         tx.commit().await.map_err(pg)?;
         Ok(seq)
     }

@@ -74,41 +74,93 @@ async fn delete_index<C: GenericClient>(c: &C, collection_id: i64, id: &Uuid, to
     Ok(())
 }
 
+/// Inserts a record whose subject still has a key (`Conflict` otherwise: it was erased),
+/// inside the caller's transaction.
+pub(crate) async fn insert_record_in<C: GenericClient>(tx: &C, r: &RecordRow) -> Result<()> {
+    let id = r.id.as_uuid();
+    // FOR SHARE holds off a concurrent erasure of the subject until this record is
+    // committed; erasure deletes the key first, so it then sees and deletes this record.
+    let key = query_opt(
+        tx,
+        "SELECT 1 FROM subject_keys WHERE collection_id = $1 AND subject = $2 FOR SHARE",
+        &[&r.collection_id, &r.subject],
+    )
+    .await?;
+    if key.is_none() {
+        return Err(StoreError::Conflict("the data subject has no key (erased?)".into()));
+    }
+    execute(
+        tx,
+        &format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+        &[
+            id,
+            &r.collection_id,
+            &r.subject,
+            &version(r.schema_version)?,
+            &r.fields,
+            &encode_tokens(&r.tokens),
+            &to_micros(r.created_at),
+            &to_micros(r.updated_at),
+            &r.department,
+        ],
+    )
+    .await?;
+    // A unique value taken by another record (even one committed a moment ago by a
+    // concurrent writer) fails here with a unique violation, i.e. Conflict.
+    insert_index(tx, r.collection_id, id, &r.tokens).await
+}
+
+/// Replaces an existing record (`NotFound` if it is gone), inside the caller's transaction.
+pub(crate) async fn update_record_in<C: GenericClient>(tx: &C, r: &RecordRow) -> Result<()> {
+    let id = r.id.as_uuid();
+    // FOR UPDATE so that a concurrent update of the same record cannot interleave its
+    // index changes with ours.
+    let old = query_opt(
+        tx,
+        "SELECT tokens FROM records WHERE collection_id = $1 AND id = $2 FOR UPDATE",
+        &[&r.collection_id, id],
+    )
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    delete_index(tx, r.collection_id, id, get(&old, 0)?).await?;
+    execute(
+        tx,
+        "UPDATE records SET schema_version = $3, fields = $4, tokens = $5, updated_at = $6, department = $7
+         WHERE collection_id = $1 AND id = $2",
+        &[
+            &r.collection_id,
+            id,
+            &version(r.schema_version)?,
+            &r.fields,
+            &encode_tokens(&r.tokens),
+            &to_micros(r.updated_at),
+            &r.department,
+        ],
+    )
+    .await?;
+    insert_index(tx, r.collection_id, id, &r.tokens).await
+}
+
+/// Deletes a record and its index entries inside the caller's transaction; `false` if it
+/// was not there.
+pub(crate) async fn delete_record_in<C: GenericClient>(tx: &C, collection_id: i64, id: &RecordId) -> Result<bool> {
+    let id = id.as_uuid();
+    let deleted = query_opt(
+        tx,
+        "DELETE FROM records WHERE collection_id = $1 AND id = $2 RETURNING tokens",
+        &[&collection_id, id],
+    )
+    .await?;
+    let Some(deleted) = deleted else { return Ok(false) };
+    delete_index(tx, collection_id, id, get(&deleted, 0)?).await?;
+    Ok(true)
+}
+
 impl PostgresStore {
     pub(crate) async fn insert_record_row(&self, r: &RecordRow) -> Result<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        let id = r.id.as_uuid();
-        // FOR SHARE holds off a concurrent erasure of the subject until this record is
-        // committed; erasure deletes the key first, so it then sees and deletes this record.
-        let key = query_opt(
-            &tx,
-            "SELECT 1 FROM subject_keys WHERE collection_id = $1 AND subject = $2 FOR SHARE",
-            &[&r.collection_id, &r.subject],
-        )
-        .await?;
-        if key.is_none() {
-            return Err(StoreError::Conflict("the data subject has no key (erased?)".into()));
-        }
-        execute(
-            &tx,
-            &format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
-            &[
-                id,
-                &r.collection_id,
-                &r.subject,
-                &version(r.schema_version)?,
-                &r.fields,
-                &encode_tokens(&r.tokens),
-                &to_micros(r.created_at),
-                &to_micros(r.updated_at),
-                &r.department,
-            ],
-        )
-        .await?;
-        // A unique value taken by another record (even one committed a moment ago by a
-        // concurrent writer) fails here with a unique violation, i.e. Conflict.
-        insert_index(&tx, r.collection_id, id, &r.tokens).await?;
+        insert_record_in(&tx, r).await?;
         tx.commit().await.map_err(pg)
     }
 
@@ -158,50 +210,16 @@ impl PostgresStore {
     pub(crate) async fn update_record_row(&self, r: &RecordRow) -> Result<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        let id = r.id.as_uuid();
-        // FOR UPDATE so that a concurrent update of the same record cannot interleave its
-        // index changes with ours.
-        let old = query_opt(
-            &tx,
-            "SELECT tokens FROM records WHERE collection_id = $1 AND id = $2 FOR UPDATE",
-            &[&r.collection_id, id],
-        )
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        delete_index(&tx, r.collection_id, id, get(&old, 0)?).await?;
-        execute(
-            &tx,
-            "UPDATE records SET schema_version = $3, fields = $4, tokens = $5, updated_at = $6, department = $7
-             WHERE collection_id = $1 AND id = $2",
-            &[
-                &r.collection_id,
-                id,
-                &version(r.schema_version)?,
-                &r.fields,
-                &encode_tokens(&r.tokens),
-                &to_micros(r.updated_at),
-                &r.department,
-            ],
-        )
-        .await?;
-        insert_index(&tx, r.collection_id, id, &r.tokens).await?;
+        update_record_in(&tx, r).await?;
         tx.commit().await.map_err(pg)
     }
 
     pub(crate) async fn delete_record_row(&self, collection_id: i64, id: &RecordId) -> Result<bool> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        let id = id.as_uuid();
-        let deleted = query_opt(
-            &tx,
-            "DELETE FROM records WHERE collection_id = $1 AND id = $2 RETURNING tokens",
-            &[&collection_id, id],
-        )
-        .await?;
-        let Some(deleted) = deleted else { return Ok(false) };
-        delete_index(&tx, collection_id, id, get(&deleted, 0)?).await?;
+        let deleted = delete_record_in(&tx, collection_id, id).await?;
         tx.commit().await.map_err(pg)?;
-        Ok(true)
+        Ok(deleted)
     }
 
     /// Record ids selected by `sql`, whose parameters are the collection, one key and a limit.

@@ -110,6 +110,10 @@ impl Store for PostgresStore {
         self.delete_record_row(collection_id, id).await
     }
 
+    async fn apply_audited(&self, change: &AuditedChange, events: &[AuditEvent]) -> Result<u64> {
+        self.apply_audited_change(change, events).await
+    }
+
     async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>> {
         self.find_record_ids(
             "SELECT record_id FROM blind_index WHERE collection_id = $1 AND token = $2 ORDER BY record_id LIMIT $3",

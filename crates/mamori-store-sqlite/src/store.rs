@@ -135,6 +135,36 @@ pub(crate) fn insert_subject_key(tx: &Connection, collection_id: i64, k: &Subjec
 }
 
 /// Removes a record and its index entries; false when it did not exist.
+/// Inserts a record whose subject still has a key (`Conflict` otherwise: it was erased).
+fn insert_record_tx(tx: &Connection, record: &RecordRow) -> Result<()> {
+    let has_key = tx
+        .prepare_cached("SELECT 1 FROM subject_keys WHERE collection_id = ?1 AND subject = ?2")
+        .map_err(map_err)?
+        .exists(params![record.collection_id, record.subject])
+        .map_err(map_err)?;
+    if !has_key {
+        return Err(StoreError::Conflict("the data subject has no key (erased?)".into()));
+    }
+    insert_record_row(tx, record)
+}
+
+/// Replaces an existing record (`NotFound` if it is gone), keeping its creation time.
+fn update_record_tx(tx: &Connection, record: &RecordRow) -> Result<()> {
+    let created: Option<i64> = tx
+        .query_row(
+            "SELECT created_at FROM records WHERE collection_id = ?1 AND id = ?2",
+            params![record.collection_id, record.id.as_bytes()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?;
+    if created.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    delete_record_tx(tx, record.collection_id, &record.id)?;
+    insert_record_row(tx, record)
+}
+
 fn delete_record_tx(tx: &Connection, collection_id: i64, id: &RecordId) -> Result<bool> {
     let tokens: Option<Vec<u8>> = tx
         .query_row(
@@ -486,18 +516,7 @@ impl Store for SqliteStore {
 
     async fn insert_record(&self, record: &RecordRow) -> Result<()> {
         let record = record.clone();
-        self.write(move |tx| {
-            let has_key = tx
-                .prepare_cached("SELECT 1 FROM subject_keys WHERE collection_id = ?1 AND subject = ?2")
-                .map_err(map_err)?
-                .exists(params![record.collection_id, record.subject])
-                .map_err(map_err)?;
-            if !has_key {
-                return Err(StoreError::Conflict("the data subject has no key (erased?)".into()));
-            }
-            insert_record_row(tx, &record)
-        })
-        .await
+        self.write(move |tx| insert_record_tx(tx, &record)).await
     }
 
     async fn get_record(&self, collection_id: i64, id: &RecordId) -> Result<Option<RecordRow>> {
@@ -541,27 +560,31 @@ impl Store for SqliteStore {
 
     async fn update_record(&self, record: &RecordRow) -> Result<()> {
         let record = record.clone();
-        self.write(move |tx| {
-            let created: Option<i64> = tx
-                .query_row(
-                    "SELECT created_at FROM records WHERE collection_id = ?1 AND id = ?2",
-                    params![record.collection_id, record.id.as_bytes()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(map_err)?;
-            if created.is_none() {
-                return Err(StoreError::NotFound);
-            }
-            delete_record_tx(tx, record.collection_id, &record.id)?;
-            insert_record_row(tx, &record)
-        })
-        .await
+        self.write(move |tx| update_record_tx(tx, &record)).await
     }
 
     async fn delete_record(&self, collection_id: i64, id: &RecordId) -> Result<bool> {
         let id = *id;
         self.write(move |tx| delete_record_tx(tx, collection_id, &id)).await
+    }
+
+    async fn apply_audited(&self, change: &AuditedChange, events: &[AuditEvent]) -> Result<u64> {
+        let change = change.clone();
+        let events = crate::audit::canonical(events);
+        self.write(move |tx| {
+            match &change {
+                AuditedChange::InsertRecord(r) => insert_record_tx(tx, r)?,
+                AuditedChange::UpdateRecord(r) => update_record_tx(tx, r)?,
+                AuditedChange::DeleteRecord { collection_id, id } => {
+                    if !delete_record_tx(tx, *collection_id, id)? {
+                        return Err(StoreError::NotFound);
+                    }
+                }
+            }
+            crate::audit::append_tx(tx, &events)
+                .map_err(|e| StoreError::Unavailable(format!("the audit trail cannot be written: {e}")))
+        })
+        .await
     }
 
     async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>> {

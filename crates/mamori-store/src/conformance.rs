@@ -20,7 +20,7 @@ macro_rules! conformance_tests {
             master_rewrap_reseals_every_sealed_value,
             audit_query_filters, audit_checkpoints, audit_prune_keeps_the_chain,
             policy_versions_four_eyes, break_glass_grants, exports_and_ledger, held_export_shares,
-            record_ids_page_through_a_collection);
+            record_ids_page_through_a_collection, audited_changes_commit_with_their_events);
         $crate::conformance_tests!(@pairs $make; copy_store_copies_everything);
     };
     // Cases that need two fresh stores of the backend: a source and a target.
@@ -1227,4 +1227,41 @@ pub fn listed_tables() -> Vec<(String, Vec<String>)> {
         .collect();
     tables.sort();
     tables
+}
+
+/// A change and its audit events are one transaction: both are there, or neither — when the
+/// change is refused (a taken unique value, a record that is gone, an erased subject),
+/// nothing is appended (000-8-access-7, 002-S-11-b).
+pub async fn audited_changes_commit_with_their_events(store: Arc<dyn Store>) {
+    let c = collection(&*store, "customers").await;
+    keys_for(&*store, &c, &["S1", "S2"]).await;
+    let head = || async { store.read_audit(1, 100).await.unwrap().len() as u64 };
+    let r = record(&c, "S1", &[(1, true)]);
+    let seq = store.apply_audited(&AuditedChange::InsertRecord(r.clone()), &[event(1), event(2)]).await.unwrap();
+    assert_eq!((seq, head().await), (2, 2));
+    assert_eq!(store.get_record(c.id, &r.id).await.unwrap().as_ref(), Some(&r));
+    assert_eq!(verify_chain(&*store).await, 2);
+
+    let taken = record(&c, "S2", &[(1, true)]);
+    let refused = store.apply_audited(&AuditedChange::InsertRecord(taken.clone()), &[event(3)]).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert_eq!(store.get_record(c.id, &taken.id).await.unwrap(), None);
+    let erased = record(&c, "S9", &[]);
+    let refused = store.apply_audited(&AuditedChange::InsertRecord(erased), &[event(3)]).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert_eq!(head().await, 2, "a refused change appends nothing");
+
+    let mut changed = r.clone();
+    (changed.fields, changed.updated_at) = (vec![7; 40], t(9));
+    assert_eq!(store.apply_audited(&AuditedChange::UpdateRecord(changed.clone()), &[event(3)]).await.unwrap(), 3);
+    assert_eq!(store.get_record(c.id, &r.id).await.unwrap().as_ref(), Some(&changed));
+    let gone = AuditedChange::UpdateRecord(record(&c, "S1", &[]));
+    assert_eq!(store.apply_audited(&gone, &[event(4)]).await, Err(StoreError::NotFound));
+
+    let delete = AuditedChange::DeleteRecord { collection_id: c.id, id: r.id };
+    assert_eq!(store.apply_audited(&delete, &[event(4)]).await.unwrap(), 4);
+    assert_eq!(store.get_record(c.id, &r.id).await.unwrap(), None);
+    assert_eq!(store.apply_audited(&delete, &[event(5)]).await, Err(StoreError::NotFound));
+    assert_eq!(head().await, 4);
+    assert_eq!(verify_chain(&*store).await, 4);
 }

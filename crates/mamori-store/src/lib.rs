@@ -19,6 +19,14 @@ pub use copy::{CopyProgress, CopySession, TABLES, Table, TableCount, Value, copy
 pub use error::{Result, StoreError};
 pub use rows::*;
 
+/// A change that [`Store::apply_audited`] commits together with its audit events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditedChange {
+    InsertRecord(RecordRow),
+    UpdateRecord(RecordRow),
+    DeleteRecord { collection_id: i64, id: RecordId },
+}
+
 /// What [`Store::scan_audit`] calls with each event: on the backend's reading thread, so it
 /// must not block.
 pub type AuditVisitor = Box<dyn for<'a> FnMut(AuditRowRef<'a>) + Send>;
@@ -122,6 +130,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Replaces fields and tokens of an existing record. `NotFound` if it is gone.
     async fn update_record(&self, record: &RecordRow) -> Result<()>;
     async fn delete_record(&self, collection_id: i64, id: &RecordId) -> Result<bool>;
+    /// Applies `change` and appends `events` to the audit chain in one transaction: a change
+    /// to personal data is never committed without its audit events, nor the events without
+    /// the change (000-8-access-7, 002-S-11-b). Errors as the change's own method, except
+    /// that deleting a record that is not there is `NotFound` (nothing is appended), and a
+    /// failure to append is `Unavailable`. Returns the sequence number of the last event.
+    async fn apply_audited(&self, change: &AuditedChange, events: &[AuditEvent]) -> Result<u64>;
     async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>>;
     /// Up to `limit` ids of one data subject's records in a collection, in id order.
     async fn find_by_subject(&self, collection_id: i64, subject: &str, limit: usize) -> Result<Vec<RecordId>>;

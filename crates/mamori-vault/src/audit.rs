@@ -37,7 +37,7 @@ use crate::error::{Result, VaultError};
 use checkpoint::Checkpointer;
 use mamori_core::audit::{AuditEvent, SignedCheckpoint};
 use mamori_core::clock::{Clock, SystemClock};
-use mamori_store::Store;
+use mamori_store::{AuditedChange, Store, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -60,8 +60,17 @@ struct Pending {
 
 type CheckpointReply = oneshot::Sender<std::result::Result<Option<SignedCheckpoint>, String>>;
 
+/// A change to be committed in one transaction with its events.
+struct Change {
+    change: AuditedChange,
+    events: Vec<AuditEvent>,
+    done: oneshot::Sender<mamori_store::Result<u64>>,
+}
+
 enum Msg {
     Append(Pending),
+    /// A change and its events, in one transaction of their own.
+    Apply(Change),
     /// Sign what this process has appended and is not yet covered by a checkpoint.
     Checkpoint(CheckpointReply),
     /// Append a line (a pruning anchor) to the external checkpoint file.
@@ -140,6 +149,17 @@ impl AuditLog {
         }
     }
 
+    /// Commits a change to personal data together with its audit events, in one transaction
+    /// (a change never without its events, nor events without the change). It goes through
+    /// the writer so that the checkpoints, the SIEM forwarders and the metrics see its events
+    /// as they see every other append. Errors as [`Store::apply_audited`].
+    pub async fn apply(&self, change: AuditedChange, events: Vec<AuditEvent>) -> mamori_store::Result<u64> {
+        let stopped = || StoreError::Unavailable("audit writer stopped".into());
+        let (done, wait) = oneshot::channel();
+        self.queue.send(Msg::Apply(Change { change, events, done })).await.map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
+    }
+
     /// Takes a checkpoint now of what this process appended, if any of it is unsigned.
     /// `Ok(None)`: nothing to sign (no signing key, or everything is covered already).
     pub async fn checkpoint(&self) -> Result<Option<SignedCheckpoint>> {
@@ -190,9 +210,38 @@ impl Writer {
             return Ok(*self.head.borrow());
         }
         let seq = self.store.append_audit(events).await?;
-        self.counters.commits.fetch_add(1, Ordering::Relaxed);
-        self.counters.events.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.counted(events.len());
         Ok(seq)
+    }
+
+    fn counted(&self, events: usize) {
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters.events.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// A change and its events in one transaction; the new head is announced and offered to
+    /// the checkpointer as after a batch. In an `unaudited-benchmark` build the change is
+    /// applied without its events.
+    async fn apply(&mut self, c: Change) {
+        let events: &[AuditEvent] = if UNAUDITED_BENCHMARK { &[] } else { &c.events };
+        let result = self.store.apply_audited(&c.change, events).await;
+        match &result {
+            Ok(seq) => {
+                self.counted(events.len());
+                self.head.send_replace(*seq);
+            }
+            // The change's own refusals (a taken unique value, a record gone) are answers.
+            Err(StoreError::Conflict(_) | StoreError::NotFound) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "audited change failed; nothing was committed");
+                self.health.lock().unwrap_or_else(|e| e.into_inner()).append_failures += 1;
+            }
+        }
+        let _ = c.done.send(result.clone());
+        if let (Ok(seq), Some(cp)) = (&result, self.checkpointer.as_mut()) {
+            cp.appended(*seq);
+            let _ = cp.maybe(&*self.store, false).await;
+        }
     }
 }
 
@@ -216,6 +265,10 @@ async fn writer(mut rx: mpsc::Receiver<Msg>, mut w: Writer) {
         };
         let first = match msg {
             Msg::Append(p) => p,
+            Msg::Apply(c) => {
+                w.apply(c).await;
+                continue;
+            }
             control => {
                 control_message(control, &*store, &mut w.checkpointer).await;
                 continue;
@@ -254,14 +307,17 @@ async fn writer(mut rx: mpsc::Receiver<Msg>, mut w: Writer) {
             let _ = c.maybe(&*store, false).await;
         }
         for control in deferred {
-            control_message(control, &*store, &mut w.checkpointer).await;
+            match control {
+                Msg::Apply(c) => w.apply(c).await,
+                control => control_message(control, &*store, &mut w.checkpointer).await,
+            }
         }
     }
 }
 
 async fn control_message(msg: Msg, store: &dyn Store, checkpointer: &mut Option<Checkpointer>) {
     match msg {
-        Msg::Append(_) => unreachable!("appends are batched by the writer"),
+        Msg::Append(_) | Msg::Apply(_) => unreachable!("appends and changes are the writer's own"),
         Msg::Checkpoint(reply) => {
             let result = match checkpointer.as_mut() {
                 Some(c) => c.maybe(store, true).await,

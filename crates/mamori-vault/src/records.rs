@@ -17,7 +17,7 @@ use mamori_core::normalize::blind_index_form;
 use mamori_core::schema::CollectionSchema;
 use mamori_core::value;
 use mamori_crypto::{DataKey, FieldAad, FieldCipher};
-use mamori_store::{IndexToken, RecordRow, SubjectKeyRow};
+use mamori_store::{AuditedChange, IndexToken, RecordRow, StoreError, SubjectKeyRow};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -265,17 +265,15 @@ impl Vault {
         let now = self.clock.now();
         let owner = Owner { id, subject: subject.as_str(), department };
         let row = seal_record(&state, &FieldCipher::new(&dek), owner, &values, now, now)?;
-        match self.store.insert_record(&row).await {
-            Err(mamori_store::StoreError::Conflict(_)) => {
-                return Err(self.unique_conflict(p, "record.create", &state, subject.as_str(), &values).await);
-            }
-            other => other?,
-        }
         let mut e = self.record_event(p, "record.create", &state, &id, subject.as_str());
         e.fields = values.keys().cloned().collect();
         access.stamp(&mut e);
-        self.audit.record(vec![e]).await?;
-        Ok(id)
+        match self.audit.apply(AuditedChange::InsertRecord(row), vec![e]).await {
+            Err(StoreError::Conflict(_)) => {
+                Err(self.unique_conflict(p, "record.create", &state, subject.as_str(), &values).await)
+            }
+            other => Ok(other.map(|_| id)?),
+        }
     }
 
     /// Decrypts a stored row. Fails with `Integrity` if any ciphertext is not authentic.
@@ -487,17 +485,15 @@ impl Vault {
             now,
             row.created_at,
         )?;
-        match self.store.update_record(&new_row).await {
-            Err(mamori_store::StoreError::Conflict(_)) => {
-                return Err(self.unique_conflict(p, "record.update", &state, &row.subject, &values).await);
-            }
-            other => other?,
-        }
         let mut e = self.record_event(p, "record.update", &state, id, &row.subject);
         e.fields = changes.keys().cloned().collect();
         access.stamp(&mut e);
-        self.audit.record(vec![e]).await?;
-        Ok(())
+        match self.audit.apply(AuditedChange::UpdateRecord(new_row), vec![e]).await {
+            Err(StoreError::Conflict(_)) => {
+                Err(self.unique_conflict(p, "record.update", &state, &row.subject, &values).await)
+            }
+            other => Ok(other.map(drop)?),
+        }
     }
 
     /// Names of the fields `p` may write with `action` (`Create` or `Update`) on records of
@@ -557,10 +553,10 @@ impl Vault {
         let (state, _) = self.authorize_collection(p, Action::Delete, "record.delete", collection).await?;
         let row = self.store.get_record(state.row.id, id).await?.ok_or(VaultError::NotFound("record"))?;
         let access = self.authorize_record(p, Action::Delete, "record.delete", &state, &row).await?;
-        self.store.delete_record(state.row.id, id).await?;
         let mut e = self.record_event(p, "record.delete", &state, id, &row.subject);
         access.stamp(&mut e);
-        self.audit.record(vec![e]).await?;
+        let change = AuditedChange::DeleteRecord { collection_id: state.row.id, id: *id };
+        self.audit.apply(change, vec![e]).await?;
         Ok(())
     }
 

@@ -375,6 +375,22 @@ async fn unwritable_audit_store_fails_closed_and_a_failing_checkpoint_file_does_
     let err = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap_err();
     assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
     assert!(f.vault.audit_health().append_failures >= 1);
+    // Changes are committed with their events or not at all: none of these happens.
+    let collection = f.store().get_collection("customers").await.unwrap().unwrap().id;
+    let (records, head) =
+        (f.store().count_records(collection).await.unwrap(), mamori_vault::audit_head_seq(&**f.store()).await.unwrap());
+    let fields = [("name".to_owned(), "試験 次郎".to_owned())].into();
+    let err = f.vault.create_record(&manager, "customers", None, &fields).await.unwrap_err();
+    assert!(matches!(err, VaultError::Unavailable(_)), "{err:?}");
+    let err = f.vault.update_record(&manager, "customers", &id, &fields).await.unwrap_err();
+    assert!(matches!(err, VaultError::Unavailable(_)), "{err:?}");
+    let err = f.vault.delete_record(&manager, "customers", &id).await.unwrap_err();
+    assert!(matches!(err, VaultError::Unavailable(_)), "{err:?}");
+    db(&f).execute_batch("DROP TRIGGER no_audit").unwrap();
+    assert_eq!(f.store().count_records(collection).await.unwrap(), records);
+    assert_eq!(mamori_vault::audit_head_seq(&**f.store()).await.unwrap(), head);
+    let kept = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap();
+    assert_eq!(kept.fields.get("name").map(String::as_str), Some("試験 太郎"), "{kept:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

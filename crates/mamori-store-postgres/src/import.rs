@@ -3,10 +3,10 @@
 use crate::collections::subject_key_row;
 use crate::db::version;
 use crate::error::pg;
-use crate::records::index_entries;
+use crate::records::{RECORD_COLUMNS, RecordValues, index_entries};
 use async_trait::async_trait;
 use deadpool_postgres::Object;
-use mamori_store::{ImportSession, RecordRow, Result, StoreError, SubjectKeyRow, encode_tokens, to_micros};
+use mamori_store::{ImportSession, RecordRow, Result, StoreError, SubjectKeyRow};
 use std::pin::pin;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -144,17 +144,12 @@ impl ImportSession for PgImport {
         if held.len() != subjects.len() {
             return Err(StoreError::Conflict("a data subject of this import has no key (erased meanwhile?)".into()));
         }
-        let sink = client
-            .copy_in(
-                "COPY records (collection_id, id, subject, schema_version, fields, tokens, created_at, updated_at,
-                              department)
-                 FROM STDIN (FORMAT binary)",
-            )
-            .await
-            .map_err(pg)?;
+        let sink =
+            client.copy_in(&format!("COPY records ({RECORD_COLUMNS}) FROM STDIN (FORMAT binary)")).await.map_err(pg)?;
+        // In `RECORD_COLUMNS` order, as `RecordValues` gives them.
         let types = [
-            Type::INT8,
             Type::UUID,
+            Type::INT8,
             Type::TEXT,
             Type::INT4,
             Type::BYTEA,
@@ -165,21 +160,7 @@ impl ImportSession for PgImport {
         ];
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
         for r in &records {
-            writer
-                .as_mut()
-                .write(&[
-                    &collection_id,
-                    r.id.as_uuid(),
-                    &r.subject,
-                    &version(r.schema_version)?,
-                    &r.fields,
-                    &encode_tokens(&r.tokens),
-                    &to_micros(r.created_at),
-                    &to_micros(r.updated_at),
-                    &r.department,
-                ])
-                .await
-                .map_err(pg)?;
+            writer.as_mut().write(&RecordValues::of(r)?.params(&collection_id)).await.map_err(pg)?;
         }
         writer.finish().await.map_err(pg)?;
 

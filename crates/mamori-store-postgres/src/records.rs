@@ -10,9 +10,10 @@ use mamori_store::{
     to_micros,
 };
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-const RECORD_COLUMNS: &str =
+pub(crate) const RECORD_COLUMNS: &str =
     "id, collection_id, subject, schema_version, fields, tokens, created_at, updated_at, department";
 
 fn record_row(r: &Row) -> Result<RecordRow> {
@@ -74,6 +75,43 @@ async fn delete_index<C: GenericClient>(c: &C, collection_id: i64, id: &Uuid, to
     Ok(())
 }
 
+/// A record's values in `RECORD_COLUMNS` order, for an `INSERT` or a binary `COPY`.
+pub(crate) struct RecordValues<'a> {
+    record: &'a RecordRow,
+    version: i32,
+    tokens: Vec<u8>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl<'a> RecordValues<'a> {
+    pub(crate) fn of(record: &'a RecordRow) -> Result<Self> {
+        Ok(Self {
+            record,
+            version: version(record.schema_version)?,
+            tokens: encode_tokens(&record.tokens),
+            created_at: to_micros(record.created_at),
+            updated_at: to_micros(record.updated_at),
+        })
+    }
+
+    /// The values, in the collection `collection_id` (an import's, or the record's own).
+    pub(crate) fn params<'s>(&'s self, collection_id: &'s i64) -> [&'s (dyn ToSql + Sync); 9] {
+        let r = self.record;
+        [
+            r.id.as_uuid(),
+            collection_id,
+            &r.subject,
+            &self.version,
+            &r.fields,
+            &self.tokens,
+            &self.created_at,
+            &self.updated_at,
+            &r.department,
+        ]
+    }
+}
+
 /// Inserts a record whose subject still has a key (`Conflict` otherwise: it was erased),
 /// inside the caller's transaction.
 pub(crate) async fn insert_record_in<C: GenericClient>(tx: &C, r: &RecordRow) -> Result<()> {
@@ -89,20 +127,11 @@ pub(crate) async fn insert_record_in<C: GenericClient>(tx: &C, r: &RecordRow) ->
     if key.is_none() {
         return Err(StoreError::Conflict("the data subject has no key (erased?)".into()));
     }
+    let values = RecordValues::of(r)?;
     execute(
         tx,
         &format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
-        &[
-            id,
-            &r.collection_id,
-            &r.subject,
-            &version(r.schema_version)?,
-            &r.fields,
-            &encode_tokens(&r.tokens),
-            &to_micros(r.created_at),
-            &to_micros(r.updated_at),
-            &r.department,
-        ],
+        &values.params(&r.collection_id),
     )
     .await?;
     // A unique value taken by another record (even one committed a moment ago by a

@@ -6,9 +6,11 @@
 -- the epoch, exactly as the application computes it: the whole seconds from unixepoch(),
 -- which applies the offset, plus the first six digits of the fraction.
 -- The guard on json_valid keeps a malformed event (only ever written by tampering)
--- readable: its columns are empty, and verification reports it.
--- `SqliteStore::audit_columns_generated` compares this table's definition, as SQLite keeps
--- it, with the CREATE TABLE below: keep the two identical.
+-- readable: its columns are empty; verification parses every event no signed checkpoint
+-- covers, and the checkpointer signs none that does not parse.
+-- `SqliteStore::generated_audit_columns` holds the live schema of this table and its
+-- indexes to the CREATE statements below, as SQLite keeps them.
+-- The old stored columns are dropped unread: run `mamori audit verify` before upgrading.
 -- Never edit a landed migration.
 ALTER TABLE audit_events RENAME TO audit_events_stored_columns;
 

@@ -19,12 +19,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 
 const AUDIT_GENERATED_COLUMNS: &str = include_str!("../migrations/20261212000000_audit_generated_columns.sql");
 
-/// The definition of `audit_events` as the newest migration creates it, which SQLite keeps
-/// verbatim (without the `;`): `audit_columns_generated` holds the live table to it.
-pub(crate) fn audit_events_definition() -> Option<&'static str> {
-    let start = AUDIT_GENERATED_COLUMNS.find("CREATE TABLE audit_events (")?;
-    let len = AUDIT_GENERATED_COLUMNS.get(start..)?.find("\n);")? + 2;
-    AUDIT_GENERATED_COLUMNS.get(start..start + len)
+/// Every schema object on `audit_events` (the table and its indexes) as the newest migration
+/// creates them, which SQLite keeps verbatim (without the `;`), sorted:
+/// `generated_audit_columns` holds the live schema to exactly these.
+pub(crate) fn audit_events_schema() -> Vec<String> {
+    // Comment lines go first: they may hold a `;` or the word CREATE.
+    let code: Vec<&str> = AUDIT_GENERATED_COLUMNS.lines().filter(|l| !l.trim_start().starts_with("--")).collect();
+    let mut objects: Vec<String> = code
+        .join("\n")
+        .split(';')
+        .map(str::trim)
+        .filter(|statement| statement.starts_with("CREATE "))
+        .map(str::to_owned)
+        .collect();
+    objects.sort_unstable();
+    objects
 }
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

@@ -134,7 +134,6 @@ pub(crate) fn insert_subject_key(tx: &Connection, collection_id: i64, k: &Subjec
     .map_err(map_err)
 }
 
-/// Removes a record and its index entries; false when it did not exist.
 /// Inserts a record whose subject still has a key (`Conflict` otherwise: it was erased).
 fn insert_record_tx(tx: &Connection, record: &RecordRow) -> Result<()> {
     let has_key = tx
@@ -165,6 +164,7 @@ fn update_record_tx(tx: &Connection, record: &RecordRow) -> Result<()> {
     insert_record_row(tx, record)
 }
 
+/// Removes a record and its index entries; false when it did not exist.
 fn delete_record_tx(tx: &Connection, collection_id: i64, id: &RecordId) -> Result<bool> {
     let tokens: Option<Vec<u8>> = tx
         .query_row(

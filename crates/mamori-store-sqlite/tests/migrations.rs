@@ -90,3 +90,29 @@ async fn copied_tables_cover_the_schema() {
     schema.sort();
     assert_eq!(schema, mamori_store::conformance::listed_tables());
 }
+
+/// The audit table's schema is held to the migration's: anything attached to it (a trigger,
+/// an index) makes verification compare columns again; and a trigger that swallows audit
+/// rows cannot let a change commit without its events.
+#[tokio::test]
+async fn the_audit_schema_is_checked_and_swallowed_events_refuse_the_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mamori.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(store.audit_columns_generated().await.unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE INDEX sneaky ON audit_events (outcome)").unwrap();
+    assert!(!store.audit_columns_generated().await.unwrap());
+    conn.execute_batch(
+        "DROP INDEX sneaky;
+         CREATE TRIGGER swallow BEFORE INSERT ON audit_events BEGIN SELECT RAISE(IGNORE); END;",
+    )
+    .unwrap();
+    assert!(!store.audit_columns_generated().await.unwrap());
+    let refused = store.append_audit(&events()).await;
+    assert!(matches!(refused, Err(mamori_store::StoreError::Unavailable(_))), "{refused:?}");
+    assert!(store.read_audit(1, 10).await.unwrap().is_empty());
+    conn.execute_batch("DROP TRIGGER swallow").unwrap();
+    assert!(store.audit_columns_generated().await.unwrap());
+    assert_eq!(store.append_audit(&events()).await.unwrap(), 3);
+}

@@ -650,3 +650,23 @@ async fn an_unreadable_row_past_the_first_problem_does_not_hide_the_diagnosis() 
     conn.execute("UPDATE audit_events SET hash = zeroblob(31) WHERE seq = 1500", []).unwrap();
     assert_found(&verify_long(&store, &key).await, 10, ProblemKind::Modified);
 }
+
+/// An event appended behind mamori's back with a hash that fits but JSON that is no event:
+/// verification parses what no checkpoint covers, and names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_event_appended_with_a_fitting_hash_is_found() {
+    let (dir, store, key) = long_log(1_234).await;
+    let conn = long_db(&dir);
+    let (_, prev) = row(&conn, 1_234);
+    let forged =
+        r#"{"at":"2026-12-07T00:00:00Z","actor":"user:a","actor":"user:b","action":"record.read","outcome":"success"}"#;
+    let hash = chain_hash(&prev.try_into().unwrap(), 1_235, forged);
+    conn.execute(
+        "INSERT INTO audit_events (seq, event_json, hash) VALUES (1235, ?1, ?2)",
+        rusqlite::params![forged, hash],
+    )
+    .unwrap();
+    let report = verify_long(&store, &key).await;
+    assert_found(&report, 1_235, ProblemKind::Modified);
+    assert!(report.problem.as_deref().unwrap_or_default().contains("not a well-formed event"), "{report:#?}");
+}

@@ -356,7 +356,8 @@ impl Checkpointer {
     }
 }
 
-/// Recomputes the chain from `base` to `seq` and returns the hash at `seq`.
+/// Recomputes the chain from `base` to `seq`, parsing every event, and returns the hash at
+/// `seq`.
 async fn walk(store: &dyn Store, base: (u64, [u8; 32]), seq: u64) -> Result<[u8; 32], String> {
     let (mut at, mut prev) = base;
     while at < seq {
@@ -370,6 +371,11 @@ async fn walk(store: &dyn Store, base: (u64, [u8; 32]), seq: u64) -> Result<[u8;
             }
             if chain_hash(&prev, row.seq, row.event_json) != *row.hash {
                 return Err(format!("the audit chain does not verify at seq {}", row.seq));
+            }
+            // Verification trusts signed events to be well-formed (it does not parse them
+            // where the database generates the indexed columns): nothing else is signed.
+            if serde_json::from_str::<mamori_core::audit::AuditEventView<'_>>(row.event_json).is_err() {
+                return Err(format!("audit event {} is not a well-formed event", row.seq));
             }
             prev = *row.hash;
             at = row.seq;

@@ -1,5 +1,6 @@
-//! `mamori audit verify`: the hash chain, gap-free sequence numbers, the indexed columns,
-//! every stored checkpoint and anchor, and the checkpoints of the external file — with the
+//! `mamori audit verify`: the hash chain, gap-free sequence numbers, the indexed columns
+//! (compared with each event unless the database generates them from it), every stored
+//! checkpoint and anchor, and the checkpoints of the external file — with the
 //! first bad sequence number and the kind of tampering (002-S-11-b, 004-V-1-4-c,
 //! 004-V-1-33-c; the log-collection process is itself checked, 002-S-11-d).
 //!

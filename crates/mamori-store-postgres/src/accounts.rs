@@ -2,13 +2,13 @@
 
 use crate::PostgresStore;
 use crate::db::{self, execute, get, get_hash, get_time, get_u32, query, query_opt};
-use crate::error::{corrupt, pg};
+use crate::error::corrupt;
 use mamori_core::ids::UserId;
-use mamori_store::{Result, SessionRow, StoreError, UserProfile, UserRow, from_micros, to_micros};
+use mamori_store::{Result, SessionRow, StoreError, UserRow, from_micros, to_micros};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
-const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
+pub(crate) const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
      department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
      totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at, reviewed_at, reviewed_by, \
      access_window, enabled_at";
@@ -54,13 +54,8 @@ fn get_totp_step(r: &Row, idx: usize) -> Result<Option<u64>> {
 
 /// TOTP steps are `u64` in the interface and `BIGINT` in the schema (a step is 30 seconds,
 /// so `i64` lasts far beyond any real clock).
-fn stored_step(step: u64) -> Result<i64> {
+pub(crate) fn stored_step(step: u64) -> Result<i64> {
     i64::try_from(step).map_err(|_| StoreError::Backend("TOTP step out of range".into()))
-}
-
-/// `NotFound` when an UPDATE of an account matched no row.
-fn found(n: u64) -> Result<()> {
-    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }
 
 fn session_row(r: &Row) -> Result<SessionRow> {
@@ -76,48 +71,6 @@ fn session_row(r: &Row) -> Result<SessionRow> {
 }
 
 impl PostgresStore {
-    pub(crate) async fn insert_user(&self, u: &UserRow) -> Result<()> {
-        let conn = self.conn().await?;
-        execute(
-            &conn,
-            &format!(
-                "INSERT INTO users ({USER_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                         $19, $20, $21, $22, $23, $24, $25)"
-            ),
-            &[
-                u.id.as_uuid(),
-                &u.login,
-                &u.display_name,
-                &u.role,
-                &u.password_hash,
-                &u.must_change_password,
-                &u.disabled,
-                &to_micros(u.created_at),
-                &u.department,
-                &u.title,
-                &u.valid_until.map(to_micros),
-                &u.vendor,
-                &i32::try_from(u.failed_logins)
-                    .map_err(|_| StoreError::Backend("failed login count too large".into()))?,
-                &u.locked_until.map(to_micros),
-                &u.last_login_at.map(to_micros),
-                &to_micros(u.password_changed_at),
-                &u.totp_secret,
-                &u.totp_last_step.map(stored_step).transpose()?,
-                &u.clearance,
-                &u.training_valid_until.map(to_micros),
-                &u.pledge_signed_at.map(to_micros),
-                &u.reviewed_at.map(to_micros),
-                &u.reviewed_by,
-                &u.access_window,
-                &u.enabled_at.map(to_micros),
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
     pub(crate) async fn user_by_id(&self, id: &UserId) -> Result<Option<UserRow>> {
         let conn = self.conn().await?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
@@ -139,41 +92,6 @@ impl PostgresStore {
             .collect()
     }
 
-    pub(crate) async fn update_password(
-        &self,
-        id: &UserId,
-        password_hash: &str,
-        must_change: bool,
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(pg)?;
-        // The row lock serialises password changes of one account, so that the history gets
-        // the hash that is actually replaced and two changes never pick the same `seq`. Each
-        // statement below runs after the lock is held and so sees the other change's commit
-        // (READ COMMITTED takes a snapshot per statement). NO KEY: sessions being created
-        // for the account (whose foreign key takes KEY SHARE) need not wait.
-        if query_opt(&tx, "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[id.as_uuid()]).await?.is_none() {
-            return Err(StoreError::NotFound);
-        }
-        let at = to_micros(at);
-        execute(
-            &tx,
-            "INSERT INTO password_history (user_id, seq, password_hash, replaced_at)
-             SELECT id, (SELECT coalesce(max(seq), 0) + 1 FROM password_history WHERE user_id = $1), password_hash, $2
-             FROM users WHERE id = $1",
-            &[id.as_uuid(), &at],
-        )
-        .await?;
-        execute(
-            &tx,
-            "UPDATE users SET password_hash = $2, must_change_password = $3, password_changed_at = $4 WHERE id = $1",
-            &[id.as_uuid(), &password_hash, &must_change, &at],
-        )
-        .await?;
-        tx.commit().await.map_err(pg)
-    }
-
     pub(crate) async fn password_hashes_before(&self, id: &UserId, limit: usize) -> Result<Vec<String>> {
         let conn = self.conn().await?;
         query(
@@ -185,50 +103,6 @@ impl PostgresStore {
         .iter()
         .map(|r| get(r, 0))
         .collect()
-    }
-
-    pub(crate) async fn update_disabled(&self, id: &UserId, disabled: bool) -> Result<()> {
-        let conn = self.conn().await?;
-        found(execute(&conn, "UPDATE users SET disabled = $2 WHERE id = $1", &[id.as_uuid(), &disabled]).await?)
-    }
-
-    pub(crate) async fn mark_enabled(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
-        let conn = self.conn().await?;
-        let sql = "UPDATE users SET enabled_at = CASE WHEN disabled THEN $2 ELSE enabled_at END, disabled = false \
-                   WHERE id = $1";
-        found(execute(&conn, sql, &[id.as_uuid(), &to_micros(at)]).await?)
-    }
-
-    pub(crate) async fn mark_reviewed(&self, id: &UserId, by: &str, at: OffsetDateTime) -> Result<()> {
-        let conn = self.conn().await?;
-        let sql = "UPDATE users SET reviewed_at = $2, reviewed_by = $3 WHERE id = $1";
-        found(execute(&conn, sql, &[id.as_uuid(), &to_micros(at), &by]).await?)
-    }
-
-    pub(crate) async fn update_profile(&self, id: &UserId, p: &UserProfile) -> Result<()> {
-        let conn = self.conn().await?;
-        let n = execute(
-            &conn,
-            "UPDATE users SET display_name = $2, department = $3, title = $4, role = $5, valid_until = $6, vendor = $7,
-                              clearance = $8, training_valid_until = $9, pledge_signed_at = $10,
-                              access_window = $11
-             WHERE id = $1",
-            &[
-                id.as_uuid(),
-                &p.display_name,
-                &p.department,
-                &p.title,
-                &p.role,
-                &p.valid_until.map(to_micros),
-                &p.vendor,
-                &p.clearance,
-                &p.training_valid_until.map(to_micros),
-                &p.pledge_signed_at.map(to_micros),
-                &p.access_window,
-            ],
-        )
-        .await?;
-        found(n)
     }
 
     pub(crate) async fn count_login_failure(
@@ -266,35 +140,6 @@ impl PostgresStore {
         let sql = "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = $2 \
                    WHERE id = $1 AND NOT disabled AND (locked_until IS NULL OR locked_until <= $2)";
         Ok(execute(&conn, sql, &[id.as_uuid(), &to_micros(at)]).await? == 1)
-    }
-
-    pub(crate) async fn unlock(&self, id: &UserId) -> Result<()> {
-        let conn = self.conn().await?;
-        let sql = "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1";
-        found(execute(&conn, sql, &[id.as_uuid()]).await?)
-    }
-
-    pub(crate) async fn replace_totp(
-        &self,
-        id: &UserId,
-        wrapped_secret: Option<&[u8]>,
-        recovery_hashes: &[[u8; 32]],
-    ) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(pg)?;
-        let sql = "UPDATE users SET totp_secret = $2, totp_last_step = NULL WHERE id = $1";
-        found(execute(&tx, sql, &[id.as_uuid(), &wrapped_secret]).await?)?;
-        execute(&tx, "DELETE FROM recovery_codes WHERE user_id = $1", &[id.as_uuid()]).await?;
-        if !recovery_hashes.is_empty() {
-            let hashes: Vec<&[u8]> = recovery_hashes.iter().map(<[u8; 32]>::as_slice).collect();
-            execute(
-                &tx,
-                "INSERT INTO recovery_codes (user_id, code_hash) SELECT $1, h FROM unnest($2::bytea[]) AS h",
-                &[id.as_uuid(), &hashes],
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(pg)
     }
 
     pub(crate) async fn advance_totp(&self, id: &UserId, step: u64) -> Result<bool> {

@@ -42,6 +42,9 @@ fn checkpoint_row(r: &Row) -> Result<CheckpointRow> {
     })
 }
 
+/// How long an audited change waits for a row or table lock (see `apply_audited_change`).
+const CHANGE_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
+
 fn seq_param(seq: u64) -> Result<i64> {
     i64::try_from(seq).map_err(|_| StoreError::Backend("sequence number too large".into()))
 }
@@ -113,22 +116,18 @@ impl PostgresStore {
 
     /// A change and its audit events in one transaction ([`mamori_store::Store::apply_audited`]).
     /// The audit table is locked last, after the change's own row locks, so that appenders
-    /// wait for it only as long as the commit.
-    pub(crate) async fn apply_audited_change(&self, change: &AuditedChange, events: &[AuditEvent]) -> Result<u64> {
+    /// wait for it only as long as the commit. Changes go through the one audit writer of the
+    /// process, so a row lock held elsewhere (an import that has not committed) must not
+    /// stall it: a change that waits longer than `CHANGE_LOCK_TIMEOUT` for a lock fails as
+    /// `Unavailable` instead, and nothing is committed.
+    pub(crate) async fn apply_audited_change(&self, change: &[AuditedChange], events: &[AuditEvent]) -> Result<u64> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        match change {
-            AuditedChange::InsertRecord(r) => crate::records::insert_record_in(&tx, r).await?,
-            AuditedChange::UpdateRecord(r) => crate::records::update_record_in(&tx, r).await?,
-            AuditedChange::DeleteRecord { collection_id, id } => {
-                if !crate::records::delete_record_in(&tx, *collection_id, id).await? {
-                    return Err(StoreError::NotFound);
-                }
-            }
+        tx.batch_execute(CHANGE_LOCK_TIMEOUT).await.map_err(pg)?;
+        for step in change {
+            crate::changes::apply_in(&tx, step).await?;
         }
-        let seq = append_in(&tx, events)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("the audit trail cannot be written: {e}")))?;
+        let seq = append_in(&tx, events).await.map_err(|e| StoreError::AuditUnavailable(e.to_string()))?;
         tx.commit().await.map_err(pg)?;
         Ok(seq)
     }

@@ -8,6 +8,7 @@
 mod accounts;
 mod audit;
 mod authz;
+mod changes;
 mod collections;
 mod copy;
 mod db;

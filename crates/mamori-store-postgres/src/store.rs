@@ -110,7 +110,7 @@ impl Store for PostgresStore {
         self.delete_record_row(collection_id, id).await
     }
 
-    async fn apply_audited(&self, change: &AuditedChange, events: &[AuditEvent]) -> Result<u64> {
+    async fn apply_audited(&self, change: &[AuditedChange], events: &[AuditEvent]) -> Result<u64> {
         self.apply_audited_change(change, events).await
     }
 
@@ -155,7 +155,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_user(&self, user: &UserRow) -> Result<()> {
-        self.insert_user(user).await
+        self.change(AuditedChange::CreateUser(Box::new(user.clone()))).await
     }
 
     async fn get_user(&self, id: &UserId) -> Result<Option<UserRow>> {
@@ -177,7 +177,8 @@ impl Store for PostgresStore {
         must_change: bool,
         at: OffsetDateTime,
     ) -> Result<()> {
-        self.update_password(id, password_hash, must_change, at).await
+        let password_hash = password_hash.to_owned();
+        self.change(AuditedChange::SetPassword { id: *id, password_hash, must_change, at }).await
     }
 
     async fn password_history(&self, id: &UserId, limit: usize) -> Result<Vec<String>> {
@@ -185,19 +186,19 @@ impl Store for PostgresStore {
     }
 
     async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()> {
-        self.update_disabled(id, disabled).await
+        self.change(AuditedChange::SetUserDisabled { id: *id, disabled }).await
     }
 
     async fn enable_user(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
-        self.mark_enabled(id, at).await
+        self.change(AuditedChange::EnableUser { id: *id, at }).await
     }
 
     async fn mark_user_reviewed(&self, id: &UserId, by: &str, at: OffsetDateTime) -> Result<()> {
-        self.mark_reviewed(id, by, at).await
+        self.change(AuditedChange::MarkUserReviewed { id: *id, by: by.to_owned(), at }).await
     }
 
     async fn update_user_profile(&self, id: &UserId, profile: &UserProfile) -> Result<()> {
-        self.update_profile(id, profile).await
+        self.change(AuditedChange::UpdateUserProfile { id: *id, profile: profile.clone() }).await
     }
 
     async fn record_login_failure(
@@ -215,11 +216,12 @@ impl Store for PostgresStore {
     }
 
     async fn unlock_user(&self, id: &UserId) -> Result<()> {
-        self.unlock(id).await
+        self.change(AuditedChange::UnlockUser { id: *id }).await
     }
 
     async fn set_totp(&self, id: &UserId, wrapped_secret: Option<&[u8]>, recovery_hashes: &[[u8; 32]]) -> Result<()> {
-        self.replace_totp(id, wrapped_secret, recovery_hashes).await
+        let (wrapped_secret, recovery_hashes) = (wrapped_secret.map(<[u8]>::to_vec), recovery_hashes.to_vec());
+        self.change(AuditedChange::SetTotp { id: *id, wrapped_secret, recovery_hashes, accepted_step: None }).await
     }
 
     async fn advance_totp_step(&self, id: &UserId, step: u64) -> Result<bool> {

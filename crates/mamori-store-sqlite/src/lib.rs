@@ -13,6 +13,7 @@
 
 mod audit;
 mod authz;
+mod changes;
 mod copy;
 mod exports;
 mod import;

@@ -75,7 +75,7 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, UserRow)> {
         },
     ))
 }
-const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
+pub(crate) const USER_COLUMNS: &str = "id, login, display_name, role, password_hash, must_change_password, disabled, created_at, \
      department, title, valid_until, vendor, failed_logins, locked_until, last_login_at, password_changed_at, \
      totp_secret, totp_last_step, clearance, training_valid_until, pledge_signed_at, reviewed_at, reviewed_by, \
      access_window, enabled_at";
@@ -135,7 +135,7 @@ pub(crate) fn insert_subject_key(tx: &Connection, collection_id: i64, k: &Subjec
 }
 
 /// Inserts a record whose subject still has a key (`Conflict` otherwise: it was erased).
-fn insert_record_tx(tx: &Connection, record: &RecordRow) -> Result<()> {
+pub(crate) fn insert_record_tx(tx: &Connection, record: &RecordRow) -> Result<()> {
     let has_key = tx
         .prepare_cached("SELECT 1 FROM subject_keys WHERE collection_id = ?1 AND subject = ?2")
         .map_err(map_err)?
@@ -148,7 +148,7 @@ fn insert_record_tx(tx: &Connection, record: &RecordRow) -> Result<()> {
 }
 
 /// Replaces an existing record (`NotFound` if it is gone), keeping its creation time.
-fn update_record_tx(tx: &Connection, record: &RecordRow) -> Result<()> {
+pub(crate) fn update_record_tx(tx: &Connection, record: &RecordRow) -> Result<()> {
     let created: Option<i64> = tx
         .query_row(
             "SELECT created_at FROM records WHERE collection_id = ?1 AND id = ?2",
@@ -165,7 +165,7 @@ fn update_record_tx(tx: &Connection, record: &RecordRow) -> Result<()> {
 }
 
 /// Removes a record and its index entries; false when it did not exist.
-fn delete_record_tx(tx: &Connection, collection_id: i64, id: &RecordId) -> Result<bool> {
+pub(crate) fn delete_record_tx(tx: &Connection, collection_id: i64, id: &RecordId) -> Result<bool> {
     let tokens: Option<Vec<u8>> = tx
         .query_row(
             "SELECT tokens FROM records WHERE collection_id = ?1 AND id = ?2",
@@ -244,13 +244,9 @@ fn session_by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<SessionRow>
 }
 
 impl SqliteStore {
-    /// Runs one UPDATE of an account; `NotFound` when it matched no account.
-    async fn update_user(
-        &self,
-        sql: &'static str,
-        f: impl FnOnce(&Connection, &str) -> rusqlite::Result<usize> + Send + 'static,
-    ) -> Result<()> {
-        self.write(move |tx| if f(tx, sql).map_err(map_err)? == 0 { Err(StoreError::NotFound) } else { Ok(()) }).await
+    /// One step of a change, in a transaction of its own.
+    async fn change(&self, change: AuditedChange) -> Result<()> {
+        self.write(move |tx| crate::changes::apply(tx, &change)).await
     }
 
     /// Record ids selected by `sql`, whose parameters are the collection, one key and a limit.
@@ -568,21 +564,14 @@ impl Store for SqliteStore {
         self.write(move |tx| delete_record_tx(tx, collection_id, &id)).await
     }
 
-    async fn apply_audited(&self, change: &AuditedChange, events: &[AuditEvent]) -> Result<u64> {
-        let change = change.clone();
+    async fn apply_audited(&self, change: &[AuditedChange], events: &[AuditEvent]) -> Result<u64> {
+        let change = change.to_vec();
         let events = crate::audit::canonical(events);
         self.write(move |tx| {
-            match &change {
-                AuditedChange::InsertRecord(r) => insert_record_tx(tx, r)?,
-                AuditedChange::UpdateRecord(r) => update_record_tx(tx, r)?,
-                AuditedChange::DeleteRecord { collection_id, id } => {
-                    if !delete_record_tx(tx, *collection_id, id)? {
-                        return Err(StoreError::NotFound);
-                    }
-                }
+            for step in &change {
+                crate::changes::apply(tx, step)?;
             }
-            crate::audit::append_tx(tx, &events)
-                .map_err(|e| StoreError::Unavailable(format!("the audit trail cannot be written: {e}")))
+            crate::audit::append_tx(tx, &events).map_err(|e| StoreError::AuditUnavailable(e.to_string()))
         })
         .await
     }
@@ -727,49 +716,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, user: &UserRow) -> Result<()> {
-        let u = user.clone();
-        self.write(move |tx| {
-            tx.execute(
-                &format!(
-                    "INSERT INTO users ({USER_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                             ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
-                ),
-                params![
-                    u.id.as_bytes(),
-                    u.login,
-                    u.display_name,
-                    u.role,
-                    u.password_hash,
-                    u.must_change_password,
-                    u.disabled,
-                    to_micros(u.created_at),
-                    u.department,
-                    u.title,
-                    u.valid_until.map(to_micros),
-                    u.vendor,
-                    u.failed_logins,
-                    u.locked_until.map(to_micros),
-                    u.last_login_at.map(to_micros),
-                    to_micros(u.password_changed_at),
-                    u.totp_secret,
-                    u.totp_last_step.map(|s| s as i64),
-                    u.clearance,
-                    u.training_valid_until.map(to_micros),
-                    u.pledge_signed_at.map(to_micros),
-                    u.reviewed_at.map(to_micros),
-                    u.reviewed_by,
-                    u.access_window,
-                    u.enabled_at.map(to_micros),
-                ],
-            )
-            .map_err(|e| match map_err(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("login `{}` is taken", u.login)),
-                other => other,
-            })?;
-            Ok(())
-        })
-        .await
+        self.change(AuditedChange::CreateUser(Box::new(user.clone()))).await
     }
 
     async fn get_user(&self, id: &UserId) -> Result<Option<UserRow>> {
@@ -811,28 +758,8 @@ impl Store for SqliteStore {
         must_change: bool,
         at: OffsetDateTime,
     ) -> Result<()> {
-        let (id, hash) = (*id, password_hash.to_owned());
-        self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "INSERT INTO password_history (user_id, seq, password_hash, replaced_at)
-                     SELECT id, (SELECT coalesce(max(seq), 0) + 1 FROM password_history WHERE user_id = ?1),
-                            password_hash, ?2
-                     FROM users WHERE id = ?1",
-                    params![id.as_bytes(), to_micros(at)],
-                )
-                .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            tx.execute(
-                "UPDATE users SET password_hash = ?1, must_change_password = ?2, password_changed_at = ?3 WHERE id = ?4",
-                params![hash, must_change, to_micros(at), id.as_bytes()],
-            )
-            .map_err(map_err)?;
-            Ok(())
-        })
-        .await
+        let password_hash = password_hash.to_owned();
+        self.change(AuditedChange::SetPassword { id: *id, password_hash, must_change, at }).await
     }
 
     async fn password_history(&self, id: &UserId, limit: usize) -> Result<Vec<String>> {
@@ -849,46 +776,11 @@ impl Store for SqliteStore {
     }
 
     async fn mark_user_reviewed(&self, id: &UserId, by: &str, at: OffsetDateTime) -> Result<()> {
-        let (id, by) = (*id, by.to_owned());
-        self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE users SET reviewed_at = ?1, reviewed_by = ?2 WHERE id = ?3",
-                    params![to_micros(at), by, id.as_bytes()],
-                )
-                .map_err(map_err)?;
-            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
-        })
-        .await
+        self.change(AuditedChange::MarkUserReviewed { id: *id, by: by.to_owned(), at }).await
     }
 
     async fn update_user_profile(&self, id: &UserId, p: &UserProfile) -> Result<()> {
-        let (id, p) = (*id, p.clone());
-        self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE users SET display_name = ?1, department = ?2, title = ?3, role = ?4, valid_until = ?5,
-                            vendor = ?6, clearance = ?7, training_valid_until = ?8, pledge_signed_at = ?9,
-                            access_window = ?10
-                     WHERE id = ?11",
-                    params![
-                        p.display_name,
-                        p.department,
-                        p.title,
-                        p.role,
-                        p.valid_until.map(to_micros),
-                        p.vendor,
-                        p.clearance,
-                        p.training_valid_until.map(to_micros),
-                        p.pledge_signed_at.map(to_micros),
-                        p.access_window,
-                        id.as_bytes()
-                    ],
-                )
-                .map_err(map_err)?;
-            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
-        })
-        .await
+        self.change(AuditedChange::UpdateUserProfile { id: *id, profile: p.clone() }).await
     }
 
     async fn record_login_failure(
@@ -936,35 +828,12 @@ impl Store for SqliteStore {
     }
 
     async fn unlock_user(&self, id: &UserId) -> Result<()> {
-        let id = *id;
-        self.update_user("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?1", move |tx, sql| {
-            tx.execute(sql, params![id.as_bytes()])
-        })
-        .await
+        self.change(AuditedChange::UnlockUser { id: *id }).await
     }
 
     async fn set_totp(&self, id: &UserId, wrapped_secret: Option<&[u8]>, recovery_hashes: &[[u8; 32]]) -> Result<()> {
-        let (id, secret, hashes) = (*id, wrapped_secret.map(<[u8]>::to_vec), recovery_hashes.to_vec());
-        self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE users SET totp_secret = ?2, totp_last_step = NULL WHERE id = ?1",
-                    params![id.as_bytes(), secret],
-                )
-                .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [id.as_bytes()]).map_err(map_err)?;
-            let mut insert = tx
-                .prepare_cached("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)")
-                .map_err(map_err)?;
-            for h in &hashes {
-                insert.execute(params![id.as_bytes(), h]).map_err(map_err)?;
-            }
-            Ok(())
-        })
-        .await
+        let (wrapped_secret, recovery_hashes) = (wrapped_secret.map(<[u8]>::to_vec), recovery_hashes.to_vec());
+        self.change(AuditedChange::SetTotp { id: *id, wrapped_secret, recovery_hashes, accepted_step: None }).await
     }
 
     async fn advance_totp_step(&self, id: &UserId, step: u64) -> Result<bool> {
@@ -1037,20 +906,11 @@ impl Store for SqliteStore {
     }
 
     async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<()> {
-        let id = *id;
-        self.update_user("UPDATE users SET disabled = ?1 WHERE id = ?2", move |tx, sql| {
-            tx.execute(sql, params![disabled, id.as_bytes()])
-        })
-        .await
+        self.change(AuditedChange::SetUserDisabled { id: *id, disabled }).await
     }
 
     async fn enable_user(&self, id: &UserId, at: OffsetDateTime) -> Result<()> {
-        let id = *id;
-        self.update_user(
-            "UPDATE users SET enabled_at = CASE WHEN disabled THEN ?1 ELSE enabled_at END, disabled = 0 WHERE id = ?2",
-            move |tx, sql| tx.execute(sql, params![to_micros(at), id.as_bytes()]),
-        )
-        .await
+        self.change(AuditedChange::EnableUser { id: *id, at }).await
     }
 
     async fn create_session(&self, s: &SessionRow) -> Result<()> {

@@ -20,7 +20,8 @@ macro_rules! conformance_tests {
             master_rewrap_reseals_every_sealed_value,
             audit_query_filters, audit_checkpoints, audit_prune_keeps_the_chain,
             policy_versions_four_eyes, break_glass_grants, exports_and_ledger, held_export_shares,
-            record_ids_page_through_a_collection, audited_changes_commit_with_their_events);
+            record_ids_page_through_a_collection, audited_changes_commit_with_their_events,
+            audited_account_changes_are_all_or_nothing);
         $crate::conformance_tests!(@pairs $make; copy_store_copies_everything);
     };
     // Cases that need two fresh stores of the backend: a source and a target.
@@ -1237,31 +1238,123 @@ pub async fn audited_changes_commit_with_their_events(store: Arc<dyn Store>) {
     keys_for(&*store, &c, &["S1", "S2"]).await;
     let head = || async { store.read_audit(1, 100).await.unwrap().len() as u64 };
     let r = record(&c, "S1", &[(1, true)]);
-    let seq = store.apply_audited(&AuditedChange::InsertRecord(r.clone()), &[event(1), event(2)]).await.unwrap();
+    let seq = store.apply_audited(&[AuditedChange::InsertRecord(r.clone())], &[event(1), event(2)]).await.unwrap();
     assert_eq!((seq, head().await), (2, 2));
     assert_eq!(store.get_record(c.id, &r.id).await.unwrap().as_ref(), Some(&r));
     assert_eq!(verify_chain(&*store).await, 2);
 
     let taken = record(&c, "S2", &[(1, true)]);
-    let refused = store.apply_audited(&AuditedChange::InsertRecord(taken.clone()), &[event(3)]).await;
+    let refused = store.apply_audited(&[AuditedChange::InsertRecord(taken.clone())], &[event(3)]).await;
     assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
     assert_eq!(store.get_record(c.id, &taken.id).await.unwrap(), None);
     let erased = record(&c, "S9", &[]);
-    let refused = store.apply_audited(&AuditedChange::InsertRecord(erased), &[event(3)]).await;
+    let refused = store.apply_audited(&[AuditedChange::InsertRecord(erased)], &[event(3)]).await;
     assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
     assert_eq!(head().await, 2, "a refused change appends nothing");
 
     let mut changed = r.clone();
     (changed.fields, changed.updated_at) = (vec![7; 40], t(9));
-    assert_eq!(store.apply_audited(&AuditedChange::UpdateRecord(changed.clone()), &[event(3)]).await.unwrap(), 3);
+    assert_eq!(store.apply_audited(&[AuditedChange::UpdateRecord(changed.clone())], &[event(3)]).await.unwrap(), 3);
     assert_eq!(store.get_record(c.id, &r.id).await.unwrap().as_ref(), Some(&changed));
     let gone = AuditedChange::UpdateRecord(record(&c, "S1", &[]));
-    assert_eq!(store.apply_audited(&gone, &[event(4)]).await, Err(StoreError::NotFound));
+    assert_eq!(store.apply_audited(&[gone], &[event(4)]).await, Err(StoreError::NotFound));
 
-    let delete = AuditedChange::DeleteRecord { collection_id: c.id, id: r.id };
+    let delete = [AuditedChange::DeleteRecord { collection_id: c.id, id: r.id }];
     assert_eq!(store.apply_audited(&delete, &[event(4)]).await.unwrap(), 4);
     assert_eq!(store.get_record(c.id, &r.id).await.unwrap(), None);
     assert_eq!(store.apply_audited(&delete, &[event(5)]).await, Err(StoreError::NotFound));
     assert_eq!(head().await, 4);
     assert_eq!(verify_chain(&*store).await, 4);
+}
+
+/// The steps of an account change and its events commit together, in order, or not at all:
+/// a step that fails (an account that is gone, a login that is taken) undoes the steps
+/// before it and appends nothing (004-V-1-23).
+pub async fn audited_account_changes_are_all_or_nothing(store: Arc<dyn Store>) {
+    use AuditedChange::*;
+    let head = || async { store.read_audit(1, 100).await.unwrap().len() as u64 };
+    let user = UserRow::new(UserId::generate(), "suzuki".into(), "鈴木".into(), "staff".into(), "h0".into(), t(0));
+    let id = user.id;
+    assert_eq!(store.apply_audited(&[CreateUser(Box::new(user.clone()))], &[event(1)]).await.unwrap(), 1);
+    let taken = UserRow { id: UserId::generate(), ..user.clone() };
+    let refused = store.apply_audited(&[CreateUser(Box::new(taken.clone()))], &[event(2)]).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert_eq!(store.get_user(&taken.id).await.unwrap(), None);
+
+    let session = |n: u8| SessionRow {
+        token_hash: [n; 32],
+        user_id: id,
+        created_at: t(0),
+        expires_at: t(3600),
+        last_seen_at: t(0),
+        password_change_only: false,
+        mfa: false,
+    };
+    store.create_session(&session(1)).await.unwrap();
+    store.create_session(&session(2)).await.unwrap();
+    let disable = [SetUserDisabled { id, disabled: true }, DeleteUserSessions { id }];
+    assert_eq!(store.apply_audited(&disable, &[event(2)]).await.unwrap(), 2);
+    assert!(store.get_user(&id).await.unwrap().unwrap().disabled);
+    assert!(store.list_user_sessions(&id).await.unwrap().is_empty());
+
+    // Activation: a new password, sessions ended, enabled; all three or none.
+    store.create_session(&session(3)).await.unwrap();
+    let activate = |id| {
+        [
+            SetPassword { id, password_hash: "h1".into(), must_change: true, at: t(5) },
+            DeleteUserSessions { id },
+            EnableUser { id, at: t(5) },
+            MarkUserReviewed { id, by: "user:reviewer".into(), at: t(6) },
+        ]
+    };
+    let mut half = activate(id).to_vec();
+    half.push(UnlockUser { id: UserId::generate() });
+    assert_eq!(store.apply_audited(&half, &[event(3)]).await, Err(StoreError::NotFound));
+    let unchanged = store.get_user(&id).await.unwrap().unwrap();
+    assert_eq!((unchanged.password_hash.as_str(), unchanged.disabled, unchanged.enabled_at), ("h0", true, None));
+    assert_eq!(store.list_user_sessions(&id).await.unwrap().len(), 1, "the sessions were not deleted");
+    assert_eq!(store.password_history(&id, 5).await.unwrap(), Vec::<String>::new());
+    assert_eq!(head().await, 2, "a refused change appends nothing");
+
+    assert_eq!(store.apply_audited(&activate(id), &[event(3), event(4)]).await.unwrap(), 4);
+    let active = store.get_user(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (active.password_hash.as_str(), active.must_change_password, active.disabled, active.enabled_at),
+        ("h1", true, false, Some(t(5)))
+    );
+    assert_eq!((active.reviewed_by.as_deref(), active.reviewed_at), (Some("user:reviewer"), Some(t(6))));
+    assert_eq!(store.password_history(&id, 5).await.unwrap(), ["h0"]);
+    assert!(store.list_user_sessions(&id).await.unwrap().is_empty());
+
+    // Enrolment keeps the confirming step: the same code is not accepted again.
+    let enrol = SetTotp {
+        id,
+        wrapped_secret: Some(vec![9; 40]),
+        recovery_hashes: vec![[1; 32], [2; 32]],
+        accepted_step: Some(77),
+    };
+    let profile = UserProfile {
+        display_name: "鈴木 花子".into(),
+        department: Some("経理部".into()),
+        title: None,
+        role: "manager".into(),
+        valid_until: None,
+        vendor: false,
+        clearance: None,
+        training_valid_until: None,
+        pledge_signed_at: None,
+        access_window: None,
+    };
+    let steps = [enrol, UpdateUserProfile { id, profile }, UnlockUser { id }];
+    assert_eq!(store.apply_audited(&steps, &[event(5)]).await.unwrap(), 5);
+    let enrolled = store.get_user(&id).await.unwrap().unwrap();
+    assert_eq!((enrolled.totp_secret, enrolled.totp_last_step), (Some(vec![9; 40]), Some(77)));
+    assert_eq!((enrolled.display_name.as_str(), enrolled.role.as_str()), ("鈴木 花子", "manager"));
+    assert!(!store.advance_totp_step(&id, 77).await.unwrap());
+    assert_eq!(store.recovery_code_hashes(&id).await.unwrap().len(), 2);
+    let reset = [SetTotp { id, wrapped_secret: None, recovery_hashes: vec![], accepted_step: None }];
+    assert_eq!(store.apply_audited(&reset, &[event(6)]).await.unwrap(), 6);
+    assert!(store.recovery_code_hashes(&id).await.unwrap().is_empty());
+    assert_eq!(store.get_user(&id).await.unwrap().unwrap().totp_secret, None);
+    assert_eq!(verify_chain(&*store).await, 6);
 }

@@ -12,6 +12,10 @@ pub enum StoreError {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// Stored data does not have the shape this version expects.
+    /// The audit events of a change could not be appended, so the change was not committed
+    /// either (fail closed).
+    #[error("the audit trail cannot be written: {0}")]
+    AuditUnavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("storage error: {0}")]

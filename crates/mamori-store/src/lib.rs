@@ -19,12 +19,83 @@ pub use copy::{CopyProgress, CopySession, TABLES, Table, TableCount, Value, copy
 pub use error::{Result, StoreError};
 pub use rows::*;
 
-/// A change that [`Store::apply_audited`] commits together with its audit events.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One step of a change that [`Store::apply_audited`] commits together with its audit events.
+/// Each step does what the [`Store`] method of the same name does.
+#[derive(Clone, PartialEq, Eq)]
 pub enum AuditedChange {
     InsertRecord(RecordRow),
     UpdateRecord(RecordRow),
-    DeleteRecord { collection_id: i64, id: RecordId },
+    /// `NotFound` when the record is not there.
+    DeleteRecord {
+        collection_id: i64,
+        id: RecordId,
+    },
+    CreateUser(Box<UserRow>),
+    UpdateUserProfile {
+        id: UserId,
+        profile: UserProfile,
+    },
+    SetUserDisabled {
+        id: UserId,
+        disabled: bool,
+    },
+    EnableUser {
+        id: UserId,
+        at: OffsetDateTime,
+    },
+    MarkUserReviewed {
+        id: UserId,
+        by: String,
+        at: OffsetDateTime,
+    },
+    UnlockUser {
+        id: UserId,
+    },
+    SetPassword {
+        id: UserId,
+        password_hash: String,
+        must_change: bool,
+        at: OffsetDateTime,
+    },
+    /// [`Store::set_totp`], then the last accepted step set to `accepted_step` (the code that
+    /// confirmed an enrolment is not accepted again).
+    SetTotp {
+        id: UserId,
+        wrapped_secret: Option<Vec<u8>>,
+        recovery_hashes: Vec<[u8; 32]>,
+        accepted_step: Option<u64>,
+    },
+    /// Every session of the account; none is not an error.
+    DeleteUserSessions {
+        id: UserId,
+    },
+}
+
+/// Names the step and its ids only: a user row holds a name and a password hash.
+impl std::fmt::Debug for AuditedChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use AuditedChange::*;
+        match self {
+            InsertRecord(r) | UpdateRecord(r) => {
+                let kind = if matches!(self, InsertRecord(_)) { "InsertRecord" } else { "UpdateRecord" };
+                f.debug_struct(kind).field("collection_id", &r.collection_id).field("id", &r.id).finish()
+            }
+            DeleteRecord { collection_id, id } => {
+                f.debug_struct("DeleteRecord").field("collection_id", collection_id).field("id", id).finish()
+            }
+            CreateUser(u) => f.debug_struct("CreateUser").field("id", &u.id).finish(),
+            UpdateUserProfile { id, .. } => f.debug_struct("UpdateUserProfile").field("id", id).finish(),
+            SetUserDisabled { id, disabled } => {
+                f.debug_struct("SetUserDisabled").field("id", id).field("disabled", disabled).finish()
+            }
+            EnableUser { id, .. } => f.debug_struct("EnableUser").field("id", id).finish(),
+            MarkUserReviewed { id, .. } => f.debug_struct("MarkUserReviewed").field("id", id).finish(),
+            UnlockUser { id } => f.debug_struct("UnlockUser").field("id", id).finish(),
+            SetPassword { id, .. } => f.debug_struct("SetPassword").field("id", id).finish(),
+            SetTotp { id, .. } => f.debug_struct("SetTotp").field("id", id).finish(),
+            DeleteUserSessions { id } => f.debug_struct("DeleteUserSessions").field("id", id).finish(),
+        }
+    }
 }
 
 /// What [`Store::scan_audit`] calls with each event: on the backend's reading thread, so it
@@ -130,12 +201,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Replaces fields and tokens of an existing record. `NotFound` if it is gone.
     async fn update_record(&self, record: &RecordRow) -> Result<()>;
     async fn delete_record(&self, collection_id: i64, id: &RecordId) -> Result<bool>;
-    /// Applies `change` and appends `events` to the audit chain in one transaction: a change
-    /// to personal data is never committed without its audit events, nor the events without
-    /// the change (000-8-access-7, 002-S-11-b). Errors as the change's own method, except
-    /// that deleting a record that is not there is `NotFound` (nothing is appended), and a
-    /// failure to append is `Unavailable`. Returns the sequence number of the last event.
-    async fn apply_audited(&self, change: &AuditedChange, events: &[AuditEvent]) -> Result<u64>;
+    /// Applies the steps of `change` in order and appends `events` to the audit chain, all in
+    /// one transaction: a change to personal data or to who may see it is never committed
+    /// without its audit events, nor the events without the change (000-8-access-7,
+    /// 002-S-11-b, 004-V-1-23). Errors as the steps' own methods (the first failing step
+    /// undoes the whole change), except that deleting a record that is not there is
+    /// `NotFound`, and a failure to append is [`StoreError::AuditUnavailable`]. Returns the
+    /// sequence number of the last event (with no events: the head's, and nothing is locked).
+    async fn apply_audited(&self, change: &[AuditedChange], events: &[AuditEvent]) -> Result<u64>;
     async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>>;
     /// Up to `limit` ids of one data subject's records in a collection, in id order.
     async fn find_by_subject(&self, collection_id: i64, subject: &str, limit: usize) -> Result<Vec<RecordId>>;

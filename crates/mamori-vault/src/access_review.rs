@@ -14,6 +14,7 @@ use mamori_core::access::{ALL_ACTIONS, Action, Role, Target};
 use mamori_core::audit::Outcome;
 use mamori_core::schema::Tier;
 use mamori_policy::{PolicyEngine, Situation};
+use mamori_store::AuditedChange;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -176,19 +177,19 @@ impl Vault {
             self.audit.record(vec![e]).await?;
             return Err(VaultError::Forbidden);
         }
-        let now = self.clock.now();
-        let mut ended = 0;
+        let (now, id) = (self.clock.now(), user.id);
+        let mut change = Vec::new();
         if decision == ReviewDecision::Revoke {
-            self.store.set_user_disabled(&user.id, true).await?;
-            ended = self.store.delete_user_sessions(&user.id).await?;
+            change.push(AuditedChange::SetUserDisabled { id, disabled: true });
+            change.push(AuditedChange::DeleteUserSessions { id });
         }
-        self.store.mark_user_reviewed(&user.id, &p.actor(), now).await?;
+        change.push(AuditedChange::MarkUserReviewed { id, by: p.actor(), at: now });
         let mut e = self.event(p, "access.review", Outcome::Success);
         e.reason = Some(match decision {
-            ReviewDecision::Confirm => format!("user:{} confirmed", user.id),
-            ReviewDecision::Revoke => format!("user:{} revoked: disabled, {ended} sessions ended", user.id),
+            ReviewDecision::Confirm => format!("user:{id} confirmed"),
+            ReviewDecision::Revoke => format!("user:{id} revoked: disabled, its sessions ended"),
         });
-        self.audit.record(vec![e]).await?;
+        self.change_account(change, e).await?;
         let reviewed = self.store.get_user(&user.id).await?.ok_or(VaultError::NotFound("user"))?;
         crate::auth::summary(reviewed, now)
     }

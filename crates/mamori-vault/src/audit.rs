@@ -62,7 +62,7 @@ type CheckpointReply = oneshot::Sender<std::result::Result<Option<SignedCheckpoi
 
 /// A change to be committed in one transaction with its events.
 struct Change {
-    change: AuditedChange,
+    change: Vec<AuditedChange>,
     events: Vec<AuditEvent>,
     done: oneshot::Sender<mamori_store::Result<u64>>,
 }
@@ -153,8 +153,8 @@ impl AuditLog {
     /// (a change never without its events, nor events without the change). It goes through
     /// the writer so that the checkpoints, the SIEM forwarders and the metrics see its events
     /// as they see every other append. Errors as [`Store::apply_audited`].
-    pub async fn apply(&self, change: AuditedChange, events: Vec<AuditEvent>) -> mamori_store::Result<u64> {
-        let stopped = || StoreError::Unavailable("audit writer stopped".into());
+    pub async fn apply(&self, change: Vec<AuditedChange>, events: Vec<AuditEvent>) -> mamori_store::Result<u64> {
+        let stopped = || StoreError::AuditUnavailable("audit writer stopped".into());
         let (done, wait) = oneshot::channel();
         self.queue.send(Msg::Apply(Change { change, events, done })).await.map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())?
@@ -232,10 +232,12 @@ impl Writer {
             }
             // The change's own refusals (a taken unique value, a record gone) are answers.
             Err(StoreError::Conflict(_) | StoreError::NotFound) => {}
-            Err(e) => {
+            // Only a failure of the audit part is the logging pipeline's own.
+            Err(e @ StoreError::AuditUnavailable(_)) => {
                 tracing::error!(error = %e, "audited change failed; nothing was committed");
                 self.health.lock().unwrap_or_else(|e| e.into_inner()).append_failures += 1;
             }
+            Err(e) => tracing::warn!(error = %e, "audited change failed; nothing was committed"),
         }
         let _ = c.done.send(result.clone());
         if let (Ok(seq), Some(cp)) = (&result, self.checkpointer.as_mut()) {

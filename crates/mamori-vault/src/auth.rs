@@ -35,7 +35,7 @@ use mamori_core::ids::UserId;
 use mamori_core::password_policy::{PasswordContext, PasswordPolicy, PasswordRejection, PasswordViolation};
 use mamori_core::schema::Tier;
 use mamori_crypto::{RecoveryCodes, SecretString, SessionToken, TotpSecret};
-use mamori_store::{SessionRow, UserProfile, UserRow};
+use mamori_store::{AuditedChange, SessionRow, StoreError, UserProfile, UserRow};
 use rand::Rng as _;
 use serde::Serialize;
 use time::{Date, Duration, OffsetDateTime};
@@ -458,11 +458,10 @@ impl Vault {
         row.clearance = new.clearance.map(|t| t.as_str().to_owned());
         row.training_valid_until = new.training_valid_until;
         row.pledge_signed_at = new.pledge_signed.then_some(now);
-        self.store.create_user(&row).await?;
         let mut e = self.event(p, "user.create", Outcome::Success);
         let pending = if needs_activation { " pending-activation" } else { "" };
         e.reason = Some(format!("user:{} role={}{pending}", row.id, row.role));
-        self.audit.record(vec![e]).await?;
+        self.change_account(vec![AuditedChange::CreateUser(Box::new(row.clone()))], e).await?;
         Ok((summary(row, now)?, generated))
     }
 
@@ -542,17 +541,18 @@ impl Vault {
         // department): a second person confirms who reads what.
         let needs_activation =
             (raised || role != old_role) && p.user_id.is_some() && role.reads_content() && !user.disabled;
-        self.store.update_user_profile(&user.id, &profile).await?;
-        let mut ended = 0;
+        let id = user.id;
+        let mut steps = vec![AuditedChange::UpdateUserProfile { id, profile: profile.clone() }];
         if needs_activation {
-            self.store.set_user_disabled(&user.id, true).await?;
+            steps.push(AuditedChange::SetUserDisabled { id, disabled: true });
         }
-        if role != old_role || needs_activation {
-            ended = self.store.delete_user_sessions(&user.id).await?;
+        let end_sessions = role != old_role || needs_activation;
+        if end_sessions {
+            steps.push(AuditedChange::DeleteUserSessions { id });
         }
         let mut e = self.event(p, "user.update", Outcome::Success);
         e.reason = Some(format!(
-            "user:{} role={role} clearance={}{} training_until={} pledge={} access_window={} sessions_ended={ended}",
+            "user:{} role={role} clearance={}{} training_until={} pledge={} access_window={} sessions_ended={end_sessions}",
             user.id,
             profile.clearance.as_deref().unwrap_or("default"),
             if needs_activation { " (widened: disabled until a privacy officer activates it)" } else { "" },
@@ -564,7 +564,7 @@ impl Vault {
                 None => "unchanged".into(),
             },
         ));
-        self.audit.record(vec![e]).await?;
+        self.change_account(steps, e).await?;
         let updated = self.store.get_user(&user.id).await?.ok_or(VaultError::NotFound("user"))?;
         summary(updated, self.clock.now())
     }
@@ -581,29 +581,25 @@ impl Vault {
             self.audit.record(vec![e]).await?;
             return Err(VaultError::Forbidden);
         }
-        if disabled {
-            self.store.set_user_disabled(&user.id, true).await?;
-            self.store.delete_user_sessions(&user.id).await?;
-        } else {
+        let id = user.id;
+        let change = match disabled {
+            true => vec![AuditedChange::SetUserDisabled { id, disabled }, AuditedChange::DeleteUserSessions { id }],
             // Dormancy counts from now too: an account enabled after a dormancy lock is not
             // locked again by its next login.
-            self.store.enable_user(&user.id, self.clock.now()).await?;
-        }
+            false => vec![AuditedChange::EnableUser { id, at: self.clock.now() }],
+        };
         let mut e = self.event(p, if disabled { "user.disable" } else { "user.enable" }, Outcome::Success);
         e.reason = Some(format!("user:{}", user.id));
-        self.audit.record(vec![e]).await?;
-        Ok(())
+        self.change_account(change, e).await
     }
 
     /// Lifts a lockout.
     pub async fn unlock_user(&self, p: &Principal, login: &str) -> Result<()> {
         self.authorize(p, Action::UserManage, "user.unlock", None).await?;
         let user = self.user_by_login(login).await?;
-        self.store.unlock_user(&user.id).await?;
         let mut e = self.event(p, "user.unlock", Outcome::Success);
         e.reason = Some(format!("user:{}", user.id));
-        self.audit.record(vec![e]).await?;
-        Ok(())
+        self.change_account(vec![AuditedChange::UnlockUser { id: user.id }], e).await
     }
 
     /// Removes an account's second factor (lost authenticator and recovery codes); the
@@ -611,12 +607,11 @@ impl Vault {
     pub async fn reset_mfa(&self, p: &Principal, login: &str) -> Result<()> {
         self.authorize(p, Action::UserManage, "user.mfa_reset", None).await?;
         let user = self.user_by_login(login).await?;
-        self.store.set_totp(&user.id, None, &[]).await?;
-        self.store.delete_user_sessions(&user.id).await?;
+        let id = user.id;
+        let removed = AuditedChange::SetTotp { id, wrapped_secret: None, recovery_hashes: vec![], accepted_step: None };
         let mut e = self.event(p, "user.mfa_reset", Outcome::Success);
-        e.reason = Some(format!("user:{}", user.id));
-        self.audit.record(vec![e]).await?;
-        Ok(())
+        e.reason = Some(format!("user:{id}"));
+        self.change_account(vec![removed, AuditedChange::DeleteUserSessions { id }], e).await
     }
 
     /// Activates a disabled account and issues it a fresh one-time password, returned to the
@@ -634,12 +629,16 @@ impl Vault {
             return Err(VaultError::Forbidden);
         }
         let password = one_time_password();
-        self.store.set_password(&user.id, &self.hash_password(&password).await?, true, self.clock.now()).await?;
-        self.store.delete_user_sessions(&user.id).await?;
-        self.store.enable_user(&user.id, self.clock.now()).await?;
+        let (id, at) = (user.id, self.clock.now());
+        let password_hash = self.hash_password(&password).await?;
+        let change = vec![
+            AuditedChange::SetPassword { id, password_hash, must_change: true, at },
+            AuditedChange::DeleteUserSessions { id },
+            AuditedChange::EnableUser { id, at },
+        ];
         let mut e = self.event(p, "user.activate", Outcome::Success);
-        e.reason = Some(format!("user:{} role={}", user.id, user.role));
-        self.audit.record(vec![e]).await?;
+        e.reason = Some(format!("user:{id} role={}", user.role));
+        self.change_account(change, e).await?;
         Ok(password)
     }
 
@@ -891,12 +890,22 @@ impl Vault {
     }
 
     async fn disable_automatically(&self, user: &UserRow, action: &str, reason: &str) -> Result<()> {
-        self.store.set_user_disabled(&user.id, true).await?;
-        self.store.delete_user_sessions(&user.id).await?;
+        let id = user.id;
         let mut e = AuditEvent::new(self.clock.now(), "system", action, Outcome::Success);
-        e.reason = Some(format!("user:{} {reason}", user.id));
-        self.audit.record(vec![e]).await?;
-        Ok(())
+        e.reason = Some(format!("user:{id} {reason}"));
+        let change =
+            vec![AuditedChange::SetUserDisabled { id, disabled: true }, AuditedChange::DeleteUserSessions { id }];
+        self.change_account(change, e).await
+    }
+
+    /// Commits a change to accounts with its audit event, in one transaction (004-V-1-23:
+    /// administrators' operations are logged; a change the log cannot record is not made).
+    pub(crate) async fn change_account(&self, change: Vec<AuditedChange>, event: AuditEvent) -> Result<()> {
+        match self.audit.apply(change, vec![event]).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::NotFound) => Err(VaultError::NotFound("user")),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Records an authentication attempt that the server's per-source throttle refused before
@@ -991,8 +1000,10 @@ impl Vault {
         }
         if !self.verify_password(current, Some(&user.password_hash)).await? {
             if self.count_failure(&user, now).await? {
-                self.store.delete_user_sessions(&id).await?;
-                return refuse("wrong current password; account locked, its sessions ended").await;
+                let mut e = self.event(p, "auth.password_change", Outcome::Failure);
+                e.reason = Some("wrong current password; account locked, its sessions ended".into());
+                self.change_account(vec![AuditedChange::DeleteUserSessions { id }], e).await?;
+                return Err(VaultError::Unauthenticated);
             }
             return refuse("wrong current password").await;
         }
@@ -1005,10 +1016,12 @@ impl Vault {
             self.audit.record(vec![e]).await?;
             return Err(err);
         }
-        self.store.set_password(&id, &self.hash_password(new).await?, false, self.clock.now()).await?;
-        self.store.delete_user_sessions(&id).await?;
-        self.audit.record(vec![self.event(p, "auth.password_change", Outcome::Success)]).await?;
-        Ok(())
+        let password_hash = self.hash_password(new).await?;
+        let change = vec![
+            AuditedChange::SetPassword { id, password_hash, must_change: false, at: self.clock.now() },
+            AuditedChange::DeleteUserSessions { id },
+        ];
+        self.change_account(change, self.event(p, "auth.password_change", Outcome::Success)).await
     }
 
     /// Starts TOTP enrolment for the caller (also from a setup session).
@@ -1057,10 +1070,14 @@ impl Vault {
         };
         let codes = RecoveryCodes::generate(mamori_crypto::RECOVERY_CODE_COUNT);
         let wrapped = self.master().seal_secret(secret.expose_bytes(), &totp_aad(&id));
-        self.store.set_totp(&id, Some(&wrapped), codes.hashes()).await?;
-        self.store.advance_totp_step(&id, step).await?;
-        self.store.delete_user_sessions(&id).await?;
-        self.audit.record(vec![self.event(p, "auth.mfa_enrolment", Outcome::Success)]).await?;
+        let enrolled = AuditedChange::SetTotp {
+            id,
+            wrapped_secret: Some(wrapped),
+            recovery_hashes: codes.hashes().to_vec(),
+            accepted_step: Some(step),
+        };
+        let change = vec![enrolled, AuditedChange::DeleteUserSessions { id }];
+        self.change_account(change, self.event(p, "auth.mfa_enrolment", Outcome::Success)).await?;
         Ok(codes.codes().to_vec())
     }
 }

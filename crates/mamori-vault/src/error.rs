@@ -83,6 +83,7 @@ impl From<StoreError> for VaultError {
             StoreError::NotFound => VaultError::NotFound("record"),
             StoreError::Conflict(m) => VaultError::Conflict(m),
             StoreError::Unavailable(m) => VaultError::Unavailable(m),
+            StoreError::AuditUnavailable(m) => VaultError::AuditUnavailable(m),
             StoreError::Corrupt(m) => VaultError::Integrity(m),
             StoreError::Backend(m) => VaultError::Internal(m),
         }

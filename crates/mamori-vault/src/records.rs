@@ -268,7 +268,7 @@ impl Vault {
         let mut e = self.record_event(p, "record.create", &state, &id, subject.as_str());
         e.fields = values.keys().cloned().collect();
         access.stamp(&mut e);
-        match self.audit.apply(AuditedChange::InsertRecord(row), vec![e]).await {
+        match self.audit.apply(vec![AuditedChange::InsertRecord(row)], vec![e]).await {
             Err(StoreError::Conflict(_)) => {
                 Err(self.unique_conflict(p, "record.create", &state, subject.as_str(), &values).await)
             }
@@ -488,7 +488,7 @@ impl Vault {
         let mut e = self.record_event(p, "record.update", &state, id, &row.subject);
         e.fields = changes.keys().cloned().collect();
         access.stamp(&mut e);
-        match self.audit.apply(AuditedChange::UpdateRecord(new_row), vec![e]).await {
+        match self.audit.apply(vec![AuditedChange::UpdateRecord(new_row)], vec![e]).await {
             Err(StoreError::Conflict(_)) => {
                 Err(self.unique_conflict(p, "record.update", &state, &row.subject, &values).await)
             }
@@ -556,7 +556,7 @@ impl Vault {
         let mut e = self.record_event(p, "record.delete", &state, id, &row.subject);
         access.stamp(&mut e);
         let change = AuditedChange::DeleteRecord { collection_id: state.row.id, id: *id };
-        self.audit.apply(change, vec![e]).await?;
+        self.audit.apply(vec![change], vec![e]).await?;
         Ok(())
     }
 

@@ -12,7 +12,9 @@ use mamori_core::clock::{Clock, ManualClock, SystemClock};
 use mamori_crypto::{AuditSigningKey, AuditVerifyingKey};
 use mamori_store::Store;
 use mamori_store_sqlite::SqliteStore;
-use mamori_vault::{AuditFilter, AuditLog, AuditSettings, ProblemKind, VaultConfig, VaultError, VerifyReport, View};
+use mamori_vault::{
+    AuditFilter, AuditLog, AuditSettings, NewUser, ProblemKind, VaultConfig, VaultError, VerifyReport, View,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -380,13 +382,26 @@ async fn unwritable_audit_store_fails_closed_and_a_failing_checkpoint_file_does_
     let (records, head) =
         (f.store().count_records(collection).await.unwrap(), mamori_vault::audit_head_seq(&**f.store()).await.unwrap());
     let fields = [("name".to_owned(), "試験 次郎".to_owned())].into();
+    let failures = f.vault.audit_health().append_failures;
     let err = f.vault.create_record(&manager, "customers", None, &fields).await.unwrap_err();
-    assert!(matches!(err, VaultError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
     let err = f.vault.update_record(&manager, "customers", &id, &fields).await.unwrap_err();
-    assert!(matches!(err, VaultError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
     let err = f.vault.delete_record(&manager, "customers", &id).await.unwrap_err();
-    assert!(matches!(err, VaultError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    assert_eq!(f.vault.audit_health().append_failures, failures + 3);
+    // So are administrators' changes to accounts (004-V-1-23): the account keeps working.
+    let staff = f.store().get_user_by_login("mgr2").await.unwrap().unwrap();
+    let err = f.vault.set_user_disabled(&f.admin, "mgr2", true).await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    let err = f.vault.unlock_user(&f.admin, "mgr2").await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    let new = NewUser::new("mgr3", "試験 三郎", Role::Manager);
+    let err = f.vault.create_user(&f.admin, new).await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
     db(&f).execute_batch("DROP TRIGGER no_audit").unwrap();
+    assert_eq!(f.store().get_user_by_login("mgr2").await.unwrap().unwrap(), staff, "the account is as it was");
+    assert_eq!(f.store().get_user_by_login("mgr3").await.unwrap(), None);
     assert_eq!(f.store().count_records(collection).await.unwrap(), records);
     assert_eq!(mamori_vault::audit_head_seq(&**f.store()).await.unwrap(), head);
     let kept = f.vault.get_record(&manager, "customers", &id, View::Full, None).await.unwrap();

@@ -4,6 +4,7 @@
 use crate::PostgresStore;
 use crate::db::{execute, get, get_time, get_u32, get_u64, query, query_opt};
 use crate::error::pg;
+use deadpool_postgres::GenericClient;
 use mamori_core::ids::UserId;
 use mamori_store::{Decision, GrantChange, GrantRow, PolicyVersionRow, Result, StoreError, from_micros, to_micros};
 use time::OffsetDateTime;
@@ -48,6 +49,92 @@ fn grant_row(r: &Row) -> Result<GrantRow> {
     })
 }
 
+/// Stores a policy version under `version`. Two proposers racing for the same number: the
+/// second gets a unique violation, i.e. `Conflict`, and proposes again.
+pub(crate) async fn insert_policy_version_in<C: GenericClient>(
+    tx: &C,
+    row: &PolicyVersionRow,
+    version: u64,
+) -> Result<()> {
+    execute(
+        tx,
+        &format!("INSERT INTO policy_versions ({POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+        &[
+            &(version as i64),
+            &row.base_version.map(|v| v as i64),
+            &row.policies,
+            &row.summary,
+            &row.proposed_by,
+            &to_micros(row.proposed_at),
+            &row.status.as_str(),
+            &row.decided_by,
+            &row.decided_at.map(to_micros),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`mamori_store::Store::decide_policy_version`]. The approval and its "base is still
+/// active" check are one statement; two approvals racing serialise on the row lock, and the
+/// loser's subquery sees the winner once it re-checks the row.
+pub(crate) async fn decide_policy_in<C: GenericClient>(
+    c: &C,
+    version: u64,
+    approve: bool,
+    by: &str,
+    at: OffsetDateTime,
+) -> Result<bool> {
+    let sql = if approve {
+        "UPDATE policy_versions SET status = 'approved', decided_by = $2, decided_at = $3
+         WHERE version = $1 AND status = 'pending'
+           AND base_version IS NOT DISTINCT FROM
+               (SELECT max(version) FROM policy_versions WHERE status = 'approved')"
+    } else {
+        "UPDATE policy_versions SET status = 'rejected', decided_by = $2, decided_at = $3
+         WHERE version = $1 AND status = 'pending'"
+    };
+    Ok(execute(c, sql, &[&(version as i64), &by, &to_micros(at)]).await? == 1)
+}
+
+pub(crate) async fn insert_grant_in<C: GenericClient>(c: &C, g: &GrantRow) -> Result<()> {
+    execute(
+        c,
+        &format!(
+            "INSERT INTO break_glass_grants ({GRANT_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ),
+        &[
+            &g.id,
+            g.user_id.as_uuid(),
+            &g.collection,
+            &g.reason,
+            &(g.minutes as i32),
+            &g.requested_by,
+            &to_micros(g.requested_at),
+            &g.status.as_str(),
+            &g.decided_by,
+            &g.decided_at.map(to_micros),
+            &g.expires_at.map(to_micros),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`mamori_store::Store::decide_grant`].
+pub(crate) async fn update_grant_in<C: GenericClient>(c: &C, id: &str, g: &GrantChange) -> Result<bool> {
+    let n = execute(
+        c,
+        "UPDATE break_glass_grants
+         SET status = $3, decided_by = $4, decided_at = $5, expires_at = coalesce($6, expires_at)
+         WHERE id = $1 AND status = $2",
+        &[&id, &g.from.as_str(), &g.to.as_str(), &g.by, &to_micros(g.at), &g.expires_at.map(to_micros)],
+    )
+    .await?;
+    Ok(n == 1)
+}
+
 impl PostgresStore {
     pub(crate) async fn insert_policy_version(&self, row: &PolicyVersionRow) -> Result<u64> {
         let mut conn = self.conn().await?;
@@ -58,24 +145,7 @@ impl PostgresStore {
                 .ok_or_else(|| StoreError::Backend("no row from max()".into()))?,
             0,
         )?;
-        // Two proposers racing for the same number: the second gets a unique violation,
-        // i.e. Conflict, and proposes again.
-        execute(
-            &tx,
-            &format!("INSERT INTO policy_versions ({POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
-            &[
-                &next,
-                &row.base_version.map(|v| v as i64),
-                &row.policies,
-                &row.summary,
-                &row.proposed_by,
-                &to_micros(row.proposed_at),
-                &row.status.as_str(),
-                &row.decided_by,
-                &row.decided_at.map(to_micros),
-            ],
-        )
-        .await?;
+        insert_policy_version_in(&tx, row, next as u64).await?;
         tx.commit().await.map_err(pg)?;
         Ok(next as u64)
     }
@@ -112,46 +182,11 @@ impl PostgresStore {
         by: &str,
         at: OffsetDateTime,
     ) -> Result<bool> {
-        let conn = self.conn().await?;
-        // The approval and its "base is still active" check are one statement; two
-        // approvals racing serialise on the row lock, and the loser's subquery sees the
-        // winner once it re-checks the row.
-        let sql = if approve {
-            "UPDATE policy_versions SET status = 'approved', decided_by = $2, decided_at = $3
-             WHERE version = $1 AND status = 'pending'
-               AND base_version IS NOT DISTINCT FROM
-                   (SELECT max(version) FROM policy_versions WHERE status = 'approved')"
-        } else {
-            "UPDATE policy_versions SET status = 'rejected', decided_by = $2, decided_at = $3
-             WHERE version = $1 AND status = 'pending'"
-        };
-        Ok(execute(&conn, sql, &[&(version as i64), &by, &to_micros(at)]).await? == 1)
+        decide_policy_in(&self.conn().await?, version, approve, by, at).await
     }
 
     pub(crate) async fn insert_grant(&self, g: &GrantRow) -> Result<()> {
-        let conn = self.conn().await?;
-        execute(
-            &conn,
-            &format!(
-                "INSERT INTO break_glass_grants ({GRANT_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-            ),
-            &[
-                &g.id,
-                g.user_id.as_uuid(),
-                &g.collection,
-                &g.reason,
-                &(g.minutes as i32),
-                &g.requested_by,
-                &to_micros(g.requested_at),
-                &g.status.as_str(),
-                &g.decided_by,
-                &g.decided_at.map(to_micros),
-                &g.expires_at.map(to_micros),
-            ],
-        )
-        .await?;
-        Ok(())
+        insert_grant_in(&self.conn().await?, g).await
     }
 
     pub(crate) async fn grants(&self, id: Option<&str>) -> Result<Vec<GrantRow>> {
@@ -164,16 +199,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn update_grant(&self, id: &str, c: &GrantChange) -> Result<bool> {
-        let conn = self.conn().await?;
-        let n = execute(
-            &conn,
-            "UPDATE break_glass_grants
-             SET status = $3, decided_by = $4, decided_at = $5, expires_at = coalesce($6, expires_at)
-             WHERE id = $1 AND status = $2",
-            &[&id, &c.from.as_str(), &c.to.as_str(), &c.by, &to_micros(c.at), &c.expires_at.map(to_micros)],
-        )
-        .await?;
-        Ok(n == 1)
+        update_grant_in(&self.conn().await?, id, c).await
     }
 
     pub(crate) async fn live_grants(

@@ -2,11 +2,11 @@
 //! [`mamori_store::Store::apply_audited`] runs before it appends the events, and what the
 //! plain methods of the same names run on their own.
 
-use crate::PostgresStore;
 use crate::accounts::{USER_COLUMNS, stored_step};
 use crate::db::{execute, query_opt};
 use crate::error::pg;
 use crate::records::{delete_record_in, insert_record_in, update_record_in};
+use crate::{PostgresStore, authz, collections, exports};
 use deadpool_postgres::GenericClient;
 use mamori_store::{AuditedChange, Result, StoreError, UserRow, to_micros};
 use tokio_postgres::types::ToSql;
@@ -103,6 +103,27 @@ pub(crate) async fn apply_in<C: GenericClient>(tx: &C, change: &AuditedChange) -
             execute(tx, "DELETE FROM sessions WHERE user_id = $1", &[id.as_uuid()]).await?;
             Ok(())
         }
+        AddPolicyVersion(row) => authz::insert_policy_version_in(tx, row, row.version).await,
+        DecidePolicyVersion { version, approve, by, at } => {
+            changed(authz::decide_policy_in(tx, *version, *approve, by, *at).await?, change)
+        }
+        CreateGrant(g) => authz::insert_grant_in(tx, g).await,
+        DecideGrant { id, change: c } => changed(authz::update_grant_in(tx, id, c).await?, change),
+        CreateCollection(new) => collections::create_collection_in(tx, new).await.map(drop),
+        AddSchemaVersion { collection_id, expected_current, schema_json } => {
+            collections::add_schema_in(tx, *collection_id, *expected_current, schema_json).await.map(drop)
+        }
+        CreateExport { export, entry } => exports::insert_export_in(tx, export, entry).await,
+        ChangeExport { id, change: c, entry } => changed(exports::update_export_in(tx, id, c, entry).await?, change),
+        AddLedger(entry) => exports::insert_ledger(tx, entry).await,
+    }
+}
+
+/// A compare-and-set step that found its row no longer as expected.
+fn changed(done: bool, change: &AuditedChange) -> Result<()> {
+    match done {
+        true => Ok(()),
+        false => Err(StoreError::Conflict(format!("{change:?}: the state changed meanwhile"))),
     }
 }
 

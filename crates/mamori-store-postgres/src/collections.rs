@@ -3,6 +3,7 @@
 use crate::PostgresStore;
 use crate::db::{self, execute, get, get_time, get_u32, query, query_opt, version};
 use crate::error::pg;
+use deadpool_postgres::GenericClient;
 use mamori_store::{CollectionRow, NewCollection, Result, StoreError, SubjectKeyRow, WrappedKek, to_micros};
 use tokio_postgres::Row;
 
@@ -21,6 +22,68 @@ fn collection_row(r: &Row) -> Result<CollectionRow> {
 
 pub(crate) fn subject_key_row(r: &Row) -> Result<SubjectKeyRow> {
     Ok(SubjectKeyRow { subject: get(r, 0)?, kek_version: get_u32(r, 1, "KEK version")?, wrapped_dek: get(r, 2)? })
+}
+
+pub(crate) async fn create_collection_in<C: GenericClient>(tx: &C, new: &NewCollection) -> Result<CollectionRow> {
+    let kek_version = version(new.kek.version)?;
+    let created_at = to_micros(new.created_at);
+    let row = query_opt(
+        tx,
+        &format!(
+            "INSERT INTO collections (name, schema_version, kek_version, wrapped_index_key, created_at)
+             VALUES ($1, 1, $2, $3, $4) RETURNING {COLLECTION_COLUMNS}"
+        ),
+        &[&new.name, &kek_version, &new.wrapped_index_key, &created_at],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Backend("INSERT … RETURNING returned no row".into()))?;
+    let collection = collection_row(&row)?;
+    execute(
+        tx,
+        "INSERT INTO collection_schemas (collection_id, version, schema_json) VALUES ($1, 1, $2)",
+        &[&collection.id, &new.schema_json],
+    )
+    .await?;
+    execute(
+        tx,
+        "INSERT INTO collection_keks (collection_id, version, wrapped) VALUES ($1, $2, $3)",
+        &[&collection.id, &kek_version, &new.kek.wrapped],
+    )
+    .await?;
+    Ok(collection)
+}
+
+/// See [`mamori_store::Store::add_schema_version`].
+pub(crate) async fn add_schema_in<C: GenericClient>(
+    tx: &C,
+    collection_id: i64,
+    expected_current: u32,
+    schema_json: &str,
+) -> Result<u32> {
+    // Compare-and-set in one statement: the row lock it takes makes a concurrent caller
+    // with the same expectation wait, then find the version moved and update nothing.
+    let updated = query_opt(
+        tx,
+        "UPDATE collections SET schema_version = schema_version + 1
+         WHERE id = $1 AND schema_version = $2 RETURNING schema_version",
+        &[&collection_id, &version(expected_current)?],
+    )
+    .await?;
+    let Some(row) = updated else {
+        let exists = query_opt(tx, "SELECT 1 FROM collections WHERE id = $1", &[&collection_id]).await?;
+        return Err(match exists {
+            Some(_) => StoreError::Conflict("schema version changed concurrently".into()),
+            None => StoreError::NotFound,
+        });
+    };
+    let new_version: i32 = get(&row, 0)?;
+    execute(
+        tx,
+        "INSERT INTO collection_schemas (collection_id, version, schema_json) VALUES ($1, $2, $3)",
+        &[&collection_id, &new_version, &schema_json],
+    )
+    .await?;
+    u32::try_from(new_version).map_err(|_| crate::error::corrupt("schema version"))
 }
 
 impl PostgresStore {
@@ -43,31 +106,7 @@ impl PostgresStore {
     pub(crate) async fn create_collection_row(&self, new: &NewCollection) -> Result<CollectionRow> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        let kek_version = version(new.kek.version)?;
-        let created_at = to_micros(new.created_at);
-        let row = query_opt(
-            &tx,
-            &format!(
-                "INSERT INTO collections (name, schema_version, kek_version, wrapped_index_key, created_at)
-                 VALUES ($1, 1, $2, $3, $4) RETURNING {COLLECTION_COLUMNS}"
-            ),
-            &[&new.name, &kek_version, &new.wrapped_index_key, &created_at],
-        )
-        .await?
-        .ok_or_else(|| StoreError::Backend("INSERT … RETURNING returned no row".into()))?;
-        let collection = collection_row(&row)?;
-        execute(
-            &tx,
-            "INSERT INTO collection_schemas (collection_id, version, schema_json) VALUES ($1, 1, $2)",
-            &[&collection.id, &new.schema_json],
-        )
-        .await?;
-        execute(
-            &tx,
-            "INSERT INTO collection_keks (collection_id, version, wrapped) VALUES ($1, $2, $3)",
-            &[&collection.id, &kek_version, &new.kek.wrapped],
-        )
-        .await?;
+        let collection = create_collection_in(&tx, new).await?;
         tx.commit().await.map_err(pg)?;
         Ok(collection)
     }
@@ -87,31 +126,9 @@ impl PostgresStore {
     pub(crate) async fn add_schema(&self, collection_id: i64, expected_current: u32, schema_json: &str) -> Result<u32> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        // Compare-and-set in one statement: the row lock it takes makes a concurrent caller
-        // with the same expectation wait, then find the version moved and update nothing.
-        let updated = query_opt(
-            &tx,
-            "UPDATE collections SET schema_version = schema_version + 1
-             WHERE id = $1 AND schema_version = $2 RETURNING schema_version",
-            &[&collection_id, &version(expected_current)?],
-        )
-        .await?;
-        let Some(row) = updated else {
-            let exists = query_opt(&tx, "SELECT 1 FROM collections WHERE id = $1", &[&collection_id]).await?;
-            return Err(match exists {
-                Some(_) => StoreError::Conflict("schema version changed concurrently".into()),
-                None => StoreError::NotFound,
-            });
-        };
-        let new_version: i32 = get(&row, 0)?;
-        execute(
-            &tx,
-            "INSERT INTO collection_schemas (collection_id, version, schema_json) VALUES ($1, $2, $3)",
-            &[&collection_id, &new_version, &schema_json],
-        )
-        .await?;
+        let new_version = add_schema_in(&tx, collection_id, expected_current, schema_json).await?;
         tx.commit().await.map_err(pg)?;
-        u32::try_from(new_version).map_err(|_| crate::error::corrupt("schema version"))
+        Ok(new_version)
     }
 
     pub(crate) async fn get_schema_json(&self, collection_id: i64, v: u32) -> Result<Option<String>> {

@@ -68,7 +68,7 @@ fn share_row(r: &Row) -> Result<HeldShare> {
     })
 }
 
-async fn insert_ledger<C: GenericClient>(c: &C, e: &LedgerRow) -> Result<()> {
+pub(crate) async fn insert_ledger<C: GenericClient>(c: &C, e: &LedgerRow) -> Result<()> {
     execute(
         c,
         "INSERT INTO takeout_ledger (export_id, kind, at, actor, user_id, rows, detail)
@@ -87,37 +87,67 @@ async fn insert_ledger<C: GenericClient>(c: &C, e: &LedgerRow) -> Result<()> {
     Ok(())
 }
 
+pub(crate) async fn insert_export_in<C: GenericClient>(tx: &C, x: &ExportRow, entry: &LedgerRow) -> Result<()> {
+    execute(
+        tx,
+        &format!(
+            "INSERT INTO export_requests ({EXPORT_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        ),
+        &[
+            &x.id,
+            x.user_id.as_uuid(),
+            &x.requested_by,
+            &to_micros(x.requested_at),
+            &x.collection,
+            &x.spec,
+            &stored_count(x.rows)?,
+            &x.protection,
+            &x.status.as_str(),
+            &x.decided_by,
+            &x.decided_at.map(to_micros),
+            &x.download_until.map(to_micros),
+            &(x.downloads_allowed as i32),
+            &(x.downloads_used as i32),
+            &to_micros(x.due_at),
+            &x.secret,
+        ],
+    )
+    .await?;
+    insert_ledger(tx, entry).await
+}
+
+/// See [`mamori_store::Store::change_export`].
+pub(crate) async fn update_export_in<C: GenericClient>(
+    tx: &C,
+    id: &str,
+    c: &ExportChange,
+    entry: &LedgerRow,
+) -> Result<bool> {
+    let n = execute(
+        tx,
+        "UPDATE export_requests
+         SET status = $3,
+             decided_by = CASE WHEN $2 = 'pending' THEN $4 ELSE decided_by END,
+             decided_at = CASE WHEN $2 = 'pending' THEN $5 ELSE decided_at END,
+             download_until = coalesce($6, download_until),
+             secret = coalesce($7, secret)
+         WHERE id = $1 AND status = $2",
+        &[&id, &c.from.as_str(), &c.to.as_str(), &c.by, &to_micros(c.at), &c.download_until.map(to_micros), &c.secret],
+    )
+    .await?;
+    if n != 1 {
+        return Ok(false);
+    }
+    insert_ledger(tx, entry).await?;
+    Ok(true)
+}
+
 impl PostgresStore {
     pub(crate) async fn insert_export(&self, x: &ExportRow, entry: &LedgerRow) -> Result<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        execute(
-            &tx,
-            &format!(
-                "INSERT INTO export_requests ({EXPORT_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-            ),
-            &[
-                &x.id,
-                x.user_id.as_uuid(),
-                &x.requested_by,
-                &to_micros(x.requested_at),
-                &x.collection,
-                &x.spec,
-                &stored_count(x.rows)?,
-                &x.protection,
-                &x.status.as_str(),
-                &x.decided_by,
-                &x.decided_at.map(to_micros),
-                &x.download_until.map(to_micros),
-                &(x.downloads_allowed as i32),
-                &(x.downloads_used as i32),
-                &to_micros(x.due_at),
-                &x.secret,
-            ],
-        )
-        .await?;
-        insert_ledger(&tx, entry).await?;
+        insert_export_in(&tx, x, entry).await?;
         tx.commit().await.map_err(pg)
     }
 
@@ -133,30 +163,9 @@ impl PostgresStore {
     pub(crate) async fn update_export(&self, id: &str, c: &ExportChange, entry: &LedgerRow) -> Result<bool> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        let n = execute(
-            &tx,
-            "UPDATE export_requests
-             SET status = $3,
-                 decided_by = CASE WHEN $2 = 'pending' THEN $4 ELSE decided_by END,
-                 decided_at = CASE WHEN $2 = 'pending' THEN $5 ELSE decided_at END,
-                 download_until = coalesce($6, download_until),
-                 secret = coalesce($7, secret)
-             WHERE id = $1 AND status = $2",
-            &[
-                &id,
-                &c.from.as_str(),
-                &c.to.as_str(),
-                &c.by,
-                &to_micros(c.at),
-                &c.download_until.map(to_micros),
-                &c.secret,
-            ],
-        )
-        .await?;
-        if n != 1 {
+        if !update_export_in(&tx, id, c, entry).await? {
             return Ok(false);
         }
-        insert_ledger(&tx, entry).await?;
         tx.commit().await.map_err(pg)?;
         Ok(true)
     }

@@ -3,7 +3,7 @@
 use crate::{SqliteStore, map_err};
 use mamori_core::ids::UserId;
 use mamori_store::*;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 const POLICY_COLUMNS: &str =
@@ -52,6 +52,83 @@ fn grant_row(r: &Row<'_>) -> rusqlite::Result<GrantRow> {
     })
 }
 
+/// Stores a policy version under `version` (`Conflict` when that number is taken).
+pub(crate) fn insert_policy_version_tx(tx: &Connection, row: &PolicyVersionRow, version: u64) -> Result<()> {
+    tx.execute(
+        &format!("INSERT INTO policy_versions ({POLICY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        params![
+            version as i64,
+            row.base_version.map(|v| v as i64),
+            row.policies,
+            row.summary,
+            row.proposed_by,
+            to_micros(row.proposed_at),
+            row.status.as_str(),
+            row.decided_by,
+            row.decided_at.map(to_micros),
+        ],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// See [`Store::decide_policy_version`].
+pub(crate) fn decide_policy_tx(
+    tx: &Connection,
+    version: u64,
+    approve: bool,
+    by: &str,
+    at: OffsetDateTime,
+) -> Result<bool> {
+    let sql = if approve {
+        "UPDATE policy_versions SET status = 'approved', decided_by = ?2, decided_at = ?3
+         WHERE version = ?1 AND status = 'pending'
+           AND base_version IS (SELECT max(version) FROM policy_versions WHERE status = 'approved')"
+    } else {
+        "UPDATE policy_versions SET status = 'rejected', decided_by = ?2, decided_at = ?3
+         WHERE version = ?1 AND status = 'pending'"
+    };
+    let n = tx.execute(sql, params![version as i64, by, to_micros(at)]).map_err(map_err)?;
+    Ok(n == 1)
+}
+
+pub(crate) fn insert_grant_tx(tx: &Connection, g: &GrantRow) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO break_glass_grants ({GRANT_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ),
+        params![
+            g.id,
+            g.user_id.as_bytes(),
+            g.collection,
+            g.reason,
+            g.minutes,
+            g.requested_by,
+            to_micros(g.requested_at),
+            g.status.as_str(),
+            g.decided_by,
+            g.decided_at.map(to_micros),
+            g.expires_at.map(to_micros),
+        ],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// See [`Store::decide_grant`].
+pub(crate) fn update_grant_tx(tx: &Connection, id: &str, c: &GrantChange) -> Result<bool> {
+    let n = tx
+        .execute(
+            "UPDATE break_glass_grants
+             SET status = ?3, decided_by = ?4, decided_at = ?5, expires_at = coalesce(?6, expires_at)
+             WHERE id = ?1 AND status = ?2",
+            params![id, c.from.as_str(), c.to.as_str(), c.by, to_micros(c.at), c.expires_at.map(to_micros)],
+        )
+        .map_err(map_err)?;
+    Ok(n == 1)
+}
+
 impl SqliteStore {
     pub(crate) async fn insert_policy_version(&self, row: &PolicyVersionRow) -> Result<u64> {
         let row = row.clone();
@@ -59,21 +136,7 @@ impl SqliteStore {
             let next: i64 = tx
                 .query_row("SELECT coalesce(max(version), 0) + 1 FROM policy_versions", [], |r| r.get(0))
                 .map_err(map_err)?;
-            tx.execute(
-                &format!("INSERT INTO policy_versions ({POLICY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-                params![
-                    next,
-                    row.base_version.map(|v| v as i64),
-                    row.policies,
-                    row.summary,
-                    row.proposed_by,
-                    to_micros(row.proposed_at),
-                    row.status.as_str(),
-                    row.decided_by,
-                    row.decided_at.map(to_micros),
-                ],
-            )
-            .map_err(map_err)?;
+            insert_policy_version_tx(tx, &row, next as u64)?;
             Ok(next as u64)
         })
         .await
@@ -118,47 +181,12 @@ impl SqliteStore {
         at: OffsetDateTime,
     ) -> Result<bool> {
         let by = by.to_owned();
-        self.write(move |tx| {
-            let sql = if approve {
-                "UPDATE policy_versions SET status = 'approved', decided_by = ?2, decided_at = ?3
-                 WHERE version = ?1 AND status = 'pending'
-                   AND base_version IS (SELECT max(version) FROM policy_versions WHERE status = 'approved')"
-            } else {
-                "UPDATE policy_versions SET status = 'rejected', decided_by = ?2, decided_at = ?3
-                 WHERE version = ?1 AND status = 'pending'"
-            };
-            let n = tx.execute(sql, params![version as i64, by, to_micros(at)]).map_err(map_err)?;
-            Ok(n == 1)
-        })
-        .await
+        self.write(move |tx| decide_policy_tx(tx, version, approve, &by, at)).await
     }
 
     pub(crate) async fn insert_grant(&self, g: &GrantRow) -> Result<()> {
         let g = g.clone();
-        self.write(move |tx| {
-            tx.execute(
-                &format!(
-                    "INSERT INTO break_glass_grants ({GRANT_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                ),
-                params![
-                    g.id,
-                    g.user_id.as_bytes(),
-                    g.collection,
-                    g.reason,
-                    g.minutes,
-                    g.requested_by,
-                    to_micros(g.requested_at),
-                    g.status.as_str(),
-                    g.decided_by,
-                    g.decided_at.map(to_micros),
-                    g.expires_at.map(to_micros),
-                ],
-            )
-            .map_err(map_err)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| insert_grant_tx(tx, &g)).await
     }
 
     pub(crate) async fn grants(&self, id: Option<String>) -> Result<Vec<GrantRow>> {
@@ -175,18 +203,7 @@ impl SqliteStore {
 
     pub(crate) async fn update_grant(&self, id: &str, change: &GrantChange) -> Result<bool> {
         let (id, c) = (id.to_owned(), change.clone());
-        self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE break_glass_grants
-                     SET status = ?3, decided_by = ?4, decided_at = ?5, expires_at = coalesce(?6, expires_at)
-                     WHERE id = ?1 AND status = ?2",
-                    params![id, c.from.as_str(), c.to.as_str(), c.by, to_micros(c.at), c.expires_at.map(to_micros)],
-                )
-                .map_err(map_err)?;
-            Ok(n == 1)
-        })
-        .await
+        self.write(move |tx| update_grant_tx(tx, &id, &c)).await
     }
 
     pub(crate) async fn live_grants(

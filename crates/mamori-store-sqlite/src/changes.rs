@@ -2,8 +2,10 @@
 //! [`mamori_store::Store::apply_audited`] runs before it appends the events, and what the
 //! plain methods of the same names run on their own.
 
-use crate::map_err;
-use crate::store::{USER_COLUMNS, delete_record_tx, insert_record_tx, update_record_tx};
+use crate::store::{
+    USER_COLUMNS, add_schema_version_tx, create_collection_tx, delete_record_tx, insert_record_tx, update_record_tx,
+};
+use crate::{authz, exports, map_err};
 use mamori_store::{AuditedChange, Result, StoreError, UserRow, to_micros};
 use rusqlite::{Connection, params};
 
@@ -89,6 +91,27 @@ pub(crate) fn apply(tx: &Connection, change: &AuditedChange) -> Result<()> {
             tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id.as_bytes()]).map_err(map_err)?;
             Ok(())
         }
+        AddPolicyVersion(row) => authz::insert_policy_version_tx(tx, row, row.version),
+        DecidePolicyVersion { version, approve, by, at } => {
+            changed(authz::decide_policy_tx(tx, *version, *approve, by, *at)?, change)
+        }
+        CreateGrant(g) => authz::insert_grant_tx(tx, g),
+        DecideGrant { id, change: c } => changed(authz::update_grant_tx(tx, id, c)?, change),
+        CreateCollection(new) => create_collection_tx(tx, new).map(drop),
+        AddSchemaVersion { collection_id, expected_current, schema_json } => {
+            add_schema_version_tx(tx, *collection_id, *expected_current, schema_json).map(drop)
+        }
+        CreateExport { export, entry } => exports::insert_export_tx(tx, export, entry),
+        ChangeExport { id, change: c, entry } => changed(exports::update_export_tx(tx, id, c, entry)?, change),
+        AddLedger(entry) => exports::insert_ledger(tx, entry),
+    }
+}
+
+/// A compare-and-set step that found its row no longer as expected.
+fn changed(done: bool, change: &AuditedChange) -> Result<()> {
+    match done {
+        true => Ok(()),
+        false => Err(StoreError::Conflict(format!("{change:?}: the state changed meanwhile"))),
     }
 }
 

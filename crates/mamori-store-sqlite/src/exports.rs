@@ -3,7 +3,7 @@
 use crate::{SqliteStore, map_err};
 use mamori_core::ids::UserId;
 use mamori_store::*;
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 const EXPORT_COLUMNS: &str = "id, user_id, requested_by, requested_at, collection, spec, rows, protection, status, \
@@ -76,7 +76,7 @@ fn share_row(r: &Row<'_>) -> rusqlite::Result<HeldShare> {
     })
 }
 
-fn insert_ledger(tx: &Transaction<'_>, e: &LedgerRow) -> Result<()> {
+pub(crate) fn insert_ledger(tx: &Connection, e: &LedgerRow) -> Result<()> {
     tx.execute(
         "INSERT INTO takeout_ledger (export_id, kind, at, actor, user_id, rows, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -94,38 +94,67 @@ fn insert_ledger(tx: &Transaction<'_>, e: &LedgerRow) -> Result<()> {
     Ok(())
 }
 
+pub(crate) fn insert_export_tx(tx: &Connection, x: &ExportRow, entry: &LedgerRow) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO export_requests ({EXPORT_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        ),
+        params![
+            x.id,
+            x.user_id.as_bytes(),
+            x.requested_by,
+            to_micros(x.requested_at),
+            x.collection,
+            x.spec,
+            x.rows as i64,
+            x.protection,
+            x.status.as_str(),
+            x.decided_by,
+            x.decided_at.map(to_micros),
+            x.download_until.map(to_micros),
+            x.downloads_allowed,
+            x.downloads_used,
+            to_micros(x.due_at),
+            x.secret,
+        ],
+    )
+    .map_err(map_err)?;
+    insert_ledger(tx, entry)
+}
+
+/// See [`mamori_store::Store::change_export`].
+pub(crate) fn update_export_tx(tx: &Connection, id: &str, c: &ExportChange, entry: &LedgerRow) -> Result<bool> {
+    let n = tx
+        .execute(
+            "UPDATE export_requests
+             SET status = ?3,
+                 decided_by = CASE WHEN ?2 = 'pending' THEN ?4 ELSE decided_by END,
+                 decided_at = CASE WHEN ?2 = 'pending' THEN ?5 ELSE decided_at END,
+                 download_until = coalesce(?6, download_until),
+                 secret = coalesce(?7, secret)
+             WHERE id = ?1 AND status = ?2",
+            params![
+                id,
+                c.from.as_str(),
+                c.to.as_str(),
+                c.by,
+                to_micros(c.at),
+                c.download_until.map(to_micros),
+                c.secret
+            ],
+        )
+        .map_err(map_err)?;
+    if n == 1 {
+        insert_ledger(tx, entry)?;
+    }
+    Ok(n == 1)
+}
+
 impl SqliteStore {
     pub(crate) async fn insert_export(&self, x: &ExportRow, entry: &LedgerRow) -> Result<()> {
         let (x, entry) = (x.clone(), entry.clone());
-        self.write(move |tx| {
-            tx.execute(
-                &format!(
-                    "INSERT INTO export_requests ({EXPORT_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-                ),
-                params![
-                    x.id,
-                    x.user_id.as_bytes(),
-                    x.requested_by,
-                    to_micros(x.requested_at),
-                    x.collection,
-                    x.spec,
-                    x.rows as i64,
-                    x.protection,
-                    x.status.as_str(),
-                    x.decided_by,
-                    x.decided_at.map(to_micros),
-                    x.download_until.map(to_micros),
-                    x.downloads_allowed,
-                    x.downloads_used,
-                    to_micros(x.due_at),
-                    x.secret,
-                ],
-            )
-            .map_err(map_err)?;
-            insert_ledger(tx, &entry)
-        })
-        .await
+        self.write(move |tx| insert_export_tx(tx, &x, &entry)).await
     }
 
     pub(crate) async fn exports(&self, id: Option<String>) -> Result<Vec<ExportRow>> {
@@ -142,33 +171,7 @@ impl SqliteStore {
 
     pub(crate) async fn update_export(&self, id: &str, change: &ExportChange, entry: &LedgerRow) -> Result<bool> {
         let (id, c, entry) = (id.to_owned(), change.clone(), entry.clone());
-        self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE export_requests
-                     SET status = ?3,
-                         decided_by = CASE WHEN ?2 = 'pending' THEN ?4 ELSE decided_by END,
-                         decided_at = CASE WHEN ?2 = 'pending' THEN ?5 ELSE decided_at END,
-                         download_until = coalesce(?6, download_until),
-                         secret = coalesce(?7, secret)
-                     WHERE id = ?1 AND status = ?2",
-                    params![
-                        id,
-                        c.from.as_str(),
-                        c.to.as_str(),
-                        c.by,
-                        to_micros(c.at),
-                        c.download_until.map(to_micros),
-                        c.secret
-                    ],
-                )
-                .map_err(map_err)?;
-            if n == 1 {
-                insert_ledger(tx, &entry)?;
-            }
-            Ok(n == 1)
-        })
-        .await
+        self.write(move |tx| update_export_tx(tx, &id, &c, &entry)).await
     }
 
     pub(crate) async fn use_export_download(&self, id: &str, entry: &LedgerRow) -> Result<Option<u32>> {

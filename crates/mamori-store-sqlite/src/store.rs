@@ -18,6 +18,56 @@ fn collection_from_row(r: &Row<'_>) -> rusqlite::Result<CollectionRow> {
 }
 const COLLECTION_COLUMNS: &str = "id, name, schema_version, kek_version, wrapped_index_key, created_at";
 
+pub(crate) fn create_collection_tx(tx: &Connection, new: &NewCollection) -> Result<CollectionRow> {
+    tx.execute(
+        "INSERT INTO collections (name, schema_version, kek_version, wrapped_index_key, created_at)
+         VALUES (?1, 1, ?2, ?3, ?4)",
+        params![new.name, new.kek.version, new.wrapped_index_key, to_micros(new.created_at)],
+    )
+    .map_err(|e| match map_err(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(format!("collection `{}` already exists", new.name)),
+        other => other,
+    })?;
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO collection_schemas (collection_id, version, schema_json) VALUES (?1, 1, ?2)",
+        params![id, new.schema_json],
+    )
+    .map_err(map_err)?;
+    tx.execute(
+        "INSERT INTO collection_keks (collection_id, version, wrapped) VALUES (?1, ?2, ?3)",
+        params![id, new.kek.version, new.kek.wrapped],
+    )
+    .map_err(map_err)?;
+    tx.query_row(&format!("SELECT {COLLECTION_COLUMNS} FROM collections WHERE id = ?1"), [id], collection_from_row)
+        .map_err(map_err)
+}
+
+/// See [`Store::add_schema_version`].
+pub(crate) fn add_schema_version_tx(
+    tx: &Connection,
+    collection_id: i64,
+    expected_current: u32,
+    schema_json: &str,
+) -> Result<u32> {
+    let next = expected_current + 1;
+    let changed = tx
+        .execute(
+            "UPDATE collections SET schema_version = ?1 WHERE id = ?2 AND schema_version = ?3",
+            params![next, collection_id, expected_current],
+        )
+        .map_err(map_err)?;
+    if changed == 0 {
+        return Err(StoreError::Conflict("the schema was changed concurrently; reload and retry".into()));
+    }
+    tx.execute(
+        "INSERT INTO collection_schemas (collection_id, version, schema_json) VALUES (?1, ?2, ?3)",
+        params![collection_id, next, schema_json],
+    )
+    .map_err(map_err)?;
+    Ok(next)
+}
+
 fn record_id(bytes: Vec<u8>) -> Result<RecordId> {
     RecordId::from_slice(&bytes).map_err(|_| StoreError::Corrupt("record id".into()))
 }
@@ -300,35 +350,7 @@ impl Store for SqliteStore {
 
     async fn create_collection(&self, new: &NewCollection) -> Result<CollectionRow> {
         let new = new.clone();
-        self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO collections (name, schema_version, kek_version, wrapped_index_key, created_at)
-                 VALUES (?1, 1, ?2, ?3, ?4)",
-                params![new.name, new.kek.version, new.wrapped_index_key, to_micros(new.created_at)],
-            )
-            .map_err(|e| match map_err(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("collection `{}` already exists", new.name)),
-                other => other,
-            })?;
-            let id = tx.last_insert_rowid();
-            tx.execute(
-                "INSERT INTO collection_schemas (collection_id, version, schema_json) VALUES (?1, 1, ?2)",
-                params![id, new.schema_json],
-            )
-            .map_err(map_err)?;
-            tx.execute(
-                "INSERT INTO collection_keks (collection_id, version, wrapped) VALUES (?1, ?2, ?3)",
-                params![id, new.kek.version, new.kek.wrapped],
-            )
-            .map_err(map_err)?;
-            tx.query_row(
-                &format!("SELECT {COLLECTION_COLUMNS} FROM collections WHERE id = ?1"),
-                [id],
-                collection_from_row,
-            )
-            .map_err(map_err)
-        })
-        .await
+        self.write(move |tx| create_collection_tx(tx, &new)).await
     }
 
     async fn list_collections(&self) -> Result<Vec<CollectionRow>> {
@@ -354,25 +376,7 @@ impl Store for SqliteStore {
 
     async fn add_schema_version(&self, collection_id: i64, expected_current: u32, schema_json: &str) -> Result<u32> {
         let schema_json = schema_json.to_owned();
-        self.write(move |tx| {
-            let next = expected_current + 1;
-            let changed = tx
-                .execute(
-                    "UPDATE collections SET schema_version = ?1 WHERE id = ?2 AND schema_version = ?3",
-                    params![next, collection_id, expected_current],
-                )
-                .map_err(map_err)?;
-            if changed == 0 {
-                return Err(StoreError::Conflict("the schema was changed concurrently; reload and retry".into()));
-            }
-            tx.execute(
-                "INSERT INTO collection_schemas (collection_id, version, schema_json) VALUES (?1, ?2, ?3)",
-                params![collection_id, next, schema_json],
-            )
-            .map_err(map_err)?;
-            Ok(next)
-        })
-        .await
+        self.write(move |tx| add_schema_version_tx(tx, collection_id, expected_current, &schema_json)).await
     }
 
     async fn get_schema(&self, collection_id: i64, version: u32) -> Result<Option<String>> {

@@ -21,7 +21,7 @@ macro_rules! conformance_tests {
             audit_query_filters, audit_checkpoints, audit_prune_keeps_the_chain,
             policy_versions_four_eyes, break_glass_grants, exports_and_ledger, held_export_shares,
             record_ids_page_through_a_collection, audited_changes_commit_with_their_events,
-            audited_account_changes_are_all_or_nothing);
+            audited_account_changes_are_all_or_nothing, audited_governance_changes_are_all_or_nothing);
         $crate::conformance_tests!(@pairs $make; copy_store_copies_everything);
     };
     // Cases that need two fresh stores of the backend: a source and a target.
@@ -1357,4 +1357,114 @@ pub async fn audited_account_changes_are_all_or_nothing(store: Arc<dyn Store>) {
     assert!(store.recovery_code_hashes(&id).await.unwrap().is_empty());
     assert_eq!(store.get_user(&id).await.unwrap().unwrap().totp_secret, None);
     assert_eq!(verify_chain(&*store).await, 6);
+}
+
+/// Policy versions, break-glass grants, collections, schemas and take-out requests change
+/// with their events or not at all; a compare-and-set step that finds its row moved on is a
+/// `Conflict` that undoes the steps before it (004-V-1-23, 000-8-access-7).
+pub async fn audited_governance_changes_are_all_or_nothing(store: Arc<dyn Store>) {
+    use AuditedChange::*;
+    let head = || async { store.read_audit(1, 100).await.unwrap().len() as u64 };
+    let conflict = |r: Result<u64>| assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    let user = UserRow::new(UserId::generate(), "kato".into(), "加藤".into(), "system_admin".into(), "$x".into(), t(0));
+    store.create_user(&user).await.unwrap();
+
+    let policy = |version, status| PolicyVersionRow {
+        version,
+        base_version: (version > 1).then_some(1),
+        policies: format!("v{version}"),
+        summary: "why".into(),
+        proposed_by: "user:a".into(),
+        proposed_at: t(0),
+        status,
+        decided_by: None,
+        decided_at: None,
+    };
+    assert_eq!(
+        store.apply_audited(&[AddPolicyVersion(Box::new(policy(1, Decision::Approved)))], &[event(1)]).await,
+        Ok(1)
+    );
+    assert_eq!(
+        store.apply_audited(&[AddPolicyVersion(Box::new(policy(2, Decision::Pending)))], &[event(2)]).await,
+        Ok(2)
+    );
+    conflict(store.apply_audited(&[AddPolicyVersion(Box::new(policy(2, Decision::Pending)))], &[event(3)]).await);
+    let decide = |version, approve| DecidePolicyVersion { version, approve, by: "user:b".into(), at: t(5) };
+    assert_eq!(store.apply_audited(&[decide(2, true)], &[event(3)]).await, Ok(3));
+    conflict(store.apply_audited(&[decide(2, false)], &[event(4)]).await);
+    assert_eq!(store.active_policy_version().await.unwrap().unwrap().version, 2);
+
+    let grant = GrantRow {
+        id: "g1".into(),
+        user_id: user.id,
+        collection: "customers".into(),
+        reason: vec![7; 40],
+        minutes: 60,
+        requested_by: format!("user:{}", user.id),
+        requested_at: t(0),
+        status: Decision::Pending,
+        decided_by: None,
+        decided_at: None,
+        expires_at: None,
+    };
+    assert_eq!(store.apply_audited(&[CreateGrant(Box::new(grant.clone()))], &[event(4)]).await, Ok(4));
+    let change = |from, to| GrantChange { from, to, by: "user:b".into(), at: t(10), expires_at: Some(t(3610)) };
+    let revoke = DecideGrant { id: "g1".into(), change: change(Decision::Approved, Decision::Revoked) };
+    conflict(store.apply_audited(&[revoke], &[event(5)]).await);
+    let approve = DecideGrant { id: "g1".into(), change: change(Decision::Pending, Decision::Approved) };
+    assert_eq!(store.apply_audited(&[approve], &[event(5)]).await, Ok(5));
+    assert_eq!(store.active_grants(&user.id, "customers", t(20)).await.unwrap().len(), 1);
+
+    let new = |name: &str| NewCollection {
+        name: name.into(),
+        schema_json: format!("{{\"name\":\"{name}\"}}"),
+        kek: WrappedKek { version: 1, wrapped: vec![1; 60] },
+        wrapped_index_key: vec![2; 60],
+        created_at: t(0),
+    };
+    assert_eq!(store.apply_audited(&[CreateCollection(Box::new(new("customers")))], &[event(6)]).await, Ok(6));
+    conflict(store.apply_audited(&[CreateCollection(Box::new(new("customers")))], &[event(7)]).await);
+    let c = store.get_collection("customers").await.unwrap().unwrap();
+    let schema =
+        |expected_current| AddSchemaVersion { collection_id: c.id, expected_current, schema_json: "{}".into() };
+    conflict(store.apply_audited(&[schema(2)], &[event(7)]).await);
+    assert_eq!(store.apply_audited(&[schema(1)], &[event(7)]).await, Ok(7));
+    assert_eq!(store.get_collection("customers").await.unwrap().unwrap().schema_version, 2);
+
+    let line = |kind: &str| LedgerRow {
+        seq: 0,
+        export_id: Some("x1".into()),
+        kind: kind.into(),
+        at: t(20),
+        actor: "user:x".into(),
+        user_id: Some(user.id),
+        rows: 0,
+        detail: "{}".into(),
+    };
+    let request = CreateExport { export: Box::new(export_request("x1", &user)), entry: Box::new(line("request")) };
+    assert_eq!(store.apply_audited(&[request], &[event(8)]).await, Ok(8));
+    let export_change = |from| ExportChange {
+        from,
+        to: ExportStatus::Cancelled,
+        by: "user:x".into(),
+        at: t(30),
+        download_until: None,
+        secret: None,
+    };
+    let close =
+        |from| ChangeExport { id: "x1".into(), change: Box::new(export_change(from)), entry: Box::new(line("cancel")) };
+    // Several steps: a collection, a ledger line, then a decision that no longer applies.
+    let steps = [
+        CreateCollection(Box::new(new("patients"))),
+        AddLedger(Box::new(line("alert"))),
+        close(ExportStatus::Approved),
+    ];
+    conflict(store.apply_audited(&steps, &[event(9)]).await);
+    assert_eq!(store.get_collection("patients").await.unwrap(), None);
+    assert_eq!(store.list_ledger(Some("x1"), None).await.unwrap().len(), 1, "only the request's line");
+    assert_eq!(head().await, 8, "no refused change appended anything");
+    assert_eq!(store.apply_audited(&[close(ExportStatus::Pending)], &[event(9)]).await, Ok(9));
+    assert_eq!(store.get_export("x1").await.unwrap().unwrap().status, ExportStatus::Cancelled);
+    assert_eq!(store.list_ledger(Some("x1"), None).await.unwrap().len(), 2);
+    assert_eq!(verify_chain(&*store).await, 9);
 }

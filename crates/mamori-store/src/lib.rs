@@ -69,6 +69,42 @@ pub enum AuditedChange {
     DeleteUserSessions {
         id: UserId,
     },
+    /// A policy version under the number `row.version` (chosen by the caller, so that its
+    /// event can name it); `Conflict` when that number is taken.
+    AddPolicyVersion(Box<PolicyVersionRow>),
+    /// [`Store::decide_policy_version`]; `Conflict` where that method answers false.
+    DecidePolicyVersion {
+        version: u64,
+        approve: bool,
+        by: String,
+        at: OffsetDateTime,
+    },
+    CreateGrant(Box<GrantRow>),
+    /// [`Store::decide_grant`]; `Conflict` where that method answers false.
+    DecideGrant {
+        id: String,
+        change: GrantChange,
+    },
+    /// `Conflict` when the name is taken.
+    CreateCollection(Box<NewCollection>),
+    /// Schema version `expected_current + 1`, as [`Store::add_schema_version`].
+    AddSchemaVersion {
+        collection_id: i64,
+        expected_current: u32,
+        schema_json: String,
+    },
+    /// [`Store::create_export`]: the request and its ledger line.
+    CreateExport {
+        export: Box<ExportRow>,
+        entry: Box<LedgerRow>,
+    },
+    /// [`Store::change_export`]; `Conflict` where that method answers false.
+    ChangeExport {
+        id: String,
+        change: Box<ExportChange>,
+        entry: Box<LedgerRow>,
+    },
+    AddLedger(Box<LedgerRow>),
 }
 
 /// Names the step and its ids only: a user row holds a name and a password hash.
@@ -94,6 +130,25 @@ impl std::fmt::Debug for AuditedChange {
             SetPassword { id, .. } => f.debug_struct("SetPassword").field("id", id).finish(),
             SetTotp { id, .. } => f.debug_struct("SetTotp").field("id", id).finish(),
             DeleteUserSessions { id } => f.debug_struct("DeleteUserSessions").field("id", id).finish(),
+            AddPolicyVersion(row) => f.debug_struct("AddPolicyVersion").field("version", &row.version).finish(),
+            DecidePolicyVersion { version, approve, .. } => {
+                f.debug_struct("DecidePolicyVersion").field("version", version).field("approve", approve).finish()
+            }
+            CreateGrant(g) => f.debug_struct("CreateGrant").field("id", &g.id).finish(),
+            CreateCollection(new) => f.debug_struct("CreateCollection").field("name", &new.name).finish(),
+            AddSchemaVersion { collection_id, expected_current, .. } => f
+                .debug_struct("AddSchemaVersion")
+                .field("collection_id", collection_id)
+                .field("expected_current", expected_current)
+                .finish(),
+            CreateExport { export, .. } => f.debug_struct("CreateExport").field("id", &export.id).finish(),
+            ChangeExport { id, change, .. } => {
+                f.debug_struct("ChangeExport").field("id", id).field("to", &change.to.as_str()).finish()
+            }
+            AddLedger(entry) => f.debug_struct("AddLedger").field("kind", &entry.kind).finish(),
+            DecideGrant { id, change } => {
+                f.debug_struct("DecideGrant").field("id", id).field("to", &change.to.as_str()).finish()
+            }
         }
     }
 }

@@ -13,9 +13,9 @@ use crate::authz::compile;
 use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};
 use mamori_core::access::{ALL_ACTIONS, Action, Role, Target};
-use mamori_core::audit::Outcome;
+use mamori_core::audit::{AuditEvent, Outcome};
 use mamori_policy::{PolicyEngine, Resource, Situation};
-use mamori_store::{Decision as State, GrantChange, GrantRow, PolicyVersionRow};
+use mamori_store::{AuditedChange, Decision as State, GrantChange, GrantRow, PolicyVersionRow, StoreError};
 use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr};
 use time::OffsetDateTime;
@@ -212,11 +212,14 @@ impl Vault {
             decided_by: None,
             decided_at: None,
         };
-        let version = self.store.add_policy_version(&row).await?;
+        // The number is chosen here so that the event can name it; a proposal racing for the
+        // same number gets a conflict and nothing is stored.
+        let version = self.store.list_policy_versions().await?.last().map_or(0, |v| v.version) + 1;
+        let row = PolicyVersionRow { version, ..row };
         let mut e = self.event(p, "policy.propose", Outcome::Success);
         e.reason = Some(format!("version {version} proposed against {base}"));
-        self.audit.record(vec![e]).await?;
-        Ok(self.version_info(&PolicyVersionRow { version, ..row }, base))
+        self.audit.apply(vec![AuditedChange::AddPolicyVersion(Box::new(row.clone()))], vec![e]).await?;
+        Ok(self.version_info(&row, base))
     }
 
     /// Approves (puts into force) or rejects a proposed version: a second administrator,
@@ -230,18 +233,21 @@ impl Vault {
             return Err(VaultError::Conflict(format!("version {version} is already {}", row.status.as_str())));
         }
         let engine = if approve { Some(compile(&row)?) } else { None };
-        if !self.store.decide_policy_version(version, approve, &p.actor(), self.clock.now()).await? {
-            return Err(VaultError::Conflict(format!(
-                "version {version} was proposed against version {} which is no longer in force; propose again",
-                row.base_version.unwrap_or(0)
-            )));
-        }
+        let mut e = self.event(p, action, Outcome::Success);
+        e.reason = Some(format!("version {version} (proposed by {})", row.proposed_by));
+        let decision = AuditedChange::DecidePolicyVersion { version, approve, by: p.actor(), at: self.clock.now() };
+        match self.audit.apply(vec![decision], vec![e]).await {
+            Err(StoreError::Conflict(_)) => {
+                return Err(VaultError::Conflict(format!(
+                    "version {version} was proposed against version {} which is no longer in force; propose again",
+                    row.base_version.unwrap_or(0)
+                )));
+            }
+            other => other?,
+        };
         if let Some(engine) = engine {
             self.policies.install(engine);
         }
-        let mut e = self.event(p, action, Outcome::Success);
-        e.reason = Some(format!("version {version} (proposed by {})", row.proposed_by));
-        self.audit.record(vec![e]).await?;
         let decided = self.store.get_policy_version(version).await?.ok_or(VaultError::NotFound("policy version"))?;
         Ok(self.version_info(&decided, self.policies.current().version()))
     }
@@ -365,12 +371,11 @@ impl Vault {
             decided_at: None,
             expires_at: None,
         };
-        self.store.create_grant(&row).await?;
         let mut e = self.event(p, "break_glass.request", Outcome::Success);
         e.collection = Some(row.collection.clone());
         e.grant = Some(row.id.clone());
         e.reason = Some(format!("BREAK-GLASS requested for {minutes} min"));
-        self.audit.record(vec![e]).await?;
+        self.audit.apply(vec![AuditedChange::CreateGrant(Box::new(row.clone()))], vec![e]).await?;
         tracing::warn!(grant = %row.id, collection = %row.collection, "break-glass requested");
         self.grant_info(row, p.login.clone())
     }
@@ -389,9 +394,6 @@ impl Vault {
             (State::Rejected, None)
         };
         let change = GrantChange { from: State::Pending, to, by: p.actor(), at: now, expires_at: expires };
-        if !self.store.decide_grant(id, &change).await? {
-            return Err(VaultError::Conflict(format!("grant {id} is not pending")));
-        }
         let mut e = self.event(p, action, Outcome::Success);
         e.collection = Some(grant.collection.clone());
         e.grant = Some(id.to_owned());
@@ -399,7 +401,7 @@ impl Vault {
             Some(t) => format!("BREAK-GLASS open until {t} for {}", grant.requested_by),
             None => format!("rejected for {}", grant.requested_by),
         });
-        self.audit.record(vec![e]).await?;
+        self.change_grant(id, change, e).await?;
         if approve {
             tracing::warn!(grant = %id, collection = %grant.collection, "break-glass approved");
         }
@@ -421,16 +423,23 @@ impl Vault {
             at: self.clock.now(),
             expires_at: None,
         };
-        if !self.store.decide_grant(id, &change).await? {
-            return Err(VaultError::Conflict(format!("grant {id} is not approved")));
-        }
         let mut e = self.event(p, "break_glass.revoke", Outcome::Success);
         e.collection = Some(grant.collection.clone());
         e.grant = Some(id.to_owned());
-        self.audit.record(vec![e]).await?;
+        self.change_grant(id, change, e).await?;
         let login = self.login_of(&grant.user_id).await?;
         let revoked = self.store.get_grant(id).await?.ok_or(VaultError::NotFound("grant"))?;
         self.grant_info(revoked, login)
+    }
+
+    /// Moves a grant on with its event, in one transaction; `Conflict` when the grant is no
+    /// longer `from` (someone else decided it meanwhile).
+    async fn change_grant(&self, id: &str, change: GrantChange, e: AuditEvent) -> Result<()> {
+        let from = change.from.as_str();
+        match self.audit.apply(vec![AuditedChange::DecideGrant { id: id.to_owned(), change }], vec![e]).await {
+            Err(StoreError::Conflict(_)) => Err(VaultError::Conflict(format!("grant {id} is not {from}"))),
+            other => Ok(other.map(|_| ())?),
+        }
     }
 
     /// Every grant, newest first: for approvers and auditors; others see their own.

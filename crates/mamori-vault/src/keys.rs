@@ -8,7 +8,9 @@ use mamori_core::access::Action;
 use mamori_core::audit::Outcome;
 use mamori_core::schema::CollectionSchema;
 use mamori_crypto::{BlindIndexer, DataKey, FieldIndexer, IndexKey, Kek, MasterKey};
-use mamori_store::{CollectionRow, MasterRewrap, NewCollection, SealedKind, SealedValue, SubjectKeyRow, WrappedKek};
+use mamori_store::{
+    AuditedChange, CollectionRow, MasterRewrap, NewCollection, SealedKind, SealedValue, SubjectKeyRow, WrappedKek,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -218,11 +220,16 @@ impl Vault {
             wrapped_index_key: self.master().wrap(index_key.secret(), &index_key_aad(name)),
             created_at: self.clock.now(),
         };
-        let row = self.store.create_collection(&new).await?;
         let mut e = self.event(p, "collection.create", Outcome::Success);
         e.collection = Some(name.to_owned());
-        self.audit.record(vec![e]).await?;
-        Ok(CollectionInfo { name: row.name, schema_version: 1, kek_version: 1, records: 0, schema: schema.clone() })
+        self.audit.apply(vec![AuditedChange::CreateCollection(Box::new(new))], vec![e]).await?;
+        Ok(CollectionInfo {
+            name: name.to_owned(),
+            schema_version: 1,
+            kek_version: 1,
+            records: 0,
+            schema: schema.clone(),
+        })
     }
 
     /// Makes `schema` the collection's next version; records written under older versions
@@ -236,12 +243,14 @@ impl Vault {
         for old in state.schemas.values() {
             old.check_evolution(schema)?;
         }
-        let version = self.store.add_schema_version(state.row.id, state.row.schema_version, &schema.to_json()).await?;
-        self.forget_collection(name);
+        let (collection_id, expected_current) = (state.row.id, state.row.schema_version);
         let mut e = self.event(p, "collection.update_schema", Outcome::Success);
         e.collection = Some(name.to_owned());
-        e.reason = Some(format!("schema version {version}"));
-        self.audit.record(vec![e]).await?;
+        e.reason = Some(format!("schema version {}", expected_current + 1));
+        let change = AuditedChange::AddSchemaVersion { collection_id, expected_current, schema_json: schema.to_json() };
+        let applied = self.audit.apply(vec![change], vec![e]).await;
+        self.forget_collection(name);
+        applied?;
         self.collection_info(p, name).await
     }
 

@@ -358,6 +358,8 @@ async fn altered_index_columns_are_reported() {
 async fn unwritable_audit_store_fails_closed_and_a_failing_checkpoint_file_does_not() {
     let (f, file, _) = busy().await;
     let (manager, _) = f.user("mgr2", Role::Manager).await;
+    let (ops, _) = f.user("ops", Role::SystemAdmin).await;
+    let (_, policy_text) = f.vault.policy_version(&ops, None).await.unwrap();
     let id =
         f.vault.create_record(&manager, "customers", None, &[("name".to_owned(), "試験 太郎".to_owned())].into()).await;
     let id = id.unwrap();
@@ -399,7 +401,19 @@ async fn unwritable_audit_store_fails_closed_and_a_failing_checkpoint_file_does_
     let new = NewUser::new("mgr3", "試験 三郎", Role::Manager);
     let err = f.vault.create_user(&f.admin, new).await.unwrap_err();
     assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    // And policy, break-glass and schema changes.
+    let err = f.vault.propose_policy(&ops, &policy_text, "unchanged").await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    let err = f.vault.request_break_glass(&ops, "customers", 60, "障害調査のため顧客記録を確認").await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    let mut schema = mamori_core::schema::CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML).unwrap();
+    schema.name = mamori_core::ids::CollectionName::new("patients").unwrap();
+    let err = f.vault.create_collection(&f.admin, &schema).await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
     db(&f).execute_batch("DROP TRIGGER no_audit").unwrap();
+    assert_eq!(f.store().list_policy_versions().await.unwrap().len(), 1);
+    assert!(f.store().list_grants().await.unwrap().is_empty());
+    assert_eq!(f.store().get_collection("patients").await.unwrap(), None);
     assert_eq!(f.store().get_user_by_login("mgr2").await.unwrap().unwrap(), staff, "the account is as it was");
     assert_eq!(f.store().get_user_by_login("mgr3").await.unwrap(), None);
     assert_eq!(f.store().count_records(collection).await.unwrap(), records);

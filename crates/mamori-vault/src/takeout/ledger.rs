@@ -104,15 +104,12 @@ impl Vault {
             download_until: None,
             secret: None,
         };
-        if !self.store.change_export(id, &change, &self.ledger_line(p, Some(id), kind, 0, detail)).await? {
-            return Err(VaultError::Conflict(format!("export {id} is not approved and open")));
-        }
-        self.discard_held_shares(p, id, &format!("the export was closed ({kind}) before every share was fetched"))
-            .await?;
         let mut e = self.event(p, &format!("export.{kind}"), Outcome::Success);
         e.collection = Some(row.collection.clone());
         e.note = Some(format!("export {id}"));
-        self.audit.record(vec![e]).await?;
+        self.change_export(id, change, self.ledger_line(p, Some(id), kind, 0, detail), e).await?;
+        self.discard_held_shares(p, id, &format!("the export was closed ({kind}) before every share was fetched"))
+            .await?;
         let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
         self.export_info(&row, true).await
     }

@@ -35,8 +35,8 @@ pub use shares::{ShareForMe, ShareInfo};
 
 use crate::error::{Result, VaultError};
 use crate::{Principal, Vault};
-use mamori_core::audit::Outcome;
-use mamori_store::LedgerRow;
+use mamori_core::audit::{AuditEvent, Outcome};
+use mamori_store::{AuditedChange, ExportChange, ExportStatus, LedgerRow, StoreError};
 use time::OffsetDateTime;
 
 /// `[takeout]` settings: download limits and bulk thresholds. The configuration file's
@@ -131,6 +131,30 @@ impl Vault {
         }
     }
 
+    /// Moves a request on with its ledger line and its audit event, in one transaction (the
+    /// ledger and the audit trail never disagree about a decision). `Conflict` when the
+    /// request is no longer in `change.from` (someone else decided it meanwhile).
+    pub(crate) async fn change_export(
+        &self,
+        id: &str,
+        change: ExportChange,
+        entry: LedgerRow,
+        e: AuditEvent,
+    ) -> Result<()> {
+        let from = change.from;
+        let step = AuditedChange::ChangeExport { id: id.to_owned(), change: Box::new(change), entry: Box::new(entry) };
+        match self.audit.apply(vec![step], vec![e]).await {
+            Err(StoreError::Conflict(_)) => Err(VaultError::Conflict(format!(
+                "export {id} is not {}",
+                match from {
+                    ExportStatus::Approved => "approved and open",
+                    other => other.as_str(),
+                }
+            ))),
+            other => Ok(other.map(drop)?),
+        }
+    }
+
     /// Warns about (and alerts approvers to) a take-out crossing a threshold: an audit event
     /// `takeout.bulk_warning` and an `alert` ledger line that approvers see on their home page.
     /// Returns the warning for the user.
@@ -138,9 +162,8 @@ impl Vault {
         let mut e = self.event(p, "takeout.bulk_warning", Outcome::Success);
         e.rows = Some(rows);
         e.reason = Some(what.clone());
-        self.audit.record(vec![e]).await?;
         let line = self.ledger_line(p, export_id, "alert", 0, serde_json::json!({ "warning": what, "rows": rows }));
-        self.store.add_ledger(&line).await?;
+        self.audit.apply(vec![AuditedChange::AddLedger(Box::new(line))], vec![e]).await?;
         tracing::warn!(actor = %p.actor(), rows, "take-out above a warning threshold");
         Ok(what)
     }

@@ -5,7 +5,7 @@ use crate::{Principal, Vault};
 use mamori_core::access::Action;
 use mamori_core::audit::Outcome;
 use mamori_core::ids::SubjectId;
-use mamori_store::{ExportChange, ExportRow, ExportStatus};
+use mamori_store::{AuditedChange, ExportChange, ExportRow, ExportStatus};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -456,8 +456,8 @@ impl Vault {
             row.protection,
             if spec.protection.encrypted() { "encrypted" } else { "UNENCRYPTED" }
         ));
-        self.store.create_export(&row, &self.ledger_line(p, Some(&row.id), "request", rows, detail)).await?;
-        self.audit.record(vec![e]).await?;
+        let entry = Box::new(self.ledger_line(p, Some(&row.id), "request", rows, detail));
+        self.audit.apply(vec![AuditedChange::CreateExport { export: Box::new(row.clone()), entry }], vec![e]).await?;
         let mut info = self.export_info(&row, true).await?;
         let limits = &self.config.takeout;
         if rows > limits.warn_rows_per_request {
@@ -520,10 +520,7 @@ impl Vault {
         e.collection = Some(row.collection.clone());
         e.rows = Some(row.rows);
         e.note = Some(format!("export {id} of {}", row.requested_by));
-        if !self.store.change_export(id, &change, &self.ledger_line(p, Some(id), kind, 0, detail)).await? {
-            return Err(VaultError::Conflict(format!("export {id} is not pending")));
-        }
-        self.audit.record(vec![e]).await?;
+        self.change_export(id, change, self.ledger_line(p, Some(id), kind, 0, detail), e).await?;
         let decided = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
         self.export_info(&decided, true).await
     }
@@ -543,10 +540,7 @@ impl Vault {
         e.collection = Some(row.collection.clone());
         e.note = Some(format!("export {id}"));
         let line = self.ledger_line(p, Some(id), "cancel", 0, serde_json::json!({}));
-        if !self.store.change_export(id, &change, &line).await? {
-            return Err(VaultError::Conflict(format!("export {id} is not pending")));
-        }
-        self.audit.record(vec![e]).await?;
+        self.change_export(id, change, line, e).await?;
         let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
         self.export_info(&row, true).await
     }

@@ -6,6 +6,7 @@ use crate::error::pg;
 use crate::records::{RECORD_COLUMNS, RecordValues, index_entries};
 use async_trait::async_trait;
 use deadpool_postgres::Object;
+use mamori_core::audit::AuditEvent;
 use mamori_store::{ImportSession, RecordRow, Result, StoreError, SubjectKeyRow};
 use std::pin::pin;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -198,5 +199,14 @@ impl ImportSession for PgImport {
 
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await
+    }
+
+    async fn commit_audited(mut self: Box<Self>, events: &[AuditEvent]) -> Result<u64> {
+        let client = self.tx.client()?;
+        let seq =
+            crate::audit::append_in(client, events).await.map_err(|e| StoreError::AuditUnavailable(e.to_string()))?;
+        self.tx.done();
+        self.tx.commit().await?;
+        Ok(seq)
     }
 }

@@ -1,6 +1,7 @@
 use crate::store::{insert_record_only, insert_subject_key, subject_key};
 use crate::{SqliteStore, map_err};
 use async_trait::async_trait;
+use mamori_core::audit::AuditEvent;
 use mamori_store::{ImportSession, RecordRow, Result, StoreError, SubjectKeyRow};
 use rusqlite::Connection;
 
@@ -131,17 +132,24 @@ impl ImportSession for SqliteImport {
         self.with_conn(move |c, collection_id| subject_key(c, collection_id, &subject)).await
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.with_conn(|c, collection_id| {
-            c.execute(
-                "INSERT INTO blind_index (collection_id, token, record_id, is_unique)
-                 SELECT ?1, token, record_id, is_unique FROM temp.import_tokens ORDER BY token, record_id",
-                [collection_id],
-            )
-            .map_err(map_err)?;
-            Ok(())
-        })
-        .await?;
-        self.tx.commit().await
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.commit_audited(&[]).await.map(drop)
+    }
+
+    async fn commit_audited(mut self: Box<Self>, events: &[AuditEvent]) -> Result<u64> {
+        let events = crate::audit::canonical(events);
+        let seq = self
+            .with_conn(move |c, collection_id| {
+                c.execute(
+                    "INSERT INTO blind_index (collection_id, token, record_id, is_unique)
+                     SELECT ?1, token, record_id, is_unique FROM temp.import_tokens ORDER BY token, record_id",
+                    [collection_id],
+                )
+                .map_err(map_err)?;
+                crate::audit::append_tx(c, &events).map_err(|e| StoreError::AuditUnavailable(e.to_string()))
+            })
+            .await?;
+        self.tx.commit().await?;
+        Ok(seq)
     }
 }

@@ -299,6 +299,19 @@ pub async fn import_is_all_or_nothing(store: Arc<dyn Store>) {
     import.commit().await.unwrap();
     assert_eq!(store.count_records(c.id).await.unwrap(), 500);
     assert_eq!(store.find_by_token(c.id, &token(3), 10).await.unwrap().len(), 3);
+
+    // Committed with its audit events, in the same transaction; a refused import appends none.
+    let mut import = store.begin_import(c.id).await.unwrap();
+    import.insert_subject_keys(vec![key("S2", 1, 2)]).await.unwrap();
+    import.insert_records(vec![record(&c, "S2", &[(201, true)]), record(&c, "S2", &[(201, true)])]).await.ok();
+    assert!(matches!(import.commit_audited(&[event(1)]).await, Err(StoreError::Conflict(_) | StoreError::Backend(_))));
+    assert!(store.read_audit(1, 10).await.unwrap().is_empty());
+    let mut import = store.begin_import(c.id).await.unwrap();
+    import.insert_subject_keys(vec![key("S2", 1, 2)]).await.unwrap();
+    import.insert_records(vec![record(&c, "S2", &[(202, true)])]).await.unwrap();
+    assert_eq!(import.commit_audited(&[event(1), event(2)]).await.unwrap(), 2);
+    assert_eq!(store.count_records(c.id).await.unwrap(), 501);
+    assert_eq!(verify_chain(&*store).await, 2);
 }
 
 pub async fn erase_subject(store: Arc<dyn Store>) {

@@ -493,4 +493,9 @@ pub trait ImportSession: Send {
     async fn get_subject_key(&mut self, subject: &str) -> Result<Option<SubjectKeyRow>>;
     /// `Conflict` when a unique token is taken (see [`Self::insert_records`]); nothing is kept.
     async fn commit(self: Box<Self>) -> Result<()>;
+    /// [`Self::commit`] with `events` appended to the audit chain in the same transaction,
+    /// as [`Store::apply_audited`]: the import is never committed without its events (a
+    /// failure to append is [`StoreError::AuditUnavailable`] and keeps nothing). Returns the
+    /// sequence number of the last event.
+    async fn commit_audited(self: Box<Self>, events: &[AuditEvent]) -> Result<u64>;
 }

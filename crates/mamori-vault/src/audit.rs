@@ -37,7 +37,7 @@ use crate::error::{Result, VaultError};
 use checkpoint::Checkpointer;
 use mamori_core::audit::{AuditEvent, SignedCheckpoint};
 use mamori_core::clock::{Clock, SystemClock};
-use mamori_store::{AuditedChange, Store, StoreError};
+use mamori_store::{AuditedChange, ImportSession, Store, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -71,6 +71,12 @@ enum Msg {
     Append(Pending),
     /// A change and its events, in one transaction of their own.
     Apply(Change),
+    /// Events appended (up to this seq, this many) outside the writer, by a transaction of
+    /// their own: an import's.
+    Appended {
+        seq: u64,
+        events: usize,
+    },
     /// Sign what this process has appended and is not yet covered by a checkpoint.
     Checkpoint(CheckpointReply),
     /// Append a line (a pruning anchor) to the external checkpoint file.
@@ -160,6 +166,30 @@ impl AuditLog {
         wait.await.map_err(|_| stopped())?
     }
 
+    /// Commits a bulk import with its audit events in the import's own transaction (as
+    /// [`ImportSession::commit_audited`]), then lets the writer know of them as of any other
+    /// append. Not through the writer's queue: a SQLite import holds the write lock until it
+    /// commits, so appends queued before it would wait for it while it waited for them.
+    pub async fn commit_import(
+        &self,
+        session: Box<dyn ImportSession>,
+        events: Vec<AuditEvent>,
+    ) -> mamori_store::Result<u64> {
+        let events: &[AuditEvent] = if UNAUDITED_BENCHMARK { &[] } else { &events };
+        let result = session.commit_audited(events).await;
+        match &result {
+            Ok(seq) => {
+                let _ = self.queue.send(Msg::Appended { seq: *seq, events: events.len() }).await;
+            }
+            Err(e @ StoreError::AuditUnavailable(_)) => {
+                tracing::error!(error = %e, "import failed closed: its audit events cannot be written");
+                self.health.lock().unwrap_or_else(|e| e.into_inner()).append_failures += 1;
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
     /// Takes a checkpoint now of what this process appended, if any of it is unsigned.
     /// `Ok(None)`: nothing to sign (no signing key, or everything is covered already).
     pub async fn checkpoint(&self) -> Result<Option<SignedCheckpoint>> {
@@ -247,6 +277,24 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Events this process committed in a transaction of its own (an import): counted,
+    /// announced and offered to the checkpointer as after a batch. The head only moves
+    /// forward: the writer may have appended after them already.
+    async fn appended_elsewhere(&mut self, seq: u64, events: usize) {
+        self.counted(events);
+        self.head.send_if_modified(|head| {
+            let newer = seq > *head;
+            *head = (*head).max(seq);
+            newer
+        });
+        if let Some(cp) = self.checkpointer.as_mut() {
+            cp.appended(seq);
+            let _ = cp.maybe(&*self.store, false).await;
+        }
+    }
+}
+
 async fn writer(mut rx: mpsc::Receiver<Msg>, mut w: Writer) {
     let (store, health) = (w.store.clone(), w.health.clone());
     let period = w.checkpointer.as_ref().map(Checkpointer::tick_period).unwrap_or(std::time::Duration::from_secs(3600));
@@ -269,6 +317,10 @@ async fn writer(mut rx: mpsc::Receiver<Msg>, mut w: Writer) {
             Msg::Append(p) => p,
             Msg::Apply(c) => {
                 w.apply(c).await;
+                continue;
+            }
+            Msg::Appended { seq, events } => {
+                w.appended_elsewhere(seq, events).await;
                 continue;
             }
             control => {
@@ -311,6 +363,7 @@ async fn writer(mut rx: mpsc::Receiver<Msg>, mut w: Writer) {
         for control in deferred {
             match control {
                 Msg::Apply(c) => w.apply(c).await,
+                Msg::Appended { seq, events } => w.appended_elsewhere(seq, events).await,
                 control => control_message(control, &*store, &mut w.checkpointer).await,
             }
         }
@@ -319,7 +372,9 @@ async fn writer(mut rx: mpsc::Receiver<Msg>, mut w: Writer) {
 
 async fn control_message(msg: Msg, store: &dyn Store, checkpointer: &mut Option<Checkpointer>) {
     match msg {
-        Msg::Append(_) | Msg::Apply(_) => unreachable!("appends and changes are the writer's own"),
+        Msg::Append(_) | Msg::Apply(_) | Msg::Appended { .. } => {
+            unreachable!("appends and changes are the writer's own")
+        }
         Msg::Checkpoint(reply) => {
             let result = match checkpointer.as_mut() {
                 Some(c) => c.maybe(store, true).await,

@@ -23,7 +23,7 @@ use crate::keys::CollectionState;
 use crate::records::{Owner, Values, seal_record};
 use crate::{Principal, Vault};
 use mamori_core::access::Action;
-use mamori_core::audit::Outcome;
+use mamori_core::audit::{AuditEvent, Outcome};
 use mamori_core::ids::{RecordId, SubjectId};
 use mamori_core::normalize::blind_index_form;
 use mamori_core::schema::FieldDef;
@@ -443,13 +443,12 @@ impl Vault {
 
         let department = p.department.clone().unwrap_or_default();
         let writable = self.writable_in(p, &state, &department).await?;
-        let outcome = self.import_in_transaction(&state, p.department.clone(), writable, source, progress).await;
         let mut e = self.event(p, "records.import", Outcome::Success);
         e.collection = Some(collection.to_owned());
+        let outcome =
+            self.import_in_transaction(&state, p.department.clone(), writable, source, progress, e.clone()).await;
         match outcome {
             Ok(Produced { rows, created }) => {
-                e.rows = Some(rows);
-                self.audit.record(vec![e]).await?;
                 let seconds = started.elapsed().as_secs_f64();
                 Ok(ImportReport {
                     collection: collection.to_owned(),
@@ -477,6 +476,7 @@ impl Vault {
         writable: HashSet<String>,
         source: Arc<dyn CsvSource>,
         progress: ProgressFn,
+        mut done: AuditEvent,
     ) -> Result<Produced> {
         let mut session = self.store.begin_import(state.row.id).await?;
         // Checked inside the import: with SQLite the write lock is held from here on.
@@ -538,7 +538,9 @@ impl Vault {
         if written != produced.rows {
             return Err(VaultError::Internal(format!("import wrote {written} of {} rows", produced.rows)));
         }
-        session.commit().await?;
+        // The rows are there with the event that says so, or neither (000-8-access-7).
+        (done.at, done.rows) = (self.clock.now(), Some(produced.rows));
+        self.audit.commit_import(session, vec![done]).await?;
         Ok(produced)
     }
 

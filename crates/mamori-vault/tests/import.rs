@@ -196,3 +196,31 @@ async fn an_import_fills_only_fields_the_importer_can_see() {
     let report = f.vault.import_csv(&clerk, "customers", source(ordinary), std::sync::Arc::new(|_| {})).await.unwrap();
     assert_eq!(report.rows, 1);
 }
+
+/// The rows and the `records.import` event that counts them are one transaction: when the
+/// event cannot be written, nothing is imported (000-8-access-7), and the log is as before.
+#[tokio::test]
+async fn an_import_whose_event_cannot_be_written_keeps_nothing() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    let db = rusqlite::Connection::open(f.db_path()).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER no_import_event BEFORE INSERT ON audit_events
+         WHEN json_extract(NEW.event_json, '$.action') = 'records.import'
+         BEGIN SELECT RAISE(ABORT, 'full'); END;",
+    )
+    .unwrap();
+    let failures = f.vault.audit_health().append_failures;
+    let err = f.import(&manager, &people_csv(20, 3)).await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    assert_eq!(f.vault.audit_health().append_failures, failures + 2, "the import and its failure record");
+    db.execute_batch("DROP TRIGGER no_import_event").unwrap();
+    assert_eq!(f.vault.collection_info(&manager, "customers").await.unwrap().records, 0, "nothing imported");
+
+    let report = f.import(&manager, &people_csv(20, 3)).await.unwrap();
+    assert_eq!(report.rows, 20);
+    let head = mamori_vault::audit_head_seq(&**f.store()).await.unwrap();
+    let event = f.store().read_audit(head.saturating_sub(3), 10).await.unwrap();
+    let done = event.iter().rev().find(|r| r.event_json.contains("\"records.import\"")).unwrap();
+    assert!(done.event_json.contains("\"rows\":20"), "{}", done.event_json);
+}

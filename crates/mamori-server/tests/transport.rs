@@ -434,6 +434,8 @@ fn eleventh_rapid_login_from_one_source_is_throttled_and_another_source_is_not()
         .collect();
     assert_eq!(throttled.len(), 1, "{throttled:?}");
     assert_eq!((throttled[0].actor.as_str(), throttled[0].source.as_deref()), ("anonymous", Some("127.0.0.1")));
+    let reason = throttled[0].reason.as_deref().unwrap_or_default();
+    assert!(reason.ends_with(&format!("this one to POST {path})")), "which form was refused: {reason}");
 }
 
 /// Behind a reverse proxy on the same host every connection comes from 127.0.0.1, inside the

@@ -169,7 +169,7 @@ impl SqliteStore {
     /// index to hold something else, gets `false`, and verification compares every event's
     /// columns again. (Index pages edited in place are not seen here: `PRAGMA
     /// integrity_check` finds those.)
-    pub(crate) async fn generated_audit_columns(&self) -> Result<bool> {
+    pub(crate) async fn generated_audit_columns(&self) -> Result<AuditColumnSource> {
         let expected = crate::migrate::audit_events_schema();
         self.read(move |c| {
             let mut live: Vec<String> = c
@@ -182,7 +182,10 @@ impl SqliteStore {
             live.sort_unstable();
             // The table and its six indexes: a reading of the migration that found fewer
             // statements must not let a smaller schema pass.
-            Ok(expected.len() == 7 && live == expected)
+            Ok(match expected.len() == 7 && live == expected {
+                true => AuditColumnSource::Generated,
+                false => AuditColumnSource::Altered,
+            })
         })
         .await
     }

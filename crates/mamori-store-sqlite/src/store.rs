@@ -997,7 +997,7 @@ impl Store for SqliteStore {
         self.scan(from, limit, columns, visit).await
     }
 
-    async fn audit_columns_generated(&self) -> Result<bool> {
+    async fn audit_column_source(&self) -> Result<AuditColumnSource> {
         self.generated_audit_columns().await
     }
 

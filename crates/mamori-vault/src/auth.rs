@@ -910,12 +910,19 @@ impl Vault {
 
     /// Records an authentication attempt that the server's per-source throttle refused before
     /// looking at it (no account, no password): a failed login of nobody in particular, with
-    /// how many attempts from `source` were refused since the previous such record.
-    pub async fn record_throttled_login(&self, source: Option<String>, refused: u64) -> Result<()> {
+    /// how many attempts from `source` were refused since the previous such record. The
+    /// throttle is shared by every form that checks a password or a code (login, password
+    /// change, second factor), so the event is an `auth.login` failure, where the failed
+    /// login queries look (001-20-tech-1-5), and `attempted` (a method and path, no values)
+    /// says which form the refused attempt was sent to.
+    pub async fn record_throttled_login(&self, source: Option<String>, refused: u64, attempted: &str) -> Result<()> {
         let mut e = AuditEvent::new(self.clock.now(), "anonymous", "auth.login", Outcome::Failure);
         e.source = source;
-        e.reason =
-            Some(format!("throttled: too many attempts from this source ({refused} refused since the last record)"));
+        let attempted: String = attempted.chars().filter(|c| !c.is_control()).take(200).collect();
+        e.reason = Some(format!(
+            "throttled: too many attempts from this source ({refused} refused since the last record; this one to \
+             {attempted})"
+        ));
         self.audit.record(vec![e]).await?;
         Ok(())
     }

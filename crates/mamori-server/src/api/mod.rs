@@ -154,7 +154,11 @@ impl FromRequestParts<AppState> for Attempt {
                 if let Some(refused) = record
                     && let Err(e) = state
                         .vault
-                        .record_throttled_login(peer_ip(parts, state).map(|ip| ip.to_string()), refused)
+                        .record_throttled_login(
+                            peer_ip(parts, state).map(|ip| ip.to_string()),
+                            refused,
+                            &format!("{} {}", parts.method, parts.uri.path()),
+                        )
                         .await
                 {
                     return Err(ApiError::from(e).into_response());

@@ -70,7 +70,10 @@ pub(crate) async fn throttled(state: &AppState, parts: &Parts, lang: Lang) -> Op
     let ip = peer_ip(parts, state).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let Verdict::Refuse { retry_after, record } = state.throttle.check(ip, Instant::now()) else { return None };
     if let Some(refused) = record
-        && let Err(e) = state.vault.record_throttled_login(Some(ip.to_string()), refused).await
+        && let Err(e) = state
+            .vault
+            .record_throttled_login(Some(ip.to_string()), refused, &format!("{} {}", parts.method, parts.uri.path()))
+            .await
     {
         return Some(error_page(lang, e));
     }

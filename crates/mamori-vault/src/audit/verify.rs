@@ -19,7 +19,7 @@ use crate::AUDIT_PUBLIC_KEY;
 use crate::error::{Result, VaultError};
 use mamori_core::audit::{AuditEvent, CheckpointKind, GENESIS_HASH, SignedCheckpoint, chain_hash};
 use mamori_crypto::AuditVerifyingKey;
-use mamori_store::{AuditRow, Store};
+use mamori_store::{AuditColumnSource, AuditRow, Store};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -330,7 +330,18 @@ pub async fn verify_chain(
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) * 3;
     // The semaphore is never closed, so this cannot fail; the permit is held to the end.
     let _one_at_a_time = PARALLEL_VERIFICATION.acquire().await;
-    let columns = if store.audit_columns_generated().await? { Columns::Generated } else { Columns::Compared };
+    let source = store.audit_column_source().await?;
+    let columns = if source == AuditColumnSource::Generated { Columns::Generated } else { Columns::Compared };
+    if source == AuditColumnSource::Altered {
+        // Not tampering with events as such (those are still checked, column by column), but
+        // nothing mamori does changes the table's definition: someone with write access to
+        // the database file did.
+        w.warnings.push(
+            "the audit table's definition is not the one mamori's migrations made (an index, trigger or \
+             column definition was changed outside mamori): every event's indexed columns were compared"
+                .into(),
+        );
+    }
     let VerifiedPrefix { mut next, mut prev, mut prev_prev } =
         verified_prefix(store, first_seq, prev, Arc::new(signed), columns, workers, progress)
             .await

@@ -118,8 +118,10 @@ impl PostgresStore {
     /// The audit table is locked last, after the change's own row locks, so that appenders
     /// wait for it only as long as the commit. Changes go through the one audit writer of the
     /// process, so a row lock held elsewhere (an import that has not committed) must not
-    /// stall it: a change that waits longer than `CHANGE_LOCK_TIMEOUT` for a lock fails as
-    /// `Unavailable` instead, and nothing is committed.
+    /// stall it: a step that waits longer than `CHANGE_LOCK_TIMEOUT` for a lock fails as
+    /// `Unavailable` instead, and nothing is committed. The audit table's own lock is then
+    /// waited for as every append waits for it (a prune or another instance's commit holds
+    /// it briefly): timing out there would fail changes as if the log were down.
     pub(crate) async fn apply_audited_change(&self, change: &[AuditedChange], events: &[AuditEvent]) -> Result<u64> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
@@ -127,6 +129,7 @@ impl PostgresStore {
         for step in change {
             crate::changes::apply_in(&tx, step).await?;
         }
+        tx.batch_execute("SET LOCAL lock_timeout = 0").await.map_err(pg)?;
         let seq = append_in(&tx, events).await.map_err(|e| StoreError::AuditUnavailable(e.to_string()))?;
         tx.commit().await.map_err(pg)?;
         Ok(seq)

@@ -11,11 +11,11 @@ pub enum StoreError {
     /// The database could not be reached or is locked; the operation did not happen.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
-    /// Stored data does not have the shape this version expects.
     /// The audit events of a change could not be appended, so the change was not committed
     /// either (fail closed).
     #[error("the audit trail cannot be written: {0}")]
     AuditUnavailable(String),
+    /// Stored data does not have the shape this version expects.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("storage error: {0}")]

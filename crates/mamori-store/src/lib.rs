@@ -275,7 +275,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// 002-S-11-b, 004-V-1-23). Errors as the steps' own methods (the first failing step
     /// undoes the whole change), except that deleting a record that is not there is
     /// `NotFound`, and a failure to append is [`StoreError::AuditUnavailable`]. Returns the
-    /// sequence number of the last event (with no events: the head's, and nothing is locked).
+    /// sequence number of the last event (with no events: the head's).
     async fn apply_audited(&self, change: &[AuditedChange], events: &[AuditEvent]) -> Result<u64>;
     async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>>;
     /// Up to `limit` ids of one data subject's records in a collection, in id order.

@@ -189,7 +189,7 @@ impl Vault {
             ReviewDecision::Confirm => format!("user:{id} confirmed"),
             ReviewDecision::Revoke => format!("user:{id} revoked: disabled, its sessions ended"),
         });
-        self.change_account(change, e).await?;
+        self.protect_account(change, e).await?;
         let reviewed = self.store.get_user(&user.id).await?.ok_or(VaultError::NotFound("user"))?;
         crate::auth::summary(reviewed, now)
     }

@@ -212,14 +212,21 @@ impl Vault {
             decided_by: None,
             decided_at: None,
         };
-        // The number is chosen here so that the event can name it; a proposal racing for the
-        // same number gets a conflict and nothing is stored.
-        let version = self.store.list_policy_versions().await?.last().map_or(0, |v| v.version) + 1;
-        let row = PolicyVersionRow { version, ..row };
-        let mut e = self.event(p, "policy.propose", Outcome::Success);
-        e.reason = Some(format!("version {version} proposed against {base}"));
-        self.audit.apply(vec![AuditedChange::AddPolicyVersion(Box::new(row.clone()))], vec![e]).await?;
-        Ok(self.version_info(&row, base))
+        // The number is chosen here so that the event can name it. A proposal racing for the
+        // same number (another administrator, another instance) stores nothing and takes the
+        // next one.
+        for _ in 0..5 {
+            let version = self.store.list_policy_versions().await?.last().map_or(0, |v| v.version) + 1;
+            let row = PolicyVersionRow { version, ..row.clone() };
+            let mut e = self.event(p, "policy.propose", Outcome::Success);
+            e.reason = Some(format!("version {version} proposed against {base}"));
+            match self.audit.apply(vec![AuditedChange::AddPolicyVersion(Box::new(row.clone()))], vec![e]).await {
+                Err(StoreError::Conflict(_)) => continue,
+                other => other?,
+            };
+            return Ok(self.version_info(&row, base));
+        }
+        Err(VaultError::Conflict("other versions are being proposed at the same moment; propose again".into()))
     }
 
     /// Approves (puts into force) or rejects a proposed version: a second administrator,

@@ -590,7 +590,7 @@ impl Vault {
         };
         let mut e = self.event(p, if disabled { "user.disable" } else { "user.enable" }, Outcome::Success);
         e.reason = Some(format!("user:{}", user.id));
-        self.change_account(change, e).await
+        self.protect_account(change, e).await
     }
 
     /// Lifts a lockout.
@@ -895,7 +895,7 @@ impl Vault {
         e.reason = Some(format!("user:{id} {reason}"));
         let change =
             vec![AuditedChange::SetUserDisabled { id, disabled: true }, AuditedChange::DeleteUserSessions { id }];
-        self.change_account(change, e).await
+        self.protect_account(change, e).await
     }
 
     /// Commits a change to accounts with its audit event, in one transaction (004-V-1-23:
@@ -905,6 +905,34 @@ impl Vault {
             Ok(_) => Ok(()),
             Err(StoreError::NotFound) => Err(VaultError::NotFound("user")),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// As [`Vault::change_account`], for a change that protects: one that disables an account
+    /// or ends its sessions. When its event cannot be written, the protective steps are made
+    /// anyway, on their own, and the caller still gets `AuditUnavailable`: a log that is down
+    /// must not keep open an account someone is closing (a locked-out account's sessions, a
+    /// revoked or expired account). The account's state then shows what was done.
+    pub(crate) async fn protect_account(&self, change: Vec<AuditedChange>, event: AuditEvent) -> Result<()> {
+        let protective: Vec<AuditedChange> = change
+            .iter()
+            .filter(|step| {
+                matches!(
+                    step,
+                    AuditedChange::SetUserDisabled { disabled: true, .. } | AuditedChange::DeleteUserSessions { .. }
+                )
+            })
+            .cloned()
+            .collect();
+        match self.change_account(change, event).await {
+            Err(VaultError::AuditUnavailable(m)) if !protective.is_empty() => {
+                tracing::error!(steps = ?protective, "audit trail down: protective account change made without its event");
+                if let Err(e) = self.store.apply_audited(&protective, &[]).await {
+                    tracing::error!(error = %e, "protective account change failed too");
+                }
+                Err(VaultError::AuditUnavailable(m))
+            }
+            other => other,
         }
     }
 
@@ -1009,7 +1037,7 @@ impl Vault {
             if self.count_failure(&user, now).await? {
                 let mut e = self.event(p, "auth.password_change", Outcome::Failure);
                 e.reason = Some("wrong current password; account locked, its sessions ended".into());
-                self.change_account(vec![AuditedChange::DeleteUserSessions { id }], e).await?;
+                self.protect_account(vec![AuditedChange::DeleteUserSessions { id }], e).await?;
                 return Err(VaultError::Unauthenticated);
             }
             return refuse("wrong current password").await;

@@ -460,8 +460,7 @@ impl Vault {
             }
             Err(err) => {
                 // A rejected file is recorded too: it may have been a probe for existing values.
-                e.outcome = Outcome::Failure;
-                e.rows = Some(0);
+                (e.at, e.outcome, e.rows) = (self.clock.now(), Outcome::Failure, Some(0));
                 e.reason = Some(err.to_string());
                 self.audit.record(vec![e]).await?;
                 Err(err)

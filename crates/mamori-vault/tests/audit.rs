@@ -361,6 +361,7 @@ async fn unwritable_audit_store_fails_closed_and_a_failing_checkpoint_file_does_
     let (f, file, _) = busy().await;
     let (manager, _) = f.user("mgr2", Role::Manager).await;
     let (ops, _) = f.user("ops", Role::SystemAdmin).await;
+    let (_, clerk_token) = f.user("clerk", Role::Staff).await;
     let (_, policy_text) = f.vault.policy_version(&ops, None).await.unwrap();
     let id =
         f.vault.create_record(&manager, "customers", None, &[("name".to_owned(), "試験 太郎".to_owned())].into()).await;
@@ -394,12 +395,21 @@ async fn unwritable_audit_store_fails_closed_and_a_failing_checkpoint_file_does_
     let err = f.vault.delete_record(&manager, "customers", &id).await.unwrap_err();
     assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
     assert_eq!(f.vault.audit_health().append_failures, failures + 3);
-    // So are administrators' changes to accounts (004-V-1-23): the account keeps working.
-    let staff = f.store().get_user_by_login("mgr2").await.unwrap().unwrap();
-    let err = f.vault.set_user_disabled(&f.admin, "mgr2", true).await.unwrap_err();
+    // So are administrators' changes to accounts (004-V-1-23): a locked account stays locked.
+    let clerk = f.store().get_user_by_login("clerk").await.unwrap().unwrap();
+    let now = SystemClock.now();
+    f.store().record_login_failure(&clerk.id, now, 1, now + time::Duration::hours(1)).await.unwrap();
+    let err = f.vault.unlock_user(&f.admin, "clerk").await.unwrap_err();
     assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
-    let err = f.vault.unlock_user(&f.admin, "mgr2").await.unwrap_err();
+    assert!(f.store().get_user(&clerk.id).await.unwrap().unwrap().locked_until.is_some(), "still locked");
+    // Except what protects: a disable is made even so (and still answered 503), with the
+    // account's sessions ended, rather than leaving open an account someone is closing.
+    assert!(!f.store().list_user_sessions(&clerk.id).await.unwrap().is_empty());
+    let err = f.vault.set_user_disabled(&f.admin, "clerk", true).await.unwrap_err();
     assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    assert!(f.store().get_user(&clerk.id).await.unwrap().unwrap().disabled);
+    assert!(f.store().list_user_sessions(&clerk.id).await.unwrap().is_empty());
+    assert!(f.vault.authenticate(&clerk_token, None).await.is_err());
     let new = NewUser::new("mgr3", "試験 三郎", Role::Manager);
     let err = f.vault.create_user(&f.admin, new).await.unwrap_err();
     assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
@@ -416,7 +426,6 @@ async fn unwritable_audit_store_fails_closed_and_a_failing_checkpoint_file_does_
     assert_eq!(f.store().list_policy_versions().await.unwrap().len(), 1);
     assert!(f.store().list_grants().await.unwrap().is_empty());
     assert_eq!(f.store().get_collection("patients").await.unwrap(), None);
-    assert_eq!(f.store().get_user_by_login("mgr2").await.unwrap().unwrap(), staff, "the account is as it was");
     assert_eq!(f.store().get_user_by_login("mgr3").await.unwrap(), None);
     assert_eq!(f.store().count_records(collection).await.unwrap(), records);
     assert_eq!(mamori_vault::audit_head_seq(&**f.store()).await.unwrap(), head);

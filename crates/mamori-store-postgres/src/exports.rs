@@ -143,6 +143,33 @@ pub(crate) async fn update_export_in<C: GenericClient>(
     Ok(true)
 }
 
+/// Uses up one download of an approved request whose window is open at `entry.at` (and, with
+/// `used_before`, only while exactly that many were used) and adds the ledger line. The
+/// number used now, or `None` when nothing changed.
+pub(crate) async fn take_download_in<C: GenericClient>(
+    tx: &C,
+    id: &str,
+    entry: &LedgerRow,
+    used_before: Option<u32>,
+) -> Result<Option<u32>> {
+    let used_before = used_before.map(|n| n as i32);
+    let Some(row) = query_opt(
+        tx,
+        "UPDATE export_requests SET downloads_used = downloads_used + 1
+         WHERE id = $1 AND status = 'approved' AND downloads_used < downloads_allowed AND download_until > $2
+           AND ($3::integer IS NULL OR downloads_used = $3)
+         RETURNING downloads_used",
+        &[&id, &to_micros(entry.at), &used_before],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let used = get_u32(&row, 0, "downloads used")?;
+    insert_ledger(tx, entry).await?;
+    Ok(Some(used))
+}
+
 impl PostgresStore {
     pub(crate) async fn insert_export(&self, x: &ExportRow, entry: &LedgerRow) -> Result<()> {
         let mut conn = self.conn().await?;
@@ -173,19 +200,7 @@ impl PostgresStore {
     pub(crate) async fn use_export_download(&self, id: &str, entry: &LedgerRow) -> Result<Option<u32>> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        let Some(row) = query_opt(
-            &tx,
-            "UPDATE export_requests SET downloads_used = downloads_used + 1
-             WHERE id = $1 AND status = 'approved' AND downloads_used < downloads_allowed AND download_until > $2
-             RETURNING downloads_used",
-            &[&id, &to_micros(entry.at)],
-        )
-        .await?
-        else {
-            return Ok(None);
-        };
-        let used = get_u32(&row, 0, "downloads used")?;
-        insert_ledger(&tx, entry).await?;
+        let Some(used) = take_download_in(&tx, id, entry, None).await? else { return Ok(None) };
         tx.commit().await.map_err(pg)?;
         Ok(Some(used))
     }

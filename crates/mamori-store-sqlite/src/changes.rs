@@ -104,6 +104,9 @@ pub(crate) fn apply(tx: &Connection, change: &AuditedChange) -> Result<()> {
         CreateExport { export, entry } => exports::insert_export_tx(tx, export, entry),
         ChangeExport { id, change: c, entry } => changed(exports::update_export_tx(tx, id, c, entry)?, change),
         AddLedger(entry) => exports::insert_ledger(tx, entry),
+        TakeExportDownload { id, entry, used_before } => {
+            changed(exports::take_download_tx(tx, id, entry, Some(*used_before))?.is_some(), change)
+        }
     }
 }
 

@@ -151,6 +151,33 @@ pub(crate) fn update_export_tx(tx: &Connection, id: &str, c: &ExportChange, entr
     Ok(n == 1)
 }
 
+/// Uses up one download of an approved request whose window is open at `entry.at` (and, with
+/// `used_before`, only while exactly that many were used) and adds the ledger line. The
+/// number used now, or `None` when nothing changed.
+pub(crate) fn take_download_tx(
+    tx: &Connection,
+    id: &str,
+    entry: &LedgerRow,
+    used_before: Option<u32>,
+) -> Result<Option<u32>> {
+    let n = tx
+        .execute(
+            "UPDATE export_requests SET downloads_used = downloads_used + 1
+             WHERE id = ?1 AND status = 'approved' AND downloads_used < downloads_allowed
+               AND download_until > ?2 AND (?3 IS NULL OR downloads_used = ?3)",
+            params![id, to_micros(entry.at), used_before],
+        )
+        .map_err(map_err)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    insert_ledger(tx, entry)?;
+    let used: u32 = tx
+        .query_row("SELECT downloads_used FROM export_requests WHERE id = ?1", [id], |r| r.get(0))
+        .map_err(map_err)?;
+    Ok(Some(used))
+}
+
 impl SqliteStore {
     pub(crate) async fn insert_export(&self, x: &ExportRow, entry: &LedgerRow) -> Result<()> {
         let (x, entry) = (x.clone(), entry.clone());
@@ -176,25 +203,7 @@ impl SqliteStore {
 
     pub(crate) async fn use_export_download(&self, id: &str, entry: &LedgerRow) -> Result<Option<u32>> {
         let (id, entry) = (id.to_owned(), entry.clone());
-        self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE export_requests SET downloads_used = downloads_used + 1
-                     WHERE id = ?1 AND status = 'approved' AND downloads_used < downloads_allowed
-                       AND download_until > ?2",
-                    params![id, to_micros(entry.at)],
-                )
-                .map_err(map_err)?;
-            if n == 0 {
-                return Ok(None);
-            }
-            insert_ledger(tx, &entry)?;
-            let used: u32 = tx
-                .query_row("SELECT downloads_used FROM export_requests WHERE id = ?1", [&id], |r| r.get(0))
-                .map_err(map_err)?;
-            Ok(Some(used))
-        })
-        .await
+        self.write(move |tx| take_download_tx(tx, &id, &entry, None)).await
     }
 
     pub(crate) async fn insert_shares(&self, shares: &[HeldShare], entries: &[LedgerRow]) -> Result<()> {

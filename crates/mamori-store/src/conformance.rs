@@ -1456,6 +1456,8 @@ pub async fn audited_governance_changes_are_all_or_nothing(store: Arc<dyn Store>
     };
     let request = CreateExport { export: Box::new(export_request("x1", &user)), entry: Box::new(line("request")) };
     assert_eq!(store.apply_audited(&[request], &[event(8)]).await, Ok(8));
+    let take = |used_before| TakeExportDownload { id: "x1".into(), entry: Box::new(line("download")), used_before };
+    conflict(store.apply_audited(&[take(0)], &[event(9)]).await);
     let export_change = |from| ExportChange {
         from,
         to: ExportStatus::Cancelled,
@@ -1476,8 +1478,22 @@ pub async fn audited_governance_changes_are_all_or_nothing(store: Arc<dyn Store>
     assert_eq!(store.get_collection("patients").await.unwrap(), None);
     assert_eq!(store.list_ledger(Some("x1"), None).await.unwrap().len(), 1, "only the request's line");
     assert_eq!(head().await, 8, "no refused change appended anything");
-    assert_eq!(store.apply_audited(&[close(ExportStatus::Pending)], &[event(9)]).await, Ok(9));
+    let mut approved = export_request("x2", &user);
+    (approved.status, approved.download_until) = (ExportStatus::Approved, Some(t(3600)));
+    let entry = Box::new(LedgerRow { export_id: Some("x2".into()), ..line("request") });
+    assert_eq!(store.apply_audited(&[CreateExport { export: Box::new(approved), entry }], &[event(9)]).await, Ok(9));
+    let take = |used_before| TakeExportDownload {
+        id: "x2".into(),
+        entry: Box::new(LedgerRow { export_id: Some("x2".into()), ..line("download") }),
+        used_before,
+    };
+    conflict(store.apply_audited(&[take(1)], &[event(10)]).await);
+    assert_eq!(store.apply_audited(&[take(0)], &[event(10)]).await, Ok(10));
+    conflict(store.apply_audited(&[take(0)], &[event(11)]).await);
+    assert_eq!(store.get_export("x2").await.unwrap().unwrap().downloads_used, 1);
+    assert_eq!(store.list_ledger(Some("x2"), None).await.unwrap().len(), 2);
+    assert_eq!(store.apply_audited(&[close(ExportStatus::Pending)], &[event(11)]).await, Ok(11));
     assert_eq!(store.get_export("x1").await.unwrap().unwrap().status, ExportStatus::Cancelled);
     assert_eq!(store.list_ledger(Some("x1"), None).await.unwrap().len(), 2);
-    assert_eq!(verify_chain(&*store).await, 9);
+    assert_eq!(verify_chain(&*store).await, 11);
 }

@@ -105,6 +105,13 @@ pub enum AuditedChange {
         entry: Box<LedgerRow>,
     },
     AddLedger(Box<LedgerRow>),
+    /// [`Store::take_export_download`], only while exactly `used_before` downloads were
+    /// used; `Conflict` when no download was taken.
+    TakeExportDownload {
+        id: String,
+        entry: Box<LedgerRow>,
+        used_before: u32,
+    },
 }
 
 /// Names the step and its ids only: a user row holds a name and a password hash.
@@ -146,6 +153,9 @@ impl std::fmt::Debug for AuditedChange {
                 f.debug_struct("ChangeExport").field("id", id).field("to", &change.to.as_str()).finish()
             }
             AddLedger(entry) => f.debug_struct("AddLedger").field("kind", &entry.kind).finish(),
+            TakeExportDownload { id, used_before, .. } => {
+                f.debug_struct("TakeExportDownload").field("id", id).field("used_before", used_before).finish()
+            }
             DecideGrant { id, change } => {
                 f.debug_struct("DecideGrant").field("id", id).field("to", &change.to.as_str()).finish()
             }

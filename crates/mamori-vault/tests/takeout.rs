@@ -591,3 +591,35 @@ fn request_and_settlement_bodies_refuse_unknown_fields() {
         serde_json::from_value::<Settlement>(serde_json::json!({"kind": "dispose", "method": "m", "by": "x"})).is_err()
     );
 }
+
+/// A download is counted, entered in the ledger and audited (its reads and itself) in one
+/// transaction: when the audit trail cannot be written, no file is handed over, no download
+/// is spent and the ledger shows none (000-8-access-7; the ledger and the log never disagree).
+#[tokio::test]
+async fn a_download_whose_events_cannot_be_written_is_not_counted() {
+    let o = office(TakeoutSettings::default(), 3).await;
+    let x =
+        o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
+    o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
+    let db = rusqlite::Connection::open(o.f.db_path()).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER no_download BEFORE INSERT ON audit_events
+         WHEN json_extract(NEW.event_json, '$.action') = 'export.download'
+         BEGIN SELECT RAISE(ABORT, 'full'); END;",
+    )
+    .unwrap();
+    let reads = events(&o.f, "record.read").await.len();
+    let err = o.f.vault.download_export(&o.requester, &x.id).await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    db.execute_batch("DROP TRIGGER no_download").unwrap();
+    assert_eq!(o.f.vault.get_export(&o.requester, &x.id).await.unwrap().downloads_used, 0);
+    let kinds: Vec<String> =
+        o.f.vault.takeout_ledger(&o.requester, Some(&x.id)).await.unwrap().into_iter().map(|l| l.kind).collect();
+    assert_eq!(kinds, ["request", "approve"]);
+    assert_eq!(events(&o.f, "record.read").await.len(), reads, "the reads went with the download");
+
+    o.f.vault.download_export(&o.requester, &x.id).await.unwrap();
+    let done = events(&o.f, "export.download").await.pop().unwrap();
+    assert!(done.note.as_deref().unwrap_or_default().contains("download 1 of"), "{done:?}");
+    assert_eq!(o.f.vault.get_export(&o.requester, &x.id).await.unwrap().downloads_used, 1);
+}

@@ -11,7 +11,7 @@ use mamori_core::audit::{AuditEvent, Outcome};
 use mamori_core::ids::RecordId;
 use mamori_core::normalize::blind_index_form;
 use mamori_export::{SecretPassword, Table};
-use mamori_store::{ExportRow, ExportStatus};
+use mamori_store::{AuditedChange, ExportRow, ExportStatus, StoreError};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -306,10 +306,12 @@ impl Vault {
             "withheld": withheld, "files": handed.iter().map(|f| serde_json::json!({
                 "name": f.name, "bytes": f.bytes.len(), "sha256": hex_digest(&f.bytes) })).collect::<Vec<_>>(),
         });
-        let line = self.ledger_line(p, Some(id), "download", rows, detail);
-        let Some(download) = self.store.take_export_download(id, &line).await? else {
-            return Err(self.refuse_download(p, &row, format!("export {id} has no download left")).await);
-        };
+        let line = Box::new(self.ledger_line(p, Some(id), "download", rows, detail));
+        // Taken only while as many downloads are used as when the request was read, so that
+        // the event can say which download this is; a concurrent download of the same
+        // request moves the count on, and this one is numbered again.
+        let mut used_before = row.downloads_used;
+        let mut steps = vec![AuditedChange::TakeExportDownload { id: id.to_owned(), entry: line, used_before }];
         if let Protection::Split { threshold, shares, .. } = &spec.protection
             && custodians.is_none()
         {
@@ -318,7 +320,7 @@ impl Vault {
                     "share": i + 1, "of": shares, "threshold": threshold, "name": f.name, "sha256": hex_digest(&f.bytes),
                     "encrypted": true, "restores_alone": false,
                 });
-                self.store.add_ledger(&self.ledger_line(p, Some(id), "share", 0, detail)).await?;
+                steps.push(AuditedChange::AddLedger(Box::new(self.ledger_line(p, Some(id), "share", 0, detail))));
             }
         }
         let mut e = self.event(p, "export.download", Outcome::Success);
@@ -334,21 +336,41 @@ impl Vault {
                 format!("; shares held for {}", to.join(", "))
             }
         };
-        e.note = Some(format!(
-            "export {id}, download {download} of {}, {}{}{custody}",
-            row.downloads_allowed,
-            if encrypted { "encrypted: " } else { "UNENCRYPTED: " },
-            method
-        ));
         if withheld > 0 {
             e.reason = Some(format!("{withheld} records withheld by policy"));
         }
-        // The reads first, the download last: a failure part-way leaves no success event
-        // for a file that was never handed over. Durable before the file leaves (fail closed).
+        // The reads, the download event, the download counted and its ledger lines: one
+        // transaction, durable before the file leaves (fail closed). The ledger never shows a
+        // download whose file was not handed over, nor the log one the ledger does not count.
         events.push(e);
-        for chunk in events.chunks(10_000) {
-            self.audit.record(chunk.to_vec()).await?;
+        loop {
+            let Some(AuditEvent { note, .. }) = events.last_mut() else { unreachable!("the download event") };
+            *note = Some(format!(
+                "export {id}, download {} of {}, {}{}{custody}",
+                used_before + 1,
+                row.downloads_allowed,
+                if encrypted { "encrypted: " } else { "UNENCRYPTED: " },
+                method
+            ));
+            if let Some(AuditedChange::TakeExportDownload { used_before: step, .. }) = steps.first_mut() {
+                *step = used_before;
+            }
+            match self.audit.apply(steps.clone(), events.clone()).await {
+                Err(StoreError::Conflict(_)) => {
+                    let now = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
+                    if now.downloads_used == used_before || now.downloads_used >= now.downloads_allowed {
+                        let why = format!("export {id} has no download left");
+                        return Err(self.refuse_download(p, &row, why).await);
+                    }
+                    used_before = now.downloads_used;
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
         }
+        let download = used_before + 1;
         // Only now, with every read and the download durable in the audit log, do the shares
         // become fetchable (fail closed: if this fails, nothing is held and, downloads
         // permitting, the requester may try again).

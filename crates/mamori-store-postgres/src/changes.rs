@@ -116,6 +116,10 @@ pub(crate) async fn apply_in<C: GenericClient>(tx: &C, change: &AuditedChange) -
         CreateExport { export, entry } => exports::insert_export_in(tx, export, entry).await,
         ChangeExport { id, change: c, entry } => changed(exports::update_export_in(tx, id, c, entry).await?, change),
         AddLedger(entry) => exports::insert_ledger(tx, entry).await,
+        EraseSubject { subject, certificate, expected } => {
+            let counts = crate::records::erase_in(tx, subject, certificate).await?;
+            changed(counts == *expected, change)
+        }
         TakeExportDownload { id, entry, used_before } => {
             changed(exports::take_download_in(tx, id, entry, Some(*used_before)).await?.is_some(), change)
         }

@@ -185,6 +185,56 @@ pub(crate) async fn delete_record_in<C: GenericClient>(tx: &C, collection_id: i6
     Ok(true)
 }
 
+/// See [`mamori_store::Store::erase_subject`], inside the caller's transaction.
+pub(crate) async fn erase_in<C: GenericClient>(
+    tx: &C,
+    subject: &str,
+    cert: &ErasureCertificateRow,
+) -> Result<ErasureCounts> {
+    // Keys first: this waits for writers holding a subject key FOR SHARE, so the records
+    // they commit are visible to the DELETE below (a new snapshot per statement).
+    let keys_destroyed = execute(tx, "DELETE FROM subject_keys WHERE subject = $1", &[&subject]).await?;
+    let deleted =
+        query(tx, "DELETE FROM records WHERE subject = $1 RETURNING collection_id, id, tokens", &[&subject]).await?;
+    // The index entries of every deleted record, flattened into parallel arrays so that one
+    // statement removes them all through the primary key of blind_index.
+    let (mut collections, mut tokens, mut ids) = (Vec::<i64>::new(), Vec::<Vec<u8>>::new(), Vec::<Uuid>::new());
+    for row in &deleted {
+        let (collection_id, id): (i64, Uuid) = (get(row, 0)?, get(row, 1)?);
+        for t in decode_tokens(get(row, 2)?)? {
+            collections.push(collection_id);
+            tokens.push(t.token);
+            ids.push(id);
+        }
+    }
+    if !tokens.is_empty() {
+        execute(
+            tx,
+            "DELETE FROM blind_index b USING unnest($1::int8[], $2::bytea[], $3::uuid[]) AS d(collection_id, token, record_id)
+             WHERE b.collection_id = d.collection_id AND b.token = d.token AND b.record_id = d.record_id",
+            &[&collections, &tokens, &ids],
+        )
+        .await?;
+    }
+    let records_deleted = deleted.len() as u64;
+    // The counts come from this transaction, whatever the caller put in the certificate.
+    execute(
+        tx,
+        "INSERT INTO erasure_certificates (id, subject, erased_at, body_json, keys_destroyed, records_deleted)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &cert.id,
+            &cert.subject,
+            &to_micros(cert.erased_at),
+            &cert.body_json,
+            &db::stored_count(keys_destroyed)?,
+            &db::stored_count(records_deleted)?,
+        ],
+    )
+    .await?;
+    Ok(ErasureCounts { keys_destroyed, records_deleted })
+}
+
 impl PostgresStore {
     pub(crate) async fn insert_record_row(&self, r: &RecordRow) -> Result<()> {
         let mut conn = self.conn().await?;
@@ -291,50 +341,9 @@ impl PostgresStore {
     pub(crate) async fn erase(&self, subject: &str, cert: &ErasureCertificateRow) -> Result<ErasureCounts> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        // Keys first: this waits for writers holding a subject key FOR SHARE, so the records
-        // they commit are visible to the DELETE below (a new snapshot per statement).
-        let keys_destroyed = execute(&tx, "DELETE FROM subject_keys WHERE subject = $1", &[&subject]).await?;
-        let deleted =
-            query(&tx, "DELETE FROM records WHERE subject = $1 RETURNING collection_id, id, tokens", &[&subject])
-                .await?;
-        // The index entries of every deleted record, flattened into parallel arrays so that one
-        // statement removes them all through the primary key of blind_index.
-        let (mut collections, mut tokens, mut ids) = (Vec::<i64>::new(), Vec::<Vec<u8>>::new(), Vec::<Uuid>::new());
-        for row in &deleted {
-            let (collection_id, id): (i64, Uuid) = (get(row, 0)?, get(row, 1)?);
-            for t in decode_tokens(get(row, 2)?)? {
-                collections.push(collection_id);
-                tokens.push(t.token);
-                ids.push(id);
-            }
-        }
-        if !tokens.is_empty() {
-            execute(
-                &tx,
-                "DELETE FROM blind_index b USING unnest($1::int8[], $2::bytea[], $3::uuid[]) AS d(collection_id, token, record_id)
-                 WHERE b.collection_id = d.collection_id AND b.token = d.token AND b.record_id = d.record_id",
-                &[&collections, &tokens, &ids],
-            )
-            .await?;
-        }
-        let records_deleted = deleted.len() as u64;
-        // The counts come from this transaction, whatever the caller put in the certificate.
-        execute(
-            &tx,
-            "INSERT INTO erasure_certificates (id, subject, erased_at, body_json, keys_destroyed, records_deleted)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &cert.id,
-                &cert.subject,
-                &to_micros(cert.erased_at),
-                &cert.body_json,
-                &db::stored_count(keys_destroyed)?,
-                &db::stored_count(records_deleted)?,
-            ],
-        )
-        .await?;
+        let counts = erase_in(&tx, subject, cert).await?;
         tx.commit().await.map_err(pg)?;
-        Ok(ErasureCounts { keys_destroyed, records_deleted })
+        Ok(counts)
     }
 
     pub(crate) async fn list_certificates(&self) -> Result<Vec<ErasureCertificateRow>> {

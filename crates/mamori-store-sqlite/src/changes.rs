@@ -3,7 +3,8 @@
 //! plain methods of the same names run on their own.
 
 use crate::store::{
-    USER_COLUMNS, add_schema_version_tx, create_collection_tx, delete_record_tx, insert_record_tx, update_record_tx,
+    USER_COLUMNS, add_schema_version_tx, create_collection_tx, delete_record_tx, erase_subject_tx, insert_record_tx,
+    update_record_tx,
 };
 use crate::{authz, exports, map_err};
 use mamori_store::{AuditedChange, Result, StoreError, UserRow, to_micros};
@@ -104,6 +105,10 @@ pub(crate) fn apply(tx: &Connection, change: &AuditedChange) -> Result<()> {
         CreateExport { export, entry } => exports::insert_export_tx(tx, export, entry),
         ChangeExport { id, change: c, entry } => changed(exports::update_export_tx(tx, id, c, entry)?, change),
         AddLedger(entry) => exports::insert_ledger(tx, entry),
+        EraseSubject { subject, certificate, expected } => {
+            let counts = erase_subject_tx(tx, subject, certificate)?;
+            changed(counts == *expected, change)
+        }
         TakeExportDownload { id, entry, used_before } => {
             changed(exports::take_download_tx(tx, id, entry, Some(*used_before))?.is_some(), change)
         }

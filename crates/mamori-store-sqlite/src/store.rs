@@ -18,6 +18,40 @@ fn collection_from_row(r: &Row<'_>) -> rusqlite::Result<CollectionRow> {
 }
 const COLLECTION_COLUMNS: &str = "id, name, schema_version, kek_version, wrapped_index_key, created_at";
 
+/// See [`Store::erase_subject`]: records, index entries and keys of the subject in every
+/// collection, and the certificate with the counts of this transaction.
+pub(crate) fn erase_subject_tx(tx: &Connection, subject: &str, cert: &ErasureCertificateRow) -> Result<ErasureCounts> {
+    let ids: Vec<(i64, Vec<u8>)> = {
+        let mut stmt = tx.prepare("SELECT collection_id, id FROM records WHERE subject = ?1").map_err(map_err)?;
+        stmt.query_map([subject], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(map_err)?
+    };
+    let mut counts = ErasureCounts::default();
+    for (collection_id, id) in ids {
+        if delete_record_tx(tx, collection_id, &record_id(id)?)? {
+            counts.records_deleted += 1;
+        }
+    }
+    counts.keys_destroyed =
+        tx.execute("DELETE FROM subject_keys WHERE subject = ?1", [subject]).map_err(map_err)? as u64;
+    tx.execute(
+        "INSERT INTO erasure_certificates (id, subject, erased_at, body_json, keys_destroyed, records_deleted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            cert.id,
+            cert.subject,
+            to_micros(cert.erased_at),
+            cert.body_json,
+            counts.keys_destroyed as i64,
+            counts.records_deleted as i64
+        ],
+    )
+    .map_err(map_err)?;
+    Ok(counts)
+}
+
 pub(crate) fn create_collection_tx(tx: &Connection, new: &NewCollection) -> Result<CollectionRow> {
     tx.execute(
         "INSERT INTO collections (name, schema_version, kek_version, wrapped_index_key, created_at)
@@ -294,6 +328,32 @@ fn session_by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<SessionRow>
 }
 
 impl SqliteStore {
+    /// The WAL still holds the old pages with the wrapped keys of an erased subject until a
+    /// checkpoint; fold it into the (secure-deleted) main file now so the destroyed key is gone
+    /// from disk.
+    pub(crate) async fn fold_wal_after_erasure(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            // Readers in other processes can hold the checkpoint back; retry briefly, then say so.
+            for attempt in 0..50 {
+                let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(map_err)?;
+                if busy == 0 {
+                    return Ok(());
+                }
+                if attempt == 49 {
+                    tracing::warn!(
+                        "WAL checkpoint after erasure stayed busy; old pages leave the WAL at the next checkpoint"
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
     /// One step of a change, in a transaction of its own.
     async fn change(&self, change: AuditedChange) -> Result<()> {
         self.write(move |tx| crate::changes::apply(tx, &change)).await
@@ -569,15 +629,21 @@ impl Store for SqliteStore {
     }
 
     async fn apply_audited(&self, change: &[AuditedChange], events: &[AuditEvent]) -> Result<u64> {
+        let erases = change.iter().any(|step| matches!(step, AuditedChange::EraseSubject { .. }));
         let change = change.to_vec();
         let events = crate::audit::canonical(events);
-        self.write(move |tx| {
-            for step in &change {
-                crate::changes::apply(tx, step)?;
-            }
-            crate::audit::append_tx(tx, &events).map_err(|e| StoreError::AuditUnavailable(e.to_string()))
-        })
-        .await
+        let seq = self
+            .write(move |tx| {
+                for step in &change {
+                    crate::changes::apply(tx, step)?;
+                }
+                crate::audit::append_tx(tx, &events).map_err(|e| StoreError::AuditUnavailable(e.to_string()))
+            })
+            .await?;
+        if erases {
+            self.fold_wal_after_erasure().await?;
+        }
+        Ok(seq)
     }
 
     async fn find_by_token(&self, collection_id: i64, token: &[u8], limit: usize) -> Result<Vec<RecordId>> {
@@ -635,62 +701,8 @@ impl Store for SqliteStore {
 
     async fn erase_subject(&self, subject: &str, certificate: &ErasureCertificateRow) -> Result<ErasureCounts> {
         let (subject, cert) = (subject.to_owned(), certificate.clone());
-        let counts = self
-            .write(move |tx| {
-                let ids: Vec<(i64, Vec<u8>)> = {
-                    let mut stmt =
-                        tx.prepare("SELECT collection_id, id FROM records WHERE subject = ?1").map_err(map_err)?;
-                    stmt.query_map([&subject], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .map_err(map_err)?
-                        .collect::<rusqlite::Result<_>>()
-                        .map_err(map_err)?
-                };
-                let mut counts = ErasureCounts::default();
-                for (collection_id, id) in ids {
-                    if delete_record_tx(tx, collection_id, &record_id(id)?)? {
-                        counts.records_deleted += 1;
-                    }
-                }
-                counts.keys_destroyed =
-                    tx.execute("DELETE FROM subject_keys WHERE subject = ?1", [&subject]).map_err(map_err)? as u64;
-                tx.execute(
-                    "INSERT INTO erasure_certificates (id, subject, erased_at, body_json, keys_destroyed, records_deleted)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        cert.id,
-                        cert.subject,
-                        to_micros(cert.erased_at),
-                        cert.body_json,
-                        counts.keys_destroyed as i64,
-                        counts.records_deleted as i64
-                    ],
-                )
-                .map_err(map_err)?;
-                Ok(counts)
-            })
-            .await?;
-        // The WAL still holds the old pages with the wrapped keys until a checkpoint; fold it
-        // into the (secure-deleted) main file now so the destroyed key is gone from disk.
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-            // Readers in other processes can hold the checkpoint back; retry briefly, then say so.
-            for attempt in 0..50 {
-                let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(map_err)?;
-                if busy == 0 {
-                    return Ok(());
-                }
-                if attempt == 49 {
-                    tracing::warn!(
-                        "WAL checkpoint after erasure stayed busy; old pages leave the WAL at the next checkpoint"
-                    );
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let counts = self.write(move |tx| erase_subject_tx(tx, &subject, &cert)).await?;
+        self.fold_wal_after_erasure().await?;
         Ok(counts)
     }
 

@@ -21,7 +21,8 @@ macro_rules! conformance_tests {
             audit_query_filters, audit_checkpoints, audit_prune_keeps_the_chain,
             policy_versions_four_eyes, break_glass_grants, exports_and_ledger, held_export_shares,
             record_ids_page_through_a_collection, audited_changes_commit_with_their_events,
-            audited_account_changes_are_all_or_nothing, audited_governance_changes_are_all_or_nothing);
+            audited_account_changes_are_all_or_nothing, audited_governance_changes_are_all_or_nothing,
+            audited_erasure_counts_what_it_erases);
         $crate::conformance_tests!(@pairs $make; copy_store_copies_everything);
     };
     // Cases that need two fresh stores of the backend: a source and a target.
@@ -1496,4 +1497,41 @@ pub async fn audited_governance_changes_are_all_or_nothing(store: Arc<dyn Store>
     assert_eq!(store.get_export("x1").await.unwrap().unwrap().status, ExportStatus::Cancelled);
     assert_eq!(store.list_ledger(Some("x1"), None).await.unwrap().len(), 2);
     assert_eq!(verify_chain(&*store).await, 11);
+}
+
+/// An erasure commits with its event only when it deletes exactly what the event counts; a
+/// record written meanwhile makes it a `Conflict` that erases nothing (000-8-access-7).
+pub async fn audited_erasure_counts_what_it_erases(store: Arc<dyn Store>) {
+    use AuditedChange::EraseSubject;
+    let (c1, c2) = (collection(&*store, "customers").await, collection(&*store, "patients").await);
+    keys_for(&*store, &c1, &["S1", "S2"]).await;
+    keys_for(&*store, &c2, &["S1"]).await;
+    for r in [record(&c1, "S1", &[(1, true)]), record(&c1, "S1", &[]), record(&c2, "S1", &[(2, false)])] {
+        store.insert_record(&r).await.unwrap();
+    }
+    let other = record(&c1, "S2", &[]);
+    store.insert_record(&other).await.unwrap();
+    let cert = ErasureCertificateRow { id: "cert-1".into(), subject: "S1".into(), ..Default::default() };
+    let erase = |keys_destroyed, records_deleted| EraseSubject {
+        subject: "S1".into(),
+        certificate: Box::new(cert.clone()),
+        expected: ErasureCounts { keys_destroyed, records_deleted },
+    };
+    for (keys, records) in [(2, 2), (1, 3)] {
+        let refused = store.apply_audited(&[erase(keys, records)], &[event(1)]).await;
+        assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    }
+    assert_eq!(store.find_by_subject(c1.id, "S1", 10).await.unwrap().len(), 2, "nothing erased");
+    assert_eq!(store.get_subject_keys(c2.id, &["S1"]).await.unwrap().len(), 1);
+    assert!(store.list_erasure_certificates().await.unwrap().is_empty());
+    assert!(store.read_audit(1, 10).await.unwrap().is_empty());
+
+    assert_eq!(store.apply_audited(&[erase(2, 3)], &[event(1)]).await, Ok(1));
+    assert!(store.find_by_subject(c1.id, "S1", 10).await.unwrap().is_empty());
+    assert!(store.find_by_token(c1.id, &token(1), 10).await.unwrap().is_empty());
+    assert!(store.get_subject_keys(c2.id, &["S1"]).await.unwrap().is_empty());
+    let stored = store.list_erasure_certificates().await.unwrap();
+    assert_eq!((stored.len(), stored[0].keys_destroyed, stored[0].records_deleted), (1, 2, 3));
+    assert_eq!(store.get_record(c1.id, &other.id).await.unwrap().as_ref(), Some(&other), "another subject's");
+    assert_eq!(verify_chain(&*store).await, 1);
 }

@@ -112,6 +112,13 @@ pub enum AuditedChange {
         entry: Box<LedgerRow>,
         used_before: u32,
     },
+    /// [`Store::erase_subject`]; `Conflict`, and nothing is erased, unless exactly the
+    /// `expected` keys and records are deleted (so that the event can count them).
+    EraseSubject {
+        subject: String,
+        certificate: Box<ErasureCertificateRow>,
+        expected: ErasureCounts,
+    },
 }
 
 /// Names the step and its ids only: a user row holds a name and a password hash.
@@ -153,6 +160,9 @@ impl std::fmt::Debug for AuditedChange {
                 f.debug_struct("ChangeExport").field("id", id).field("to", &change.to.as_str()).finish()
             }
             AddLedger(entry) => f.debug_struct("AddLedger").field("kind", &entry.kind).finish(),
+            EraseSubject { certificate, .. } => {
+                f.debug_struct("EraseSubject").field("certificate", &certificate.id).finish()
+            }
             TakeExportDownload { id, used_before, .. } => {
                 f.debug_struct("TakeExportDownload").field("id", id).field("used_before", used_before).finish()
             }

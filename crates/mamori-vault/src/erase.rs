@@ -7,7 +7,7 @@ use crate::{Principal, Vault};
 use mamori_core::access::Action;
 use mamori_core::audit::Outcome;
 use mamori_core::ids::SubjectId;
-use mamori_store::ErasureCertificateRow;
+use mamori_store::{AuditedChange, ErasureCertificateRow, ErasureCounts, StoreError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -61,21 +61,44 @@ impl Vault {
             keys_destroyed: 0,
             records_deleted: 0,
         };
-        let counts = self.store.erase_subject(subject.as_str(), &row).await?;
+        // The erasure, its certificate and its event are one transaction (000-8-access-7): the
+        // event counts the records it deletes, so they are counted first, and counted again
+        // if a record of the subject was written or deleted meanwhile.
+        let mut erased = None;
+        for _ in 0..5 {
+            let mut expected = ErasureCounts::default();
+            for collection in self.store.list_collections().await? {
+                let (id, s) = (collection.id, subject.as_str());
+                expected.keys_destroyed += self.store.get_subject_keys(id, &[s]).await?.len() as u64;
+                expected.records_deleted += self.store.find_by_subject(id, s, usize::MAX).await?.len() as u64;
+            }
+            let mut e = self.event(p, "subject.erase", Outcome::Success);
+            e.subject = Some(subject.to_string());
+            e.rows = Some(expected.records_deleted);
+            e.reason = Some(format!("certificate {}", cert.certificate_id));
+            let certificate = Box::new(row.clone());
+            let step =
+                AuditedChange::EraseSubject { subject: subject.to_string(), certificate, expected: expected.clone() };
+            match self.audit.apply(vec![step], vec![e]).await {
+                Err(StoreError::Conflict(_)) => continue,
+                other => {
+                    other?;
+                    erased = Some(expected);
+                    break;
+                }
+            }
+        }
+        let counts = erased.ok_or_else(|| {
+            VaultError::Conflict(
+                "the data subject's records keep changing; erase again once writes to them stop".into(),
+            )
+        })?;
         // A download that read the subject's records before the erasure may have made its
-        // shares since the first pass: now nothing new can contain the subject. Those are
-        // counted in the audit event (the certificate was stored with the erasure).
-        let late_shares = self.discard_shares_for_erasure(p, subject.as_str(), &holding).await?;
+        // shares since the first pass: now nothing new can contain the subject. Each export
+        // whose shares are destroyed has its own audit event and ledger line.
+        self.discard_shares_for_erasure(p, subject.as_str(), &holding).await?;
         cert.data_keys_destroyed = counts.keys_destroyed;
         cert.records_deleted = counts.records_deleted;
-        let mut e = self.event(p, "subject.erase", Outcome::Success);
-        e.subject = Some(subject.to_string());
-        e.rows = Some(counts.records_deleted);
-        e.reason = Some(format!("certificate {}", cert.certificate_id));
-        if late_shares > 0 {
-            e.note = Some(format!("{late_shares} more held shares, made during the erasure, destroyed after it"));
-        }
-        self.audit.record(vec![e]).await?;
         Ok(cert)
     }
 

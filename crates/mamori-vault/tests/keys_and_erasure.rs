@@ -145,6 +145,37 @@ async fn erasure_shreds_keys_and_leaves_a_certificate_without_personal_data() {
     assert!(f.vault.verify_audit().await.unwrap().ok);
 }
 
+/// The erasure, its certificate and its `subject.erase` event are one transaction: when the
+/// event cannot be written nothing is erased and no certificate claims otherwise.
+#[tokio::test]
+async fn an_erasure_whose_event_cannot_be_written_erases_nothing() {
+    let f = Fixture::new().await;
+    let (manager, _) = f.user("manager1", Role::Manager).await;
+    let (officer, _) = f.user("officer1", Role::PrivacyOfficer).await;
+    f.import(&manager, &people_csv(3, 8)).await.unwrap();
+    let p = mamori_synth::Generator::new(8).nth(1).unwrap();
+    let subject = SubjectId::new(&p.subject_id).unwrap();
+    let db = rusqlite::Connection::open(f.db_path()).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER no_erase_event BEFORE INSERT ON audit_events
+         WHEN json_extract(NEW.event_json, '$.action') = 'subject.erase'
+         BEGIN SELECT RAISE(ABORT, 'full'); END;",
+    )
+    .unwrap();
+    let err = f.vault.erase_subject(&officer, &subject).await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
+    db.execute_batch("DROP TRIGGER no_erase_event").unwrap();
+    assert_eq!(f.vault.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap().len(), 1);
+    assert!(f.vault.erasure_certificates(&officer).await.unwrap().is_empty());
+
+    let cert = f.vault.erase_subject(&officer, &subject).await.unwrap();
+    assert_eq!((cert.data_keys_destroyed, cert.records_deleted), (1, 1));
+    let rows = f.vault.store().read_audit(1, 10_000).await.unwrap();
+    let erased = rows.iter().rev().find(|r| r.event_json.contains("\"subject.erase\"")).unwrap();
+    assert!(erased.event_json.contains("\"rows\":1"), "{}", erased.event_json);
+    assert!(erased.event_json.contains(&cert.certificate_id), "{}", erased.event_json);
+}
+
 /// Imports values carrying unique markers, then scans every byte of the data directory —
 /// database, WAL, shared memory, anything else — for them, raw and in common encodings.
 #[tokio::test]

@@ -445,11 +445,10 @@ impl Vault {
         let access = self.authorize_record(p, how, &audit_action, &state, &row).await?;
         let today = self.check_takeout_limit(p, &state.row.name, &audit_action).await?;
         let record = self.get_record(p, collection, id, view, purpose).await?;
-        let warning = self.record_takeout(p, &state.row.name, how.as_str(), today).await?;
         let mut e = self.record_event(p, &audit_action, &state, id, &row.subject);
         e.fields = record.fields.keys().cloned().collect();
         access.stamp(&mut e);
-        self.audit.record(vec![e]).await?;
+        let warning = self.record_takeout(p, &state.row.name, how.as_str(), today, e).await?;
         Ok((record, warning))
     }
 

@@ -185,17 +185,18 @@ impl Vault {
         )))
     }
 
-    /// Counts a printed or copied record (`kind` print or copy, one row) in the ledger; a
-    /// warning above the daily warning threshold.
+    /// Counts a printed or copied record (`kind` print or copy, one row) in the ledger, in one
+    /// transaction with its audit event `e`; a warning above the daily warning threshold.
     pub(crate) async fn record_takeout(
         &self,
         p: &Principal,
         collection: &str,
         kind: &str,
         today: u64,
+        e: AuditEvent,
     ) -> Result<Option<String>> {
         let line = self.ledger_line(p, None, kind, 1, serde_json::json!({ "collection": collection }));
-        self.store.add_ledger(&line).await?;
+        self.audit.apply(vec![AuditedChange::AddLedger(Box::new(line))], vec![e]).await?;
         let warn = self.config.takeout.warn_rows_per_day;
         if today + 1 > warn {
             let what = format!("{} rows taken out today (warning above {warn})", today + 1);

@@ -346,6 +346,14 @@ pub async fn verify_chain(
         verified_prefix(store, first_seq, prev, Arc::new(signed), columns, workers, progress)
             .await
             .unwrap_or(VerifiedPrefix { next: first_seq, prev, prev_prev: None });
+    // The definition was read once, before the walk that relied on it.
+    if source == AuditColumnSource::Generated && store.audit_column_source().await? != source {
+        w.warnings.push(
+            "the audit table's definition changed while it was verified (outside mamori): run the verification \
+             again"
+                .into(),
+        );
+    }
     let mut last_matched = first_seq - 1;
     let mut signed_up_to = None;
     let in_prefix: Vec<u64> = expected.range(..next).map(|(seq, _)| *seq).collect();

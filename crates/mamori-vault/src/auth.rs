@@ -914,21 +914,28 @@ impl Vault {
     /// must not keep open an account someone is closing (a locked-out account's sessions, a
     /// revoked or expired account). The account's state then shows what was done.
     pub(crate) async fn protect_account(&self, change: Vec<AuditedChange>, event: AuditEvent) -> Result<()> {
-        let protective: Vec<AuditedChange> = change
-            .iter()
-            .filter(|step| {
-                matches!(
-                    step,
-                    AuditedChange::SetUserDisabled { disabled: true, .. } | AuditedChange::DeleteUserSessions { .. }
-                )
-            })
-            .cloned()
-            .collect();
+        let (disable, end_sessions) = change.iter().fold((None, None), |(d, s), step| match step {
+            AuditedChange::SetUserDisabled { id, disabled: true } => (Some(*id), s),
+            AuditedChange::DeleteUserSessions { id } => (d, Some(*id)),
+            _ => (d, s),
+        });
+        // Who did what, for the operators' log: the event holds ids only.
+        let (actor, action, reason) = (event.actor.clone(), event.action.clone(), event.reason.clone());
         match self.change_account(change, event).await {
-            Err(VaultError::AuditUnavailable(m)) if !protective.is_empty() => {
-                tracing::error!(steps = ?protective, "audit trail down: protective account change made without its event");
-                if let Err(e) = self.store.apply_audited(&protective, &[]).await {
-                    tracing::error!(error = %e, "protective account change failed too");
+            Err(VaultError::AuditUnavailable(m)) if disable.is_some() || end_sessions.is_some() => {
+                tracing::error!(%actor, %action, reason = reason.as_deref().unwrap_or(""),
+                    "audit trail down: protective account change made without its event");
+                // The plain store methods: they do not touch the audit table, whose failure
+                // this may be.
+                if let Some(id) = disable
+                    && let Err(e) = self.store.set_user_disabled(&id, true).await
+                {
+                    tracing::error!(error = %e, %actor, %action, "protective disable failed too");
+                }
+                if let Some(id) = end_sessions
+                    && let Err(e) = self.store.delete_user_sessions(&id).await
+                {
+                    tracing::error!(error = %e, %actor, %action, "protective end of sessions failed too");
                 }
                 Err(VaultError::AuditUnavailable(m))
             }

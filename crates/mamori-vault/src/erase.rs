@@ -28,13 +28,16 @@ pub struct ErasureCertificate {
     pub records_deleted: u64,
     /// Shares of secret-split exports that may contain the subject, still held by mamori
     /// for their custodians and destroyed first (absent from certificates issued before).
-    /// Shares a download made while the erasure ran are destroyed right after it and counted
-    /// in the `subject.erase` audit event.
+    /// Shares a download made while the erasure ran are destroyed right after it, each
+    /// export's with an `export.share_discard` audit event of its own.
     #[serde(default)]
     pub held_shares_destroyed: u64,
 }
 
 impl Vault {
+    /// On PostgreSQL the erasure waits at most 5 s for the subject's keys, which a running
+    /// import or write holds until it commits; it then fails as unavailable (HTTP 503),
+    /// erasing nothing, and is simply asked again.
     pub async fn erase_subject(&self, p: &Principal, subject: &SubjectId) -> Result<ErasureCertificate> {
         self.authorize(p, Action::SubjectErase, "subject.erase", None).await?;
         // First, so that a failure here leaves the subject in place rather than erased with a

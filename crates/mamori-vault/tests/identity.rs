@@ -30,6 +30,33 @@ async fn lockout_after_five_failures_gives_the_same_answer() {
     f.vault.login("staff1", &pw(PASSWORD), None).await.unwrap();
 }
 
+/// The lockout ends the account's sessions even when its `auth.password_change` event cannot
+/// be written: the answer is 503, but the sessions are gone (a log that is down never keeps
+/// open an account that is being closed).
+#[tokio::test]
+async fn a_lockout_ends_the_sessions_even_when_its_event_cannot_be_written() {
+    let f = Fixture::new().await;
+    let (staff, token) = f.user("staff1", Role::Staff).await;
+    for _ in 0..4 {
+        let wrong = f.vault.change_password(&staff, &pw("Wrong-Pass-123"), &pw("Another-Pass-77")).await;
+        assert!(matches!(wrong, Err(VaultError::Unauthenticated)), "{wrong:?}");
+    }
+    let db = rusqlite::Connection::open(f.db_path()).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER no_password_event BEFORE INSERT ON audit_events
+         WHEN json_extract(NEW.event_json, '$.action') = 'auth.password_change'
+         BEGIN SELECT RAISE(ABORT, 'full'); END;",
+    )
+    .unwrap();
+    let fifth = f.vault.change_password(&staff, &pw("Wrong-Pass-123"), &pw("Another-Pass-77")).await;
+    assert!(matches!(fifth, Err(VaultError::AuditUnavailable(_))), "{fifth:?}");
+    db.execute_batch("DROP TRIGGER no_password_event").unwrap();
+    let user = f.store().get_user_by_login("staff1").await.unwrap().unwrap();
+    assert!(user.locked_until.is_some(), "locked");
+    assert!(f.store().list_user_sessions(&user.id).await.unwrap().is_empty(), "sessions ended");
+    assert!(matches!(f.vault.authenticate(&token, None).await, Err(VaultError::Unauthenticated)));
+}
+
 /// Whoever holds a session left open must not get unlimited guesses at the password behind
 /// it: a wrong current password counts like a failed login, and the failure that locks the
 /// account ends its sessions (001-20-tech-1-5).

@@ -358,11 +358,22 @@ impl Vault {
             match self.audit.apply(steps.clone(), events.clone()).await {
                 Err(StoreError::Conflict(_)) => {
                     let now = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
-                    if now.downloads_used == used_before || now.downloads_used >= now.downloads_allowed {
-                        let why = format!("export {id} has no download left");
-                        return Err(self.refuse_download(p, &row, why).await);
-                    }
-                    used_before = now.downloads_used;
+                    let why = if now.status != ExportStatus::Approved {
+                        format!("export {id} is {}, not approved", now.status.as_str())
+                    } else if now.download_until.is_none_or(|until| until <= self.clock.now()) {
+                        format!("the download window of export {id} has closed")
+                    } else if now.downloads_used >= now.downloads_allowed {
+                        format!("export {id} has no download left")
+                    } else if custodians.is_some() {
+                        // One set of shares per export: the concurrent download made it.
+                        format!("the shares of export {id} were made by a concurrent download")
+                    } else if now.downloads_used == used_before {
+                        format!("export {id} could not be downloaded; try again")
+                    } else {
+                        used_before = now.downloads_used;
+                        continue;
+                    };
+                    return Err(self.refuse_download(p, &row, why).await);
                 }
                 other => {
                     other?;

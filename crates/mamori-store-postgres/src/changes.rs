@@ -116,6 +116,11 @@ pub(crate) async fn apply_in<C: GenericClient>(tx: &C, change: &AuditedChange) -
         CreateExport { export, entry } => exports::insert_export_in(tx, export, entry).await,
         ChangeExport { id, change: c, entry } => changed(exports::update_export_in(tx, id, c, entry).await?, change),
         AddLedger(entry) => exports::insert_ledger(tx, entry).await,
+        MetaIs { key, value } => {
+            let stored = query_opt(tx, "SELECT value FROM meta WHERE key = $1 FOR SHARE", &[key]).await?;
+            let stored: Option<Vec<u8>> = stored.map(|row| crate::db::get(&row, 0)).transpose()?;
+            changed(stored.as_ref() == Some(value), change)
+        }
         EraseSubject { subject, certificate, expected } => {
             let counts = crate::records::erase_in(tx, subject, certificate).await?;
             changed(counts == *expected, change)

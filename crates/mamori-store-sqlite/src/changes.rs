@@ -8,7 +8,7 @@ use crate::store::{
 };
 use crate::{authz, exports, map_err};
 use mamori_store::{AuditedChange, Result, StoreError, UserRow, to_micros};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 pub(crate) fn apply(tx: &Connection, change: &AuditedChange) -> Result<()> {
     use AuditedChange::*;
@@ -105,6 +105,15 @@ pub(crate) fn apply(tx: &Connection, change: &AuditedChange) -> Result<()> {
         CreateExport { export, entry } => exports::insert_export_tx(tx, export, entry),
         ChangeExport { id, change: c, entry } => changed(exports::update_export_tx(tx, id, c, entry)?, change),
         AddLedger(entry) => exports::insert_ledger(tx, entry),
+        MetaIs { key, value } => {
+            let stored: Option<Vec<u8>> = tx
+                .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+                .map_err(map_err)?
+                .query_row([key], |r| r.get(0))
+                .optional()
+                .map_err(map_err)?;
+            changed(stored.as_ref() == Some(value), change)
+        }
         EraseSubject { subject, certificate, expected } => {
             let counts = erase_subject_tx(tx, subject, certificate)?;
             changed(counts == *expected, change)

@@ -1496,7 +1496,16 @@ pub async fn audited_governance_changes_are_all_or_nothing(store: Arc<dyn Store>
     assert_eq!(store.apply_audited(&[close(ExportStatus::Pending)], &[event(11)]).await, Ok(11));
     assert_eq!(store.get_export("x1").await.unwrap().unwrap().status, ExportStatus::Cancelled);
     assert_eq!(store.list_ledger(Some("x1"), None).await.unwrap().len(), 2);
-    assert_eq!(verify_chain(&*store).await, 11);
+
+    // A precondition on an installation fact (the master key's check) guards the steps.
+    store.put_meta("key_check", b"v1").await.unwrap();
+    let guarded = |value: &[u8]| {
+        [CreateCollection(Box::new(new("guarded"))), MetaIs { key: "key_check".into(), value: value.to_vec() }]
+    };
+    conflict(store.apply_audited(&guarded(b"v0"), &[event(12)]).await);
+    assert_eq!(store.get_collection("guarded").await.unwrap(), None);
+    assert_eq!(store.apply_audited(&guarded(b"v1"), &[event(12)]).await, Ok(12));
+    assert_eq!(verify_chain(&*store).await, 12);
 }
 
 /// An erasure commits with its event only when it deletes exactly what the event counts; a

@@ -112,6 +112,14 @@ pub enum AuditedChange {
         entry: Box<LedgerRow>,
         used_before: u32,
     },
+    /// A precondition, no change: `Conflict` unless the installation fact `key` holds
+    /// `value`. Placed after steps that store values sealed under a key whose check is kept
+    /// there, it refuses them once the key was rotated meanwhile (PostgreSQL: the fact is
+    /// read `FOR SHARE` after the steps, which wait for a rotation's table locks).
+    MetaIs {
+        key: String,
+        value: Vec<u8>,
+    },
     /// [`Store::erase_subject`]; `Conflict`, and nothing is erased, unless exactly the
     /// `expected` keys and records are deleted (so that the event can count them).
     EraseSubject {
@@ -160,6 +168,7 @@ impl std::fmt::Debug for AuditedChange {
                 f.debug_struct("ChangeExport").field("id", id).field("to", &change.to.as_str()).finish()
             }
             AddLedger(entry) => f.debug_struct("AddLedger").field("kind", &entry.kind).finish(),
+            MetaIs { key, .. } => f.debug_struct("MetaIs").field("key", key).finish(),
             EraseSubject { certificate, .. } => {
                 f.debug_struct("EraseSubject").field("certificate", &certificate.id).finish()
             }

@@ -382,7 +382,7 @@ impl Vault {
         e.collection = Some(row.collection.clone());
         e.grant = Some(row.id.clone());
         e.reason = Some(format!("BREAK-GLASS requested for {minutes} min"));
-        self.audit.apply(vec![AuditedChange::CreateGrant(Box::new(row.clone()))], vec![e]).await?;
+        self.apply_sealed(vec![AuditedChange::CreateGrant(Box::new(row.clone()))], vec![e]).await?;
         tracing::warn!(grant = %row.id, collection = %row.collection, "break-glass requested");
         self.grant_info(row, p.login.clone())
     }

@@ -1119,7 +1119,10 @@ impl Vault {
             accepted_step: Some(step),
         };
         let change = vec![enrolled, AuditedChange::DeleteUserSessions { id }];
-        self.change_account(change, self.event(p, "auth.mfa_enrolment", Outcome::Success)).await?;
+        match self.apply_sealed(change, vec![self.event(p, "auth.mfa_enrolment", Outcome::Success)]).await {
+            Err(StoreError::NotFound) => return Err(VaultError::NotFound("user")),
+            other => other?,
+        };
         Ok(codes.codes().to_vec())
     }
 }

@@ -16,8 +16,9 @@
 
 use crate::error::{Result, VaultError};
 use crate::{KEY_CHECK, Vault};
+use mamori_core::audit::AuditEvent;
 use mamori_crypto::{KeyWrapper, MasterKey};
-use mamori_store::Change;
+use mamori_store::{AuditedChange, Change, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::broadcast::error::RecvError;
@@ -28,14 +29,22 @@ pub type MasterKeySource = Box<dyn Fn() -> Vec<MasterKey> + Send + Sync>;
 /// The master key in use, replaceable when another process rotates it.
 pub(crate) struct MasterKeys {
     current: RwLock<Arc<KeyWrapper>>,
+    /// The stored key check this process verified for `current`: writes of values sealed
+    /// under it are refused by the store once it changed (a rotation by another process).
+    check: RwLock<Vec<u8>>,
     source: OnceLock<MasterKeySource>,
     /// The stored key check no longer matches and no new key was found.
     stale: AtomicBool,
 }
 
 impl MasterKeys {
-    pub(crate) fn new(key: &MasterKey) -> Self {
-        Self { current: RwLock::new(Arc::new(key.wrapper())), source: OnceLock::new(), stale: AtomicBool::new(false) }
+    pub(crate) fn new(key: &MasterKey, check: Vec<u8>) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(key.wrapper())),
+            check: RwLock::new(check),
+            source: OnceLock::new(),
+            stale: AtomicBool::new(false),
+        }
     }
 }
 
@@ -43,6 +52,33 @@ impl Vault {
     /// The master key in use.
     pub(crate) fn master(&self) -> Arc<KeyWrapper> {
         self.master.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Commits a change that stores values sealed under the master key, with its events: the
+    /// store refuses it if the master key was rotated since this process last checked (by
+    /// another process, between this one's check and the commit), so that nothing is left
+    /// sealed under a key that is gone. The refusal is `Unavailable` ("try again"), and this
+    /// process follows the rotation before the caller does.
+    pub(crate) async fn apply_sealed(
+        &self,
+        mut change: Vec<AuditedChange>,
+        events: Vec<AuditEvent>,
+    ) -> mamori_store::Result<u64> {
+        let check = self.master.check.read().unwrap_or_else(|e| e.into_inner()).clone();
+        // Last: on PostgreSQL the steps first wait out a rotation's table locks.
+        change.push(AuditedChange::MetaIs { key: KEY_CHECK.into(), value: check.clone() });
+        match self.audit.apply(change, events).await {
+            Err(StoreError::Conflict(m)) => {
+                if self.store.get_meta(KEY_CHECK).await?.is_some_and(|stored| stored != check) {
+                    let _ = self.follow_master_key().await;
+                    return Err(StoreError::Unavailable(
+                        "the master key was rotated meanwhile; nothing was stored, try again".into(),
+                    ));
+                }
+                Err(StoreError::Conflict(m))
+            }
+            other => other,
+        }
     }
 
     /// Where to read the master key again when another process rotates it. Set once, by
@@ -62,6 +98,7 @@ impl Vault {
     pub(crate) async fn follow_master_key(&self) -> Result<()> {
         let Some(check) = self.store.get_meta(KEY_CHECK).await? else { return Ok(()) };
         if self.master().verify_key_check(&check) {
+            *self.master.check.write().unwrap_or_else(|e| e.into_inner()) = check;
             self.master.stale.store(false, Ordering::Release);
             return Ok(());
         }
@@ -75,19 +112,21 @@ impl Vault {
             }
             return Err(VaultError::WrongMasterKey);
         };
-        self.install_master(wrapper);
+        self.install_master(wrapper, check);
         self.master.stale.store(false, Ordering::Release);
         tracing::info!("switched to the master key another process rotated to");
         Ok(())
     }
 
-    /// Switches to `key` after this process rotated the master key to it.
-    pub(crate) fn use_master_key(&self, key: &MasterKey) {
-        self.install_master(key.wrapper());
+    /// Switches to `key`, whose stored check is `check`, after this process rotated the
+    /// master key to it.
+    pub(crate) fn use_master_key(&self, key: &MasterKey, check: Vec<u8>) {
+        self.install_master(key.wrapper(), check);
     }
 
-    fn install_master(&self, wrapper: KeyWrapper) {
+    fn install_master(&self, wrapper: KeyWrapper, check: Vec<u8>) {
         *self.master.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(wrapper);
+        *self.master.check.write().unwrap_or_else(|e| e.into_inner()) = check;
         // Cached collection keys stay valid (a master rotation re-wraps, never replaces
         // them), but their wrapped forms changed: reload from the store under the new key.
         self.forget_collections();

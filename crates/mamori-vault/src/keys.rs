@@ -222,7 +222,7 @@ impl Vault {
         };
         let mut e = self.event(p, "collection.create", Outcome::Success);
         e.collection = Some(name.to_owned());
-        self.audit.apply(vec![AuditedChange::CreateCollection(Box::new(new))], vec![e]).await?;
+        self.apply_sealed(vec![AuditedChange::CreateCollection(Box::new(new))], vec![e]).await?;
         Ok(CollectionInfo {
             name: name.to_owned(),
             schema_version: 1,
@@ -365,8 +365,9 @@ impl Vault {
         }
         let secrets = sealed.len() as u64;
         let key_check = new.key_check();
-        self.store.rewrap_master(&MasterRewrap { keks, index_keys, sealed, previous_key_check, key_check }).await?;
-        self.use_master_key(new_master);
+        let rewrap = MasterRewrap { keks, index_keys, sealed, previous_key_check, key_check: key_check.clone() };
+        self.store.rewrap_master(&rewrap).await?;
+        self.use_master_key(new_master, key_check);
         let mut e = self.event(p, "keys.rotate_master", Outcome::Success);
         e.rows = Some(rows.len() as u64);
         e.reason = Some(format!("{secrets} sealed secrets re-sealed"));

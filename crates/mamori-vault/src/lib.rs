@@ -193,16 +193,18 @@ impl Vault {
         config: VaultConfig,
     ) -> Result<Arc<Self>> {
         let wrapper = master.wrapper();
-        match store.get_meta(KEY_CHECK).await? {
-            Some(check) if wrapper.verify_key_check(&check) => {}
+        let key_check = match store.get_meta(KEY_CHECK).await? {
+            Some(check) if wrapper.verify_key_check(&check) => check,
             Some(_) => return Err(VaultError::WrongMasterKey),
             None => {
                 if !store.list_collections().await?.is_empty() {
                     return Err(VaultError::Integrity("the data has collections but no key check".into()));
                 }
-                store.put_meta(KEY_CHECK, &wrapper.key_check()).await?;
+                let check = wrapper.key_check();
+                store.put_meta(KEY_CHECK, &check).await?;
+                check
             }
-        }
+        };
         if let Some(key) = &config.audit.signing_key {
             let public = key.verifying_key().to_der();
             match store.get_meta(AUDIT_PUBLIC_KEY).await? {
@@ -219,7 +221,7 @@ impl Vault {
         let audit = AuditLog::start_with(store.clone(), clock.clone(), &config.audit);
         let vault = Arc::new(Self {
             store,
-            master: changes::MasterKeys::new(master),
+            master: changes::MasterKeys::new(master, key_check),
             clock,
             audit,
             hasher: Arc::new(PasswordHasher::new()),

@@ -45,6 +45,30 @@ async fn master_rotation_switches_keys() {
     assert_eq!(hits[0].fields["name"], p.name);
 }
 
+/// A process that has not yet noticed another process's master-key rotation cannot store a
+/// value sealed under the old key: the store checks the key check in the same transaction,
+/// so nothing is left under a key that is gone (002-T-6-d).
+#[tokio::test]
+async fn nothing_is_sealed_under_a_master_key_rotated_meanwhile() {
+    // Polls for changes rarely: only the store's check stands between it and the old key.
+    let mut config = mamori_vault::VaultConfig::default();
+    config.authz.policy_refresh = std::time::Duration::from_secs(3600);
+    let f = Fixture::build(config, std::sync::Arc::new(SystemClock)).await;
+    let other = open(&f.dir, &f.master).await.unwrap();
+    other.rotate_master(&f.admin, &mamori_crypto::MasterKey::generate()).await.unwrap();
+
+    // A new collection's keys would be wrapped under the old master key.
+    let mut schema = mamori_core::schema::CollectionSchema::from_toml(mamori_synth::CUSTOMERS_SCHEMA_TOML).unwrap();
+    schema.name = mamori_core::ids::CollectionName::new("patients").unwrap();
+    let err = f.vault.create_collection(&f.admin, &schema).await.unwrap_err();
+    assert!(matches!(err, VaultError::Unavailable(ref m) if m.contains("rotated")), "{err:?}");
+    assert_eq!(f.store().get_collection("patients").await.unwrap(), None, "nothing wrapped under the old key");
+    // This process has followed the rotation meanwhile: without the new key it refuses
+    // everything until it is restarted with it.
+    let again = f.vault.create_collection(&f.admin, &schema).await;
+    assert!(matches!(again, Err(VaultError::WrongMasterKey)), "{again:?}");
+}
+
 /// Everything sealed directly under the master key moves with it: a TOTP secret (the
 /// administrator still logs in with their authenticator), a break-glass reason, an export
 /// request and its file password (002-T-6-d, 001-20-rule-2-5).

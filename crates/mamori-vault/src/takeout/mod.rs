@@ -143,7 +143,8 @@ impl Vault {
     ) -> Result<()> {
         let from = change.from;
         let step = AuditedChange::ChangeExport { id: id.to_owned(), change: Box::new(change), entry: Box::new(entry) };
-        match self.audit.apply(vec![step], vec![e]).await {
+        // A decision may seal the file's password under the master key.
+        match self.apply_sealed(vec![step], vec![e]).await {
             Err(StoreError::Conflict(_)) => Err(VaultError::Conflict(format!(
                 "export {id} is not {}",
                 match from {

@@ -457,7 +457,7 @@ impl Vault {
             if spec.protection.encrypted() { "encrypted" } else { "UNENCRYPTED" }
         ));
         let entry = Box::new(self.ledger_line(p, Some(&row.id), "request", rows, detail));
-        self.audit.apply(vec![AuditedChange::CreateExport { export: Box::new(row.clone()), entry }], vec![e]).await?;
+        self.apply_sealed(vec![AuditedChange::CreateExport { export: Box::new(row.clone()), entry }], vec![e]).await?;
         let mut info = self.export_info(&row, true).await?;
         let limits = &self.config.takeout;
         if rows > limits.warn_rows_per_request {

@@ -116,6 +116,7 @@ pub(crate) async fn apply_in<C: GenericClient>(tx: &C, change: &AuditedChange) -
         CreateExport { export, entry } => exports::insert_export_in(tx, export, entry).await,
         ChangeExport { id, change: c, entry } => changed(exports::update_export_in(tx, id, c, entry).await?, change),
         AddLedger(entry) => exports::insert_ledger(tx, entry).await,
+        HoldExportShares { shares, entries } => exports::insert_shares_in(tx, shares, entries).await,
         MetaIs { key, value } => {
             let stored = query_opt(tx, "SELECT value FROM meta WHERE key = $1 FOR SHARE", &[key]).await?;
             let stored: Option<Vec<u8>> = stored.map(|row| crate::db::get(&row, 0)).transpose()?;

@@ -170,6 +170,37 @@ pub(crate) async fn take_download_in<C: GenericClient>(
     Ok(Some(used))
 }
 
+pub(crate) async fn insert_shares_in<C: GenericClient>(
+    tx: &C,
+    shares: &[HeldShare],
+    entries: &[LedgerRow],
+) -> Result<()> {
+    let sql =
+        format!("INSERT INTO export_shares ({SHARE_COLUMNS}, sealed, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+    for s in shares {
+        execute(
+            tx,
+            &sql,
+            &[
+                &s.export_id,
+                &i32::from(s.index),
+                s.custodian_id.as_uuid(),
+                &s.custodian,
+                &to_micros(s.held_at),
+                &s.state.as_str(),
+                &s.ended_at.map(to_micros),
+                &s.sealed,
+                &s.id(),
+            ],
+        )
+        .await?;
+    }
+    for e in entries {
+        insert_ledger(tx, e).await?;
+    }
+    Ok(())
+}
+
 impl PostgresStore {
     pub(crate) async fn insert_export(&self, x: &ExportRow, entry: &LedgerRow) -> Result<()> {
         let mut conn = self.conn().await?;
@@ -208,30 +239,7 @@ impl PostgresStore {
     pub(crate) async fn insert_shares(&self, shares: &[HeldShare], entries: &[LedgerRow]) -> Result<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        let sql = format!(
-            "INSERT INTO export_shares ({SHARE_COLUMNS}, sealed, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        );
-        for s in shares {
-            execute(
-                &tx,
-                &sql,
-                &[
-                    &s.export_id,
-                    &i32::from(s.index),
-                    s.custodian_id.as_uuid(),
-                    &s.custodian,
-                    &to_micros(s.held_at),
-                    &s.state.as_str(),
-                    &s.ended_at.map(to_micros),
-                    &s.sealed,
-                    &s.id(),
-                ],
-            )
-            .await?;
-        }
-        for e in entries {
-            insert_ledger(&tx, e).await?;
-        }
+        insert_shares_in(&tx, shares, entries).await?;
         tx.commit().await.map_err(pg)
     }
 

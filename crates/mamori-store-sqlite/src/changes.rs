@@ -105,6 +105,7 @@ pub(crate) fn apply(tx: &Connection, change: &AuditedChange) -> Result<()> {
         CreateExport { export, entry } => exports::insert_export_tx(tx, export, entry),
         ChangeExport { id, change: c, entry } => changed(exports::update_export_tx(tx, id, c, entry)?, change),
         AddLedger(entry) => exports::insert_ledger(tx, entry),
+        HoldExportShares { shares, entries } => exports::insert_shares_tx(tx, shares, entries),
         MetaIs { key, value } => {
             let stored: Option<Vec<u8>> = tx
                 .prepare_cached("SELECT value FROM meta WHERE key = ?1")

@@ -178,6 +178,29 @@ pub(crate) fn take_download_tx(
     Ok(Some(used))
 }
 
+pub(crate) fn insert_shares_tx(tx: &Connection, shares: &[HeldShare], entries: &[LedgerRow]) -> Result<()> {
+    for s in shares {
+        tx.execute(
+            &format!(
+                "INSERT INTO export_shares ({SHARE_COLUMNS}, sealed, id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ),
+            params![
+                s.export_id,
+                s.index,
+                s.custodian_id.as_bytes(),
+                s.custodian,
+                to_micros(s.held_at),
+                s.state.as_str(),
+                s.ended_at.map(to_micros),
+                s.sealed,
+                s.id(),
+            ],
+        )
+        .map_err(map_err)?;
+    }
+    entries.iter().try_for_each(|e| insert_ledger(tx, e))
+}
+
 impl SqliteStore {
     pub(crate) async fn insert_export(&self, x: &ExportRow, entry: &LedgerRow) -> Result<()> {
         let (x, entry) = (x.clone(), entry.clone());
@@ -208,29 +231,7 @@ impl SqliteStore {
 
     pub(crate) async fn insert_shares(&self, shares: &[HeldShare], entries: &[LedgerRow]) -> Result<()> {
         let (shares, entries) = (shares.to_vec(), entries.to_vec());
-        self.write(move |tx| {
-            for s in &shares {
-                tx.execute(
-                    &format!(
-                        "INSERT INTO export_shares ({SHARE_COLUMNS}, sealed, id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-                    ),
-                    params![
-                        s.export_id,
-                        s.index,
-                        s.custodian_id.as_bytes(),
-                        s.custodian,
-                        to_micros(s.held_at),
-                        s.state.as_str(),
-                        s.ended_at.map(to_micros),
-                        s.sealed,
-                        s.id(),
-                    ],
-                )
-                .map_err(map_err)?;
-            }
-            entries.iter().try_for_each(|e| insert_ledger(tx, e))
-        })
-        .await
+        self.write(move |tx| insert_shares_tx(tx, &shares, &entries)).await
     }
 
     pub(crate) async fn take_share(

@@ -105,6 +105,11 @@ pub enum AuditedChange {
         entry: Box<LedgerRow>,
     },
     AddLedger(Box<LedgerRow>),
+    /// [`Store::hold_export_shares`].
+    HoldExportShares {
+        shares: Vec<HeldShare>,
+        entries: Vec<LedgerRow>,
+    },
     /// [`Store::take_export_download`], only while exactly `used_before` downloads were
     /// used; `Conflict` when no download was taken.
     TakeExportDownload {
@@ -168,6 +173,9 @@ impl std::fmt::Debug for AuditedChange {
                 f.debug_struct("ChangeExport").field("id", id).field("to", &change.to.as_str()).finish()
             }
             AddLedger(entry) => f.debug_struct("AddLedger").field("kind", &entry.kind).finish(),
+            HoldExportShares { shares, .. } => {
+                f.debug_struct("HoldExportShares").field("shares", &shares.len()).finish()
+            }
             MetaIs { key, .. } => f.debug_struct("MetaIs").field("key", key).finish(),
             EraseSubject { certificate, .. } => {
                 f.debug_struct("EraseSubject").field("certificate", &certificate.id).finish()

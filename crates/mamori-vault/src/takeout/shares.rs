@@ -135,7 +135,9 @@ impl Vault {
         if shares.len() != usize::from(of) {
             return Err(VaultError::Integrity(format!("export {}: shares and custodians differ", row.id)));
         }
-        self.store.hold_export_shares(&shares, &lines).await.map_err(|e| match e {
+        // Sealed under the master key: refused once another process rotated it.
+        let step = mamori_store::AuditedChange::HoldExportShares { shares: shares.clone(), entries: lines };
+        self.apply_sealed(vec![step], Vec::new()).await.map_err(|e| match e {
             mamori_store::StoreError::Conflict(_) => {
                 VaultError::Conflict(format!("the shares of export {} were made already", row.id))
             }

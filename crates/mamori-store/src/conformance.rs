@@ -878,10 +878,9 @@ pub async fn policy_versions_four_eyes(store: Arc<dyn Store>) {
     assert!(!store.decide_policy_version(9, true, "user:b", t(8)).await.unwrap());
 }
 
-pub async fn break_glass_grants(store: Arc<dyn Store>) {
-    let user = UserRow::new(UserId::generate(), "ops".into(), "運用".into(), "system_admin".into(), "$x".into(), t(0));
-    store.create_user(&user).await.unwrap();
-    let grant = |id: &str, collection: &str| GrantRow {
+/// A pending one-hour break-glass request of `user`.
+fn pending_grant(id: &str, user: &UserRow, collection: &str) -> GrantRow {
+    GrantRow {
         id: id.into(),
         user_id: user.id,
         collection: collection.into(),
@@ -893,7 +892,13 @@ pub async fn break_glass_grants(store: Arc<dyn Store>) {
         decided_by: None,
         decided_at: None,
         expires_at: None,
-    };
+    }
+}
+
+pub async fn break_glass_grants(store: Arc<dyn Store>) {
+    let user = UserRow::new(UserId::generate(), "ops".into(), "運用".into(), "system_admin".into(), "$x".into(), t(0));
+    store.create_user(&user).await.unwrap();
+    let grant = |id: &str, collection: &str| pending_grant(id, &user, collection);
     store.create_grant(&grant("g1", "customers")).await.unwrap();
     store.create_grant(&grant("g2", "employees")).await.unwrap();
     assert!(store.active_grants(&user.id, "customers", t(10)).await.unwrap().is_empty(), "pending is not active");
@@ -1408,19 +1413,7 @@ pub async fn audited_governance_changes_are_all_or_nothing(store: Arc<dyn Store>
     conflict(store.apply_audited(&[decide(2, false)], &[event(4)]).await);
     assert_eq!(store.active_policy_version().await.unwrap().unwrap().version, 2);
 
-    let grant = GrantRow {
-        id: "g1".into(),
-        user_id: user.id,
-        collection: "customers".into(),
-        reason: vec![7; 40],
-        minutes: 60,
-        requested_by: format!("user:{}", user.id),
-        requested_at: t(0),
-        status: Decision::Pending,
-        decided_by: None,
-        decided_at: None,
-        expires_at: None,
-    };
+    let grant = pending_grant("g1", &user, "customers");
     assert_eq!(store.apply_audited(&[CreateGrant(Box::new(grant.clone()))], &[event(4)]).await, Ok(4));
     let change = |from, to| GrantChange { from, to, by: "user:b".into(), at: t(10), expires_at: Some(t(3610)) };
     let revoke = DecideGrant { id: "g1".into(), change: change(Decision::Approved, Decision::Revoked) };

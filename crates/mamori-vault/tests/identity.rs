@@ -41,16 +41,10 @@ async fn a_lockout_ends_the_sessions_even_when_its_event_cannot_be_written() {
         let wrong = f.vault.change_password(&staff, &pw("Wrong-Pass-123"), &pw("Another-Pass-77")).await;
         assert!(matches!(wrong, Err(VaultError::Unauthenticated)), "{wrong:?}");
     }
-    let db = rusqlite::Connection::open(f.db_path()).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER no_password_event BEFORE INSERT ON audit_events
-         WHEN json_extract(NEW.event_json, '$.action') = 'auth.password_change'
-         BEGIN SELECT RAISE(ABORT, 'full'); END;",
-    )
-    .unwrap();
+    let refusal = f.refuse_audit_events("auth.password_change", "failure");
     let fifth = f.vault.change_password(&staff, &pw("Wrong-Pass-123"), &pw("Another-Pass-77")).await;
     assert!(matches!(fifth, Err(VaultError::AuditUnavailable(_))), "{fifth:?}");
-    db.execute_batch("DROP TRIGGER no_password_event").unwrap();
+    drop(refusal);
     let user = f.store().get_user_by_login("staff1").await.unwrap().unwrap();
     assert!(user.locked_until.is_some(), "locked");
     assert!(f.store().list_user_sessions(&user.id).await.unwrap().is_empty(), "sessions ended");

@@ -179,19 +179,12 @@ async fn an_erasure_whose_event_cannot_be_written_erases_nothing() {
     f.import(&manager, &people_csv(3, 8)).await.unwrap();
     let p = mamori_synth::Generator::new(8).nth(1).unwrap();
     let subject = SubjectId::new(&p.subject_id).unwrap();
-    let db = rusqlite::Connection::open(f.db_path()).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER no_erase_event BEFORE INSERT ON audit_events
-         WHEN json_extract(NEW.event_json, '$.action') = 'subject.erase'
-          AND json_extract(NEW.event_json, '$.outcome') = 'success'
-         BEGIN SELECT RAISE(ABORT, 'full'); END;",
-    )
-    .unwrap();
+    let refusal = f.refuse_audit_events("subject.erase", "success");
     let failures = f.vault.audit_health().append_failures;
     let err = f.vault.erase_subject(&officer, &subject).await.unwrap_err();
     assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
     assert_eq!(f.vault.audit_health().append_failures, failures + 1, "the erasure's own transaction failed");
-    db.execute_batch("DROP TRIGGER no_erase_event").unwrap();
+    drop(refusal);
     assert_eq!(f.vault.search(&manager, "customers", "email", &p.email, View::Full, None).await.unwrap().len(), 1);
     assert!(f.vault.erasure_certificates(&officer).await.unwrap().is_empty());
 

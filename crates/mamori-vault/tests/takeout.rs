@@ -601,19 +601,12 @@ async fn a_download_whose_events_cannot_be_written_is_not_counted() {
     let x =
         o.f.vault.request_export(&o.requester, &request(Protection::Password {}, ExportFormat::Xlsx)).await.unwrap();
     o.f.vault.decide_export(&o.approver, &x.id, true, false).await.unwrap();
-    let db = rusqlite::Connection::open(o.f.db_path()).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER no_download BEFORE INSERT ON audit_events
-         WHEN json_extract(NEW.event_json, '$.action') = 'export.download'
-          AND json_extract(NEW.event_json, '$.outcome') = 'success'
-         BEGIN SELECT RAISE(ABORT, 'full'); END;",
-    )
-    .unwrap();
+    let refusal = o.f.refuse_audit_events("export.download", "success");
     let (reads, failures) = (events(&o.f, "record.read").await.len(), o.f.vault.audit_health().append_failures);
     let err = o.f.vault.download_export(&o.requester, &x.id).await.unwrap_err();
     assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err:?}");
     assert_eq!(o.f.vault.audit_health().append_failures, failures + 1, "the download's own transaction failed");
-    db.execute_batch("DROP TRIGGER no_download").unwrap();
+    drop(refusal);
     assert_eq!(o.f.vault.get_export(&o.requester, &x.id).await.unwrap().downloads_used, 0);
     let kinds: Vec<String> =
         o.f.vault.takeout_ledger(&o.requester, Some(&x.id)).await.unwrap().into_iter().map(|l| l.kind).collect();

@@ -52,6 +52,20 @@ impl Fixture {
         self.dir.path().join("mamori.db")
     }
 
+    /// Makes the audit trail refuse the events of `action` with `outcome` (a trigger on the
+    /// raw table, as a full disk would refuse them) until the returned guard is dropped.
+    pub fn refuse_audit_events(&self, action: &str, outcome: &str) -> AuditRefusal {
+        let db = rusqlite::Connection::open(self.db_path()).unwrap();
+        db.execute_batch(&format!(
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events
+             WHEN json_extract(NEW.event_json, '$.action') = '{action}'
+              AND json_extract(NEW.event_json, '$.outcome') = '{outcome}'
+             BEGIN SELECT RAISE(ABORT, 'full'); END;"
+        ))
+        .unwrap();
+        AuditRefusal(db)
+    }
+
     /// Creates a user of `role` and logs in through the real password path.
     pub async fn user(&self, login: &str, role: Role) -> (Principal, SessionToken) {
         self.user_with(NewUser::new(login, format!("{login} (test)"), role)).await
@@ -96,6 +110,15 @@ impl Fixture {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         self.vault.store()
+    }
+}
+
+/// See [`Fixture::refuse_audit_events`].
+pub struct AuditRefusal(rusqlite::Connection);
+
+impl Drop for AuditRefusal {
+    fn drop(&mut self) {
+        self.0.execute_batch("DROP TRIGGER refuse_events").unwrap();
     }
 }
 

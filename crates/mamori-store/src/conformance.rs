@@ -846,19 +846,24 @@ pub async fn audit_prune_keeps_the_chain(store: Arc<dyn Store>) {
     assert_eq!(store.query_audit(&q).await.unwrap().first().map(|r| r.seq), Some(7));
 }
 
-pub async fn policy_versions_four_eyes(store: Arc<dyn Store>) {
-    assert_eq!(store.active_policy_version().await.unwrap(), None);
-    let v = |base: Option<u64>, text: &str, status: Decision| PolicyVersionRow {
-        version: 0,
-        base_version: base,
-        policies: text.into(),
+/// A policy version proposed by `user:a`, undecided unless `status` says otherwise.
+fn policy_row(version: u64, base_version: Option<u64>, policies: &str, status: Decision) -> PolicyVersionRow {
+    PolicyVersionRow {
+        version,
+        base_version,
+        policies: policies.into(),
         summary: "why".into(),
         proposed_by: "user:a".into(),
         proposed_at: t(0),
         status,
         decided_by: None,
         decided_at: None,
-    };
+    }
+}
+
+pub async fn policy_versions_four_eyes(store: Arc<dyn Store>) {
+    assert_eq!(store.active_policy_version().await.unwrap(), None);
+    let v = |base: Option<u64>, text: &str, status: Decision| policy_row(0, base, text, status);
     assert_eq!(store.add_policy_version(&v(None, "one", Decision::Approved)).await.unwrap(), 1);
     assert_eq!(store.add_policy_version(&v(Some(1), "two", Decision::Pending)).await.unwrap(), 2);
     assert_eq!(store.add_policy_version(&v(Some(1), "three", Decision::Pending)).await.unwrap(), 3);
@@ -1388,17 +1393,7 @@ pub async fn audited_governance_changes_are_all_or_nothing(store: Arc<dyn Store>
     let user = UserRow::new(UserId::generate(), "kato".into(), "加藤".into(), "system_admin".into(), "$x".into(), t(0));
     store.create_user(&user).await.unwrap();
 
-    let policy = |version, status| PolicyVersionRow {
-        version,
-        base_version: (version > 1).then_some(1),
-        policies: format!("v{version}"),
-        summary: "why".into(),
-        proposed_by: "user:a".into(),
-        proposed_at: t(0),
-        status,
-        decided_by: None,
-        decided_at: None,
-    };
+    let policy = |version: u64, status| policy_row(version, (version > 1).then_some(1), &format!("v{version}"), status);
     assert_eq!(
         store.apply_audited(&[AddPolicyVersion(Box::new(policy(1, Decision::Approved)))], &[event(1)]).await,
         Ok(1)

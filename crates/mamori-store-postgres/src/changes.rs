@@ -110,6 +110,7 @@ pub(crate) async fn apply_in<C: GenericClient>(tx: &C, change: &AuditedChange) -
         CreateGrant(g) => authz::insert_grant_in(tx, g).await,
         DecideGrant { id, change: c } => changed(authz::update_grant_in(tx, id, c).await?, change),
         CreateCollection(new) => collections::create_collection_in(tx, new).await.map(drop),
+        AddKek { collection_id, kek } => collections::add_kek_in(tx, *collection_id, kek).await,
         AddSchemaVersion { collection_id, expected_current, schema_json } => {
             collections::add_schema_in(tx, *collection_id, *expected_current, schema_json).await.map(drop)
         }

@@ -86,6 +86,22 @@ pub(crate) async fn add_schema_in<C: GenericClient>(
     u32::try_from(new_version).map_err(|_| crate::error::corrupt("schema version"))
 }
 
+/// See [`mamori_store::Store::add_kek`].
+pub(crate) async fn add_kek_in<C: GenericClient>(tx: &C, collection_id: i64, kek: &WrappedKek) -> Result<()> {
+    let v = version(kek.version)?;
+    let changed = execute(tx, "UPDATE collections SET kek_version = $2 WHERE id = $1", &[&collection_id, &v]).await?;
+    if changed == 0 {
+        return Err(StoreError::NotFound);
+    }
+    execute(
+        tx,
+        "INSERT INTO collection_keks (collection_id, version, wrapped) VALUES ($1, $2, $3)",
+        &[&collection_id, &v, &kek.wrapped],
+    )
+    .await?;
+    Ok(())
+}
+
 impl PostgresStore {
     pub(crate) async fn get_meta_value(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let conn = self.conn().await?;
@@ -147,18 +163,7 @@ impl PostgresStore {
     pub(crate) async fn add_kek_row(&self, collection_id: i64, kek: &WrappedKek) -> Result<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        let v = version(kek.version)?;
-        let changed =
-            execute(&tx, "UPDATE collections SET kek_version = $2 WHERE id = $1", &[&collection_id, &v]).await?;
-        if changed == 0 {
-            return Err(StoreError::NotFound);
-        }
-        execute(
-            &tx,
-            "INSERT INTO collection_keks (collection_id, version, wrapped) VALUES ($1, $2, $3)",
-            &[&collection_id, &v, &kek.wrapped],
-        )
-        .await?;
+        add_kek_in(&tx, collection_id, kek).await?;
         tx.commit().await.map_err(pg)
     }
 

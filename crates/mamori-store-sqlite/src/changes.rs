@@ -3,8 +3,8 @@
 //! plain methods of the same names run on their own.
 
 use crate::store::{
-    USER_COLUMNS, add_schema_version_tx, create_collection_tx, delete_record_tx, erase_subject_tx, insert_record_tx,
-    update_record_tx,
+    USER_COLUMNS, add_kek_tx, add_schema_version_tx, create_collection_tx, delete_record_tx, erase_subject_tx,
+    insert_record_tx, update_record_tx,
 };
 use crate::{authz, exports, map_err};
 use mamori_store::{AuditedChange, Result, StoreError, UserRow, to_micros};
@@ -99,6 +99,7 @@ pub(crate) fn apply(tx: &Connection, change: &AuditedChange) -> Result<()> {
         CreateGrant(g) => authz::insert_grant_tx(tx, g),
         DecideGrant { id, change: c } => changed(authz::update_grant_tx(tx, id, c)?, change),
         CreateCollection(new) => create_collection_tx(tx, new).map(drop),
+        AddKek { collection_id, kek } => add_kek_tx(tx, *collection_id, kek),
         AddSchemaVersion { collection_id, expected_current, schema_json } => {
             add_schema_version_tx(tx, *collection_id, *expected_current, schema_json).map(drop)
         }

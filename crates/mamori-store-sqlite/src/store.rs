@@ -52,6 +52,18 @@ pub(crate) fn erase_subject_tx(tx: &Connection, subject: &str, cert: &ErasureCer
     Ok(counts)
 }
 
+/// See [`Store::add_kek`].
+pub(crate) fn add_kek_tx(tx: &Connection, collection_id: i64, kek: &WrappedKek) -> Result<()> {
+    tx.execute(
+        "INSERT INTO collection_keks (collection_id, version, wrapped) VALUES (?1, ?2, ?3)",
+        params![collection_id, kek.version, kek.wrapped],
+    )
+    .map_err(map_err)?;
+    tx.execute("UPDATE collections SET kek_version = ?1 WHERE id = ?2", params![kek.version, collection_id])
+        .map_err(map_err)?;
+    Ok(())
+}
+
 pub(crate) fn create_collection_tx(tx: &Connection, new: &NewCollection) -> Result<CollectionRow> {
     tx.execute(
         "INSERT INTO collections (name, schema_version, kek_version, wrapped_index_key, created_at)
@@ -467,17 +479,7 @@ impl Store for SqliteStore {
 
     async fn add_kek(&self, collection_id: i64, kek: &WrappedKek) -> Result<()> {
         let kek = kek.clone();
-        self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO collection_keks (collection_id, version, wrapped) VALUES (?1, ?2, ?3)",
-                params![collection_id, kek.version, kek.wrapped],
-            )
-            .map_err(map_err)?;
-            tx.execute("UPDATE collections SET kek_version = ?1 WHERE id = ?2", params![kek.version, collection_id])
-                .map_err(map_err)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| add_kek_tx(tx, collection_id, &kek)).await
     }
 
     async fn drop_keks_below(&self, collection_id: i64, version: u32) -> Result<u64> {

@@ -87,6 +87,11 @@ pub enum AuditedChange {
     },
     /// `Conflict` when the name is taken.
     CreateCollection(Box<NewCollection>),
+    /// [`Store::add_kek`].
+    AddKek {
+        collection_id: i64,
+        kek: WrappedKek,
+    },
     /// Schema version `expected_current + 1`, as [`Store::add_schema_version`].
     AddSchemaVersion {
         collection_id: i64,
@@ -163,6 +168,9 @@ impl std::fmt::Debug for AuditedChange {
             }
             CreateGrant(g) => f.debug_struct("CreateGrant").field("id", &g.id).finish(),
             CreateCollection(new) => f.debug_struct("CreateCollection").field("name", &new.name).finish(),
+            AddKek { collection_id, kek } => {
+                f.debug_struct("AddKek").field("collection_id", collection_id).field("version", &kek.version).finish()
+            }
             AddSchemaVersion { collection_id, expected_current, .. } => f
                 .debug_struct("AddSchemaVersion")
                 .field("collection_id", collection_id)

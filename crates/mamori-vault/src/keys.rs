@@ -300,7 +300,9 @@ impl Vault {
                 let next = row.kek_version + 1;
                 let kek = Kek::generate();
                 let wrapped = self.master().wrap(kek.secret(), &kek_aad(&name, next));
-                self.store.add_kek(row.id, &WrappedKek { version: next, wrapped }).await?;
+                // Wrapped under the master key: refused once another process rotated it.
+                let step = AuditedChange::AddKek { collection_id: row.id, kek: WrappedKek { version: next, wrapped } };
+                self.apply_sealed(vec![step], Vec::new()).await?;
             }
             let state = self.reload_collection(&name).await?;
             let current = state.row.kek_version;

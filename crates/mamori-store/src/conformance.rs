@@ -1432,6 +1432,10 @@ pub async fn audited_governance_changes_are_all_or_nothing(store: Arc<dyn Store>
     conflict(store.apply_audited(&[schema(2)], &[event(7)]).await);
     assert_eq!(store.apply_audited(&[schema(1)], &[event(7)]).await, Ok(7));
     assert_eq!(store.get_collection("customers").await.unwrap().unwrap().schema_version, 2);
+    let kek = AddKek { collection_id: c.id, kek: WrappedKek { version: 2, wrapped: vec![3; 60] } };
+    let (kek_twice, head_now) = ([kek.clone(), kek], head().await);
+    assert!(store.apply_audited(&kek_twice, &[event(8)]).await.is_err(), "a version exists once");
+    assert_eq!((store.get_keks(c.id).await.unwrap().len(), head().await), (1, head_now));
 
     let line = |kind: &str| LedgerRow {
         seq: 0,

@@ -365,8 +365,9 @@ impl Vault {
         let state = self.collection(collection).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let now = self.clock.now();
+        let master = self.master();
         let row = GrantRow {
-            reason: self.master().seal_secret(reason.as_bytes(), &grant_aad(&id)),
+            reason: master.seal_secret(reason.as_bytes(), &grant_aad(&id)),
             id,
             user_id: user,
             collection: state.row.name.clone(),
@@ -382,7 +383,7 @@ impl Vault {
         e.collection = Some(row.collection.clone());
         e.grant = Some(row.id.clone());
         e.reason = Some(format!("BREAK-GLASS requested for {minutes} min"));
-        self.apply_sealed(vec![AuditedChange::CreateGrant(Box::new(row.clone()))], vec![e]).await?;
+        self.apply_sealed(&master, vec![AuditedChange::CreateGrant(Box::new(row.clone()))], vec![e]).await?;
         tracing::warn!(grant = %row.id, collection = %row.collection, "break-glass requested");
         self.grant_info(row, p.login.clone())
     }

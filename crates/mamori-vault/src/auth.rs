@@ -1111,7 +1111,8 @@ impl Vault {
             return Err(VaultError::Invalid("the code does not match; check the device's clock and try again".into()));
         };
         let codes = RecoveryCodes::generate(mamori_crypto::RECOVERY_CODE_COUNT);
-        let wrapped = self.master().seal_secret(secret.expose_bytes(), &totp_aad(&id));
+        let master = self.master();
+        let wrapped = master.seal_secret(secret.expose_bytes(), &totp_aad(&id));
         let enrolled = AuditedChange::SetTotp {
             id,
             wrapped_secret: Some(wrapped),
@@ -1119,7 +1120,7 @@ impl Vault {
             accepted_step: Some(step),
         };
         let change = vec![enrolled, AuditedChange::DeleteUserSessions { id }];
-        match self.apply_sealed(change, vec![self.event(p, "auth.mfa_enrolment", Outcome::Success)]).await {
+        match self.apply_sealed(&master, change, vec![self.event(p, "auth.mfa_enrolment", Outcome::Success)]).await {
             Err(StoreError::NotFound) => return Err(VaultError::NotFound("user")),
             other => other?,
         };

@@ -28,10 +28,10 @@ pub type MasterKeySource = Box<dyn Fn() -> Vec<MasterKey> + Send + Sync>;
 
 /// The master key in use, replaceable when another process rotates it.
 pub(crate) struct MasterKeys {
-    current: RwLock<Arc<KeyWrapper>>,
-    /// The stored key check this process verified for `current`: writes of values sealed
-    /// under it are refused by the store once it changed (a rotation by another process).
-    check: RwLock<Vec<u8>>,
+    /// The key in use and the stored key check this process verified for it, swapped
+    /// together: writes of values sealed under the key are refused by the store once the
+    /// stored check changed (a rotation by another process).
+    current: RwLock<(Arc<KeyWrapper>, Vec<u8>)>,
     source: OnceLock<MasterKeySource>,
     /// The stored key check no longer matches and no new key was found.
     stale: AtomicBool,
@@ -40,8 +40,7 @@ pub(crate) struct MasterKeys {
 impl MasterKeys {
     pub(crate) fn new(key: &MasterKey, check: Vec<u8>) -> Self {
         Self {
-            current: RwLock::new(Arc::new(key.wrapper())),
-            check: RwLock::new(check),
+            current: RwLock::new((Arc::new(key.wrapper()), check)),
             source: OnceLock::new(),
             stale: AtomicBool::new(false),
         }
@@ -51,29 +50,34 @@ impl MasterKeys {
 impl Vault {
     /// The master key in use.
     pub(crate) fn master(&self) -> Arc<KeyWrapper> {
-        self.master.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.master.current.read().unwrap_or_else(|e| e.into_inner()).0.clone()
     }
 
-    /// Commits a change that stores values sealed under the master key, with its events: the
-    /// store refuses it if the master key was rotated since this process last checked (by
-    /// another process, between this one's check and the commit), so that nothing is left
-    /// sealed under a key that is gone. The refusal is `Unavailable` ("try again"), and this
-    /// process follows the rotation before the caller does.
+    /// Commits a change that stores values sealed under the master key `sealer` (the one
+    /// [`Vault::master`] gave the caller), with its events: the store refuses it if the master
+    /// key was rotated since (by another process, before or during the commit), so that
+    /// nothing is left sealed under a key that is gone. The refusal is `Unavailable` ("try
+    /// again"), and this process follows the rotation before the caller does.
     pub(crate) async fn apply_sealed(
         &self,
+        sealer: &KeyWrapper,
         mut change: Vec<AuditedChange>,
         events: Vec<AuditEvent>,
     ) -> mamori_store::Result<u64> {
-        let check = self.master.check.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let rotated =
+            || StoreError::Unavailable("the master key was rotated meanwhile; nothing was stored, try again".into());
+        let check = self.master.current.read().unwrap_or_else(|e| e.into_inner()).1.clone();
+        // This process may have followed a rotation since the caller sealed.
+        if !sealer.verify_key_check(&check) {
+            return Err(rotated());
+        }
         // Last: on PostgreSQL the steps first wait out a rotation's table locks.
         change.push(AuditedChange::MetaIs { key: KEY_CHECK.into(), value: check.clone() });
         match self.audit.apply(change, events).await {
             Err(StoreError::Conflict(m)) => {
                 if self.store.get_meta(KEY_CHECK).await?.is_some_and(|stored| stored != check) {
                     let _ = self.follow_master_key().await;
-                    return Err(StoreError::Unavailable(
-                        "the master key was rotated meanwhile; nothing was stored, try again".into(),
-                    ));
+                    return Err(rotated());
                 }
                 Err(StoreError::Conflict(m))
             }
@@ -98,7 +102,12 @@ impl Vault {
     pub(crate) async fn follow_master_key(&self) -> Result<()> {
         let Some(check) = self.store.get_meta(KEY_CHECK).await? else { return Ok(()) };
         if self.master().verify_key_check(&check) {
-            *self.master.check.write().unwrap_or_else(|e| e.into_inner()) = check;
+            // Under the lock: only for the key verified (another follow may have switched).
+            let mut current = self.master.current.write().unwrap_or_else(|e| e.into_inner());
+            if current.0.verify_key_check(&check) {
+                current.1 = check;
+            }
+            drop(current);
             self.master.stale.store(false, Ordering::Release);
             return Ok(());
         }
@@ -125,8 +134,7 @@ impl Vault {
     }
 
     fn install_master(&self, wrapper: KeyWrapper, check: Vec<u8>) {
-        *self.master.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(wrapper);
-        *self.master.check.write().unwrap_or_else(|e| e.into_inner()) = check;
+        *self.master.current.write().unwrap_or_else(|e| e.into_inner()) = (Arc::new(wrapper), check);
         // Cached collection keys stay valid (a master rotation re-wraps, never replaces
         // them), but their wrapped forms changed: reload from the store under the new key.
         self.forget_collections();

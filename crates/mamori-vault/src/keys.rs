@@ -213,16 +213,17 @@ impl Vault {
         schema.validate()?;
         let kek = Kek::generate();
         let index_key = IndexKey::generate();
+        let master = self.master();
         let new = NewCollection {
             name: name.to_owned(),
             schema_json: schema.to_json(),
-            kek: WrappedKek { version: 1, wrapped: self.master().wrap(kek.secret(), &kek_aad(name, 1)) },
-            wrapped_index_key: self.master().wrap(index_key.secret(), &index_key_aad(name)),
+            kek: WrappedKek { version: 1, wrapped: master.wrap(kek.secret(), &kek_aad(name, 1)) },
+            wrapped_index_key: master.wrap(index_key.secret(), &index_key_aad(name)),
             created_at: self.clock.now(),
         };
         let mut e = self.event(p, "collection.create", Outcome::Success);
         e.collection = Some(name.to_owned());
-        self.apply_sealed(vec![AuditedChange::CreateCollection(Box::new(new))], vec![e]).await?;
+        self.apply_sealed(&master, vec![AuditedChange::CreateCollection(Box::new(new))], vec![e]).await?;
         Ok(CollectionInfo {
             name: name.to_owned(),
             schema_version: 1,
@@ -299,10 +300,11 @@ impl Vault {
             if !pending {
                 let next = row.kek_version + 1;
                 let kek = Kek::generate();
-                let wrapped = self.master().wrap(kek.secret(), &kek_aad(&name, next));
+                let master = self.master();
+                let wrapped = master.wrap(kek.secret(), &kek_aad(&name, next));
                 // Wrapped under the master key: refused once another process rotated it.
                 let step = AuditedChange::AddKek { collection_id: row.id, kek: WrappedKek { version: next, wrapped } };
-                self.apply_sealed(vec![step], Vec::new()).await?;
+                self.apply_sealed(&master, vec![step], Vec::new()).await?;
             }
             let state = self.reload_collection(&name).await?;
             let current = state.row.kek_version;

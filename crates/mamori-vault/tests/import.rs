@@ -211,6 +211,13 @@ async fn an_import_whose_event_cannot_be_written_keeps_nothing() {
     assert_eq!(f.vault.audit_health().append_failures, failures + 1, "the import's own transaction");
     drop(refusal);
     assert_eq!(f.vault.collection_info(&manager, "customers").await.unwrap().records, 0, "nothing imported");
+    let failed = f.store().read_audit(1, 10_000).await.unwrap();
+    let failed = failed.iter().rev().find(|r| r.event_json.contains("\"records.import\"")).unwrap();
+    assert!(
+        failed.event_json.contains("\"outcome\":\"failure\""),
+        "the failed attempt is recorded: {}",
+        failed.event_json
+    );
 
     let report = f.import(&manager, &people_csv(20, 3)).await.unwrap();
     assert_eq!(report.rows, 20);

@@ -107,7 +107,7 @@ impl Vault {
         let mut e = self.event(p, &format!("export.{kind}"), Outcome::Success);
         e.collection = Some(row.collection.clone());
         e.note = Some(format!("export {id}"));
-        self.change_export(id, change, self.ledger_line(p, Some(id), kind, 0, detail), e).await?;
+        self.change_export(id, change, self.ledger_line(p, Some(id), kind, 0, detail), e, None).await?;
         self.discard_held_shares(p, id, &format!("the export was closed ({kind}) before every share was fetched"))
             .await?;
         let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;

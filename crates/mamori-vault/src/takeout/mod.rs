@@ -133,18 +133,23 @@ impl Vault {
 
     /// Moves a request on with its ledger line and its audit event, in one transaction (the
     /// ledger and the audit trail never disagree about a decision). `Conflict` when the
-    /// request is no longer in `change.from` (someone else decided it meanwhile).
+    /// request is no longer in `change.from` (someone else decided it meanwhile). `sealer`:
+    /// the master key the change's secret was sealed under, if it has one.
     pub(crate) async fn change_export(
         &self,
         id: &str,
         change: ExportChange,
         entry: LedgerRow,
         e: AuditEvent,
+        sealer: Option<&mamori_crypto::KeyWrapper>,
     ) -> Result<()> {
         let from = change.from;
         let step = AuditedChange::ChangeExport { id: id.to_owned(), change: Box::new(change), entry: Box::new(entry) };
-        // A decision may seal the file's password under the master key.
-        match self.apply_sealed(vec![step], vec![e]).await {
+        let applied = match sealer {
+            Some(master) => self.apply_sealed(master, vec![step], vec![e]).await,
+            None => self.audit.apply(vec![step], vec![e]).await,
+        };
+        match applied {
             Err(StoreError::Conflict(_)) => Err(VaultError::Conflict(format!(
                 "export {id} is not {}",
                 match from {

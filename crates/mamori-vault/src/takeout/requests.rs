@@ -423,8 +423,9 @@ impl Vault {
         let (spec, rows) = self.check_request(p, req).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let json = Zeroizing::new(serde_json::to_vec(&spec).map_err(|e| VaultError::Internal(e.to_string()))?);
+        let master = self.master();
         let row = ExportRow {
-            spec: self.master().seal_secret(&json, &spec_aad(&id)),
+            spec: master.seal_secret(&json, &spec_aad(&id)),
             id,
             user_id: user,
             requested_by: p.actor(),
@@ -457,7 +458,8 @@ impl Vault {
             if spec.protection.encrypted() { "encrypted" } else { "UNENCRYPTED" }
         ));
         let entry = Box::new(self.ledger_line(p, Some(&row.id), "request", rows, detail));
-        self.apply_sealed(vec![AuditedChange::CreateExport { export: Box::new(row.clone()), entry }], vec![e]).await?;
+        let step = AuditedChange::CreateExport { export: Box::new(row.clone()), entry };
+        self.apply_sealed(&master, vec![step], vec![e]).await?;
         let mut info = self.export_info(&row, true).await?;
         let limits = &self.config.takeout;
         if rows > limits.warn_rows_per_request {
@@ -503,10 +505,11 @@ impl Vault {
         }
         let now = self.clock.now();
         let spec = self.open_spec(&row)?;
+        let master = self.master();
         let (to, until, secret) = if approve {
             let secret = (spec.protection == Protection::Password {}).then(|| {
                 let password = mamori_export::generate_password();
-                self.master().seal_secret(password.expose().as_bytes(), &secret_aad(id))
+                master.seal_secret(password.expose().as_bytes(), &secret_aad(id))
             });
             (ExportStatus::Approved, Some(now + time::Duration::hours(limits.download_window_hours.into())), secret)
         } else {
@@ -520,7 +523,9 @@ impl Vault {
         e.collection = Some(row.collection.clone());
         e.rows = Some(row.rows);
         e.note = Some(format!("export {id} of {}", row.requested_by));
-        self.change_export(id, change, self.ledger_line(p, Some(id), kind, 0, detail), e).await?;
+        // The file's password, when there is one, is sealed under the master key.
+        let sealer = change.secret.is_some().then_some(&*master);
+        self.change_export(id, change, self.ledger_line(p, Some(id), kind, 0, detail), e, sealer).await?;
         let decided = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
         self.export_info(&decided, true).await
     }
@@ -540,7 +545,7 @@ impl Vault {
         e.collection = Some(row.collection.clone());
         e.note = Some(format!("export {id}"));
         let line = self.ledger_line(p, Some(id), "cancel", 0, serde_json::json!({}));
-        self.change_export(id, change, line, e).await?;
+        self.change_export(id, change, line, e, None).await?;
         let row = self.store.get_export(id).await?.ok_or(VaultError::NotFound("export request"))?;
         self.export_info(&row, true).await
     }

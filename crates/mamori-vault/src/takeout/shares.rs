@@ -109,6 +109,7 @@ impl Vault {
     ) -> Result<Vec<ShareInfo>> {
         let (threshold, of) = split_of(spec);
         let now = self.clock.now();
+        let master = self.master();
         let mut shares = Vec::with_capacity(files.len());
         let mut lines = Vec::with_capacity(files.len());
         for (i, (file, custodian)) in files.iter().zip(custodians).enumerate() {
@@ -123,7 +124,7 @@ impl Vault {
                 ended_at: None,
                 sealed: None,
             };
-            share.sealed = Some(self.master().seal_secret(&file.bytes, &held_share_aad(&share.id())));
+            share.sealed = Some(master.seal_secret(&file.bytes, &held_share_aad(&share.id())));
             let detail = serde_json::json!({
                 "share": index, "of": of, "threshold": threshold, "custodian": share.custodian, "name": file.name,
                 "sha256": format!("{:x}", Sha256::digest(&file.bytes)), "encrypted": true, "restores_alone": false,
@@ -137,7 +138,7 @@ impl Vault {
         }
         // Sealed under the master key: refused once another process rotated it.
         let step = mamori_store::AuditedChange::HoldExportShares { shares: shares.clone(), entries: lines };
-        self.apply_sealed(vec![step], Vec::new()).await.map_err(|e| match e {
+        self.apply_sealed(&master, vec![step], Vec::new()).await.map_err(|e| match e {
             mamori_store::StoreError::Conflict(_) => {
                 VaultError::Conflict(format!("the shares of export {} were made already", row.id))
             }

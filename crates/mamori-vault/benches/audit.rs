@@ -17,6 +17,11 @@
 //!   uses), `read_rows` (the store's pages of owned rows alone), `read_pages` (the packed
 //!   pages verification reads) — all on one thread.
 //!
+//! `audited_change` (session 14): an account change committed with its audit event in one
+//! durable transaction (`Store::apply_audited`, what `Vault::set_user_disabled` does) against
+//! the same change and event as two transactions (what it did before), and against one raw
+//! durable SQLite `UPDATE` of the same row (the floor: one commit, one fsync).
+//!
 //! Run: `cargo bench -p mamori-vault --bench audit`; the ratio table follows criterion's output.
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
@@ -187,10 +192,67 @@ fn audit_verify(c: &mut Criterion) {
     group.finish();
 }
 
+/// One account change with its audit event, on a fresh SQLite store.
+fn audited_change(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mamori.db");
+    let store: Arc<dyn Store> = Arc::new(rt.block_on(SqliteStore::open(&path)).expect("open store"));
+    let user = mamori_store::UserRow::new(
+        mamori_core::ids::UserId::generate(),
+        "bench".into(),
+        "試験 利用者".into(),
+        "staff".into(),
+        "$argon2id$bench".into(),
+        SystemClock.now(),
+    );
+    let id = user.id;
+    rt.block_on(store.create_user(&user)).expect("user");
+    let event = |i: u64| {
+        let mut e = AuditEvent::new(SystemClock.now(), "user:admin", "user.disable", Outcome::Success);
+        e.reason = Some(format!("user:{id} #{i}"));
+        e
+    };
+    let step = |i: u64| mamori_store::AuditedChange::SetUserDisabled { id, disabled: i.is_multiple_of(2) };
+    let mut group = c.benchmark_group("audited_change");
+    let mut i = 0u64;
+    group.bench_function(BenchmarkId::new("mamori", "one_step"), |b| {
+        b.iter(|| {
+            i += 1;
+            rt.block_on(store.apply_audited(&[step(i)], &[event(i)])).expect("apply")
+        })
+    });
+    group.bench_function(BenchmarkId::new("change_then_append", "one_step"), |b| {
+        b.iter(|| {
+            i += 1;
+            rt.block_on(async {
+                store.set_user_disabled(&id, i.is_multiple_of(2)).await.expect("change");
+                store.append_audit(&[event(i)]).await.expect("append")
+            })
+        })
+    });
+    // The same durability settings as the store's writer (WAL, synchronous=FULL).
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    raw.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000")
+        .expect("pragma");
+    group.bench_function(BenchmarkId::new("raw_sqlite_update", "one_step"), |b| {
+        b.iter(|| {
+            i += 1;
+            raw.execute(
+                "UPDATE users SET disabled = ?1 WHERE id = ?2",
+                rusqlite::params![i.is_multiple_of(2), id.as_bytes()],
+            )
+            .expect("update")
+        })
+    });
+    group.finish();
+}
+
 fn main() {
     let dir = common::criterion_dir();
     let since = common::run_started(&dir, "audit");
     let mut c = common::criterion(&dir);
+    audited_change(&mut c);
     audit_verify(&mut c);
     c.final_summary();
     if let Some(since) = since {
@@ -206,6 +268,8 @@ fn main() {
                 ("audit_verify", INPUT, "read_pages", None),
                 ("audit_verify", INPUT, "raw_sqlite_all_columns", None),
                 ("audit_verify", INPUT, "raw_sqlite_event_and_hash", None),
+                ("audited_change", "one_step", "change_then_append", None),
+                ("audited_change", "one_step", "raw_sqlite_update", None),
             ],
         );
     }

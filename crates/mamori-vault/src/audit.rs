@@ -244,7 +244,13 @@ impl Writer {
         Ok(seq)
     }
 
+    /// A commit that appended `events`. One without events (a sealed write with nothing to
+    /// say, such as shares held after their download's event) is not an audit commit, and
+    /// would only dilute the events-per-commit figure.
     fn counted(&self, events: usize) {
+        if events == 0 {
+            return;
+        }
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         self.counters.events.fetch_add(events as u64, Ordering::Relaxed);
     }

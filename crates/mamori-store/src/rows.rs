@@ -145,7 +145,9 @@ pub struct ErasureCertificateRow {
     pub records_deleted: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `Debug` leaves out the person's name, login, department and title and the password hash
+/// and TOTP secret: rows reach error messages and test output.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UserRow {
     pub id: UserId,
     pub login: String,
@@ -234,8 +236,9 @@ impl UserRow {
     }
 }
 
-/// What an administrator may change about an account.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What an administrator may change about an account. `Debug` leaves out the name,
+/// department and title.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UserProfile {
     pub display_name: String,
     pub department: Option<String>,
@@ -766,6 +769,34 @@ impl HeldShare {
     }
 }
 
+impl std::fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRow")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .field("must_change_password", &self.must_change_password)
+            .field("vendor", &self.vendor)
+            .field("valid_until", &self.valid_until)
+            .field("failed_logins", &self.failed_logins)
+            .field("locked_until", &self.locked_until)
+            .field("clearance", &self.clearance)
+            .field("totp_enrolled", &self.totp_secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for UserProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserProfile")
+            .field("role", &self.role)
+            .field("valid_until", &self.valid_until)
+            .field("vendor", &self.vendor)
+            .field("clearance", &self.clearance)
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for HeldShare {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeldShare")
@@ -857,5 +888,42 @@ impl Change {
             "master_key" => Some(Change::MasterKey),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_rows_keep_names_and_secrets_out_of_debug() {
+        let mut user = UserRow::new(
+            UserId::generate(),
+            "suzuki.h".into(),
+            "鈴木 花子".into(),
+            "staff".into(),
+            "$argon2id$v=19$secret-hash".into(),
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        (user.department, user.title, user.totp_secret) =
+            (Some("経理部".into()), Some("課長".into()), Some(vec![7; 40]));
+        let profile = UserProfile {
+            display_name: user.display_name.clone(),
+            department: user.department.clone(),
+            title: user.title.clone(),
+            role: "staff".into(),
+            valid_until: None,
+            vendor: false,
+            clearance: None,
+            training_valid_until: None,
+            pledge_signed_at: None,
+            access_window: None,
+        };
+        for shown in [format!("{user:?}"), format!("{profile:?}")] {
+            for hidden in ["suzuki.h", "鈴木", "経理部", "課長", "argon2id", "7, 7"] {
+                assert!(!shown.contains(hidden), "{hidden} in {shown}");
+            }
+        }
+        assert!(format!("{user:?}").contains(&user.id.to_string()));
     }
 }

@@ -101,15 +101,15 @@ impl Vault {
     /// Until a matching key is found, every decision fails closed (see `policy_engine`).
     pub(crate) async fn follow_master_key(&self) -> Result<()> {
         let Some(check) = self.store.get_meta(KEY_CHECK).await? else { return Ok(()) };
-        if self.master().verify_key_check(&check) {
-            // Under the lock: only for the key verified (another follow may have switched).
+        {
+            // Checked and recorded under one lock: another follow may be switching keys.
             let mut current = self.master.current.write().unwrap_or_else(|e| e.into_inner());
             if current.0.verify_key_check(&check) {
                 current.1 = check;
+                drop(current);
+                self.master.stale.store(false, Ordering::Release);
+                return Ok(());
             }
-            drop(current);
-            self.master.stale.store(false, Ordering::Release);
-            return Ok(());
         }
         let candidates = self.master.source.get().map(|source| source()).unwrap_or_default();
         let Some(wrapper) = candidates.iter().map(MasterKey::wrapper).find(|w| w.verify_key_check(&check)) else {
